@@ -1,0 +1,467 @@
+//! Typed, layered configuration shared by every service.
+//!
+//! Layers, last wins: compiled-in defaults → optional TOML file → `DUMA_*` environment variables
+//! (`__` separates nesting levels: `DUMA_DATABASE__MAX_CONNECTIONS=32`). `SUPERADMIN_PASSWORD`
+//! is also read, as Rafiki did. Secrets are [`SecretString`]s, so `Debug` never prints them.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+/// Environment variable prefix of every setting.
+pub const ENV_PREFIX: &str = "DUMA_";
+
+/// JWT secrets that must never protect a real deployment.
+const WELL_KNOWN_SECRETS: &[&str] = &["", "secret", "changeme", "change-me", "rafiki", "duma"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct Settings {
+    /// Development mode: allows well-known secrets and other unsafe shortcuts.
+    pub dev_mode: bool,
+    pub log: LogSettings,
+    pub database: DatabaseSettings,
+    pub redis: RedisSettings,
+    pub object_store: ObjectStoreSettings,
+    pub admin: AdminSettings,
+    pub predictor: PredictorSettings,
+    pub advisor_worker: WorkerSettings,
+    pub train_worker: WorkerSettings,
+    pub inference_worker: WorkerSettings,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// JSON when stdout is not a terminal (containers), pretty otherwise.
+    #[default]
+    Auto,
+    Json,
+    Pretty,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    /// `tracing_subscriber::EnvFilter` directives; `RUST_LOG` overrides them.
+    pub filter: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Auto,
+            filter: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// libpq-style URL or key/value string (`host=/run/postgresql dbname=duma`).
+    pub url: SecretString,
+    pub max_connections: usize,
+    pub connect_timeout_ms: u64,
+    /// How long a caller waits for a free pooled connection before failing.
+    pub acquire_timeout_ms: u64,
+    pub statement_timeout_ms: u64,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            url: SecretString::from("postgres://duma@localhost:5432/duma"),
+            max_connections: 16,
+            connect_timeout_ms: 5_000,
+            acquire_timeout_ms: 5_000,
+            statement_timeout_ms: 30_000,
+        }
+    }
+}
+
+impl DatabaseSettings {
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
+    }
+    pub fn acquire_timeout(&self) -> Duration {
+        Duration::from_millis(self.acquire_timeout_ms)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisSettings {
+    /// `redis://host:port/db` or `redis+unix:///path/to/socket`.
+    pub url: SecretString,
+    /// Prepended to every key and channel, so several deployments can share one Redis.
+    pub key_prefix: String,
+    pub connect_timeout_ms: u64,
+    /// Response timeout of the shared (non-blocking) connection.
+    pub response_timeout_ms: u64,
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        Self {
+            url: SecretString::from("redis://localhost:6379"),
+            key_prefix: "duma:".into(),
+            connect_timeout_ms: 2_000,
+            response_timeout_ms: 2_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ObjectStoreKind {
+    Local,
+    /// S3-compatible storage; needs the `s3` cargo feature. Credentials come from the usual
+    /// `AWS_*` environment variables.
+    S3,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ObjectStoreSettings {
+    pub kind: ObjectStoreKind,
+    /// Root folder of the local store.
+    pub root: PathBuf,
+    /// Bucket of the S3 store.
+    pub bucket: String,
+}
+
+impl Default for ObjectStoreSettings {
+    fn default() -> Self {
+        Self {
+            kind: ObjectStoreKind::Local,
+            root: PathBuf::from("./.duma/objects"),
+            bucket: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminSettings {
+    pub host: String,
+    pub port: u16,
+    pub jwt_secret: SecretString,
+    pub token_ttl_hours: u64,
+    pub superadmin_email: String,
+    /// Also read from `SUPERADMIN_PASSWORD`.
+    pub superadmin_password: SecretString,
+    pub max_dataset_bytes: u64,
+    pub max_model_file_bytes: u64,
+    /// `host:port[/path]` the predictors are reached at; inference jobs append their path.
+    pub predictor_host: String,
+    pub dataset_url_timeout_ms: u64,
+    /// Let `dataset_url` reach loopback and private addresses (off: no SSRF into the network).
+    pub dataset_url_allow_private: bool,
+}
+
+impl Default for AdminSettings {
+    fn default() -> Self {
+        Self {
+            host: "0.0.0.0".into(),
+            port: 3000,
+            jwt_secret: SecretString::from(""),
+            token_ttl_hours: 12,
+            superadmin_email: "superadmin@rafiki".into(),
+            superadmin_password: SecretString::from(""),
+            max_dataset_bytes: 1 << 30,
+            max_model_file_bytes: 64 << 20,
+            predictor_host: "localhost:8080".into(),
+            dataset_url_timeout_ms: 60_000,
+            dataset_url_allow_private: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PredictorSettings {
+    pub host: String,
+    pub port: u16,
+    /// How long a query waits for the inference workers' replies.
+    pub deadline_ms: u64,
+    /// Requests in flight per inference job before new ones get 503.
+    pub max_in_flight_per_job: usize,
+}
+
+impl Default for PredictorSettings {
+    fn default() -> Self {
+        Self {
+            host: "0.0.0.0".into(),
+            port: 3100,
+            deadline_ms: 5_000,
+            max_in_flight_per_job: 1024,
+        }
+    }
+}
+
+/// Settings common to the worker pools; they serve only `/health` and `/metrics`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkerSettings {
+    pub host: String,
+    pub port: u16,
+    pub heartbeat_interval_ms: u64,
+    /// A worker whose lease is not renewed for this long is considered dead.
+    pub lease_ttl_ms: u64,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        Self {
+            host: "0.0.0.0".into(),
+            port: 0,
+            heartbeat_interval_ms: 1_000,
+            lease_ttl_ms: 5_000,
+        }
+    }
+}
+
+impl Settings {
+    /// Loads the layers: defaults, then `file` (if given), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::new();
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(ConfigError::Invalid(format!(
+                    "config file {} does not exist",
+                    file.display()
+                )));
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        let figment = figment
+            .merge(
+                Env::prefixed(ENV_PREFIX)
+                    .split("__")
+                    .ignore(&["test_database_url", "test_redis_url"]),
+            )
+            .merge(
+                Env::raw()
+                    .only(&["SUPERADMIN_PASSWORD"])
+                    .map(|_| "admin.superadmin_password".into()),
+            );
+        let mut settings: Settings = figment.extract().map_err(describe_figment_error)?;
+        settings.apply_port_defaults();
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn apply_port_defaults(&mut self) {
+        for (worker, port) in [
+            (&mut self.advisor_worker, 3201),
+            (&mut self.train_worker, 3202),
+            (&mut self.inference_worker, 3203),
+        ] {
+            if worker.port == 0 {
+                worker.port = port;
+            }
+        }
+    }
+
+    /// Checks what serde cannot: ranges, non-empty names, URL syntax.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, why: &str| {
+            Err(ConfigError::Invalid(format!(
+                "{} ({}): {why}",
+                env_var_name(key),
+                key
+            )))
+        };
+        if self.database.max_connections == 0 {
+            return invalid("database.max_connections", "must be at least 1");
+        }
+        if self
+            .database
+            .url
+            .expose_secret()
+            .parse::<tokio_postgres::Config>()
+            .is_err()
+        {
+            return invalid(
+                "database.url",
+                "is not a valid PostgreSQL connection string",
+            );
+        }
+        if redis::Client::open(self.redis.url.expose_secret()).is_err() {
+            return invalid("redis.url", "is not a valid Redis URL");
+        }
+        if self.redis.key_prefix.is_empty()
+            || !self.redis.key_prefix.chars().all(|c| c.is_ascii_graphic())
+        {
+            return invalid(
+                "redis.key_prefix",
+                "must be non-empty printable ASCII without spaces",
+            );
+        }
+        if self.predictor.deadline_ms == 0 {
+            return invalid("predictor.deadline_ms", "must be positive");
+        }
+        if self.predictor.max_in_flight_per_job == 0 {
+            return invalid("predictor.max_in_flight_per_job", "must be at least 1");
+        }
+        if self.object_store.kind == ObjectStoreKind::S3 && self.object_store.bucket.is_empty() {
+            return invalid(
+                "object_store.bucket",
+                "is required when object_store.kind is s3",
+            );
+        }
+        Ok(())
+    }
+
+    /// The admin signs tokens with this secret: refuse empty or well-known ones outside dev mode.
+    pub fn validate_jwt_secret(&self) -> Result<(), ConfigError> {
+        let secret = self.admin.jwt_secret.expose_secret();
+        let well_known = WELL_KNOWN_SECRETS.contains(&secret.to_ascii_lowercase().as_str());
+        if !self.dev_mode && (well_known || secret.len() < 16) {
+            return Err(ConfigError::Invalid(format!(
+                "{} (admin.jwt_secret): set a random secret of at least 16 characters \
+                 (or DUMA_DEV_MODE=true for local experiments)",
+                env_var_name("admin.jwt_secret")
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// `admin.port` → `DUMA_ADMIN__PORT`.
+pub fn env_var_name(key: &str) -> String {
+    format!(
+        "{ENV_PREFIX}{}",
+        key.replace('.', "__").to_ascii_uppercase()
+    )
+}
+
+fn describe_figment_error(error: figment::Error) -> ConfigError {
+    let messages: Vec<String> = error
+        .into_iter()
+        .map(|e| {
+            let key = e.path.join(".");
+            let from_env = e
+                .metadata
+                .as_ref()
+                .is_some_and(|m| m.name.to_lowercase().contains("environment"));
+            let source = match (&e.metadata, from_env) {
+                (_, true) if key == "admin.superadmin_password" => "SUPERADMIN_PASSWORD".to_owned(),
+                (_, true) => env_var_name(&key),
+                (Some(m), false) => format!("key `{key}` in {}", m.name),
+                (None, false) => format!("key `{key}`"),
+            };
+            format!("{source}: {}", e.kind)
+        })
+        .collect();
+    ConfigError::Invalid(messages.join("; "))
+}
+
+#[cfg(test)]
+#[allow(clippy::result_large_err)] // figment's Jail closures return figment::Error
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    #[test]
+    fn defaults_load_without_any_source() {
+        Jail::expect_with(|_| {
+            let settings = Settings::load(None).expect("defaults are valid");
+            assert_eq!(settings.admin.port, 3000);
+            assert_eq!(settings.redis.key_prefix, "duma:");
+            assert_eq!(settings.train_worker.port, 3202);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn environment_overrides_file_which_overrides_defaults() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "duma.toml",
+                "[admin]\nport = 4000\nmax_dataset_bytes = 10\n",
+            )?;
+            jail.set_env("DUMA_ADMIN__PORT", "5000");
+            jail.set_env("SUPERADMIN_PASSWORD", "hunter2-hunter2");
+            let settings = Settings::load(Some(Path::new("duma.toml"))).expect("valid");
+            assert_eq!(settings.admin.port, 5000);
+            assert_eq!(settings.admin.max_dataset_bytes, 10);
+            assert_eq!(
+                settings.admin.superadmin_password.expose_secret(),
+                "hunter2-hunter2"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn wrong_type_in_environment_names_the_variable() {
+        Jail::expect_with(|jail| {
+            jail.set_env("DUMA_ADMIN__PORT", "three thousand");
+            let err = Settings::load(None)
+                .expect_err("a port must be a number")
+                .to_string();
+            assert!(err.contains("DUMA_ADMIN__PORT"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_nested_key_is_rejected_by_name() {
+        Jail::expect_with(|jail| {
+            jail.set_env("DUMA_DATABASE__MAX_CONECTIONS", "3");
+            let err = Settings::load(None)
+                .expect_err("typo must fail")
+                .to_string();
+            assert!(err.contains("max_conections"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn invalid_value_fails_validation_with_the_variable_name() {
+        Jail::expect_with(|jail| {
+            jail.set_env("DUMA_DATABASE__MAX_CONNECTIONS", "0");
+            let err = Settings::load(None)
+                .expect_err("zero connections")
+                .to_string();
+            assert!(err.contains("DUMA_DATABASE__MAX_CONNECTIONS"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn well_known_jwt_secret_is_refused_outside_dev_mode() {
+        Jail::expect_with(|jail| {
+            jail.set_env("DUMA_ADMIN__JWT_SECRET", "secret");
+            let settings = Settings::load(None).expect("loads");
+            assert!(settings.validate_jwt_secret().is_err());
+            jail.set_env("DUMA_DEV_MODE", "true");
+            let settings = Settings::load(None).expect("loads");
+            assert!(settings.validate_jwt_secret().is_ok());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn secrets_are_not_printed_by_debug() {
+        Jail::expect_with(|jail| {
+            jail.set_env("DUMA_ADMIN__JWT_SECRET", "super-secret-value-123");
+            let settings = Settings::load(None).expect("loads");
+            assert!(!format!("{settings:?}").contains("super-secret-value-123"));
+            Ok(())
+        });
+    }
+}

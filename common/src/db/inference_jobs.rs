@@ -1,0 +1,187 @@
+//! Inference jobs and the trials they serve.
+
+use chrono::{DateTime, Utc};
+use postgres_types::Json;
+use tokio_postgres::Row;
+
+use super::{DbResult, GenericClient, Transaction};
+use crate::domain::{InferenceJobId, JobStatus, TrainJobId, TrialId, UserId};
+
+/// Violated when a train job already has a STARTED or RUNNING inference job.
+pub const ONE_LIVE_PER_TRAIN_JOB: &str = "inference_jobs_one_live_per_train_job";
+
+/// An inference job with its train job's app and version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InferenceJob {
+    pub id: InferenceJobId,
+    pub user_id: UserId,
+    pub train_job_id: TrainJobId,
+    pub app: String,
+    pub app_version: i32,
+    pub budget: serde_json::Value,
+    pub status: JobStatus,
+    pub error: Option<String>,
+    pub datetime_started: DateTime<Utc>,
+    pub datetime_stopped: Option<DateTime<Utc>>,
+}
+
+impl InferenceJob {
+    fn from_row(row: &Row) -> DbResult<Self> {
+        Ok(Self {
+            id: row.try_get("id")?,
+            user_id: row.try_get("user_id")?,
+            train_job_id: row.try_get("train_job_id")?,
+            app: row.try_get("app")?,
+            app_version: row.try_get("app_version")?,
+            budget: row.try_get::<_, Json<serde_json::Value>>("budget")?.0,
+            status: row.try_get("status")?,
+            error: row.try_get("error")?,
+            datetime_started: row.try_get("datetime_started")?,
+            datetime_stopped: row.try_get("datetime_stopped")?,
+        })
+    }
+}
+
+const SELECT: &str = "SELECT i.id, i.user_id, i.train_job_id, j.app, j.app_version, i.budget, \
+    i.status, i.error, i.datetime_started, i.datetime_stopped \
+    FROM inference_jobs i JOIN train_jobs j ON j.id = i.train_job_id";
+
+/// A trial served by an inference job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServedTrial {
+    pub trial_id: TrialId,
+    pub desired_replicas: i32,
+}
+
+/// Creates a STARTED inference job serving `trials`. A live inference job of the same train job
+/// fails with a duplicate error on [`ONE_LIVE_PER_TRAIN_JOB`].
+pub async fn create(
+    tx: &Transaction<'_>,
+    user_id: UserId,
+    train_job_id: TrainJobId,
+    budget: &serde_json::Value,
+    trials: &[ServedTrial],
+) -> DbResult<InferenceJob> {
+    let id = InferenceJobId::new();
+    tx.execute(
+        "INSERT INTO inference_jobs (id, user_id, train_job_id, budget) VALUES ($1, $2, $3, $4)",
+        &[&id, &user_id, &train_job_id, &Json(budget)],
+    )
+    .await?;
+    for trial in trials {
+        tx.execute(
+            "INSERT INTO inference_job_trials (inference_job_id, trial_id, desired_replicas) \
+             VALUES ($1, $2, $3)",
+            &[&id, &trial.trial_id, &trial.desired_replicas],
+        )
+        .await?;
+    }
+    let sql = format!("{SELECT} WHERE i.id = $1");
+    InferenceJob::from_row(&tx.query_one(&sql, &[&id]).await?)
+}
+
+pub async fn by_id(db: &impl GenericClient, id: InferenceJobId) -> DbResult<Option<InferenceJob>> {
+    let sql = format!("{SELECT} WHERE i.id = $1");
+    db.query_opt(&sql, &[&id])
+        .await?
+        .map(|r| InferenceJob::from_row(&r))
+        .transpose()
+}
+
+/// The STARTED or RUNNING inference job of a train job, if any.
+pub async fn live_for_train_job(
+    db: &impl GenericClient,
+    train_job_id: TrainJobId,
+) -> DbResult<Option<InferenceJob>> {
+    let sql = format!("{SELECT} WHERE i.train_job_id = $1 AND i.status IN ('STARTED', 'RUNNING')");
+    db.query_opt(&sql, &[&train_job_id])
+        .await?
+        .map(|r| InferenceJob::from_row(&r))
+        .transpose()
+}
+
+/// A user's inference jobs, newest first.
+pub async fn list_by_user(db: &impl GenericClient, user_id: UserId) -> DbResult<Vec<InferenceJob>> {
+    let sql = format!("{SELECT} WHERE i.user_id = $1 ORDER BY i.datetime_started DESC, i.id DESC");
+    db.query(&sql, &[&user_id])
+        .await?
+        .iter()
+        .map(InferenceJob::from_row)
+        .collect()
+}
+
+/// The inference jobs of every version of a user's app, newest first.
+pub async fn list_by_app(
+    db: &impl GenericClient,
+    user_id: UserId,
+    app: &str,
+) -> DbResult<Vec<InferenceJob>> {
+    let sql = format!(
+        "{SELECT} WHERE i.user_id = $1 AND j.app = $2 ORDER BY i.datetime_started DESC, i.id DESC"
+    );
+    db.query(&sql, &[&user_id, &app])
+        .await?
+        .iter()
+        .map(InferenceJob::from_row)
+        .collect()
+}
+
+/// Every STARTED or RUNNING inference job.
+pub async fn list_live(db: &impl GenericClient) -> DbResult<Vec<InferenceJob>> {
+    let sql =
+        format!("{SELECT} WHERE i.status IN ('STARTED', 'RUNNING') ORDER BY i.datetime_started");
+    db.query(&sql, &[])
+        .await?
+        .iter()
+        .map(InferenceJob::from_row)
+        .collect()
+}
+
+pub async fn served_trials(
+    db: &impl GenericClient,
+    id: InferenceJobId,
+) -> DbResult<Vec<ServedTrial>> {
+    db.query(
+        "SELECT trial_id, desired_replicas FROM inference_job_trials WHERE inference_job_id = $1 \
+         ORDER BY trial_id",
+        &[&id],
+    )
+    .await?
+    .iter()
+    .map(|r| {
+        Ok(ServedTrial {
+            trial_id: r.try_get(0)?,
+            desired_replicas: r.try_get(1)?,
+        })
+    })
+    .collect()
+}
+
+/// Moves a live inference job to `status`; terminal statuses stamp `datetime_stopped` and drop
+/// the job's serving leases. Returns `None` if the job was not live.
+pub async fn set_status(
+    db: &impl GenericClient,
+    id: InferenceJobId,
+    status: JobStatus,
+    error: Option<&str>,
+) -> DbResult<Option<InferenceJob>> {
+    let updated = db
+        .execute(
+            "UPDATE inference_jobs SET status = $2::job_status, error = coalesce($3, error), \
+             datetime_stopped = CASE WHEN $2::job_status IN ('STOPPED', 'ERRORED') THEN now() ELSE NULL END \
+             WHERE id = $1 AND status IN ('STARTED', 'RUNNING')",
+            &[&id, &status, &error],
+        )
+        .await?;
+    if updated == 0 {
+        return Ok(None);
+    }
+    if !status.is_live() {
+        db.execute(
+            "DELETE FROM work_leases WHERE inference_job_id = $1",
+            &[&id],
+        )
+        .await?;
+    }
+    by_id(db, id).await
+}

@@ -1,0 +1,296 @@
+//! Train jobs and their sub train jobs (one per model).
+
+use chrono::{DateTime, Utc};
+use postgres_types::Json;
+use tokio_postgres::Row;
+
+use super::{DbResult, GenericClient, Transaction};
+use crate::domain::{Budget, DatasetId, JobStatus, ModelId, SubTrainJobId, TrainJobId, UserId};
+
+/// Violated when a (user, app) already has a STARTED or RUNNING train job.
+pub const ONE_LIVE_PER_APP: &str = "train_jobs_one_live_per_app";
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainJob {
+    pub id: TrainJobId,
+    pub user_id: UserId,
+    pub app: String,
+    pub app_version: i32,
+    pub task: String,
+    pub train_dataset_id: DatasetId,
+    pub val_dataset_id: DatasetId,
+    pub budget: Budget,
+    pub train_args: serde_json::Map<String, serde_json::Value>,
+    pub status: JobStatus,
+    pub error: Option<String>,
+    pub datetime_started: DateTime<Utc>,
+    pub datetime_stopped: Option<DateTime<Utc>>,
+}
+
+impl TrainJob {
+    fn from_row(row: &Row) -> DbResult<Self> {
+        let Json(budget) = row.try_get("budget")?;
+        let Json(train_args) = row.try_get("train_args")?;
+        Ok(Self {
+            id: row.try_get("id")?,
+            user_id: row.try_get("user_id")?,
+            app: row.try_get("app")?,
+            app_version: row.try_get("app_version")?,
+            task: row.try_get("task")?,
+            train_dataset_id: row.try_get("train_dataset_id")?,
+            val_dataset_id: row.try_get("val_dataset_id")?,
+            budget,
+            train_args,
+            status: row.try_get("status")?,
+            error: row.try_get("error")?,
+            datetime_started: row.try_get("datetime_started")?,
+            datetime_stopped: row.try_get("datetime_stopped")?,
+        })
+    }
+}
+
+const COLUMNS: &str = "id, user_id, app, app_version, task, train_dataset_id, val_dataset_id, \
+    budget, train_args, status, error, datetime_started, datetime_stopped";
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubTrainJob {
+    pub id: SubTrainJobId,
+    pub train_job_id: TrainJobId,
+    pub model_id: ModelId,
+    pub status: JobStatus,
+    pub error: Option<String>,
+    pub datetime_started: DateTime<Utc>,
+    pub datetime_stopped: Option<DateTime<Utc>>,
+}
+
+impl SubTrainJob {
+    fn from_row(row: &Row) -> DbResult<Self> {
+        Ok(Self {
+            id: row.try_get("id")?,
+            train_job_id: row.try_get("train_job_id")?,
+            model_id: row.try_get("model_id")?,
+            status: row.try_get("status")?,
+            error: row.try_get("error")?,
+            datetime_started: row.try_get("datetime_started")?,
+            datetime_stopped: row.try_get("datetime_stopped")?,
+        })
+    }
+}
+
+const SUB_COLUMNS: &str =
+    "id, train_job_id, model_id, status, error, datetime_started, datetime_stopped";
+
+#[derive(Debug, Clone)]
+pub struct NewTrainJob {
+    pub user_id: UserId,
+    pub app: String,
+    pub task: String,
+    pub train_dataset_id: DatasetId,
+    pub val_dataset_id: DatasetId,
+    pub budget: Budget,
+    pub train_args: serde_json::Map<String, serde_json::Value>,
+    pub model_ids: Vec<ModelId>,
+}
+
+/// Creates the next version of an app with one sub job per model. Concurrent creations for the
+/// same (user, app) are serialised by an advisory lock; a live job of the app already existing
+/// fails with a duplicate error on [`ONE_LIVE_PER_APP`].
+pub async fn create(
+    tx: &Transaction<'_>,
+    new: &NewTrainJob,
+) -> DbResult<(TrainJob, Vec<SubTrainJob>)> {
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended($1::text || '/' || $2, 0))",
+        &[&new.user_id.0.to_string(), &new.app],
+    )
+    .await?;
+    let version: i32 = tx
+        .query_one(
+            "SELECT coalesce(max(app_version), 0) + 1 FROM train_jobs WHERE user_id = $1 AND app = $2",
+            &[&new.user_id, &new.app],
+        )
+        .await?
+        .try_get(0)?;
+    let sql = format!(
+        "INSERT INTO train_jobs (id, user_id, app, app_version, task, train_dataset_id, \
+         val_dataset_id, budget, train_args) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+         RETURNING {COLUMNS}"
+    );
+    let row = tx
+        .query_one(
+            &sql,
+            &[
+                &TrainJobId::new(),
+                &new.user_id,
+                &new.app,
+                &version,
+                &new.task,
+                &new.train_dataset_id,
+                &new.val_dataset_id,
+                &Json(&new.budget),
+                &Json(&new.train_args),
+            ],
+        )
+        .await?;
+    let job = TrainJob::from_row(&row)?;
+    let sub_sql = format!(
+        "INSERT INTO sub_train_jobs (id, train_job_id, model_id) VALUES ($1, $2, $3) \
+         RETURNING {SUB_COLUMNS}"
+    );
+    let mut subs = Vec::with_capacity(new.model_ids.len());
+    for model_id in &new.model_ids {
+        let row = tx
+            .query_one(&sub_sql, &[&SubTrainJobId::new(), &job.id, model_id])
+            .await?;
+        subs.push(SubTrainJob::from_row(&row)?);
+    }
+    Ok((job, subs))
+}
+
+pub async fn by_id(db: &impl GenericClient, id: TrainJobId) -> DbResult<Option<TrainJob>> {
+    let sql = format!("SELECT {COLUMNS} FROM train_jobs WHERE id = $1");
+    db.query_opt(&sql, &[&id])
+        .await?
+        .map(|r| TrainJob::from_row(&r))
+        .transpose()
+}
+
+/// A version of a user's app; `None` as version means the latest.
+pub async fn by_app_version(
+    db: &impl GenericClient,
+    user_id: UserId,
+    app: &str,
+    app_version: Option<i32>,
+) -> DbResult<Option<TrainJob>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM train_jobs WHERE user_id = $1 AND app = $2 \
+         AND ($3::integer IS NULL OR app_version = $3) ORDER BY app_version DESC LIMIT 1"
+    );
+    db.query_opt(&sql, &[&user_id, &app, &app_version])
+        .await?
+        .map(|r| TrainJob::from_row(&r))
+        .transpose()
+}
+
+/// A user's train jobs, newest first.
+pub async fn list_by_user(db: &impl GenericClient, user_id: UserId) -> DbResult<Vec<TrainJob>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM train_jobs WHERE user_id = $1 ORDER BY datetime_started DESC, id DESC"
+    );
+    db.query(&sql, &[&user_id])
+        .await?
+        .iter()
+        .map(TrainJob::from_row)
+        .collect()
+}
+
+/// Every version of a user's app, newest version first.
+pub async fn list_by_app(
+    db: &impl GenericClient,
+    user_id: UserId,
+    app: &str,
+) -> DbResult<Vec<TrainJob>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM train_jobs WHERE user_id = $1 AND app = $2 ORDER BY app_version DESC"
+    );
+    db.query(&sql, &[&user_id, &app])
+        .await?
+        .iter()
+        .map(TrainJob::from_row)
+        .collect()
+}
+
+/// Every STARTED or RUNNING train job.
+pub async fn list_live(db: &impl GenericClient) -> DbResult<Vec<TrainJob>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM train_jobs WHERE status IN ('STARTED', 'RUNNING') ORDER BY datetime_started"
+    );
+    db.query(&sql, &[])
+        .await?
+        .iter()
+        .map(TrainJob::from_row)
+        .collect()
+}
+
+/// Moves a job to `status`; a terminal status also stamps `datetime_stopped`. Only a live job
+/// changes; returns the job as it is afterwards if it changed.
+pub async fn set_status(
+    db: &impl GenericClient,
+    id: TrainJobId,
+    status: JobStatus,
+    error: Option<&str>,
+) -> DbResult<Option<TrainJob>> {
+    let sql = format!(
+        "UPDATE train_jobs SET status = $2::job_status, error = coalesce($3, error), \
+         datetime_stopped = CASE WHEN $2::job_status IN ('STOPPED', 'ERRORED') THEN now() ELSE NULL END \
+         WHERE id = $1 AND status IN ('STARTED', 'RUNNING') RETURNING {COLUMNS}"
+    );
+    db.query_opt(&sql, &[&id, &status, &error])
+        .await?
+        .map(|r| TrainJob::from_row(&r))
+        .transpose()
+}
+
+/// Stops a live train job and its live sub jobs, and drops their work leases; in-flight trials
+/// are left for the workers to cancel. Returns `None` when the job was not live.
+pub async fn stop(tx: &Transaction<'_>, id: TrainJobId) -> DbResult<Option<TrainJob>> {
+    let Some(job) = set_status(tx, id, JobStatus::Stopped, None).await? else {
+        return Ok(None);
+    };
+    tx.execute(
+        "UPDATE sub_train_jobs SET status = 'STOPPED', datetime_stopped = now() \
+         WHERE train_job_id = $1 AND status IN ('STARTED', 'RUNNING')",
+        &[&id],
+    )
+    .await?;
+    tx.execute(
+        "DELETE FROM work_leases WHERE sub_train_job_id IN \
+         (SELECT id FROM sub_train_jobs WHERE train_job_id = $1)",
+        &[&id],
+    )
+    .await?;
+    Ok(Some(job))
+}
+
+pub async fn sub_jobs(
+    db: &impl GenericClient,
+    train_job_id: TrainJobId,
+) -> DbResult<Vec<SubTrainJob>> {
+    let sql = format!(
+        "SELECT {SUB_COLUMNS} FROM sub_train_jobs WHERE train_job_id = $1 ORDER BY datetime_started, id"
+    );
+    db.query(&sql, &[&train_job_id])
+        .await?
+        .iter()
+        .map(SubTrainJob::from_row)
+        .collect()
+}
+
+pub async fn sub_job_by_id(
+    db: &impl GenericClient,
+    id: SubTrainJobId,
+) -> DbResult<Option<SubTrainJob>> {
+    let sql = format!("SELECT {SUB_COLUMNS} FROM sub_train_jobs WHERE id = $1");
+    db.query_opt(&sql, &[&id])
+        .await?
+        .map(|r| SubTrainJob::from_row(&r))
+        .transpose()
+}
+
+/// Moves a live sub job to `status`, recording `error` for ERRORED.
+pub async fn set_sub_job_status(
+    db: &impl GenericClient,
+    id: SubTrainJobId,
+    status: JobStatus,
+    error: Option<&str>,
+) -> DbResult<Option<SubTrainJob>> {
+    let sql = format!(
+        "UPDATE sub_train_jobs SET status = $2::job_status, error = coalesce($3, error), \
+         datetime_stopped = CASE WHEN $2::job_status IN ('STOPPED', 'ERRORED') THEN now() ELSE NULL END \
+         WHERE id = $1 AND status IN ('STARTED', 'RUNNING') RETURNING {SUB_COLUMNS}"
+    );
+    db.query_opt(&sql, &[&id, &status, &error])
+        .await?
+        .map(|r| SubTrainJob::from_row(&r))
+        .transpose()
+}

@@ -1,0 +1,52 @@
+use serde::{Deserialize, Serialize};
+
+use super::Knobs;
+
+/// What an advisor proposes for one trial (Rafiki's `Proposal`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Proposal {
+    /// 1-based, unique within a sub train job.
+    pub trial_no: u32,
+    pub knobs: Knobs,
+    /// Evaluate the trained model on the validation set.
+    #[serde(default = "yes")]
+    pub to_eval: bool,
+    /// Keep the trained parameters (needed to serve the trial).
+    #[serde(default = "yes")]
+    pub to_save_params: bool,
+    #[serde(default)]
+    pub meta: serde_json::Map<String, serde_json::Value>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Proposal {
+    pub fn new(trial_no: u32, knobs: Knobs) -> Self {
+        Self {
+            trial_no,
+            knobs,
+            to_eval: true,
+            to_save_params: true,
+            meta: Default::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::KnobValue;
+
+    #[test]
+    fn proposal_round_trips_and_defaults_flags() {
+        let mut knobs = Knobs::new();
+        knobs.insert("lr".into(), KnobValue::Float(0.01));
+        let proposal = Proposal::new(3, knobs);
+        let json = serde_json::to_string(&proposal).unwrap();
+        assert_eq!(serde_json::from_str::<Proposal>(&json).unwrap(), proposal);
+        let minimal: Proposal = serde_json::from_str(r#"{"trial_no":1,"knobs":{}}"#).unwrap();
+        assert!(minimal.to_eval && minimal.to_save_params);
+    }
+}

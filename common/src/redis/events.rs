@@ -1,0 +1,49 @@
+//! Job lifecycle events on a Redis pub/sub channel: how workers and predictors learn of changes
+//! without polling Postgres.
+
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use redis::AsyncCommands;
+use serde::{Deserialize, Serialize};
+
+use super::Redis;
+use crate::domain::{InferenceJobId, TrainJobId};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    TrainJobCreated { train_job_id: TrainJobId },
+    TrainJobStopped { train_job_id: TrainJobId },
+    InferenceJobCreated { inference_job_id: InferenceJobId },
+    InferenceJobChanged { inference_job_id: InferenceJobId },
+    InferenceJobStopped { inference_job_id: InferenceJobId },
+}
+
+/// Publishes an event; returns how many subscribers received it.
+pub async fn publish(redis: &Redis, event: &Event) -> redis::RedisResult<usize> {
+    let payload = serde_json::to_string(event).unwrap_or_default();
+    redis
+        .shared()
+        .publish(redis.keys().events_channel(), payload)
+        .await
+}
+
+/// Subscribes to events. The stream ends if the subscription connection drops; subscribers
+/// then resubscribe and reload what they cache, since events sent meanwhile are lost.
+pub async fn subscribe(redis: &Redis) -> redis::RedisResult<BoxStream<'static, Event>> {
+    let mut pubsub = redis.pubsub().await?;
+    pubsub.subscribe(redis.keys().events_channel()).await?;
+    Ok(pubsub
+        .into_on_message()
+        .filter_map(|message| async move {
+            let payload: String = message.get_payload().ok()?;
+            match serde_json::from_str(&payload) {
+                Ok(event) => Some(event),
+                Err(error) => {
+                    tracing::warn!(%error, payload, "ignoring an event this version does not know");
+                    None
+                }
+            }
+        })
+        .boxed())
+}

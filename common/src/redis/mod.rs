@@ -1,0 +1,83 @@
+//! Redis: one shared auto-reconnecting connection for commands, dedicated connections for
+//! blocking reads, and the key names every service agrees on.
+
+pub mod events;
+mod keys;
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::{AsyncConnectionConfig, Client};
+use secrecy::ExposeSecret;
+
+use crate::config::RedisSettings;
+
+pub use keys::Keys;
+
+/// A handle to Redis: cheap to clone, shared by every task of a service.
+#[derive(Clone)]
+pub struct Redis {
+    client: Client,
+    shared: ConnectionManager,
+    keys: Keys,
+    connect_timeout: Duration,
+}
+
+impl Redis {
+    /// Connects the shared connection. It reconnects by itself after Redis restarts; a command
+    /// issued while Redis is down fails (it never hangs past the response timeout).
+    pub async fn connect(settings: &RedisSettings) -> anyhow::Result<Self> {
+        let client = Client::open(settings.url.expose_secret())
+            .map_err(|e| anyhow::anyhow!("DUMA_REDIS__URL is invalid: {e}"))?;
+        let connect_timeout = Duration::from_millis(settings.connect_timeout_ms);
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(connect_timeout))
+            .set_response_timeout(Some(Duration::from_millis(settings.response_timeout_ms)))
+            .set_number_of_retries(3)
+            .set_max_delay(Duration::from_millis(500));
+        let shared = tokio::time::timeout(
+            connect_timeout + Duration::from_secs(1),
+            client.get_connection_manager_with_config(config),
+        )
+        .await
+        .map_err(|_| anyhow::anyhow!("Redis did not answer within {connect_timeout:?}"))??;
+        Ok(Self {
+            client,
+            shared,
+            keys: Keys::new(&settings.key_prefix),
+            connect_timeout,
+        })
+    }
+
+    /// The shared connection for ordinary commands (clone it freely).
+    pub fn shared(&self) -> ConnectionManager {
+        self.shared.clone()
+    }
+
+    /// A new connection without a response timeout, for commands that block on the server
+    /// (`BLPOP`, `XREADGROUP BLOCK`). Give each blocking reader its own: a blocked command holds
+    /// up everything queued behind it on the same connection.
+    pub async fn blocking_connection(&self) -> redis::RedisResult<MultiplexedConnection> {
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.connect_timeout))
+            .set_response_timeout(None);
+        self.client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+    }
+
+    /// A connection for subscribing to channels.
+    pub async fn pubsub(&self) -> redis::RedisResult<redis::aio::PubSub> {
+        self.client.get_async_pubsub().await
+    }
+
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    /// Proves Redis answers.
+    pub async fn ping(&self) -> redis::RedisResult<()> {
+        let mut conn = self.shared();
+        redis::cmd("PING").query_async::<()>(&mut conn).await
+    }
+}

@@ -1,0 +1,230 @@
+//! The object store for datasets, template sources and trained parameters: the local filesystem
+//! by default, S3-compatible storage with the `s3` feature. Every write records size and sha256.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt, TryStreamExt};
+use object_store::path::Path;
+use object_store::{ObjectStore as _, WriteMultipart};
+use sha2::{Digest, Sha256};
+
+use crate::config::{ObjectStoreKind, ObjectStoreSettings};
+
+/// How many parts of a multipart upload may be in flight at once (bounds memory per upload).
+const MAX_PARTS_IN_FLIGHT: usize = 2;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredObject {
+    pub path: String,
+    pub size_bytes: u64,
+    /// Lower-case hex.
+    pub sha256: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the upload is larger than the limit of {limit} bytes")]
+    TooLarge { limit: u64 },
+    #[error("reading the upload failed: {0}")]
+    Source(String),
+    #[error("object {0} does not exist")]
+    NotFound(String),
+    #[error("object store error: {0}")]
+    Store(#[from] object_store::Error),
+}
+
+#[derive(Clone)]
+pub struct ObjectStore {
+    inner: Arc<dyn object_store::ObjectStore>,
+}
+
+impl ObjectStore {
+    pub fn from_settings(settings: &ObjectStoreSettings) -> anyhow::Result<Self> {
+        let inner: Arc<dyn object_store::ObjectStore> = match settings.kind {
+            ObjectStoreKind::Local => {
+                std::fs::create_dir_all(&settings.root).map_err(|e| {
+                    anyhow::anyhow!(
+                        "cannot create object store root {}: {e}",
+                        settings.root.display()
+                    )
+                })?;
+                Arc::new(object_store::local::LocalFileSystem::new_with_prefix(
+                    &settings.root,
+                )?)
+            }
+            #[cfg(feature = "s3")]
+            ObjectStoreKind::S3 => Arc::new(
+                object_store::aws::AmazonS3Builder::from_env()
+                    .with_bucket_name(&settings.bucket)
+                    .build()?,
+            ),
+            #[cfg(not(feature = "s3"))]
+            ObjectStoreKind::S3 => {
+                anyhow::bail!("object_store.kind = s3 needs a build with the `s3` feature")
+            }
+        };
+        Ok(Self { inner })
+    }
+
+    /// Streams `body` into `path` without holding it in memory, stopping with
+    /// [`StoreError::TooLarge`] (and storing nothing) once it passes `limit` bytes.
+    pub async fn put_stream<S, E>(
+        &self,
+        path: &str,
+        body: S,
+        limit: u64,
+    ) -> Result<StoredObject, StoreError>
+    where
+        S: Stream<Item = Result<Bytes, E>>,
+        E: std::fmt::Display,
+    {
+        let location = Path::from(path);
+        let upload = self.inner.put_multipart(&location).await?;
+        let mut writer = WriteMultipart::new(upload);
+        let mut hasher = Sha256::new();
+        let mut size: u64 = 0;
+        let mut body = std::pin::pin!(body);
+        while let Some(chunk) = body.next().await {
+            let chunk = match chunk {
+                Ok(chunk) => chunk,
+                Err(error) => {
+                    let _ = writer.abort().await;
+                    return Err(StoreError::Source(error.to_string()));
+                }
+            };
+            size += chunk.len() as u64;
+            if size > limit {
+                let _ = writer.abort().await;
+                return Err(StoreError::TooLarge { limit });
+            }
+            hasher.update(&chunk);
+            if let Err(error) = writer.wait_for_capacity(MAX_PARTS_IN_FLIGHT).await {
+                return Err(error.into());
+            }
+            writer.put(chunk);
+        }
+        writer.finish().await?;
+        Ok(StoredObject {
+            path: path.to_owned(),
+            size_bytes: size,
+            sha256: hex::encode(hasher.finalize()),
+        })
+    }
+
+    /// Stores a small object held in memory.
+    pub async fn put_bytes(&self, path: &str, bytes: Bytes) -> Result<StoredObject, StoreError> {
+        let sha256 = hex::encode(Sha256::digest(&bytes));
+        let size_bytes = bytes.len() as u64;
+        self.inner.put(&Path::from(path), bytes.into()).await?;
+        Ok(StoredObject {
+            path: path.to_owned(),
+            size_bytes,
+            sha256,
+        })
+    }
+
+    pub async fn get_bytes(&self, path: &str) -> Result<Bytes, StoreError> {
+        let result = self
+            .inner
+            .get(&Path::from(path))
+            .await
+            .map_err(|e| not_found(path, e))?;
+        Ok(result.bytes().await?)
+    }
+
+    /// The object's content as a stream of chunks, for responses and downloads.
+    pub async fn get_stream(
+        &self,
+        path: &str,
+    ) -> Result<impl Stream<Item = Result<Bytes, StoreError>> + use<>, StoreError> {
+        let result = self
+            .inner
+            .get(&Path::from(path))
+            .await
+            .map_err(|e| not_found(path, e))?;
+        Ok(result.into_stream().map_err(StoreError::from))
+    }
+
+    pub async fn delete(&self, path: &str) -> Result<(), StoreError> {
+        match self.inner.delete(&Path::from(path)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(error) => Err(error.into()),
+        }
+    }
+}
+
+fn not_found(path: &str, error: object_store::Error) -> StoreError {
+    match error {
+        object_store::Error::NotFound { .. } => StoreError::NotFound(path.to_owned()),
+        other => StoreError::Store(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(dir: &tempfile::TempDir) -> ObjectStore {
+        ObjectStore::from_settings(&ObjectStoreSettings {
+            kind: ObjectStoreKind::Local,
+            root: dir.path().to_path_buf(),
+            bucket: String::new(),
+        })
+        .unwrap()
+    }
+
+    fn chunks(total: usize) -> impl Stream<Item = Result<Bytes, std::io::Error>> {
+        futures::stream::iter((0..total).map(|i| Ok(Bytes::from(vec![(i % 251) as u8; 64 * 1024]))))
+    }
+
+    #[tokio::test]
+    async fn streamed_upload_records_size_and_sha256() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir);
+        let stored = store
+            .put_stream("datasets/a.csv", chunks(100), u64::MAX)
+            .await
+            .unwrap();
+        assert_eq!(stored.size_bytes, 100 * 64 * 1024);
+        let bytes = store.get_bytes("datasets/a.csv").await.unwrap();
+        assert_eq!(bytes.len() as u64, stored.size_bytes);
+        assert_eq!(hex::encode(Sha256::digest(&bytes)), stored.sha256);
+    }
+
+    #[tokio::test]
+    async fn oversized_upload_is_refused_and_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir);
+        let err = store
+            .put_stream("datasets/big", chunks(10), 64 * 1024 * 3)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::TooLarge { .. }), "{err}");
+        assert!(matches!(
+            store.get_bytes("datasets/big").await,
+            Err(StoreError::NotFound(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn small_objects_round_trip_and_delete() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir);
+        let stored = store
+            .put_bytes("p/x", Bytes::from_static(b"hello"))
+            .await
+            .unwrap();
+        assert_eq!(stored.size_bytes, 5);
+        assert_eq!(
+            store.get_bytes("p/x").await.unwrap(),
+            Bytes::from_static(b"hello")
+        );
+        store.delete("p/x").await.unwrap();
+        store.delete("p/x").await.unwrap();
+        assert!(matches!(
+            store.get_bytes("p/x").await,
+            Err(StoreError::NotFound(_))
+        ));
+    }
+}

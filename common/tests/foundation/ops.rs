@@ -1,0 +1,45 @@
+use duma_common::ops::{OpsServer, Readiness};
+use duma_common::redis::Redis;
+use duma_testkit::RedisServer;
+use prometheus::Registry;
+use tokio_util::sync::CancellationToken;
+
+#[tokio::test]
+async fn health_reports_ready_only_while_postgres_and_redis_answer() {
+    let ctx = duma_testkit::context().await;
+    let mut server = RedisServer::start();
+    let mut redis_settings = ctx.settings.redis.clone();
+    redis_settings.url = secrecy::SecretString::from(server.url());
+    let redis = Redis::connect(&redis_settings).await.unwrap();
+
+    let registry = Registry::new();
+    let counter = prometheus::IntCounter::new("duma_test_total", "a test counter").unwrap();
+    registry.register(Box::new(counter.clone())).unwrap();
+    counter.inc();
+    let readiness = Readiness {
+        postgres: Some(ctx.pool.clone()),
+        redis: Some(redis),
+    };
+    let ops = OpsServer::bind("127.0.0.1", 0, registry, readiness).unwrap();
+    let port = ops.port();
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(ops.run(shutdown.clone()));
+
+    duma_common::ops::healthcheck(port)
+        .await
+        .expect("ready while both answer");
+    let metrics = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .unwrap();
+    assert_eq!(metrics.status(), 200);
+    assert!(metrics.text().await.unwrap().contains("duma_test_total 1"));
+
+    server.kill();
+    let err = duma_common::ops::healthcheck(port)
+        .await
+        .expect_err("not ready without Redis");
+    assert!(err.to_string().contains("redis"), "{err}");
+
+    shutdown.cancel();
+    running.await.unwrap().unwrap();
+}

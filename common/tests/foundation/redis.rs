@@ -1,0 +1,117 @@
+use std::time::{Duration, Instant};
+
+use duma_common::config::RedisSettings;
+use duma_common::domain::TrainJobId;
+use duma_common::redis::Redis;
+use duma_common::redis::events::{self, Event};
+use duma_testkit::RedisServer;
+use futures::StreamExt;
+use redis::AsyncCommands;
+use secrecy::SecretString;
+
+fn settings_for(url: String) -> RedisSettings {
+    RedisSettings {
+        url: SecretString::from(url),
+        key_prefix: format!("t:{}:", uuid::Uuid::new_v4().simple()),
+        ..RedisSettings::default()
+    }
+}
+
+#[tokio::test]
+async fn shared_connection_survives_a_redis_restart() {
+    let mut server = RedisServer::start();
+    let redis = Redis::connect(&settings_for(server.url())).await.unwrap();
+    let key = redis.keys().key("k");
+    let mut conn = redis.shared();
+    let _: () = conn.set(&key, "before").await.unwrap();
+
+    server.kill();
+    let mut failed_while_down = false;
+    let down: Result<String, _> = conn.get(&key).await;
+    if down.is_err() {
+        failed_while_down = true;
+    }
+    assert!(
+        failed_while_down,
+        "a command while Redis is down must fail, not hang"
+    );
+
+    server.restart();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let result: redis::RedisResult<()> = conn.set(&key, "after").await;
+        match result {
+            Ok(()) => break,
+            Err(error) if Instant::now() < deadline => {
+                let _ = error;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(error) => panic!("still failing 10 s after the restart: {error}"),
+        }
+    }
+    let value: String = conn.get(&key).await.unwrap();
+    assert_eq!(value, "after");
+}
+
+#[tokio::test]
+async fn blocking_read_waits_past_the_default_response_timeout() {
+    let ctx = duma_testkit::context().await;
+    let mut blocking = ctx.redis.blocking_connection().await.unwrap();
+    let list = ctx.redis.keys().reply_list("nobody");
+    let started = Instant::now();
+    let popped: Option<(String, String)> =
+        blocking.blpop(&list, 1.5).await.expect("no timeout error");
+    assert!(popped.is_none());
+    assert!(
+        started.elapsed() >= Duration::from_millis(1400),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn blocking_read_returns_as_soon_as_a_value_arrives() {
+    let ctx = duma_testkit::context().await;
+    let mut blocking = ctx.redis.blocking_connection().await.unwrap();
+    let list = ctx.redis.keys().reply_list("p1");
+    let waiter = tokio::spawn({
+        let list = list.clone();
+        async move {
+            let popped: Option<(String, String)> = blocking.blpop(&list, 5.0).await.unwrap();
+            popped
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let _: () = ctx.redis.shared().lpush(&list, "reply").await.unwrap();
+    let popped = tokio::time::timeout(Duration::from_secs(2), waiter)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(popped, Some((list, "reply".to_owned())));
+}
+
+#[tokio::test]
+async fn events_reach_subscribers_of_the_same_prefix_only() {
+    let ctx = duma_testkit::context().await;
+    let mut other_settings = ctx.settings.redis.clone();
+    other_settings.key_prefix = "someone-else:".into();
+    let other = Redis::connect(&other_settings).await.unwrap();
+
+    let mut mine = events::subscribe(&ctx.redis).await.unwrap();
+    let mut theirs = events::subscribe(&other).await.unwrap();
+    let event = Event::TrainJobStopped {
+        train_job_id: TrainJobId::new(),
+    };
+    let receivers = events::publish(&ctx.redis, &event).await.unwrap();
+    assert_eq!(receivers, 1);
+
+    let received = tokio::time::timeout(Duration::from_secs(2), mine.next())
+        .await
+        .unwrap();
+    assert_eq!(received, Some(event));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), theirs.next())
+            .await
+            .is_err()
+    );
+}

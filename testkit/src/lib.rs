@@ -1,0 +1,118 @@
+//! Dev-only test kit: throwaway PostgreSQL and Redis servers, one migrated template database,
+//! and per-test isolation (a database copied from the template and a Redis key prefix).
+//!
+//! Servers come from the system binaries (`initdb`/`postgres` run as the `postgres` OS user when
+//! the tests run as root; `redis-server`), listen on unix sockets in a temp dir, and die with the
+//! test process (parent-death signal). `DUMA_TEST_DATABASE_URL` / `DUMA_TEST_REDIS_URL` point the
+//! kit at existing servers instead.
+
+mod process;
+mod servers;
+
+use duma_common::config::{ObjectStoreKind, Settings};
+use duma_common::db::PgPool;
+use duma_common::redis::Redis;
+use duma_common::store::ObjectStore;
+use secrecy::SecretString;
+
+pub use process::RedisServer;
+pub use servers::shared_servers;
+
+/// Everything one test needs, isolated from every other test.
+pub struct TestContext {
+    /// Settings pointing at this test's database, Redis prefix and object-store folder.
+    pub settings: Settings,
+    pub pool: PgPool,
+    pub redis: Redis,
+    pub store: ObjectStore,
+    /// Holds the object-store folder alive for the test's duration.
+    pub dir: tempfile::TempDir,
+}
+
+/// A fresh database (a copy of the migrated template), a fresh Redis prefix and a fresh
+/// object-store folder.
+pub async fn context() -> TestContext {
+    let servers = shared_servers();
+    let database_url = servers.create_database().await;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("cannot create a temp dir: {e}"));
+    let mut settings = Settings {
+        dev_mode: true,
+        ..Settings::default()
+    };
+    settings.database.url = SecretString::from(database_url);
+    settings.database.max_connections = 8;
+    settings.redis.url = SecretString::from(servers.redis_url.clone());
+    settings.redis.key_prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
+    settings.object_store.kind = ObjectStoreKind::Local;
+    settings.object_store.root = dir.path().join("objects");
+    settings.admin.host = "127.0.0.1".into();
+    settings.admin.port = 0;
+    settings.admin.jwt_secret = SecretString::from("test-secret-that-is-long-enough");
+    settings.admin.superadmin_password = SecretString::from("rafiki");
+    settings.predictor.host = "127.0.0.1".into();
+    settings.predictor.port = 0;
+    for worker in [
+        &mut settings.advisor_worker,
+        &mut settings.train_worker,
+        &mut settings.inference_worker,
+    ] {
+        worker.host = "127.0.0.1".into();
+        worker.port = 0;
+    }
+    let pool = duma_common::db::pool(&settings.database)
+        .unwrap_or_else(|e| panic!("cannot build a pool for the test database: {e}"));
+    let redis = Redis::connect(&settings.redis)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to the test Redis: {e}"));
+    let store = ObjectStore::from_settings(&settings.object_store)
+        .unwrap_or_else(|e| panic!("cannot open the test object store: {e}"));
+    TestContext {
+        settings,
+        pool,
+        redis,
+        store,
+        dir,
+    }
+}
+
+impl TestContext {
+    /// `DUMA_*` variables that point a spawned service binary at this test's database, Redis
+    /// prefix and object store.
+    pub fn service_env(&self) -> Vec<(String, String)> {
+        use secrecy::ExposeSecret;
+        let s = &self.settings;
+        vec![
+            ("DUMA_DEV_MODE".into(), "true".into()),
+            ("DUMA_LOG__FORMAT".into(), "json".into()),
+            (
+                "DUMA_DATABASE__URL".into(),
+                s.database.url.expose_secret().to_owned(),
+            ),
+            (
+                "DUMA_REDIS__URL".into(),
+                s.redis.url.expose_secret().to_owned(),
+            ),
+            ("DUMA_REDIS__KEY_PREFIX".into(), s.redis.key_prefix.clone()),
+            (
+                "DUMA_OBJECT_STORE__ROOT".into(),
+                s.object_store.root.display().to_string(),
+            ),
+            (
+                "DUMA_ADMIN__JWT_SECRET".into(),
+                s.admin.jwt_secret.expose_secret().to_owned(),
+            ),
+            (
+                "SUPERADMIN_PASSWORD".into(),
+                s.admin.superadmin_password.expose_secret().to_owned(),
+            ),
+        ]
+    }
+}
+
+/// A TCP port that was free a moment ago (for binaries that cannot report the port they bound).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("no free port: {e}"))
+}

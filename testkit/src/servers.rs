@@ -1,0 +1,388 @@
+//! The servers shared by every test of one test process, and the migrated template database.
+
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use duma_common::config::DatabaseSettings;
+use secrecy::SecretString;
+use tokio_postgres::NoTls;
+
+use crate::process::{die_with_parent, redis_command, wait_for_path};
+
+/// Connection strings of the servers this process's tests share.
+pub struct SharedServers {
+    /// Connection string of the maintenance database (`postgres`), without `dbname`.
+    postgres_base: String,
+    template: String,
+    pub redis_url: String,
+}
+
+static SERVERS: OnceLock<Result<SharedServers, String>> = OnceLock::new();
+
+/// Starts (once per process) or finds the shared servers. Panics with the reason if they cannot
+/// be had, so a broken setup fails loudly instead of skipping tests.
+pub fn shared_servers() -> &'static SharedServers {
+    let servers = SERVERS.get_or_init(|| {
+        let (sender, receiver) = std::sync::mpsc::channel();
+        // The keeper thread spawns the servers and then lives until the process exits: the
+        // servers' parent-death signal fires when it ends, so they die with the test process.
+        let spawned = std::thread::Builder::new()
+            .name("duma-testkit-keeper".into())
+            .spawn(move || {
+                let _ = sender.send(start());
+                loop {
+                    std::thread::park();
+                }
+            });
+        match spawned {
+            Ok(_) => receiver
+                .recv()
+                .unwrap_or_else(|_| Err("keeper thread died".into())),
+            Err(e) => Err(format!("cannot spawn the keeper thread: {e}")),
+        }
+    });
+    match servers {
+        Ok(servers) => servers,
+        Err(reason) => panic!("test servers unavailable: {reason}"),
+    }
+}
+
+impl SharedServers {
+    /// Creates a new, empty database (no schema); returns its connection string.
+    pub async fn create_empty_database(&self) -> String {
+        let name = format!("duma_test_{}", uuid::Uuid::new_v4().simple());
+        let admin = connect(&self.postgres_base, "postgres")
+            .await
+            .unwrap_or_else(|e| panic!("cannot reach the test PostgreSQL: {e}"));
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap_or_else(|e| panic!("cannot create test database {name}: {}", describe(&e)));
+        with_dbname(&self.postgres_base, &name)
+    }
+
+    /// Creates a new database copied from the migrated template; returns its connection string.
+    pub async fn create_database(&self) -> String {
+        let name = format!("duma_test_{}", uuid::Uuid::new_v4().simple());
+        let admin = connect(&self.postgres_base, "postgres")
+            .await
+            .unwrap_or_else(|e| panic!("cannot reach the test PostgreSQL: {e}"));
+        let sql = format!("CREATE DATABASE {name} TEMPLATE {}", self.template);
+        // Copies from one template are serialised by PostgreSQL; a copy that races another
+        // session's brief use of the template is retried.
+        let mut attempt = 0;
+        loop {
+            match admin.batch_execute(&sql).await {
+                Ok(()) => break,
+                Err(e)
+                    if attempt < 50 && e.to_string().contains("being accessed by other users") =>
+                {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("cannot create test database {name}: {}", describe(&e)),
+            }
+        }
+        with_dbname(&self.postgres_base, &name)
+    }
+}
+
+fn start() -> Result<SharedServers, String> {
+    remove_stale_dirs();
+    let postgres_base = match std::env::var("DUMA_TEST_DATABASE_URL") {
+        Ok(url) => url,
+        Err(_) => start_postgres()?,
+    };
+    let redis_url = match std::env::var("DUMA_TEST_REDIS_URL") {
+        Ok(url) => url,
+        Err(_) => start_redis()?,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("runtime: {e}"))?;
+    let template = runtime.block_on(ensure_template(&postgres_base))?;
+    Ok(SharedServers {
+        postgres_base,
+        template,
+        redis_url,
+    })
+}
+
+/// Our temp dirs are named after the owning process; remove those whose process is gone.
+fn remove_stale_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix("duma-testkit-") else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').nth(1).and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+fn process_dir(kind: &str) -> Result<PathBuf, String> {
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("duma-testkit-{kind}-{}-", std::process::id()))
+        .tempdir()
+        .map_err(|e| format!("temp dir: {e}"))?;
+    // Kept until the next run's remove_stale_dirs: the servers use it until the process ends.
+    Ok(dir.keep())
+}
+
+fn postgres_bin_dir() -> Result<PathBuf, String> {
+    if let Some(dir) = std::env::var_os("DUMA_TEST_PG_BIN") {
+        return Ok(PathBuf::from(dir));
+    }
+    let mut candidates: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map_err(|_| {
+            "PostgreSQL server binaries not found under /usr/lib/postgresql (run scripts/setup)"
+                .to_owned()
+        })?
+        .flatten()
+        .map(|e| e.path().join("bin"))
+        .filter(|p| p.join("postgres").exists())
+        .collect();
+    candidates.sort_by_key(|p| {
+        p.parent()
+            .and_then(|v| v.file_name())
+            .and_then(|v| v.to_str())
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap_or(0)
+    });
+    candidates
+        .pop()
+        .ok_or_else(|| "no PostgreSQL server binaries found".to_owned())
+}
+
+/// `(uid, gid)` of the `postgres` OS user when we are root (PostgreSQL refuses to run as root).
+fn postgres_user() -> Result<Option<(u32, u32)>, String> {
+    if effective_uid() != 0 {
+        return Ok(None);
+    }
+    let passwd = std::fs::read_to_string("/etc/passwd").map_err(|e| format!("/etc/passwd: {e}"))?;
+    passwd
+        .lines()
+        .map(|line| line.split(':').collect::<Vec<_>>())
+        .find(|fields| fields.first() == Some(&"postgres") && fields.len() > 3)
+        .map(|fields| {
+            let uid = fields[2]
+                .parse()
+                .map_err(|_| "bad uid for postgres".to_owned())?;
+            let gid = fields[3]
+                .parse()
+                .map_err(|_| "bad gid for postgres".to_owned())?;
+            Ok(Some((uid, gid)))
+        })
+        .unwrap_or_else(|| {
+            Err("tests run as root but there is no `postgres` OS user (run scripts/setup)".into())
+        })
+}
+
+/// The owner of `/proc/self` is this process's effective user.
+fn effective_uid() -> u32 {
+    std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
+        .unwrap_or(0)
+}
+
+fn start_postgres() -> Result<String, String> {
+    let bin = postgres_bin_dir()?;
+    let dir = process_dir("pg")?;
+    let data = dir.join("data");
+    let owner = postgres_user()?;
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).map_err(|e| format!("chown: {e}"))?;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| format!("chmod: {e}"))?;
+    }
+    let as_owner = |command: &mut Command| {
+        if let Some((uid, gid)) = owner {
+            command.uid(uid).gid(gid);
+        }
+    };
+    let mut initdb = Command::new(bin.join("initdb"));
+    initdb
+        .arg("-D")
+        .arg(&data)
+        .args([
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--locale=C",
+            "--no-sync",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    as_owner(&mut initdb);
+    let output = initdb.output().map_err(|e| format!("initdb: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "initdb failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    let mut postgres = Command::new(bin.join("postgres"));
+    postgres
+        .arg("-D")
+        .arg(&data)
+        .arg("-k")
+        .arg(&dir)
+        .args([
+            "-c",
+            "listen_addresses=",
+            "-c",
+            "fsync=off",
+            "-c",
+            "synchronous_commit=off",
+            "-c",
+            "full_page_writes=off",
+            "-c",
+            "max_connections=400",
+            "-c",
+            "shared_buffers=64MB",
+            "-c",
+            "log_min_messages=warning",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    as_owner(&mut postgres);
+    // SIGQUIT: immediate shutdown; the backends follow their postmaster.
+    die_with_parent(&mut postgres, libc::SIGQUIT);
+    let mut child: Child = postgres.spawn().map_err(|e| format!("postgres: {e}"))?;
+    wait_for_path(
+        &dir.join(".s.PGSQL.5432"),
+        Duration::from_secs(30),
+        &mut child,
+    )?;
+    std::mem::forget(child); // reaped by the kernel when this process exits
+    Ok(format!("host={} port=5432 user=postgres", dir.display()))
+}
+
+fn start_redis() -> Result<String, String> {
+    let dir = process_dir("redis")?;
+    let socket = dir.join("redis.sock");
+    let mut command = redis_command(&dir, &socket);
+    die_with_parent(&mut command, libc::SIGKILL);
+    let mut child = command
+        .spawn()
+        .map_err(|e| format!("cannot start redis-server (run scripts/setup to install it): {e}"))?;
+    wait_for_path(&socket, Duration::from_secs(10), &mut child)?;
+    std::mem::forget(child);
+    Ok(format!("redis+unix://{}", socket.display()))
+}
+
+/// Appends a database name to a key/value connection string, or replaces a URL's path.
+fn with_dbname(base: &str, dbname: &str) -> String {
+    if base.starts_with("postgres://") || base.starts_with("postgresql://") {
+        let (without_query, query) = base
+            .split_once('?')
+            .map_or((base, None), |(a, b)| (a, Some(b)));
+        let scheme_end = without_query.find("://").map_or(0, |i| i + 3);
+        let authority_end = without_query[scheme_end..]
+            .find('/')
+            .map_or(without_query.len(), |i| scheme_end + i);
+        let mut url = format!("{}/{dbname}", &without_query[..authority_end]);
+        if let Some(query) = query {
+            url.push('?');
+            url.push_str(query);
+        }
+        url
+    } else {
+        format!("{base} dbname={dbname}")
+    }
+}
+
+/// tokio-postgres prints server errors as just "db error"; show the server's message.
+fn describe(error: &tokio_postgres::Error) -> String {
+    error
+        .as_db_error()
+        .map_or_else(|| error.to_string(), |db| db.message().to_owned())
+}
+
+async fn connect(base: &str, dbname: &str) -> Result<tokio_postgres::Client, String> {
+    let (client, connection) = tokio_postgres::connect(&with_dbname(base, dbname), NoTls)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+/// Creates and migrates `duma_template_<fingerprint>` once per schema version. Processes racing
+/// for it serialise on an advisory lock; a half-built template is never visible under its name.
+async fn ensure_template(base: &str) -> Result<String, String> {
+    let template = format!(
+        "duma_template_{}",
+        duma_common::db::migrations::fingerprint()
+    );
+    let admin = connect(base, "postgres").await?;
+    admin
+        .execute("SELECT pg_advisory_lock(727272)", &[])
+        .await
+        .map_err(|e| e.to_string())?;
+    let exists = admin
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&template])
+        .await
+        .map_err(|e| e.to_string())?
+        .is_some();
+    if !exists {
+        let building = format!("{template}_building");
+        for sql in [
+            format!("DROP DATABASE IF EXISTS {building}"),
+            format!("CREATE DATABASE {building}"),
+        ] {
+            admin
+                .batch_execute(&sql)
+                .await
+                .map_err(|e| format!("create template: {}", describe(&e)))?;
+        }
+        let settings = DatabaseSettings {
+            url: SecretString::from(with_dbname(base, &building)),
+            ..DatabaseSettings::default()
+        };
+        duma_common::db::migrations::run(&settings)
+            .await
+            .map_err(|e| format!("migrate template: {e:#}"))?;
+        admin
+            .batch_execute(&format!("ALTER DATABASE {building} RENAME TO {template}"))
+            .await
+            .map_err(|e| format!("rename template: {}", describe(&e)))?;
+    }
+    admin
+        .execute("SELECT pg_advisory_unlock(727272)", &[])
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(template)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_dbname;
+
+    #[test]
+    fn dbname_goes_into_both_connection_string_forms() {
+        assert_eq!(
+            with_dbname("host=/tmp/x user=postgres", "d1"),
+            "host=/tmp/x user=postgres dbname=d1"
+        );
+        assert_eq!(
+            with_dbname("postgres://u:p@h:5/postgres?sslmode=disable", "d1"),
+            "postgres://u:p@h:5/d1?sslmode=disable"
+        );
+        assert_eq!(with_dbname("postgresql://u@h", "d1"), "postgresql://u@h/d1");
+    }
+}
