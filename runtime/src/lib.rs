@@ -1,3 +1,27 @@
-//! Model runtimes behind one contract (Rafiki's template interface): built-in Rust templates and
-//! Python templates run in a subprocess. The contract and templates arrive with the training
-//! issue; the crate exists now so the workspace has its final shape.
+//! Model runtimes behind one contract (Rafiki's template interface).
+//!
+//! | item | what |
+//! |---|---|
+//! | [`Model`] | train / evaluate / predict / dump parameters, synchronous (run it on a blocking thread) |
+//! | [`BuiltinTemplate`] | a template shipped in the binary: identity, knob space, `build`, `load` |
+//! | [`builtin_templates`] | the tabular templates (logistic regression, random forests, k-NN, ridge) |
+//! | [`TrialLogger`] | messages, metrics and plot definitions a model logs while it trains |
+//! | [`params`] | the versioned binary format of saved parameters |
+//!
+//! Tabular templates read Rafiki's CSV datasets (header row; `features` and `target` train args)
+//! and answer queries shaped `{feature: value}`: class probabilities for classification, a number
+//! for regression. Python templates (subprocess) come later behind the same [`Model`] trait.
+
+mod builtin;
+mod contract;
+mod error;
+mod linalg;
+mod logger;
+mod optim;
+pub mod params;
+mod tabular;
+
+pub use builtin::{builtin_template, builtin_templates};
+pub use contract::{BuiltinTemplate, Model};
+pub use error::TemplateError;
+pub use logger::{LogRecord, TrialLogger};

@@ -1,0 +1,77 @@
+//! The template contract (Rafiki's `BaseModel`): what the train and inference workers call.
+
+use std::path::Path;
+
+use duma_common::domain::{KnobConfig, Knobs};
+use serde_json::{Map, Value};
+
+use crate::error::TemplateError;
+use crate::logger::TrialLogger;
+
+/// A model built from concrete knob values, or loaded from saved parameters.
+///
+/// Calls are synchronous and may run for a long time: callers run them on a blocking thread.
+pub trait Model: Send {
+    /// Trains on the dataset file. `train_args` are the train job's (for tabular templates:
+    /// `features`, `target`, and an optional integer `seed`).
+    fn train(
+        &mut self,
+        dataset: &Path,
+        train_args: &Map<String, Value>,
+        log: &mut TrialLogger,
+    ) -> Result<(), TemplateError>;
+
+    /// Scores the trained model on a validation dataset. Higher is better (accuracy for
+    /// classification, R² for regression).
+    fn evaluate(&mut self, dataset: &Path, log: &mut TrialLogger) -> Result<f64, TemplateError>;
+
+    /// One prediction per query, in order. A bad query fails the batch with its index.
+    fn predict(&self, queries: &[Value]) -> Result<Vec<Value>, TemplateError>;
+
+    /// Versioned binary format (a header with magic bytes, format version and template name, then
+    /// the payload); see [`crate::params`].
+    fn dump_parameters(&self) -> Result<Vec<u8>, TemplateError>;
+}
+
+type ModelResult = Result<Box<dyn Model>, TemplateError>;
+
+/// A template shipped in the binary: its identity, knob space, and how to build or load models.
+#[derive(Debug)]
+pub struct BuiltinTemplate {
+    /// Short name, also written in the header of saved parameters.
+    pub name: &'static str,
+    /// The Rafiki task it serves, e.g. `TABULAR_CLASSIFICATION`.
+    pub task: &'static str,
+    /// The name models are registered under, e.g. `duma.tabular.LogisticRegression`.
+    pub model_class: &'static str,
+    pub(crate) knob_config: fn() -> KnobConfig,
+    pub(crate) default_knobs: fn() -> Knobs,
+    pub(crate) build: fn(&Knobs) -> ModelResult,
+    pub(crate) load: fn(&[u8]) -> ModelResult,
+}
+
+impl BuiltinTemplate {
+    /// The knob space an advisor proposes values from.
+    pub fn knob_config(&self) -> KnobConfig {
+        (self.knob_config)()
+    }
+
+    /// Knob values that work on most datasets, for a single trial without tuning.
+    pub fn default_knobs(&self) -> Knobs {
+        (self.default_knobs)()
+    }
+
+    /// A fresh model for one trial. Fails with [`TemplateError::InvalidKnobs`] unless `knobs` has
+    /// exactly one in-space value for every knob.
+    pub fn build(&self, knobs: &Knobs) -> Result<Box<dyn Model>, TemplateError> {
+        self.knob_config().check(knobs)?;
+        (self.build)(knobs)
+    }
+
+    /// A trained model from [`Model::dump_parameters`] output. Fails with
+    /// [`TemplateError::InvalidParameters`] for another template's parameters, another format
+    /// version, or corrupt bytes.
+    pub fn load(&self, parameters: &[u8]) -> Result<Box<dyn Model>, TemplateError> {
+        (self.load)(parameters)
+    }
+}

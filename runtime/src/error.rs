@@ -1,0 +1,51 @@
+use duma_common::domain::KnobError;
+
+/// Why a template could not be built, trained, evaluated, queried or loaded.
+///
+/// Every variant names something the user can fix (knobs, train args, dataset, query, saved
+/// parameters), so the platform can show the message as is: the train worker stores it as the
+/// trial's error, the predictor answers `InvalidQuery` with a 400.
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    /// The knob values are not in the template's knob space.
+    #[error("invalid knobs: {0}")]
+    InvalidKnobs(#[from] KnobError),
+    /// A train arg has the wrong type or names something that does not exist.
+    #[error("invalid train args: {reason}")]
+    InvalidTrainArgs { reason: String },
+    /// The dataset file cannot be read or does not have the shape the template needs.
+    #[error("invalid dataset: {reason}")]
+    InvalidDataset { reason: String },
+    /// One query of a batch cannot be answered; `index` is its position in the batch.
+    #[error("invalid query at index {index}: {reason}")]
+    InvalidQuery { index: usize, reason: String },
+    /// Saved parameters are not this template's, not this format version's, or corrupt.
+    #[error("invalid parameters: {reason}")]
+    InvalidParameters { reason: String },
+    /// `evaluate`, `predict` or `dump_parameters` was called before `train` or `load`.
+    #[error("the model has not been trained or loaded, so it cannot {action}")]
+    NotTrained { action: &'static str },
+    /// Training ran but could not produce a model (for example a singular system).
+    #[error("training failed: {0}")]
+    Training(String),
+}
+
+impl TemplateError {
+    pub(crate) fn dataset(reason: impl Into<String>) -> Self {
+        Self::InvalidDataset {
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn train_args(reason: impl Into<String>) -> Self {
+        Self::InvalidTrainArgs {
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn parameters(reason: impl Into<String>) -> Self {
+        Self::InvalidParameters {
+            reason: reason.into(),
+        }
+    }
+}

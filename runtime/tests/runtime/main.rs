@@ -1,0 +1,10 @@
+//! The runtime's integration suite: built-in templates trained on generated CSV files.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod classification;
+mod datasets;
+mod knobs;
+mod logs;
+mod parameters;
+mod regression;
+mod support;
