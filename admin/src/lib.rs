@@ -1,33 +1,61 @@
 //! The admin: Duma's REST control plane (Rafiki's admin API).
+//!
+//! | module | what |
+//! |---|---|
+//! | [`routes`] | the route table |
+//! | [`handlers`] | one module per resource |
+//! | [`auth`] | tokens, passwords, the [`auth::Caller`] extractor and role checks |
+//! | [`params`] | Rafiki's merged parameters (JSON / form / query) |
+//! | [`uploads`] | streamed multipart uploads and `dataset_url` downloads |
+//! | [`views`] | response bodies |
+//! | [`error`] | error classes and status codes |
+//! | [`seed`] | superadmin and built-in models at start |
+//! | [`reconciler`] | dead workers, expired leases, job status roll-up |
+
+pub mod auth;
+pub mod error;
+pub mod handlers;
+pub mod openapi;
+pub mod params;
+pub mod reconciler;
+pub mod routes;
+pub mod seed;
+pub mod state;
+pub mod uploads;
+pub mod views;
 
 use std::net::TcpListener;
 
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
-use actix_web::{App, HttpResponse, HttpServer, web};
+use actix_web::{App, HttpServer, web};
 use duma_common::Settings;
-use duma_common::db::PgPool;
 use duma_common::ops::{self, HttpMetrics, Readiness};
 use duma_common::redis::Redis;
+use duma_common::store::ObjectStore;
 use prometheus::Registry;
 use tokio_util::sync::CancellationToken;
+
+use crate::state::AppState;
 
 /// The admin server, bound and ready to run. Binding to port 0 picks a free port
 /// ([`Application::port`] tells which), so tests never race for ports.
 pub struct Application {
     server: Server,
     port: u16,
+    reconciler: reconciler::Reconciler,
+    reconcile_interval: std::time::Duration,
 }
 
 impl Application {
+    /// Connects to Postgres, Redis and the object store, seeds the superadmin and the built-in
+    /// models, and binds the listener.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         settings.validate_jwt_secret()?;
         let pool = duma_common::db::pool(&settings.database)?;
         let redis = Redis::connect(&settings.redis).await?;
-        Self::build_with(settings, pool, redis)
-    }
-
-    pub fn build_with(settings: Settings, pool: PgPool, redis: Redis) -> anyhow::Result<Self> {
+        let store = ObjectStore::from_settings(&settings.object_store)?;
+        seed::seed(&settings, &pool).await?;
         let listener = TcpListener::bind((settings.admin.host.as_str(), settings.admin.port))
             .map_err(|e| {
                 anyhow::anyhow!(
@@ -38,26 +66,37 @@ impl Application {
             })?;
         let port = listener.local_addr()?.port();
         let registry = Registry::new();
+        let reconciler = reconciler::Reconciler::new(pool.clone(), &registry)?;
+        let reconcile_interval =
+            std::time::Duration::from_millis(settings.admin.reconcile_interval_ms);
         let http_metrics = web::Data::new(HttpMetrics::register(&registry)?);
         let registry = web::Data::new(registry);
         let readiness = web::Data::new(Readiness {
-            postgres: Some(pool),
-            redis: Some(redis),
+            postgres: Some(pool.clone()),
+            redis: Some(redis.clone()),
         });
+        let state = web::Data::new(AppState::new(settings, pool, redis, store));
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(from_fn(ops::track_http))
                 .app_data(http_metrics.clone())
                 .app_data(registry.clone())
                 .app_data(readiness.clone())
+                .app_data(state.clone())
                 .configure(ops::configure)
-                .route("/", web::get().to(index))
+                .configure(routes::configure)
+                .default_service(web::to(routes::not_found))
         })
         .disable_signals()
         .shutdown_timeout(10)
         .listen(listener)?
         .run();
-        Ok(Self { server, port })
+        Ok(Self {
+            server,
+            port,
+            reconciler,
+            reconcile_interval,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -66,14 +105,13 @@ impl Application {
 
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         tracing::info!(port = self.port, "admin listening");
-        ops::stop_on(self.server, shutdown).await
+        let stop = shutdown.child_token();
+        let reconciling = tokio::spawn(self.reconciler.run(self.reconcile_interval, stop.clone()));
+        let served = ops::stop_on(self.server, shutdown).await;
+        stop.cancel();
+        let _ = reconciling.await;
+        served
     }
-}
-
-async fn index() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/plain")
-        .body("Duma admin is up.")
 }
 
 /// Serves the admin until `shutdown` is cancelled.

@@ -169,6 +169,10 @@ pub struct AdminSettings {
     pub dataset_url_timeout_ms: u64,
     /// Let `dataset_url` reach loopback and private addresses (off: no SSRF into the network).
     pub dataset_url_allow_private: bool,
+    /// Trials of one model that may run at once (capped by the job's trial budget).
+    pub trial_parallelism: u32,
+    /// How often the reconciler looks for dead workers and finished jobs.
+    pub reconcile_interval_ms: u64,
 }
 
 impl Default for AdminSettings {
@@ -185,6 +189,8 @@ impl Default for AdminSettings {
             predictor_host: "localhost:8080".into(),
             dataset_url_timeout_ms: 60_000,
             dataset_url_allow_private: false,
+            trial_parallelism: 2,
+            reconcile_interval_ms: 1_000,
         }
     }
 }
@@ -220,6 +226,13 @@ pub struct WorkerSettings {
     pub heartbeat_interval_ms: u64,
     /// A worker whose lease is not renewed for this long is considered dead.
     pub lease_ttl_ms: u64,
+    /// Work held at once: sub jobs advised, trials trained, or models served
+    /// (0: the pool's default — 256, 1 and 4).
+    pub capacity: usize,
+    /// Where datasets fetched from the object store are cached (by checksum).
+    pub cache_dir: PathBuf,
+    /// A trial (or model load) running longer than this is abandoned as ERRORED.
+    pub task_timeout_secs: u64,
 }
 
 impl Default for WorkerSettings {
@@ -229,7 +242,22 @@ impl Default for WorkerSettings {
             port: 0,
             heartbeat_interval_ms: 1_000,
             lease_ttl_ms: 5_000,
+            capacity: 0,
+            cache_dir: PathBuf::from("./.duma/cache"),
+            task_timeout_secs: 3_600,
         }
+    }
+}
+
+impl WorkerSettings {
+    pub fn heartbeat_interval(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_interval_ms)
+    }
+    pub fn lease_ttl(&self) -> Duration {
+        Duration::from_millis(self.lease_ttl_ms)
+    }
+    pub fn task_timeout(&self) -> Duration {
+        Duration::from_secs(self.task_timeout_secs)
     }
 }
 
@@ -258,19 +286,22 @@ impl Settings {
                     .map(|_| "admin.superadmin_password".into()),
             );
         let mut settings: Settings = figment.extract().map_err(describe_figment_error)?;
-        settings.apply_port_defaults();
+        settings.apply_worker_defaults();
         settings.validate()?;
         Ok(settings)
     }
 
-    fn apply_port_defaults(&mut self) {
-        for (worker, port) in [
-            (&mut self.advisor_worker, 3201),
-            (&mut self.train_worker, 3202),
-            (&mut self.inference_worker, 3203),
+    fn apply_worker_defaults(&mut self) {
+        for (worker, port, capacity) in [
+            (&mut self.advisor_worker, 3201, 256),
+            (&mut self.train_worker, 3202, 1),
+            (&mut self.inference_worker, 3203, 4),
         ] {
             if worker.port == 0 {
                 worker.port = port;
+            }
+            if worker.capacity == 0 {
+                worker.capacity = capacity;
             }
         }
     }
@@ -309,6 +340,9 @@ impl Settings {
                 "redis.key_prefix",
                 "must be non-empty printable ASCII without spaces",
             );
+        }
+        if self.admin.trial_parallelism == 0 {
+            return invalid("admin.trial_parallelism", "must be at least 1");
         }
         if self.predictor.deadline_ms == 0 {
             return invalid("predictor.deadline_ms", "must be positive");

@@ -6,19 +6,24 @@
 //! | [`telemetry`] | tracing subscriber (JSON or pretty) |
 //! | [`ops`] | `/metrics`, `/health`, HTTP metrics, `healthcheck` |
 //! | [`shutdown`] | SIGTERM/Ctrl-C → cancellation token |
+//! | [`service`] | binary scaffolding: `--config`, runtime, exit codes |
 //! | [`db`] | Postgres pool, migrations, repositories |
-//! | [`redis`] | shared and blocking connections, key names, events |
+//! | [`redis`] | shared and blocking connections, key names, events, RPC |
+//! | [`protocol`] | messages services exchange over the RPC |
 //! | [`store`] | object store with size + sha256 on every write |
 //! | [`domain`] | ids, statuses, knobs, budgets, proposals |
+//! | [`worker`] | worker registration, heartbeats, event feed |
 
 pub mod config;
 pub mod db;
 pub mod domain;
 pub mod ops;
+pub mod protocol;
 pub mod redis;
 pub mod service;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;
+pub mod worker;
 
 pub use config::Settings;

@@ -21,7 +21,8 @@ use tokio_postgres::error::SqlState;
 
 use crate::config::DatabaseSettings;
 
-pub use deadpool_postgres::{GenericClient, Pool as PgPool, Transaction};
+pub use deadpool_postgres::{GenericClient, Pool as PgPool, PoolError, Transaction};
+pub use tokio_postgres::Error as PgError;
 
 /// What a repository call can fail with. Constraint violations are typed so the API can map them
 /// to 409/404 without parsing strings.

@@ -1,5 +1,3 @@
-use std::collections::BTreeMap;
-
 use chrono::{DateTime, Utc};
 use postgres_types::Json;
 use tokio_postgres::Row;
@@ -10,8 +8,7 @@ use crate::domain::{AccessRight, KnobConfig, ModelId, TemplateKind, UserId};
 /// Violated by a second model of the same name by the same user.
 pub const NAME_TAKEN: &str = "models_user_name_key";
 
-/// Package name → version requirement, as declared with an upload.
-pub type Dependencies = BTreeMap<String, String>;
+pub use crate::domain::dependencies::Dependencies;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Model {

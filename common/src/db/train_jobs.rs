@@ -4,8 +4,11 @@ use chrono::{DateTime, Utc};
 use postgres_types::Json;
 use tokio_postgres::Row;
 
+use super::workers::{self, LeaseSubject};
 use super::{DbResult, GenericClient, Transaction};
-use crate::domain::{Budget, DatasetId, JobStatus, ModelId, SubTrainJobId, TrainJobId, UserId};
+use crate::domain::{
+    Budget, DatasetId, JobStatus, LeaseKind, ModelId, SubTrainJobId, TrainJobId, UserId,
+};
 
 /// Violated when a (user, app) already has a STARTED or RUNNING train job.
 pub const ONE_LIVE_PER_APP: &str = "train_jobs_one_live_per_app";
@@ -90,6 +93,8 @@ pub struct NewTrainJob {
     pub budget: Budget,
     pub train_args: serde_json::Map<String, serde_json::Value>,
     pub model_ids: Vec<ModelId>,
+    /// Trials of one model that may run at once: the TRAIN leases created per sub job.
+    pub train_slots: i32,
 }
 
 /// Creates the next version of an app with one sub job per model. Concurrent creations for the
@@ -142,7 +147,12 @@ pub async fn create(
         let row = tx
             .query_one(&sub_sql, &[&SubTrainJobId::new(), &job.id, model_id])
             .await?;
-        subs.push(SubTrainJob::from_row(&row)?);
+        let sub = SubTrainJob::from_row(&row)?;
+        let advise = LeaseSubject::SubTrainJob(LeaseKind::Advise, sub.id);
+        workers::create_leases(tx, advise, 1).await?;
+        let train = LeaseSubject::SubTrainJob(LeaseKind::Train, sub.id);
+        workers::create_leases(tx, train, new.train_slots.max(1)).await?;
+        subs.push(sub);
     }
     Ok((job, subs))
 }
@@ -231,12 +241,26 @@ pub async fn set_status(
         .transpose()
 }
 
-/// Stops a live train job and its live sub jobs, and drops their work leases; in-flight trials
-/// are left for the workers to cancel. Returns `None` when the job was not live.
+/// Stops a live train job and its live sub jobs, drops their work leases, and marks trials in
+/// flight ERRORED with a log line saying why (workers learn of the stop by an event and abandon
+/// them; a late result no longer changes a finished trial). Returns `None` when the job was not
+/// live.
 pub async fn stop(tx: &Transaction<'_>, id: TrainJobId) -> DbResult<Option<TrainJob>> {
     let Some(job) = set_status(tx, id, JobStatus::Stopped, None).await? else {
         return Ok(None);
     };
+    tx.execute(
+        "WITH cancelled AS ( \
+             UPDATE trials SET status = 'ERRORED', datetime_stopped = now() \
+             WHERE status IN ('PENDING', 'RUNNING') \
+             AND sub_train_job_id IN (SELECT id FROM sub_train_jobs WHERE train_job_id = $1) \
+             RETURNING id) \
+         INSERT INTO trial_logs (trial_id, kind, payload) \
+         SELECT id, 'MESSAGE', jsonb_build_object('message', 'cancelled: the train job was stopped') \
+         FROM cancelled",
+        &[&id],
+    )
+    .await?;
     tx.execute(
         "UPDATE sub_train_jobs SET status = 'STOPPED', datetime_stopped = now() \
          WHERE train_job_id = $1 AND status IN ('STARTED', 'RUNNING')",
@@ -293,4 +317,30 @@ pub async fn set_sub_job_status(
         .await?
         .map(|r| SubTrainJob::from_row(&r))
         .transpose()
+}
+
+/// Derives a train job's status from its sub jobs (DESIGN §3.3): RUNNING once a sub job runs;
+/// when every sub job has ended, ERRORED if all of them errored (with their reasons), else
+/// STOPPED. The job row is locked, so concurrent roll-ups of one job are serialised.
+pub async fn roll_up(tx: &Transaction<'_>, id: TrainJobId) -> DbResult<Option<TrainJob>> {
+    let sql = format!("SELECT {COLUMNS} FROM train_jobs WHERE id = $1 FOR UPDATE");
+    let Some(row) = tx.query_opt(&sql, &[&id]).await? else {
+        return Ok(None);
+    };
+    let job = TrainJob::from_row(&row)?;
+    if !job.status.is_live() {
+        return Ok(Some(job));
+    }
+    let subs = sub_jobs(tx, id).await?;
+    if subs.iter().any(|s| s.status.is_live()) {
+        if job.status == JobStatus::Started && subs.iter().any(|s| s.status == JobStatus::Running) {
+            return set_status(tx, id, JobStatus::Running, None).await;
+        }
+        return Ok(Some(job));
+    }
+    if !subs.is_empty() && subs.iter().all(|s| s.status == JobStatus::Errored) {
+        let reasons: Vec<String> = subs.iter().filter_map(|s| s.error.clone()).collect();
+        return set_status(tx, id, JobStatus::Errored, Some(&reasons.join("; "))).await;
+    }
+    set_status(tx, id, JobStatus::Stopped, None).await
 }

@@ -262,3 +262,47 @@ pub async fn logs(db: &impl GenericClient, trial_id: TrialId) -> DbResult<Vec<Tr
     })
     .collect()
 }
+
+/// Marks an unfinished trial ERRORED and records why in its logs.
+pub async fn mark_errored_because(
+    db: &impl GenericClient,
+    id: TrialId,
+    reason: &str,
+) -> DbResult<bool> {
+    let changed = mark_errored(db, id).await?;
+    if changed {
+        insert_logs(db, id, &[TrialLog::message(reason)]).await?;
+    }
+    Ok(changed)
+}
+
+/// Marks ERRORED the trials a lost worker was running for a sub job; returns how many.
+pub async fn error_trials_of_lost_worker(
+    db: &impl GenericClient,
+    worker_id: WorkerId,
+    sub_train_job_id: SubTrainJobId,
+) -> DbResult<u64> {
+    Ok(db
+        .execute(
+            "WITH lost AS ( \
+                 UPDATE trials SET status = 'ERRORED', datetime_stopped = now() \
+                 WHERE worker_id = $1 AND sub_train_job_id = $2 AND status IN ('PENDING', 'RUNNING') \
+                 RETURNING id) \
+             INSERT INTO trial_logs (trial_id, kind, payload) \
+             SELECT id, 'MESSAGE', jsonb_build_object('message', \
+                 'the worker running this trial stopped answering (lease expired)') FROM lost",
+            &[&worker_id, &sub_train_job_id],
+        )
+        .await?)
+}
+
+impl TrialLog {
+    /// A message record stamped now.
+    pub fn message(text: &str) -> Self {
+        Self {
+            datetime: Utc::now(),
+            kind: TrialLogKind::Message,
+            payload: serde_json::json!({ "message": text }),
+        }
+    }
+}

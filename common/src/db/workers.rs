@@ -226,3 +226,66 @@ pub async fn list_expired(db: &impl GenericClient) -> DbResult<Vec<Lease>> {
         .map(Lease::from_row)
         .collect()
 }
+
+/// Deletes a lease: its work is over (e.g. a sub job's trial budget is spent). With
+/// `holder`, only that worker's lease is deleted.
+pub async fn delete_lease(
+    db: &impl GenericClient,
+    id: LeaseId,
+    holder: Option<WorkerId>,
+) -> DbResult<bool> {
+    let n = db
+        .execute(
+            "DELETE FROM work_leases WHERE id = $1 AND ($2::uuid IS NULL OR worker_id = $2)",
+            &[&id, &holder],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+/// Every lease a worker holds.
+pub async fn leases_held(db: &impl GenericClient, worker_id: WorkerId) -> DbResult<Vec<Lease>> {
+    let sql = format!("SELECT {LEASE_COLUMNS} FROM work_leases WHERE worker_id = $1");
+    db.query(&sql, &[&worker_id])
+        .await?
+        .iter()
+        .map(Lease::from_row)
+        .collect()
+}
+
+/// Deletes every lease of a sub job (it ended: nobody should work on it any more).
+pub async fn delete_sub_job_leases(
+    db: &impl GenericClient,
+    sub_train_job_id: SubTrainJobId,
+) -> DbResult<u64> {
+    Ok(db
+        .execute(
+            "DELETE FROM work_leases WHERE sub_train_job_id = $1",
+            &[&sub_train_job_id],
+        )
+        .await?)
+}
+
+/// Claimable leases by kind: work waiting for a worker.
+pub async fn count_waiting(db: &impl GenericClient) -> DbResult<Vec<(LeaseKind, i64)>> {
+    db.query(
+        "SELECT kind, count(*) FROM work_leases \
+         WHERE worker_id IS NULL OR expires_at IS NULL OR expires_at < now() GROUP BY kind",
+        &[],
+    )
+    .await?
+    .iter()
+    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+    .collect()
+}
+
+/// Removes workers silent for longer than `silence` that hold no lease any more.
+pub async fn delete_silent_idle(db: &impl GenericClient, silence: Duration) -> DbResult<u64> {
+    Ok(db
+        .execute(
+            "DELETE FROM workers w WHERE last_heartbeat < now() - make_interval(secs => $1) \
+             AND NOT EXISTS (SELECT 1 FROM work_leases l WHERE l.worker_id = w.id)",
+            &[&silence.as_secs_f64()],
+        )
+        .await?)
+}

@@ -2,6 +2,7 @@
 //! All of them round-trip through serde with Rafiki's wire names, and through Postgres.
 
 mod budget;
+pub mod dependencies;
 mod ids;
 mod knobs;
 mod proposal;

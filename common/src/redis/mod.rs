@@ -3,6 +3,7 @@
 
 pub mod events;
 mod keys;
+pub mod rpc;
 
 use std::time::Duration;
 

@@ -5,3 +5,4 @@ mod migrations;
 mod ops;
 mod redis;
 mod repositories;
+mod rpc;

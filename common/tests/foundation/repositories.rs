@@ -70,6 +70,7 @@ fn new_train_job(
         },
         train_args: json!({"target": "class"}).as_object().cloned().unwrap(),
         model_ids,
+        train_slots: 2,
     }
 }
 
@@ -597,45 +598,54 @@ async fn leases_are_claimed_once_renewed_by_heartbeats_and_reclaimed_after_expir
     let b = workers::register(&db, WorkerKind::Train, "b", &json!({}))
         .await
         .unwrap();
+    let c = workers::register(&db, WorkerKind::Train, "c", &json!({}))
+        .await
+        .unwrap();
     assert_eq!(workers::by_id(&db, a.id).await.unwrap(), Some(a.clone()));
-    let subject = workers::LeaseSubject::SubTrainJob(LeaseKind::Train, f.sub.id);
-    let created = workers::create_leases(&db, subject, 1).await.unwrap();
-    assert_eq!(created.len(), 1);
 
+    // Creating the train job made one ADVISE and `train_slots` (2) TRAIN leases per sub job.
     let ttl = Duration::from_millis(300);
-    let claimed = workers::claim(&db, LeaseKind::Train, a.id, ttl)
+    let first = workers::claim(&db, LeaseKind::Train, a.id, ttl)
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(claimed.worker_id, Some(a.id));
+    let second = workers::claim(&db, LeaseKind::Train, b.id, ttl)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.sub_train_job_id, Some(f.sub.id));
+    assert_ne!(first.slot, second.slot);
     assert!(
-        workers::claim(&db, LeaseKind::Train, b.id, ttl)
+        workers::claim(&db, LeaseKind::Train, c.id, ttl)
             .await
             .unwrap()
             .is_none(),
         "held leases are not claimable"
     );
-    assert!(
-        workers::claim(&db, LeaseKind::Advise, b.id, ttl)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    let advise = workers::claim(&db, LeaseKind::Advise, c.id, ttl)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(advise.sub_train_job_id, Some(f.sub.id));
 
     assert!(
         workers::heartbeat(&db, a.id, Duration::from_secs(60))
             .await
             .unwrap()
     );
+    assert!(
+        workers::heartbeat(&db, b.id, Duration::from_secs(60))
+            .await
+            .unwrap()
+    );
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert!(
-        workers::claim(&db, LeaseKind::Train, b.id, ttl)
+        workers::claim(&db, LeaseKind::Train, c.id, ttl)
             .await
             .unwrap()
             .is_none(),
-        "heartbeat extended the lease"
+        "heartbeats extended the leases"
     );
-    assert!(workers::list_expired(&db).await.unwrap().is_empty());
 
     assert!(
         workers::heartbeat(&db, a.id, Duration::from_millis(1))
@@ -643,7 +653,50 @@ async fn leases_are_claimed_once_renewed_by_heartbeats_and_reclaimed_after_expir
             .unwrap()
     );
     tokio::time::sleep(Duration::from_millis(50)).await;
-    assert_eq!(workers::list_expired(&db).await.unwrap().len(), 1);
+    let expired: Vec<_> = workers::list_expired(&db)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|l| l.kind == LeaseKind::Train)
+        .map(|l| l.id)
+        .collect();
+    assert_eq!(
+        expired,
+        vec![first.id],
+        "of the TRAIN leases, only a's expired"
+    );
+    let taken = workers::claim(&db, LeaseKind::Train, c.id, ttl)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(taken.id, first.id);
+    assert!(
+        !workers::release(&db, taken.id, a.id).await.unwrap(),
+        "only the holder releases"
+    );
+    assert!(workers::release(&db, taken.id, c.id).await.unwrap());
+    assert!(workers::delete_lease(&db, taken.id, None).await.unwrap());
+    assert!(
+        workers::claim(&db, LeaseKind::Train, c.id, ttl)
+            .await
+            .unwrap()
+            .is_none(),
+        "a deleted slot is gone"
+    );
+
+    workers::deregister(&db, b.id).await.unwrap();
+    assert!(
+        !workers::heartbeat(&db, b.id, ttl).await.unwrap(),
+        "a deregistered worker must re-register"
+    );
+    let again = workers::claim(&db, LeaseKind::Train, c.id, ttl)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        again.id, second.id,
+        "a deregistered worker's leases are free at once"
+    );
     assert_eq!(
         workers::list_silent(&db, Duration::from_millis(10))
             .await
@@ -651,23 +704,9 @@ async fn leases_are_claimed_once_renewed_by_heartbeats_and_reclaimed_after_expir
             .len(),
         2
     );
-    let taken = workers::claim(&db, LeaseKind::Train, b.id, ttl)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(taken.id, claimed.id);
-    assert!(
-        !workers::release(&db, taken.id, a.id).await.unwrap(),
-        "only the holder releases"
-    );
-    assert!(workers::release(&db, taken.id, b.id).await.unwrap());
-
-    workers::deregister(&db, a.id).await.unwrap();
-    assert!(
-        !workers::heartbeat(&db, a.id, ttl).await.unwrap(),
-        "a deregistered worker must re-register"
-    );
-    let err = workers::create_leases(&db, subject, 1).await.unwrap_err();
+    let subject = workers::LeaseSubject::SubTrainJob(LeaseKind::Train, f.sub.id);
+    // Slot 0 was deleted above; slot 1 still exists.
+    let err = workers::create_leases(&db, subject, 2).await.unwrap_err();
     assert!(
         matches!(err, DbError::Duplicate { .. }),
         "one row per slot: {err:?}"

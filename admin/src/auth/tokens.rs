@@ -1,0 +1,55 @@
+use std::time::Duration;
+
+use duma_common::domain::{UserId, UserType};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ApiError, class};
+
+/// What a token carries (Rafiki's claims).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Claims {
+    pub user_id: UserId,
+    pub user_type: UserType,
+    pub exp: i64,
+    pub iat: i64,
+}
+
+/// HS256 keys derived from the configured secret.
+pub struct TokenKeys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    ttl: Duration,
+}
+
+impl TokenKeys {
+    pub fn new(secret: &[u8], ttl: Duration) -> Self {
+        Self {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            ttl,
+        }
+    }
+
+    pub fn issue(&self, user_id: UserId, user_type: UserType) -> Result<String, ApiError> {
+        let now = chrono::Utc::now().timestamp();
+        let exp = now + i64::try_from(self.ttl.as_secs()).unwrap_or(i64::MAX / 2);
+        let claims = Claims {
+            user_id,
+            user_type,
+            exp,
+            iat: now,
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(|e| ApiError::Internal(anyhow::anyhow!("signing a token: {e}")))
+    }
+
+    /// Checks signature, algorithm and expiry.
+    pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 5;
+        jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
+            .map(|data| data.claims)
+            .map_err(|e| ApiError::unauthorized(class::UNAUTHORIZED, format!("invalid token: {e}")))
+    }
+}

@@ -1,0 +1,108 @@
+use std::time::Duration;
+
+use actix_multipart::Multipart;
+use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
+use duma_common::db::datasets::{self, NewDataset};
+use duma_common::domain::DatasetId;
+
+use crate::auth::{Caller, roles};
+use crate::error::{ApiError, ApiResult, ErrorBody, class};
+use crate::params::Params;
+use crate::state::AppState;
+use crate::uploads::{self, FetchPolicy};
+use crate::views::DatasetView;
+
+/// Upload a dataset: multipart with fields `name`, `task` and file part `dataset`, or the field
+/// `dataset_url` to have the admin download it.
+#[utoipa::path(post, path = "/datasets", tag = "datasets",
+    request_body(content_type = "multipart/form-data", description = "fields `name`, `task`; file part `dataset` (or field `dataset_url`)"),
+    responses((status = 200, body = DatasetView), (status = 400, body = ErrorBody), (status = 413, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn create(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> ApiResult<HttpResponse> {
+    caller.require(roles::DEVELOPERS)?;
+    let id = DatasetId::new();
+    let path = format!("datasets/{id}");
+    let limit = state.settings.admin.max_dataset_bytes;
+    let (params, uploaded) = if uploads::is_multipart(&req) {
+        let multipart = Multipart::new(req.headers(), payload.into_inner());
+        let upload =
+            uploads::read_multipart(&req, multipart, "dataset", &state.store, &path, limit).await?;
+        (upload.params, upload.file)
+    } else {
+        (
+            Params::from_request(&req, &mut payload.into_inner()).await?,
+            None,
+        )
+    };
+    let stored = async {
+        let name = params.str("name")?.to_owned();
+        let task = params.str("task")?.to_owned();
+        let stored = match (uploaded, params.opt_str("dataset_url")?) {
+            (Some(stored), _) => stored,
+            (None, Some(url)) => {
+                let policy = FetchPolicy {
+                    timeout: Duration::from_millis(state.settings.admin.dataset_url_timeout_ms),
+                    allow_private: state.settings.admin.dataset_url_allow_private,
+                    limit,
+                };
+                uploads::fetch_url(url, &policy, &state.store, &path).await?
+            }
+            (None, None) => {
+                return Err(ApiError::bad_request(
+                    class::INVALID_DATASET,
+                    "send the dataset as multipart file part `dataset`, or give `dataset_url`",
+                ));
+            }
+        };
+        let db = state.pool.get().await?;
+        let dataset = datasets::insert(
+            &db,
+            &NewDataset {
+                id,
+                user_id: caller.id,
+                name: &name,
+                task: &task,
+                store_path: &stored.path,
+                size_bytes: i64::try_from(stored.size_bytes).unwrap_or(i64::MAX),
+                sha256: &stored.sha256,
+            },
+        )
+        .await?;
+        Ok::<_, ApiError>(dataset)
+    }
+    .await;
+    match stored {
+        Ok(dataset) => {
+            tracing::info!(dataset_id = %dataset.id, size_bytes = dataset.size_bytes, "dataset stored");
+            Ok(super::json(serde_json::json!({
+                "id": dataset.id, "name": dataset.name, "task": dataset.task, "size_bytes": dataset.size_bytes,
+            })))
+        }
+        Err(error) => {
+            let _ = state.store.delete(&path).await;
+            Err(error)
+        }
+    }
+}
+
+/// List the caller's datasets, optionally of one task.
+#[utoipa::path(get, path = "/datasets", tag = "datasets",
+    params(("task" = Option<String>, Query, description = "only datasets of this task")),
+    responses((status = 200, body = [DatasetView])), security(("bearer" = [])))]
+pub async fn list(
+    state: web::Data<AppState>,
+    caller: Caller,
+    params: Params,
+) -> ApiResult<HttpResponse> {
+    caller.require(roles::DEVELOPERS)?;
+    let db = state.pool.get().await?;
+    let list = datasets::list_by_user(&db, caller.id, params.opt_str("task")?).await?;
+    Ok(super::json(
+        list.iter().map(DatasetView::from).collect::<Vec<_>>(),
+    ))
+}

@@ -1,0 +1,221 @@
+use actix_web::{HttpResponse, web};
+use duma_common::db::inference_jobs::{self, InferenceJob, ServedTrial};
+use duma_common::db::trials;
+use duma_common::domain::{JobStatus, UserId};
+use duma_common::redis::events::Event;
+
+use crate::auth::{Caller, roles};
+use crate::error::{ApiError, ApiResult, ErrorBody, class};
+use crate::handlers::train_jobs;
+use crate::params::Params;
+use crate::state::AppState;
+use crate::views::{InferenceJobRefView, InferenceJobView};
+
+/// Where app users send queries for a job: `host:port[/path]/inference_jobs/<id>` (no scheme).
+pub fn predictor_host(state: &AppState, job: &InferenceJob) -> String {
+    format!(
+        "{}/inference_jobs/{}",
+        state.settings.admin.predictor_host.trim_end_matches('/'),
+        job.id
+    )
+}
+
+fn reference(state: &AppState, job: &InferenceJob, with_host: bool) -> InferenceJobRefView {
+    InferenceJobRefView {
+        id: job.id.0,
+        train_job_id: job.train_job_id.0,
+        app: job.app.clone(),
+        app_version: job.app_version,
+        predictor_host: with_host.then(|| predictor_host(state, job)),
+    }
+}
+
+/// Serve a STOPPED train job: each model's best trial with saved parameters.
+#[utoipa::path(post, path = "/inference_jobs", tag = "inference jobs",
+    request_body(content_type = "application/json", description = "`{app, app_version (default -1), budget}`"),
+    responses((status = 200, body = InferenceJobRefView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn create(
+    state: web::Data<AppState>,
+    caller: Caller,
+    params: Params,
+) -> ApiResult<HttpResponse> {
+    caller.require(roles::DEVELOPERS)?;
+    let app = params.str("app")?;
+    let version = params.opt_i64("app_version")?.unwrap_or(-1).to_string();
+    let budget = serde_json::Value::Object(params.opt_object("budget")?.unwrap_or_default());
+    let train_job = train_jobs::find(&state, &caller, app, &version).await?;
+    if train_job.status != JobStatus::Stopped {
+        return Err(ApiError::bad_request(
+            class::INVALID_TRAIN_JOB,
+            format!(
+                "train job {app} v{} is {}; it must be STOPPED before it can be served",
+                train_job.app_version, train_job.status
+            ),
+        ));
+    }
+    let mut db = state.pool.get().await?;
+    let best = trials::best_per_sub_job(&db, train_job.id).await?;
+    if best.is_empty() {
+        return Err(ApiError::bad_request(
+            class::INVALID_TRAIN_JOB,
+            format!(
+                "train job {app} v{} has no completed trial with saved parameters",
+                train_job.app_version
+            ),
+        ));
+    }
+    let served: Vec<ServedTrial> = best
+        .iter()
+        .map(|t| ServedTrial {
+            trial_id: t.id,
+            desired_replicas: 1,
+        })
+        .collect();
+    let tx = db.transaction().await?;
+    let job = inference_jobs::create(&tx, caller.id, train_job.id, &budget, &served)
+        .await
+        .map_err(|e| {
+            if e.is_duplicate_of(inference_jobs::ONE_LIVE_PER_TRAIN_JOB) {
+                ApiError::conflict(
+                    class::RUNNING_INFERENCE_JOB_EXISTS,
+                    format!(
+                        "train job {app} v{} is already being served",
+                        train_job.app_version
+                    ),
+                )
+            } else {
+                e.into()
+            }
+        })?;
+    tx.commit().await?;
+    tracing::info!(inference_job_id = %job.id, trials = served.len(), "inference job created");
+    state
+        .publish(Event::InferenceJobCreated {
+            inference_job_id: job.id,
+        })
+        .await;
+    Ok(super::json(reference(&state, &job, true)))
+}
+
+/// A user's inference jobs (non-admins: only their own).
+#[utoipa::path(get, path = "/inference_jobs", tag = "inference jobs",
+    params(("user_id" = String, Query, description = "whose inference jobs")),
+    responses((status = 200, body = [InferenceJobView]), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn list(
+    state: web::Data<AppState>,
+    caller: Caller,
+    params: Params,
+) -> ApiResult<HttpResponse> {
+    caller.require(roles::DEVELOPERS)?;
+    let user_id: UserId = params.id("user_id", class::INVALID_USER)?;
+    caller.require_owner_or_admin(user_id, "list of inference jobs")?;
+    let db = state.pool.get().await?;
+    let jobs = inference_jobs::list_by_user(&db, user_id).await?;
+    Ok(super::json(
+        jobs.iter()
+            .map(|j| InferenceJobView::new(j, None))
+            .collect::<Vec<_>>(),
+    ))
+}
+
+/// Inference jobs of every version of one of the caller's apps, newest first.
+#[utoipa::path(get, path = "/inference_jobs/{app}", tag = "inference jobs",
+    params(("app" = String, Path)), responses((status = 200, body = [InferenceJobView])), security(("bearer" = [])))]
+pub async fn list_by_app(
+    state: web::Data<AppState>,
+    caller: Caller,
+    app: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    caller.require(roles::DEVELOPERS)?;
+    let db = state.pool.get().await?;
+    let jobs = inference_jobs::list_by_app(&db, caller.id, &app).await?;
+    Ok(super::json(
+        jobs.iter()
+            .map(|j| InferenceJobView::new(j, None))
+            .collect::<Vec<_>>(),
+    ))
+}
+
+async fn find_running(
+    state: &AppState,
+    caller: &Caller,
+    app: &str,
+    version: &str,
+) -> Result<InferenceJob, ApiError> {
+    let train_job = train_jobs::find(state, caller, app, version)
+        .await
+        .map_err(|e| match e {
+            ApiError::Rejected {
+                status, message, ..
+            } if status == actix_web::http::StatusCode::NOT_FOUND => {
+                ApiError::not_found(class::INVALID_RUNNING_INFERENCE_JOB, message)
+            }
+            other => other,
+        })?;
+    let db = state.pool.get().await?;
+    inference_jobs::live_for_train_job(&db, train_job.id)
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(
+                class::INVALID_RUNNING_INFERENCE_JOB,
+                format!(
+                    "app {app} v{} has no running inference job",
+                    train_job.app_version
+                ),
+            )
+        })
+}
+
+/// The running inference job of an app version, with its `predictor_host`.
+#[utoipa::path(get, path = "/inference_jobs/{app}/{app_version}", tag = "inference jobs",
+    params(("app" = String, Path), ("app_version" = i32, Path, description = "-1 for the latest")),
+    responses((status = 200, body = InferenceJobView), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn get(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+) -> ApiResult<HttpResponse> {
+    caller.require(roles::DEVELOPERS)?;
+    let job = find_running(&state, &caller, &path.0, &path.1).await?;
+    let host = predictor_host(&state, &job);
+    Ok(super::json(InferenceJobView::new(&job, Some(host))))
+}
+
+/// Stop the running inference job of an app version.
+#[utoipa::path(post, path = "/inference_jobs/{app}/{app_version}/stop", tag = "inference jobs",
+    params(("app" = String, Path), ("app_version" = i32, Path)),
+    responses((status = 200, body = InferenceJobRefView), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn stop(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+) -> ApiResult<HttpResponse> {
+    caller.require(roles::DEVELOPERS)?;
+    let job = find_running(&state, &caller, &path.0, &path.1).await?;
+    let stopped = stop_inference_job(&state, &job).await?.ok_or_else(|| {
+        ApiError::not_found(
+            class::INVALID_RUNNING_INFERENCE_JOB,
+            "the inference job stopped meanwhile",
+        )
+    })?;
+    Ok(super::json(reference(&state, &stopped, false)))
+}
+
+/// Stops a live job and tells predictors and workers; `None` if it was not live.
+pub async fn stop_inference_job(
+    state: &AppState,
+    job: &InferenceJob,
+) -> Result<Option<InferenceJob>, ApiError> {
+    let db = state.pool.get().await?;
+    let stopped = inference_jobs::set_status(&db, job.id, JobStatus::Stopped, None).await?;
+    if stopped.is_some() {
+        tracing::info!(inference_job_id = %job.id, "inference job stopped");
+        state
+            .publish(Event::InferenceJobStopped {
+                inference_job_id: job.id,
+            })
+            .await;
+    }
+    Ok(stopped)
+}

@@ -1,0 +1,256 @@
+use actix_multipart::Multipart;
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use duma_common::db::DbError;
+use duma_common::db::models::{self, Dependencies, Model, NewModel};
+use duma_common::domain::{AccessRight, ModelId, TemplateKind, dependencies};
+
+use crate::auth::{Caller, roles};
+use crate::error::{ApiError, ApiResult, ErrorBody, class};
+use crate::params::{Params, path_id};
+use crate::state::AppState;
+use crate::uploads;
+use crate::views::{AvailableModelView, CreatedModelView, ModelView};
+
+const MAX_NAME_LEN: usize = 128;
+
+/// The fields of an upload, parsed.
+struct ModelFields {
+    name: String,
+    task: String,
+    model_class: String,
+    dependencies: Dependencies,
+    access_right: AccessRight,
+    docker_image: Option<String>,
+}
+
+fn parse_fields(params: &Params) -> Result<ModelFields, ApiError> {
+    let invalid = |message: String| ApiError::bad_request(class::INVALID_MODEL, message);
+    let name = params.str("name")?.trim().to_owned();
+    if name.len() > MAX_NAME_LEN {
+        return Err(invalid(format!(
+            "name is longer than {MAX_NAME_LEN} characters"
+        )));
+    }
+    let task = params.str("task")?.trim().to_owned();
+    let model_class = params.str("model_class")?.trim().to_owned();
+    let is_identifier = model_class.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && model_class
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !is_identifier {
+        return Err(invalid(format!(
+            "model_class `{model_class}` is not a Python class name"
+        )));
+    }
+    let dependencies: Dependencies = match params.opt_object("dependencies")? {
+        None => Dependencies::new(),
+        Some(map) => map
+            .into_iter()
+            .map(|(name, version)| match version {
+                serde_json::Value::String(v) => Ok((name, v)),
+                serde_json::Value::Null => Ok((name, String::new())),
+                other => Err(invalid(format!(
+                    "the version of {name} must be a string, not {other}"
+                ))),
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    dependencies::validate(&dependencies).map_err(|e| invalid(e.to_string()))?;
+    let access_right = match params.opt_str("access_right")? {
+        None | Some("") => AccessRight::Private,
+        Some(raw) => raw
+            .parse()
+            .map_err(|e: duma_common::domain::UnknownVariant| invalid(e.to_string()))?,
+    };
+    let docker_image = params
+        .opt_str("docker_image")?
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned);
+    Ok(ModelFields {
+        name,
+        task,
+        model_class,
+        dependencies,
+        access_right,
+        docker_image,
+    })
+}
+
+/// Upload a model template (Python source in file part `model_file_bytes`).
+#[utoipa::path(post, path = "/models", tag = "models",
+    request_body(content_type = "multipart/form-data", description = "file part `model_file_bytes`; fields `name, task, model_class, dependencies` (JSON text), `access_right` (PRIVATE|PUBLIC), `docker_image`"),
+    responses((status = 200, body = CreatedModelView), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn create(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> ApiResult<HttpResponse> {
+    caller.require(roles::MODEL_DEVELOPERS)?;
+    if !uploads::is_multipart(&req) {
+        return Err(ApiError::bad_request(
+            class::INVALID_MODEL,
+            "upload a model as multipart/form-data with file part `model_file_bytes`",
+        ));
+    }
+    let id = ModelId::new();
+    let path = format!("models/{id}/source.py");
+    let multipart = Multipart::new(req.headers(), payload.into_inner());
+    let upload = uploads::read_multipart(
+        &req,
+        multipart,
+        "model_file_bytes",
+        &state.store,
+        &path,
+        state.settings.admin.max_model_file_bytes,
+    )
+    .await?;
+    let created = async {
+        let fields = parse_fields(&upload.params)?;
+        let source = upload.file.as_ref().ok_or_else(|| {
+            ApiError::bad_request(class::INVALID_MODEL, "missing file part `model_file_bytes`")
+        })?;
+        let db = state.pool.get().await?;
+        let new = NewModel {
+            id,
+            user_id: caller.id,
+            name: fields.name.clone(),
+            task: fields.task,
+            template_kind: TemplateKind::Python,
+            source_path: Some(source.path.clone()),
+            source_sha256: Some(source.sha256.clone()),
+            source_size_bytes: i64::try_from(source.size_bytes).ok(),
+            model_class: fields.model_class,
+            knob_config: None,
+            dependencies: fields.dependencies,
+            access_right: fields.access_right,
+            docker_image: fields.docker_image,
+        };
+        models::insert(&db, &new).await.map_err(|e| {
+            if e.is_duplicate_of(models::NAME_TAKEN) {
+                ApiError::conflict(
+                    class::DUPLICATE_MODEL_NAME,
+                    format!("you already have a model named {}", fields.name),
+                )
+            } else {
+                e.into()
+            }
+        })
+    }
+    .await;
+    match created {
+        Ok(model) => {
+            tracing::info!(model_id = %model.id, name = model.name, "model uploaded");
+            Ok(super::json(CreatedModelView::from(&model)))
+        }
+        Err(error) => {
+            let _ = state.store.delete(&path).await;
+            Err(error)
+        }
+    }
+}
+
+/// Models the caller may use: public ones and their own.
+#[utoipa::path(get, path = "/models/available", tag = "models",
+    params(("task" = Option<String>, Query, description = "only models of this task")),
+    responses((status = 200, body = [AvailableModelView])), security(("bearer" = [])))]
+pub async fn available(
+    state: web::Data<AppState>,
+    caller: Caller,
+    params: Params,
+) -> ApiResult<HttpResponse> {
+    caller.require(roles::DEVELOPERS)?;
+    let db = state.pool.get().await?;
+    let list = models::list_available(&db, caller.id, params.opt_str("task")?).await?;
+    Ok(super::json(
+        list.iter()
+            .map(AvailableModelView::from)
+            .collect::<Vec<_>>(),
+    ))
+}
+
+/// The model with `id`, if the caller may see it (owner or admin).
+async fn visible_model(state: &AppState, caller: &Caller, raw_id: &str) -> Result<Model, ApiError> {
+    let id: ModelId = path_id(raw_id, class::INVALID_MODEL, "model")?;
+    let db = state.pool.get().await?;
+    let model = models::by_id(&db, id).await?.ok_or_else(|| {
+        ApiError::not_found(class::INVALID_MODEL, format!("no model with id {id}"))
+    })?;
+    caller.require_owner_or_admin(model.user_id, "model")?;
+    Ok(model)
+}
+
+/// One model (non-admins: only their own).
+#[utoipa::path(get, path = "/models/{model_id}", tag = "models",
+    params(("model_id" = String, Path)),
+    responses((status = 200, body = ModelView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn get(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    caller.require(roles::DEVELOPERS)?;
+    let model = visible_model(&state, &caller, &id).await?;
+    Ok(super::json(ModelView::from(&model)))
+}
+
+/// Delete a model no train job uses.
+#[utoipa::path(delete, path = "/models/{model_id}", tag = "models",
+    params(("model_id" = String, Path)),
+    responses((status = 200, body = CreatedModelView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn delete(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    caller.require(roles::MODEL_DEVELOPERS)?;
+    let model = visible_model(&state, &caller, &id).await?;
+    if model.template_kind == TemplateKind::Native {
+        return Err(ApiError::forbidden(
+            class::INVALID_MODEL,
+            "built-in templates cannot be deleted",
+        ));
+    }
+    let db = state.pool.get().await?;
+    let deleted = models::delete(&db, model.id).await.map_err(|e| match e {
+        DbError::ForeignKey { .. } => ApiError::conflict(
+            class::MODEL_USED,
+            format!("model {} is used by a train job", model.name),
+        ),
+        other => other.into(),
+    })?;
+    if let Some(path) = deleted.as_ref().and_then(|m| m.source_path.as_deref())
+        && let Err(error) = state.store.delete(path).await
+    {
+        tracing::warn!(%error, path, "deleted model's source could not be removed");
+    }
+    Ok(super::json(CreatedModelView::from(&model)))
+}
+
+/// Download the uploaded template source.
+#[utoipa::path(get, path = "/models/{model_id}/model_file", tag = "models",
+    params(("model_id" = String, Path)),
+    responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn model_file(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    caller.require(roles::MODEL_DEVELOPERS)?;
+    let model = visible_model(&state, &caller, &id).await?;
+    let path = model.source_path.ok_or_else(|| {
+        ApiError::not_found(
+            class::INVALID_MODEL,
+            "built-in templates have no source file",
+        )
+    })?;
+    let body = state.store.get_stream(&path).await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "application/octet-stream"))
+        .streaming(body))
+}

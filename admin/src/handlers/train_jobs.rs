@@ -1,0 +1,325 @@
+use actix_web::{HttpResponse, web};
+use duma_common::db::train_jobs::{NewTrainJob, TrainJob};
+use duma_common::db::{datasets, models, train_jobs, trials};
+use duma_common::domain::{Budget, DatasetId, ModelId, UserId};
+use duma_common::redis::events::Event;
+
+use crate::auth::{Caller, roles};
+use crate::error::{ApiError, ApiResult, ErrorBody, class};
+use crate::params::{Params, app_version};
+use crate::state::AppState;
+use crate::views::{TrainJobRefView, TrainJobView, TrialView};
+
+const MAX_APP_LEN: usize = 64;
+const DEFAULT_BEST_COUNT: i64 = 2;
+const DEFAULT_TRIAL_LIMIT: i64 = 1000;
+const MAX_TRIAL_LIMIT: i64 = 10_000;
+
+/// App names appear in URL paths: keep them to a safe alphabet.
+pub fn validate_app(app: &str) -> Result<(), ApiError> {
+    let ok = app.len() <= MAX_APP_LEN
+        && app
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(
+            class::INVALID_TRAIN_JOB,
+            format!("app `{app}` must be at most {MAX_APP_LEN} letters, digits, `_`, `-` or `.`"),
+        ))
+    }
+}
+
+async fn owned_dataset(
+    db: &impl duma_common::db::GenericClient,
+    caller: &Caller,
+    id: DatasetId,
+    task: &str,
+) -> Result<(), ApiError> {
+    let dataset = datasets::by_id(db, id).await?.ok_or_else(|| {
+        ApiError::not_found(class::INVALID_DATASET, format!("no dataset with id {id}"))
+    })?;
+    if dataset.user_id != caller.id {
+        return Err(ApiError::forbidden(
+            class::INVALID_DATASET,
+            format!("dataset {id} belongs to another user"),
+        ));
+    }
+    if dataset.task != task {
+        return Err(ApiError::bad_request(
+            class::INVALID_DATASET,
+            format!("dataset {id} is for task {}, not {task}", dataset.task),
+        ));
+    }
+    Ok(())
+}
+
+/// Create a train job: the next version of the caller's app, tuning each model on the dataset.
+#[utoipa::path(post, path = "/train_jobs", tag = "train jobs",
+    request_body(content_type = "application/json", description = "`{app, task, train_dataset_id, val_dataset_id, budget, model_ids, train_args}`"),
+    responses((status = 200, body = TrainJobRefView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn create(
+    state: web::Data<AppState>,
+    caller: Caller,
+    params: Params,
+) -> ApiResult<HttpResponse> {
+    caller.require(roles::DEVELOPERS)?;
+    let app = params.str("app")?.to_owned();
+    validate_app(&app)?;
+    let task = params.str("task")?.to_owned();
+    let train_dataset_id: DatasetId = params.id("train_dataset_id", class::INVALID_DATASET)?;
+    let val_dataset_id: DatasetId = params.id("val_dataset_id", class::INVALID_DATASET)?;
+    let budget: Budget = match params.opt_object("budget")? {
+        None => Budget::default(),
+        Some(map) => serde_json::from_value(serde_json::Value::Object(map)).map_err(|e| {
+            ApiError::bad_request(class::INVALID_TRAIN_JOB, format!("invalid budget: {e}"))
+        })?,
+    };
+    budget
+        .validate()
+        .map_err(|e| ApiError::bad_request(class::INVALID_TRAIN_JOB, e.to_string()))?;
+    let train_args = params.opt_object("train_args")?.unwrap_or_default();
+    let requested: Option<Vec<ModelId>> = params
+        .opt_str_list("model_ids")?
+        .map(|ids| {
+            ids.iter()
+                .map(|raw| {
+                    raw.parse().map_err(|_| {
+                        ApiError::bad_request(
+                            class::INVALID_MODEL,
+                            format!("`{raw}` is not a valid model id"),
+                        )
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .transpose()?;
+
+    let mut db = state.pool.get().await?;
+    owned_dataset(&db, &caller, train_dataset_id, &task).await?;
+    owned_dataset(&db, &caller, val_dataset_id, &task).await?;
+    let available = models::list_available(&db, caller.id, Some(&task)).await?;
+    // No list (or an empty one) means every model available for the task, as in Rafiki.
+    let model_ids = match requested.filter(|ids| !ids.is_empty()) {
+        None => available.iter().map(|m| m.id).collect(),
+        Some(ids) => {
+            for id in &ids {
+                if !available.iter().any(|m| m.id == *id) {
+                    let reason = match models::by_id(&db, *id).await? {
+                        None => format!("no model with id {id}"),
+                        Some(m) if m.task != task => {
+                            format!("model {} is for task {}, not {task}", m.name, m.task)
+                        }
+                        Some(m) => format!("model {} is private to another user", m.name),
+                    };
+                    return Err(ApiError::bad_request(class::INVALID_MODEL, reason));
+                }
+            }
+            let mut unique = ids;
+            unique.sort();
+            unique.dedup();
+            unique
+        }
+    };
+    if model_ids.is_empty() {
+        return Err(ApiError::bad_request(
+            class::INVALID_MODEL,
+            format!("no models are available for task {task}"),
+        ));
+    }
+
+    let parallelism = state.settings.admin.trial_parallelism;
+    let train_slots = budget
+        .trial_limit()
+        .map_or(parallelism, |limit| limit.min(parallelism));
+    let new = NewTrainJob {
+        user_id: caller.id,
+        app: app.clone(),
+        task,
+        train_dataset_id,
+        val_dataset_id,
+        budget,
+        train_args,
+        model_ids,
+        train_slots: i32::try_from(train_slots).unwrap_or(1),
+    };
+    let tx = db.transaction().await?;
+    let (job, subs) = train_jobs::create(&tx, &new).await.map_err(|e| {
+        if e.is_duplicate_of(train_jobs::ONE_LIVE_PER_APP) {
+            ApiError::conflict(
+                class::INVALID_TRAIN_JOB,
+                format!("app {app} already has a train job in progress; stop it first"),
+            )
+        } else {
+            e.into()
+        }
+    })?;
+    tx.commit().await?;
+    tracing::info!(train_job_id = %job.id, app = job.app, app_version = job.app_version, models = subs.len(), "train job created");
+    state
+        .publish(Event::TrainJobCreated {
+            train_job_id: job.id,
+        })
+        .await;
+    Ok(super::json(TrainJobRefView::from(&job)))
+}
+
+/// A user's train jobs (non-admins: only their own).
+#[utoipa::path(get, path = "/train_jobs", tag = "train jobs",
+    params(("user_id" = String, Query, description = "whose train jobs")),
+    responses((status = 200, body = [TrainJobView]), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn list(
+    state: web::Data<AppState>,
+    caller: Caller,
+    params: Params,
+) -> ApiResult<HttpResponse> {
+    caller.require(roles::DEVELOPERS)?;
+    let user_id: UserId = params.id("user_id", class::INVALID_USER)?;
+    caller.require_owner_or_admin(user_id, "list of train jobs")?;
+    let db = state.pool.get().await?;
+    let jobs = train_jobs::list_by_user(&db, user_id).await?;
+    Ok(super::json(
+        jobs.iter().map(TrainJobView::from).collect::<Vec<_>>(),
+    ))
+}
+
+/// Every version of one of the caller's apps, newest first.
+#[utoipa::path(get, path = "/train_jobs/{app}", tag = "train jobs",
+    params(("app" = String, Path)), responses((status = 200, body = [TrainJobView])), security(("bearer" = [])))]
+pub async fn list_by_app(
+    state: web::Data<AppState>,
+    caller: Caller,
+    app: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    caller.require(roles::DEVELOPERS)?;
+    let db = state.pool.get().await?;
+    let jobs = train_jobs::list_by_app(&db, caller.id, &app).await?;
+    Ok(super::json(
+        jobs.iter().map(TrainJobView::from).collect::<Vec<_>>(),
+    ))
+}
+
+/// The caller's train job of `app` at `app_version` (-1: the latest).
+pub async fn find(
+    state: &AppState,
+    caller: &Caller,
+    app: &str,
+    version: &str,
+) -> Result<TrainJob, ApiError> {
+    let version = app_version(version)?;
+    let db = state.pool.get().await?;
+    train_jobs::by_app_version(&db, caller.id, app, version)
+        .await?
+        .ok_or_else(|| {
+            let which = version.map_or("any version".to_owned(), |v| format!("version {v}"));
+            ApiError::not_found(
+                class::INVALID_TRAIN_JOB,
+                format!("you have no train job for app {app} at {which}"),
+            )
+        })
+}
+
+/// One version of one of the caller's apps.
+#[utoipa::path(get, path = "/train_jobs/{app}/{app_version}", tag = "train jobs",
+    params(("app" = String, Path), ("app_version" = i32, Path, description = "-1 for the latest")),
+    responses((status = 200, body = TrainJobView), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn get(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+) -> ApiResult<HttpResponse> {
+    caller.require(roles::DEVELOPERS)?;
+    let job = find(&state, &caller, &path.0, &path.1).await?;
+    Ok(super::json(TrainJobView::from(&job)))
+}
+
+/// Stop a train job; it is STOPPED when this returns, and in-flight trials are cancelled.
+#[utoipa::path(post, path = "/train_jobs/{app}/{app_version}/stop", tag = "train jobs",
+    params(("app" = String, Path), ("app_version" = i32, Path)),
+    responses((status = 200, body = TrainJobRefView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn stop(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+) -> ApiResult<HttpResponse> {
+    caller.require(roles::DEVELOPERS)?;
+    let job = find(&state, &caller, &path.0, &path.1).await?;
+    let stopped = stop_train_job(&state, &job).await?.ok_or_else(|| {
+        ApiError::conflict(
+            class::INVALID_TRAIN_JOB,
+            format!(
+                "train job {} v{} is not running (it is {})",
+                job.app, job.app_version, job.status
+            ),
+        )
+    })?;
+    Ok(super::json(TrainJobRefView::from(&stopped)))
+}
+
+/// Stops a live job and tells the workers; `None` if it was not live.
+pub async fn stop_train_job(
+    state: &AppState,
+    job: &TrainJob,
+) -> Result<Option<TrainJob>, ApiError> {
+    let mut db = state.pool.get().await?;
+    let tx = db.transaction().await?;
+    let stopped = train_jobs::stop(&tx, job.id).await?;
+    tx.commit().await?;
+    if stopped.is_some() {
+        tracing::info!(train_job_id = %job.id, "train job stopped");
+        state
+            .publish(Event::TrainJobStopped {
+                train_job_id: job.id,
+            })
+            .await;
+    }
+    Ok(stopped)
+}
+
+/// Trials of a train job: all (with `limit`/`offset`), or the best (`type=best`, `max_count`).
+#[utoipa::path(get, path = "/train_jobs/{app}/{app_version}/trials", tag = "trials",
+    params(("app" = String, Path), ("app_version" = i32, Path),
+        ("type" = Option<String>, Query, description = "`best` for the best trials"),
+        ("max_count" = Option<i64>, Query, description = "with type=best; default 2"),
+        ("limit" = Option<i64>, Query, description = "default 1000"), ("offset" = Option<i64>, Query, description = "default 0")),
+    responses((status = 200, body = [TrialView]), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn trials(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+    params: Params,
+) -> ApiResult<HttpResponse> {
+    caller.require(roles::DEVELOPERS)?;
+    let job = find(&state, &caller, &path.0, &path.1).await?;
+    let non_negative = |key: &str, value: i64| {
+        if value < 0 {
+            Err(ApiError::invalid_request(format!(
+                "`{key}` must not be negative"
+            )))
+        } else {
+            Ok(value)
+        }
+    };
+    let db = state.pool.get().await?;
+    let list = if params.opt_str("type")? == Some("best") {
+        let max_count = non_negative(
+            "max_count",
+            params.opt_i64("max_count")?.unwrap_or(DEFAULT_BEST_COUNT),
+        )?;
+        trials::best_by_train_job(&db, job.id, max_count).await?
+    } else {
+        let limit = non_negative(
+            "limit",
+            params.opt_i64("limit")?.unwrap_or(DEFAULT_TRIAL_LIMIT),
+        )?
+        .min(MAX_TRIAL_LIMIT);
+        let offset = non_negative("offset", params.opt_i64("offset")?.unwrap_or(0))?;
+        trials::list_by_train_job(&db, job.id, limit, offset).await?
+    };
+    Ok(super::json(
+        list.iter().map(TrialView::from).collect::<Vec<_>>(),
+    ))
+}

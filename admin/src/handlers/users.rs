@@ -1,0 +1,120 @@
+use actix_web::{HttpResponse, web};
+use duma_common::db::users;
+use duma_common::domain::UserType;
+
+use crate::auth::{Caller, hash_password, roles};
+use crate::error::{ApiError, ApiResult, ErrorBody, class};
+use crate::params::Params;
+use crate::state::AppState;
+use crate::views::UserView;
+
+const MAX_EMAIL_LEN: usize = 254;
+const MAX_PASSWORD_LEN: usize = 1024;
+
+/// Only a superadmin may create or ban admins and superadmins.
+fn require_may_manage(caller: &Caller, target: UserType) -> Result<(), ApiError> {
+    if target.is_admin() && caller.user_type != UserType::Superadmin {
+        return Err(ApiError::forbidden(
+            class::UNAUTHORIZED,
+            format!("only a superadmin may manage {target} users"),
+        ));
+    }
+    Ok(())
+}
+
+/// Create a user.
+#[utoipa::path(post, path = "/users", tag = "users",
+    request_body(content_type = "application/json", description = "`{email, password, user_type}`"),
+    responses((status = 200, body = UserView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn create(
+    state: web::Data<AppState>,
+    caller: Caller,
+    params: Params,
+) -> ApiResult<HttpResponse> {
+    caller.require(roles::ADMINS)?;
+    let email = params.str("email")?.trim();
+    let password = params.str("password")?;
+    let user_type: UserType =
+        params
+            .str("user_type")?
+            .parse()
+            .map_err(|e: duma_common::domain::UnknownVariant| {
+                ApiError::bad_request(class::INVALID_USER, e.to_string())
+            })?;
+    if email.len() > MAX_EMAIL_LEN || !email.contains('@') || email.chars().any(char::is_whitespace)
+    {
+        return Err(ApiError::bad_request(
+            class::INVALID_USER,
+            format!("`{email}` is not an email address"),
+        ));
+    }
+    if password.len() > MAX_PASSWORD_LEN {
+        return Err(ApiError::bad_request(
+            class::INVALID_PASSWORD,
+            "the password is longer than 1024 bytes",
+        ));
+    }
+    require_may_manage(&caller, user_type)?;
+    let hash = hash_password(password.to_owned()).await?;
+    let db = state.pool.get().await?;
+    let user = users::insert(&db, email, &hash, user_type)
+        .await
+        .map_err(|e| {
+            if e.is_duplicate_of(users::EMAIL_TAKEN) {
+                ApiError::conflict(
+                    class::USER_EXISTS,
+                    format!("a user with email {email} exists"),
+                )
+            } else {
+                e.into()
+            }
+        })?;
+    tracing::info!(user_id = %user.id, %user_type, by = %caller.id, "user created");
+    Ok(super::json(UserView::from(&user)))
+}
+
+/// List every user.
+#[utoipa::path(get, path = "/users", tag = "users",
+    responses((status = 200, body = [UserView]), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn list(state: web::Data<AppState>, caller: Caller) -> ApiResult<HttpResponse> {
+    caller.require(roles::ADMINS)?;
+    let db = state.pool.get().await?;
+    let users = users::list(&db).await?;
+    Ok(super::json(
+        users.iter().map(UserView::from).collect::<Vec<_>>(),
+    ))
+}
+
+/// Ban a user: they can no longer log in and their tokens stop working at once.
+#[utoipa::path(delete, path = "/users", tag = "users",
+    request_body(content_type = "application/json", description = "`{email}`"),
+    responses((status = 200, body = UserView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn ban(
+    state: web::Data<AppState>,
+    caller: Caller,
+    params: Params,
+) -> ApiResult<HttpResponse> {
+    caller.require(roles::ADMINS)?;
+    let email = params.str("email")?;
+    let db = state.pool.get().await?;
+    let user = users::by_email(&db, email).await?.ok_or_else(|| {
+        ApiError::not_found(class::INVALID_USER, format!("no user with email {email}"))
+    })?;
+    if user.id == caller.id {
+        return Err(ApiError::bad_request(
+            class::INVALID_USER,
+            "you cannot ban yourself",
+        ));
+    }
+    require_may_manage(&caller, user.user_type)?;
+    let banned = users::ban(&db, user.id).await?.ok_or_else(|| {
+        ApiError::conflict(
+            class::USER_ALREADY_BANNED,
+            format!("{email} is already banned"),
+        )
+    })?;
+    tracing::info!(user_id = %banned.id, by = %caller.id, "user banned");
+    Ok(super::json(UserView::from(&banned)))
+}

@@ -1,0 +1,311 @@
+//! Response bodies, field for field as Rafiki's client expects them.
+
+use chrono::{DateTime, Utc};
+use duma_common::db::{
+    datasets::Dataset, inference_jobs::InferenceJob, models::Model, train_jobs::TrainJob,
+    trials::Trial, users::User,
+};
+use duma_common::domain::{AccessRight, JobStatus, TrialStatus, UserType};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// Datetimes as RFC 1123 in GMT ("Tue, 07 May 2019 10:00:00 GMT").
+pub fn http_date(datetime: &DateTime<Utc>) -> String {
+    datetime.format("%a, %d %b %Y %H:%M:%S GMT").to_string()
+}
+
+fn opt_http_date(datetime: &Option<DateTime<Utc>>) -> Option<String> {
+    datetime.as_ref().map(http_date)
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TokenView {
+    pub user_id: Uuid,
+    #[schema(value_type = String)]
+    pub user_type: UserType,
+    pub token: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct UserView {
+    pub id: Uuid,
+    pub email: String,
+    #[schema(value_type = String)]
+    pub user_type: UserType,
+    /// RFC 1123, or null when not banned.
+    pub banned_date: Option<String>,
+}
+
+impl From<&User> for UserView {
+    fn from(user: &User) -> Self {
+        Self {
+            id: user.id.0,
+            email: user.email.clone(),
+            user_type: user.user_type,
+            banned_date: opt_http_date(&user.banned_date),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DatasetView {
+    pub id: Uuid,
+    pub name: String,
+    pub task: String,
+    pub datetime_created: String,
+    pub size_bytes: i64,
+}
+
+impl From<&Dataset> for DatasetView {
+    fn from(d: &Dataset) -> Self {
+        Self {
+            id: d.id.0,
+            name: d.name.clone(),
+            task: d.task.clone(),
+            datetime_created: http_date(&d.datetime_created),
+            size_bytes: d.size_bytes,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CreatedModelView {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub name: String,
+}
+
+impl From<&Model> for CreatedModelView {
+    fn from(m: &Model) -> Self {
+        Self {
+            id: m.id.0,
+            user_id: m.user_id.0,
+            name: m.name.clone(),
+        }
+    }
+}
+
+/// A model in `GET /models/available`.
+#[derive(Serialize, ToSchema)]
+pub struct AvailableModelView {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub name: String,
+    pub task: String,
+    pub datetime_created: String,
+    pub dependencies: std::collections::BTreeMap<String, String>,
+    #[schema(value_type = String)]
+    pub access_right: AccessRight,
+}
+
+impl From<&Model> for AvailableModelView {
+    fn from(m: &Model) -> Self {
+        Self {
+            id: m.id.0,
+            user_id: m.user_id.0,
+            name: m.name.clone(),
+            task: m.task.clone(),
+            datetime_created: http_date(&m.datetime_created),
+            dependencies: m.dependencies.clone(),
+            access_right: m.access_right,
+        }
+    }
+}
+
+/// A model in `GET /models/{id}`.
+#[derive(Serialize, ToSchema)]
+pub struct ModelView {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub name: String,
+    pub task: String,
+    pub model_class: String,
+    pub datetime_created: String,
+    pub docker_image: Option<String>,
+    pub dependencies: std::collections::BTreeMap<String, String>,
+    #[schema(value_type = String)]
+    pub access_right: AccessRight,
+}
+
+impl From<&Model> for ModelView {
+    fn from(m: &Model) -> Self {
+        Self {
+            id: m.id.0,
+            user_id: m.user_id.0,
+            name: m.name.clone(),
+            task: m.task.clone(),
+            model_class: m.model_class.clone(),
+            datetime_created: http_date(&m.datetime_created),
+            docker_image: m.docker_image.clone(),
+            dependencies: m.dependencies.clone(),
+            access_right: m.access_right,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TrainJobRefView {
+    pub id: Uuid,
+    pub app: String,
+    pub app_version: i32,
+}
+
+impl From<&TrainJob> for TrainJobRefView {
+    fn from(j: &TrainJob) -> Self {
+        Self {
+            id: j.id.0,
+            app: j.app.clone(),
+            app_version: j.app_version,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TrainJobView {
+    pub id: Uuid,
+    #[schema(value_type = String)]
+    pub status: JobStatus,
+    pub app: String,
+    pub app_version: i32,
+    pub task: String,
+    pub train_dataset_id: Uuid,
+    pub val_dataset_id: Uuid,
+    #[schema(value_type = Object)]
+    pub train_args: serde_json::Map<String, Value>,
+    pub datetime_started: String,
+    pub datetime_stopped: Option<String>,
+    #[schema(value_type = Object)]
+    pub budget: Value,
+    /// Why the job is ERRORED (a Duma extension).
+    pub error: Option<String>,
+}
+
+impl From<&TrainJob> for TrainJobView {
+    fn from(j: &TrainJob) -> Self {
+        Self {
+            id: j.id.0,
+            status: j.status,
+            app: j.app.clone(),
+            app_version: j.app_version,
+            task: j.task.clone(),
+            train_dataset_id: j.train_dataset_id.0,
+            val_dataset_id: j.val_dataset_id.0,
+            train_args: j.train_args.clone(),
+            datetime_started: http_date(&j.datetime_started),
+            datetime_stopped: opt_http_date(&j.datetime_stopped),
+            budget: serde_json::to_value(j.budget).unwrap_or(Value::Null),
+            error: j.error.clone(),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TrialView {
+    pub id: Uuid,
+    pub no: i32,
+    pub worker_id: Option<Uuid>,
+    #[schema(value_type = Object)]
+    pub proposal: Value,
+    pub datetime_started: String,
+    #[schema(value_type = String)]
+    pub status: TrialStatus,
+    pub datetime_stopped: Option<String>,
+    pub model_name: String,
+    pub score: Option<f64>,
+    pub is_params_saved: bool,
+}
+
+impl From<&Trial> for TrialView {
+    fn from(t: &Trial) -> Self {
+        Self {
+            id: t.id.0,
+            no: t.no,
+            worker_id: t.worker_id.map(|w| w.0),
+            proposal: serde_json::to_value(&t.proposal).unwrap_or(Value::Null),
+            datetime_started: http_date(&t.datetime_started),
+            status: t.status,
+            datetime_stopped: opt_http_date(&t.datetime_stopped),
+            model_name: t.model_name.clone(),
+            score: t.score,
+            is_params_saved: t.is_params_saved(),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TrialLogsView {
+    #[schema(value_type = Vec<Object>)]
+    pub plots: Vec<Value>,
+    #[schema(value_type = Vec<Object>)]
+    pub metrics: Vec<Value>,
+    #[schema(value_type = Vec<Object>)]
+    pub messages: Vec<Value>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct InferenceJobView {
+    pub id: Uuid,
+    #[schema(value_type = String)]
+    pub status: JobStatus,
+    pub train_job_id: Uuid,
+    pub app: String,
+    pub app_version: i32,
+    pub datetime_started: String,
+    pub datetime_stopped: Option<String>,
+    /// Only for STARTED/RUNNING jobs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub predictor_host: Option<String>,
+    /// Why the job is ERRORED (a Duma extension).
+    pub error: Option<String>,
+}
+
+impl InferenceJobView {
+    pub fn new(job: &InferenceJob, predictor_host: Option<String>) -> Self {
+        Self {
+            id: job.id.0,
+            status: job.status,
+            train_job_id: job.train_job_id.0,
+            app: job.app.clone(),
+            app_version: job.app_version,
+            datetime_started: http_date(&job.datetime_started),
+            datetime_stopped: opt_http_date(&job.datetime_stopped),
+            predictor_host,
+            error: job.error.clone(),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct InferenceJobRefView {
+    pub id: Uuid,
+    pub train_job_id: Uuid,
+    pub app: String,
+    pub app_version: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub predictor_host: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct IdView {
+    pub id: Uuid,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct StoppedJobsView {
+    pub train_jobs: Vec<IdView>,
+    pub inference_jobs: Vec<IdView>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn datetimes_are_rfc_1123_gmt() {
+        let datetime = Utc.with_ymd_and_hms(2019, 5, 7, 10, 0, 0).unwrap();
+        assert_eq!(http_date(&datetime), "Tue, 07 May 2019 10:00:00 GMT");
+    }
+}

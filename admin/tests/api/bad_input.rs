@@ -1,0 +1,202 @@
+//! Malformed input gets a 4xx naming the problem — never a 500 or a hang.
+
+use serde_json::json;
+
+use crate::helpers::{expect_error, json_ok, spawn_app};
+
+#[tokio::test]
+async fn malformed_bodies_wrong_types_and_missing_fields_are_400() {
+    let app = spawn_app().await;
+    let dev = app.user("APP_DEVELOPER").await;
+    let raw = |path: &str, body: &'static str| {
+        app.http
+            .post(app.url(path))
+            .bearer_auth(&dev.token)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let message = expect_error(
+        raw("/tokens", "{\"email\": ").await.unwrap(),
+        400,
+        "InvalidRequestError",
+    )
+    .await;
+    assert!(message.contains("malformed JSON"), "{message}");
+    expect_error(
+        raw("/train_jobs", "[1, 2]").await.unwrap(),
+        400,
+        "InvalidRequestError",
+    )
+    .await;
+
+    let message = expect_error(
+        app.post(None, "/tokens", json!({"email": 5, "password": "x"}))
+            .await,
+        400,
+        "InvalidRequestError",
+    )
+    .await;
+    assert!(message.contains("`email`"), "{message}");
+    let message = expect_error(
+        app.post(None, "/tokens", json!({"password": "x"})).await,
+        400,
+        "InvalidRequestError",
+    )
+    .await;
+    assert!(message.contains("missing parameter `email`"), "{message}");
+    let message = expect_error(app.post(Some(&dev.token), "/train_jobs", json!({"app": "a", "task": "T", "train_dataset_id": "x", "val_dataset_id": "y", "budget": "lots"})).await, 400, "InvalidDatasetError").await;
+    assert!(message.contains("train_dataset_id"), "{message}");
+    let train = app.dataset(&dev.token, "T").await;
+    let message = expect_error(app.post(Some(&dev.token), "/train_jobs", json!({"app": "a", "task": "T", "train_dataset_id": train, "val_dataset_id": train, "budget": "lots"})).await, 400, "InvalidRequestError").await;
+    assert!(message.contains("budget"), "{message}");
+    expect_error(app.post(Some(&dev.token), "/train_jobs", json!({"app": "a", "task": "T", "train_dataset_id": train, "val_dataset_id": train, "model_ids": "abc"})).await, 400, "InvalidRequestError").await;
+    expect_error(
+        app.post(
+            Some(&dev.token),
+            "/train_jobs",
+            json!({"app": ["a"], "task": "T"}),
+        )
+        .await,
+        400,
+        "InvalidRequestError",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn query_parameters_are_typed_too() {
+    let app = spawn_app().await;
+    let dev = app.user("APP_DEVELOPER").await;
+    let model = app.model(&app.superadmin, "m", "T", "PUBLIC").await;
+    let train = app.dataset(&dev.token, "T").await;
+    json_ok(app.post(Some(&dev.token), "/train_jobs", json!({"app": "q", "task": "T", "train_dataset_id": train, "val_dataset_id": train, "model_ids": [model]})).await).await;
+    expect_error(
+        app.get(Some(&dev.token), "/train_jobs/q/1/trials?limit=abc")
+            .await,
+        400,
+        "InvalidRequestError",
+    )
+    .await;
+    expect_error(
+        app.get(Some(&dev.token), "/train_jobs/q/1/trials?offset=-1")
+            .await,
+        400,
+        "InvalidRequestError",
+    )
+    .await;
+    expect_error(
+        app.get(Some(&dev.token), "/train_jobs?user_id=not-a-uuid")
+            .await,
+        400,
+        "InvalidUserError",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn unknown_ids_routes_and_methods_are_4xx() {
+    let app = spawn_app().await;
+    let dev = app.user("MODEL_DEVELOPER").await;
+    let id = uuid::Uuid::new_v4();
+    expect_error(
+        app.get(Some(&dev.token), &format!("/models/{id}")).await,
+        404,
+        "InvalidModelError",
+    )
+    .await;
+    expect_error(
+        app.get(Some(&dev.token), "/models/12345").await,
+        404,
+        "InvalidModelError",
+    )
+    .await;
+    expect_error(
+        app.delete(Some(&dev.token), &format!("/models/{id}"), None)
+            .await,
+        404,
+        "InvalidModelError",
+    )
+    .await;
+    expect_error(
+        app.get(Some(&dev.token), "/no/such/route").await,
+        404,
+        "NotFoundError",
+    )
+    .await;
+    let response = app
+        .http
+        .put(app.url("/users"))
+        .bearer_auth(&dev.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 405);
+}
+
+#[tokio::test]
+async fn oversized_json_bodies_are_413() {
+    let app = spawn_app().await;
+    let huge = format!(
+        "{{\"email\": \"{}\", \"password\": \"x\"}}",
+        "a".repeat(3 << 20)
+    );
+    let response = app
+        .http
+        .post(app.url("/tokens"))
+        .header("content-type", "application/json")
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
+    expect_error(response, 413, "PayloadTooLargeError").await;
+}
+
+#[tokio::test]
+async fn form_encoded_bodies_and_query_strings_are_merged_like_rafiki() {
+    let app = spawn_app().await;
+    let response = app
+        .http
+        .post(app.url("/tokens?password=rafiki"))
+        .form(&[("email", "superadmin@rafiki"), ("password", "wrong")])
+        .send()
+        .await
+        .unwrap();
+    json_ok(response).await;
+}
+
+#[tokio::test]
+async fn openapi_document_covers_every_route() {
+    let app = spawn_app().await;
+    let doc = json_ok(app.get(None, "/openapi.json").await).await;
+    let paths = doc["paths"].as_object().unwrap();
+    for (path, methods) in [
+        ("/tokens", &["post"][..]),
+        ("/users", &["post", "get", "delete"]),
+        ("/datasets", &["post", "get"]),
+        ("/models", &["post"]),
+        ("/models/available", &["get"]),
+        ("/models/{model_id}", &["get", "delete"]),
+        ("/models/{model_id}/model_file", &["get"]),
+        ("/train_jobs", &["post", "get"]),
+        ("/train_jobs/{app}", &["get"]),
+        ("/train_jobs/{app}/{app_version}", &["get"]),
+        ("/train_jobs/{app}/{app_version}/stop", &["post"]),
+        ("/train_jobs/{app}/{app_version}/trials", &["get"]),
+        ("/trials/{trial_id}", &["get"]),
+        ("/trials/{trial_id}/logs", &["get"]),
+        ("/trials/{trial_id}/parameters", &["get"]),
+        ("/inference_jobs", &["post", "get"]),
+        ("/inference_jobs/{app}", &["get"]),
+        ("/inference_jobs/{app}/{app_version}", &["get"]),
+        ("/inference_jobs/{app}/{app_version}/stop", &["post"]),
+        ("/actions/stop_all_jobs", &["post"]),
+    ] {
+        for method in methods {
+            assert!(
+                paths.get(path).and_then(|p| p.get(*method)).is_some(),
+                "{method} {path} missing from the OpenAPI document"
+            );
+        }
+    }
+}

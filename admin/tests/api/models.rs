@@ -1,0 +1,203 @@
+use crate::helpers::{expect_error, json_ok, spawn_app};
+
+#[tokio::test]
+async fn upload_get_download_and_delete_a_model() {
+    let app = spawn_app().await;
+    let dev = app.user("MODEL_DEVELOPER").await;
+    let created = json_ok(
+        app.upload_model(&dev.token, "my-model", "TABULAR_CLASSIFICATION", "PRIVATE")
+            .await,
+    )
+    .await;
+    assert_eq!(created["name"], "my-model");
+    assert_eq!(created["user_id"], dev.id.as_str());
+    let id = created["id"].as_str().unwrap();
+
+    let model = json_ok(app.get(Some(&dev.token), &format!("/models/{id}")).await).await;
+    for field in [
+        "id",
+        "user_id",
+        "name",
+        "task",
+        "model_class",
+        "datetime_created",
+        "docker_image",
+        "dependencies",
+        "access_right",
+    ] {
+        assert!(model.get(field).is_some(), "{field} missing in {model}");
+    }
+    assert_eq!(model["model_class"], "MyModel");
+    assert_eq!(model["dependencies"]["numpy"], "1.26.4");
+    assert_eq!(model["access_right"], "PRIVATE");
+
+    let file = app
+        .get(Some(&dev.token), &format!("/models/{id}/model_file"))
+        .await;
+    assert_eq!(file.status(), 200);
+    assert_eq!(file.headers()["content-type"], "application/octet-stream");
+    assert_eq!(
+        file.bytes().await.unwrap().as_ref(),
+        b"class MyModel: pass\n"
+    );
+
+    expect_error(
+        app.upload_model(&dev.token, "my-model", "TABULAR_CLASSIFICATION", "PUBLIC")
+            .await,
+        409,
+        "DuplicateModelNameError",
+    )
+    .await;
+
+    let deleted = json_ok(
+        app.delete(Some(&dev.token), &format!("/models/{id}"), None)
+            .await,
+    )
+    .await;
+    assert_eq!(deleted["id"], id);
+    expect_error(
+        app.get(Some(&dev.token), &format!("/models/{id}")).await,
+        404,
+        "InvalidModelError",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn available_models_are_public_plus_own_and_include_the_builtins() {
+    let app = spawn_app().await;
+    let alice = app.user("MODEL_DEVELOPER").await;
+    let bob = app.user("MODEL_DEVELOPER").await;
+    let app_dev = app.user("APP_DEVELOPER").await;
+    app.model(
+        &alice.token,
+        "alice-private",
+        "TABULAR_CLASSIFICATION",
+        "PRIVATE",
+    )
+    .await;
+    app.model(
+        &alice.token,
+        "alice-public",
+        "TABULAR_CLASSIFICATION",
+        "PUBLIC",
+    )
+    .await;
+    app.model(
+        &bob.token,
+        "bob-private",
+        "TABULAR_CLASSIFICATION",
+        "PRIVATE",
+    )
+    .await;
+
+    let names = |value: serde_json::Value| -> Vec<String> {
+        value
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let seen_by_app_dev = names(
+        json_ok(
+            app.get(
+                Some(&app_dev.token),
+                "/models/available?task=TABULAR_CLASSIFICATION",
+            )
+            .await,
+        )
+        .await,
+    );
+    assert!(seen_by_app_dev.contains(&"alice-public".to_owned()));
+    assert!(!seen_by_app_dev.iter().any(|n| n.ends_with("private")));
+    let builtins: Vec<_> = duma_runtime::builtin_templates()
+        .iter()
+        .filter(|t| t.task == "TABULAR_CLASSIFICATION")
+        .map(|t| t.name.to_owned())
+        .collect();
+    assert!(!builtins.is_empty());
+    for builtin in &builtins {
+        assert!(
+            seen_by_app_dev.contains(builtin),
+            "built-in {builtin} missing from {seen_by_app_dev:?}"
+        );
+    }
+    let seen_by_bob = names(json_ok(app.get(Some(&bob.token), "/models/available").await).await);
+    assert!(seen_by_bob.contains(&"bob-private".to_owned()));
+    assert!(!seen_by_bob.contains(&"alice-private".to_owned()));
+    let regression = names(
+        json_ok(
+            app.get(
+                Some(&bob.token),
+                "/models/available?task=TABULAR_REGRESSION",
+            )
+            .await,
+        )
+        .await,
+    );
+    assert!(
+        !regression
+            .iter()
+            .any(|n| n.starts_with("alice") || n.starts_with("bob"))
+    );
+}
+
+#[tokio::test]
+async fn model_uploads_validate_their_fields() {
+    let app = spawn_app().await;
+    let dev = app.user("MODEL_DEVELOPER").await;
+    let upload = |deps: &'static str, class: &'static str, access: &'static str| {
+        let form = reqwest::multipart::Form::new()
+            .text("name", format!("m-{}", uuid::Uuid::new_v4().simple()))
+            .text("task", "T")
+            .text("model_class", class)
+            .text("dependencies", deps)
+            .text("access_right", access)
+            .part(
+                "model_file_bytes",
+                reqwest::multipart::Part::bytes(b"x".to_vec()).file_name("m.py"),
+            );
+        app.http
+            .post(app.url("/models"))
+            .bearer_auth(&dev.token)
+            .multipart(form)
+            .send()
+    };
+    let message = expect_error(
+        upload(r#"{"numpy; rm -rf /": "1"}"#, "M", "PRIVATE")
+            .await
+            .unwrap(),
+        400,
+        "InvalidModelError",
+    )
+    .await;
+    assert!(message.contains("package name"), "{message}");
+    expect_error(
+        upload(r#"{"numpy": "1.0 --pre"}"#, "M", "PRIVATE")
+            .await
+            .unwrap(),
+        400,
+        "InvalidModelError",
+    )
+    .await;
+    expect_error(
+        upload(r#"["numpy"]"#, "M", "PRIVATE").await.unwrap(),
+        400,
+        "InvalidRequestError",
+    )
+    .await;
+    expect_error(
+        upload("{}", "not a class", "PRIVATE").await.unwrap(),
+        400,
+        "InvalidModelError",
+    )
+    .await;
+    expect_error(
+        upload("{}", "M", "SECRET").await.unwrap(),
+        400,
+        "InvalidModelError",
+    )
+    .await;
+    json_ok(upload("", "M", "").await.unwrap()).await;
+}

@@ -1,0 +1,213 @@
+use serde_json::json;
+
+use crate::helpers::{PASSWORD, SUPERADMIN, expect_error, json_ok, spawn_app};
+
+#[tokio::test]
+async fn login_returns_a_token_with_rafikis_fields() {
+    let app = spawn_app().await;
+    let body = json_ok(
+        app.post(
+            None,
+            "/tokens",
+            json!({"email": SUPERADMIN, "password": PASSWORD}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(body["user_type"], "SUPERADMIN");
+    assert!(body["user_id"].as_str().is_some());
+    assert!(
+        body["token"].as_str().unwrap().split('.').count() == 3,
+        "a JWT"
+    );
+
+    expect_error(
+        app.post(
+            None,
+            "/tokens",
+            json!({"email": SUPERADMIN, "password": "wrong"}),
+        )
+        .await,
+        401,
+        "InvalidPasswordError",
+    )
+    .await;
+    expect_error(
+        app.post(
+            None,
+            "/tokens",
+            json!({"email": "nobody@x.io", "password": "x"}),
+        )
+        .await,
+        401,
+        "InvalidUserError",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn admins_create_and_list_users_and_only_superadmins_create_admins() {
+    let app = spawn_app().await;
+    let created = json_ok(
+        app.post(
+            Some(&app.superadmin),
+            "/users",
+            json!({"email": "admin@x.io", "password": "pw-admin", "user_type": "ADMIN"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(created["email"], "admin@x.io");
+    assert_eq!(created["user_type"], "ADMIN");
+    let admin = app.login("admin@x.io", "pw-admin").await;
+
+    json_ok(
+        app.post(
+            Some(&admin),
+            "/users",
+            json!({"email": "dev@x.io", "password": "pw", "user_type": "MODEL_DEVELOPER"}),
+        )
+        .await,
+    )
+    .await;
+    expect_error(
+        app.post(
+            Some(&admin),
+            "/users",
+            json!({"email": "a2@x.io", "password": "pw", "user_type": "ADMIN"}),
+        )
+        .await,
+        403,
+        "UnauthorizedError",
+    )
+    .await;
+    expect_error(
+        app.post(
+            Some(&admin),
+            "/users",
+            json!({"email": "DEV@x.io", "password": "pw", "user_type": "APP_DEVELOPER"}),
+        )
+        .await,
+        409,
+        "UserExistsError",
+    )
+    .await;
+    expect_error(
+        app.post(
+            Some(&admin),
+            "/users",
+            json!({"email": "x@x.io", "password": "pw", "user_type": "GOD"}),
+        )
+        .await,
+        400,
+        "InvalidUserError",
+    )
+    .await;
+    expect_error(
+        app.post(
+            Some(&admin),
+            "/users",
+            json!({"email": "not-an-email", "password": "pw", "user_type": "APP_DEVELOPER"}),
+        )
+        .await,
+        400,
+        "InvalidUserError",
+    )
+    .await;
+
+    let users = json_ok(app.get(Some(&admin), "/users").await).await;
+    let emails: Vec<&str> = users
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["email"].as_str().unwrap())
+        .collect();
+    assert_eq!(emails, vec![SUPERADMIN, "admin@x.io", "dev@x.io"]);
+    for user in users.as_array().unwrap() {
+        for field in ["id", "email", "user_type", "banned_date"] {
+            assert!(user.get(field).is_some(), "{field} missing in {user}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn banning_revokes_tokens_at_once_and_follows_the_rules() {
+    let app = spawn_app().await;
+    let dev = app.user("APP_DEVELOPER").await;
+    json_ok(app.get(Some(&dev.token), "/datasets").await).await;
+
+    let banned = json_ok(
+        app.delete(
+            Some(&app.superadmin),
+            "/users",
+            Some(json!({"email": dev.email})),
+        )
+        .await,
+    )
+    .await;
+    assert!(banned["banned_date"].as_str().unwrap().ends_with(" GMT"));
+    expect_error(
+        app.get(Some(&dev.token), "/datasets").await,
+        401,
+        "UnauthorizedError",
+    )
+    .await;
+    expect_error(
+        app.post(
+            None,
+            "/tokens",
+            json!({"email": dev.email, "password": PASSWORD}),
+        )
+        .await,
+        401,
+        "InvalidUserError",
+    )
+    .await;
+    expect_error(
+        app.delete(
+            Some(&app.superadmin),
+            "/users",
+            Some(json!({"email": dev.email})),
+        )
+        .await,
+        409,
+        "UserAlreadyBannedError",
+    )
+    .await;
+    expect_error(
+        app.delete(
+            Some(&app.superadmin),
+            "/users",
+            Some(json!({"email": "ghost@x.io"})),
+        )
+        .await,
+        404,
+        "InvalidUserError",
+    )
+    .await;
+    expect_error(
+        app.delete(
+            Some(&app.superadmin),
+            "/users",
+            Some(json!({"email": SUPERADMIN})),
+        )
+        .await,
+        400,
+        "InvalidUserError",
+    )
+    .await;
+
+    let admin = app.user("ADMIN").await;
+    let other_admin = app.user("ADMIN").await;
+    expect_error(
+        app.delete(
+            Some(&admin.token),
+            "/users",
+            Some(json!({"email": other_admin.email})),
+        )
+        .await,
+        403,
+        "UnauthorizedError",
+    )
+    .await;
+}

@@ -1,0 +1,71 @@
+//! Messages services exchange over the Redis RPC primitive ([`crate::redis::rpc`]).
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{Knobs, Proposal, SubTrainJobId, TrialId, WorkerId};
+
+/// The RPC target of the advisor of a sub train job.
+pub fn advisor_target(sub_train_job_id: SubTrainJobId) -> String {
+    format!("advisor:{sub_train_job_id}")
+}
+
+/// Train worker → advisor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum AdvisorRequest {
+    /// Asks for the next trial; the advisor creates the trial row (RUNNING, held by `worker_id`).
+    Propose { worker_id: WorkerId },
+    /// Reports how a trial ended, so the advisor learns from it.
+    Feedback {
+        trial_id: TrialId,
+        knobs: Knobs,
+        outcome: TrialOutcome,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum TrialOutcome {
+    Completed { score: f64 },
+    Errored { error: String },
+}
+
+/// Advisor → train worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum AdvisorReply {
+    /// Run this trial.
+    Trial {
+        trial_id: TrialId,
+        proposal: Proposal,
+    },
+    /// The budget is spent or the sub job ended: no more trials from this sub job.
+    Done,
+    /// Nothing to run right now (e.g. trials in flight must finish first); ask again later.
+    Wait { retry_ms: u64 },
+    /// Feedback received.
+    Ack,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_round_trip_with_readable_tags() {
+        let request = AdvisorRequest::Feedback {
+            trial_id: TrialId::new(),
+            knobs: Knobs::new(),
+            outcome: TrialOutcome::Completed { score: 0.5 },
+        };
+        let json = serde_json::to_string(&request).unwrap();
+        assert!(json.contains(r#""type":"feedback""#), "{json}");
+        assert_eq!(
+            serde_json::from_str::<AdvisorRequest>(&json).unwrap(),
+            request
+        );
+        let reply: AdvisorReply =
+            serde_json::from_str(r#"{"type":"wait","retry_ms":100}"#).unwrap();
+        assert_eq!(reply, AdvisorReply::Wait { retry_ms: 100 });
+    }
+}

@@ -1,0 +1,394 @@
+//! Request/reply over Redis (DESIGN §3.2), used by train workers → advisors and predictors →
+//! inference workers.
+//!
+//! - Requests go to a stream per target, read by a consumer group whose consumers are the
+//!   serving replicas. Each entry carries a request id, the requester's reply list, a deadline
+//!   (unix ms) and an opaque payload.
+//! - Replies are pushed to the requester's reply list as `<request id><status><payload>`; one
+//!   reader task per requesting instance blocks on that list and hands replies to the waiting
+//!   calls, draining everything queued per wake-up.
+//! - Servers read batches (`COUNT`), reply with one pipelined write per batch and acknowledge
+//!   in the same pipeline; entries past their deadline get an "expired" reply without being
+//!   processed; entries of dead consumers are reclaimed with `XAUTOCLAIM`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use redis::aio::MultiplexedConnection;
+use redis::streams::{
+    StreamAutoClaimOptions, StreamAutoClaimReply, StreamReadOptions, StreamReadReply,
+};
+use redis::{AsyncCommands, RedisResult, Value};
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+
+use super::Redis;
+
+/// Bound on each request stream: a backlog past this is trimmed (those callers time out).
+const STREAM_MAX_LEN: usize = 100_000;
+/// How many queued replies the reader takes per extra round trip.
+const REPLY_DRAIN: usize = 512;
+/// Replies nobody collects (the requester died) vanish after this.
+const REPLY_LIST_TTL_MS: i64 = 60_000;
+const REQUEST_ID_LEN: usize = 32;
+
+const STATUS_OK: u8 = b'O';
+const STATUS_ERROR: u8 = b'E';
+const STATUS_EXPIRED: u8 = b'X';
+
+#[derive(Debug, thiserror::Error)]
+pub enum RpcError {
+    #[error("no reply within {0:?}")]
+    Timeout(Duration),
+    #[error("the request expired before a worker took it")]
+    Expired,
+    #[error("the worker failed: {0}")]
+    Remote(String),
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+}
+
+type Waiters = Arc<Mutex<HashMap<String, oneshot::Sender<(u8, Bytes)>>>>;
+
+/// The requesting side: one per process instance, shared by all its tasks.
+#[derive(Clone)]
+pub struct RpcClient {
+    redis: Redis,
+    reply_list: String,
+    waiters: Waiters,
+}
+
+impl RpcClient {
+    /// Starts the reply reader for `instance` (unique per process); it stops with `shutdown`.
+    pub fn start(redis: Redis, instance: &str, shutdown: CancellationToken) -> Self {
+        let reply_list = redis.keys().reply_list(instance);
+        let waiters: Waiters = Arc::default();
+        tokio::spawn(read_replies(
+            redis.clone(),
+            reply_list.clone(),
+            waiters.clone(),
+            shutdown,
+        ));
+        Self {
+            redis,
+            reply_list,
+            waiters,
+        }
+    }
+
+    /// Sends `payload` to `target` and waits up to `timeout` for the reply.
+    pub async fn call(
+        &self,
+        target: &str,
+        payload: &[u8],
+        timeout: Duration,
+    ) -> Result<Bytes, RpcError> {
+        let request_id = uuid::Uuid::new_v4().simple().to_string();
+        let (sender, receiver) = oneshot::channel();
+        self.lock_waiters().insert(request_id.clone(), sender);
+        let result = self
+            .send_and_wait(target, &request_id, payload, timeout, receiver)
+            .await;
+        self.lock_waiters().remove(&request_id);
+        result
+    }
+
+    async fn send_and_wait(
+        &self,
+        target: &str,
+        request_id: &str,
+        payload: &[u8],
+        timeout: Duration,
+        receiver: oneshot::Receiver<(u8, Bytes)>,
+    ) -> Result<Bytes, RpcError> {
+        let deadline = chrono::Utc::now().timestamp_millis()
+            + i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX / 2);
+        let stream = self.redis.keys().request_stream(target);
+        let mut conn = self.redis.shared();
+        redis::cmd("XADD")
+            .arg(&stream)
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(STREAM_MAX_LEN)
+            .arg("*")
+            .arg("rid")
+            .arg(request_id)
+            .arg("reply")
+            .arg(&self.reply_list)
+            .arg("deadline")
+            .arg(deadline)
+            .arg("body")
+            .arg(payload)
+            .query_async::<()>(&mut conn)
+            .await?;
+        match tokio::time::timeout(timeout, receiver).await {
+            Ok(Ok((STATUS_OK, body))) => Ok(body),
+            Ok(Ok((STATUS_EXPIRED, _))) => Err(RpcError::Expired),
+            Ok(Ok((_, body))) => Err(RpcError::Remote(
+                String::from_utf8_lossy(&body).into_owned(),
+            )),
+            Ok(Err(_)) | Err(_) => Err(RpcError::Timeout(timeout)),
+        }
+    }
+
+    fn lock_waiters(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, oneshot::Sender<(u8, Bytes)>>> {
+        self.waiters
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// The one reader task of an instance: blocks on its reply list on a dedicated connection.
+async fn read_replies(
+    redis: Redis,
+    reply_list: String,
+    waiters: Waiters,
+    shutdown: CancellationToken,
+) {
+    let mut conn: Option<MultiplexedConnection> = None;
+    while !shutdown.is_cancelled() {
+        let mut active = match conn.take() {
+            Some(active) => active,
+            None => match redis.blocking_connection().await {
+                Ok(fresh) => fresh,
+                Err(error) => {
+                    tracing::warn!(%error, "reply reader cannot connect to Redis; retrying");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_millis(200)) => continue,
+                    }
+                }
+            },
+        };
+        let popped: RedisResult<Option<(String, Vec<u8>)>> = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            popped = active.blpop(&reply_list, 5.0) => popped,
+        };
+        match popped {
+            Ok(None) => conn = Some(active),
+            Ok(Some((_, first))) => {
+                deliver(&waiters, &first);
+                let more: RedisResult<Option<Vec<Vec<u8>>>> = redis::cmd("LPOP")
+                    .arg(&reply_list)
+                    .arg(REPLY_DRAIN)
+                    .query_async(&mut active)
+                    .await;
+                for reply in more.ok().flatten().unwrap_or_default() {
+                    deliver(&waiters, &reply);
+                }
+                conn = Some(active);
+            }
+            Err(error) => {
+                tracing::warn!(%error, "reply reader lost its Redis connection; reconnecting");
+            }
+        }
+    }
+}
+
+fn deliver(waiters: &Waiters, reply: &[u8]) {
+    if reply.len() <= REQUEST_ID_LEN {
+        return;
+    }
+    let (id, rest) = reply.split_at(REQUEST_ID_LEN);
+    let Ok(id) = std::str::from_utf8(id) else {
+        return;
+    };
+    let waiter = waiters
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .remove(id);
+    // A missing waiter gave up (timed out) already: the late reply is dropped.
+    if let Some(waiter) = waiter {
+        let _ = waiter.send((rest[0], Bytes::copy_from_slice(&rest[1..])));
+    }
+}
+
+/// One request as a server reads it.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub stream: String,
+    pub entry_id: String,
+    pub request_id: String,
+    pub reply_to: String,
+    /// Unix milliseconds after which nobody waits for the reply.
+    pub deadline_ms: i64,
+    pub payload: Bytes,
+}
+
+impl Request {
+    pub fn is_expired(&self) -> bool {
+        chrono::Utc::now().timestamp_millis() > self.deadline_ms
+    }
+}
+
+/// The serving side: reads batches of requests as one consumer of a group.
+pub struct RpcServer {
+    redis: Redis,
+    conn: MultiplexedConnection,
+    group: String,
+    consumer: String,
+}
+
+impl RpcServer {
+    pub async fn new(redis: &Redis, group: &str, consumer: &str) -> RedisResult<Self> {
+        let conn = redis.blocking_connection().await?;
+        Ok(Self {
+            redis: redis.clone(),
+            conn,
+            group: group.to_owned(),
+            consumer: consumer.to_owned(),
+        })
+    }
+
+    /// The stream key of a target.
+    pub fn stream(&self, target: &str) -> String {
+        self.redis.keys().request_stream(target)
+    }
+
+    /// Creates the consumer group (and the stream) if missing; reads start at the beginning,
+    /// so requests sent before any server existed are served.
+    pub async fn ensure_group(&mut self, stream: &str) -> RedisResult<()> {
+        let created: RedisResult<()> = self
+            .conn
+            .xgroup_create_mkstream(stream, &self.group, "0")
+            .await;
+        match created {
+            Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Reads up to `count` new requests from each of `streams`, waiting up to `block` for the
+    /// first. Requests already past their deadline are answered "expired" and acknowledged here.
+    pub async fn read(
+        &mut self,
+        streams: &[String],
+        count: usize,
+        block: Duration,
+    ) -> RedisResult<Vec<Request>> {
+        if streams.is_empty() {
+            tokio::time::sleep(block).await;
+            return Ok(Vec::new());
+        }
+        let ids = vec![">"; streams.len()];
+        let options = StreamReadOptions::default()
+            .group(&self.group, &self.consumer)
+            .count(count)
+            .block(
+                usize::try_from(block.as_millis())
+                    .unwrap_or(usize::MAX)
+                    .max(1),
+            );
+        let reply: RedisResult<Option<StreamReadReply>> =
+            self.conn.xread_options(streams, &ids, &options).await;
+        let reply = match reply {
+            Err(e) if e.code() == Some("NOGROUP") => {
+                for stream in streams {
+                    self.ensure_group(stream).await?;
+                }
+                return Ok(Vec::new());
+            }
+            other => other?,
+        };
+        let mut requests = Vec::new();
+        for key in reply.map(|r| r.keys).unwrap_or_default() {
+            for entry in key.ids {
+                requests.push(parse_entry(&key.key, entry.id, &entry.map));
+            }
+        }
+        self.drop_expired(requests).await
+    }
+
+    /// Takes over entries that another consumer read but did not acknowledge for `min_idle`
+    /// (it died mid-request).
+    pub async fn reclaim(
+        &mut self,
+        stream: &str,
+        min_idle: Duration,
+        count: usize,
+    ) -> RedisResult<Vec<Request>> {
+        let options = StreamAutoClaimOptions::default().count(count);
+        let idle = u64::try_from(min_idle.as_millis()).unwrap_or(u64::MAX);
+        let reply: RedisResult<StreamAutoClaimReply> = self
+            .conn
+            .xautoclaim_options(stream, &self.group, &self.consumer, idle, "0-0", options)
+            .await;
+        let reply = match reply {
+            Err(e) if e.code() == Some("NOGROUP") => return Ok(Vec::new()),
+            other => other?,
+        };
+        let requests = reply
+            .claimed
+            .into_iter()
+            .map(|e| parse_entry(stream, e.id, &e.map))
+            .collect();
+        self.drop_expired(requests).await
+    }
+
+    async fn drop_expired(&mut self, requests: Vec<Request>) -> RedisResult<Vec<Request>> {
+        let (expired, live): (Vec<_>, Vec<_>) = requests.into_iter().partition(Request::is_expired);
+        if !expired.is_empty() {
+            let replies = expired.into_iter().map(|r| (r, Reply::Expired)).collect();
+            self.respond(replies).await?;
+        }
+        Ok(live)
+    }
+
+    /// Replies to a batch and acknowledges it, in one pipelined round trip.
+    pub async fn respond(&mut self, replies: Vec<(Request, Reply)>) -> RedisResult<()> {
+        if replies.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        let mut acks: HashMap<&str, Vec<&str>> = HashMap::new();
+        for (request, reply) in &replies {
+            let (status, body): (u8, &[u8]) = match reply {
+                Reply::Ok(body) => (STATUS_OK, body),
+                Reply::Error(message) => (STATUS_ERROR, message.as_bytes()),
+                Reply::Expired => (STATUS_EXPIRED, b""),
+            };
+            let mut frame = Vec::with_capacity(REQUEST_ID_LEN + 1 + body.len());
+            frame.extend_from_slice(request.request_id.as_bytes());
+            frame.push(status);
+            frame.extend_from_slice(body);
+            pipe.rpush(&request.reply_to, frame).ignore();
+            pipe.pexpire(&request.reply_to, REPLY_LIST_TTL_MS).ignore();
+            acks.entry(request.stream.as_str())
+                .or_default()
+                .push(request.entry_id.as_str());
+        }
+        for (stream, ids) in acks {
+            pipe.xack(stream, &self.group, &ids).ignore();
+        }
+        pipe.query_async::<()>(&mut self.conn).await
+    }
+}
+
+/// What a server answers to one request.
+#[derive(Debug, Clone)]
+pub enum Reply {
+    Ok(Bytes),
+    Error(String),
+    Expired,
+}
+
+fn parse_entry(stream: &str, entry_id: String, map: &HashMap<String, Value>) -> Request {
+    let bytes = |field: &str| match map.get(field) {
+        Some(Value::BulkString(b)) => Bytes::copy_from_slice(b),
+        Some(Value::SimpleString(s)) => Bytes::copy_from_slice(s.as_bytes()),
+        _ => Bytes::new(),
+    };
+    let text = |field: &str| String::from_utf8_lossy(&bytes(field)).into_owned();
+    Request {
+        stream: stream.to_owned(),
+        entry_id,
+        request_id: text("rid"),
+        reply_to: text("reply"),
+        deadline_ms: text("deadline").parse().unwrap_or(0),
+        payload: bytes("body"),
+    }
+}

@@ -1,0 +1,157 @@
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use duma_common::redis::rpc::{Reply, RpcClient, RpcError, RpcServer};
+use tokio_util::sync::CancellationToken;
+
+/// Echo server: uppercases payloads, in batches, until `stop`.
+async fn echo_server(mut server: RpcServer, stream: String, stop: CancellationToken) -> Vec<usize> {
+    let mut batch_sizes = Vec::new();
+    while !stop.is_cancelled() {
+        let requests = server
+            .read(
+                std::slice::from_ref(&stream),
+                64,
+                Duration::from_millis(200),
+            )
+            .await
+            .unwrap();
+        if requests.is_empty() {
+            continue;
+        }
+        batch_sizes.push(requests.len());
+        let replies = requests
+            .into_iter()
+            .map(|r| {
+                let reply = if r.payload.as_ref() == b"fail" {
+                    Reply::Error("asked to fail".into())
+                } else {
+                    Reply::Ok(Bytes::from(r.payload.to_ascii_uppercase()))
+                };
+                (r, reply)
+            })
+            .collect();
+        server.respond(replies).await.unwrap();
+    }
+    batch_sizes
+}
+
+#[tokio::test]
+async fn calls_get_their_own_replies_and_errors() {
+    let ctx = duma_testkit::context().await;
+    let shutdown = CancellationToken::new();
+    let client = RpcClient::start(ctx.redis.clone(), "client-1", shutdown.clone());
+    let mut server = RpcServer::new(&ctx.redis, "workers", "w1").await.unwrap();
+    let stream = server.stream("echo");
+    server.ensure_group(&stream).await.unwrap();
+    let serving = tokio::spawn(echo_server(server, stream, shutdown.clone()));
+
+    let calls = (0..200).map(|i| {
+        let client = client.clone();
+        async move {
+            client
+                .call(
+                    "echo",
+                    format!("msg-{i}").as_bytes(),
+                    Duration::from_secs(5),
+                )
+                .await
+        }
+    });
+    let replies = futures::future::join_all(calls).await;
+    for (i, reply) in replies.into_iter().enumerate() {
+        assert_eq!(reply.unwrap(), Bytes::from(format!("MSG-{i}")));
+    }
+    let err = client
+        .call("echo", b"fail", Duration::from_secs(5))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, RpcError::Remote(ref m) if m == "asked to fail"),
+        "{err}"
+    );
+
+    shutdown.cancel();
+    let batches = serving.await.unwrap();
+    assert!(
+        batches.iter().any(|n| *n > 1),
+        "concurrent calls are read in batches: {batches:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_call_nobody_serves_times_out_at_its_deadline_and_then_expires() {
+    let ctx = duma_testkit::context().await;
+    let shutdown = CancellationToken::new();
+    let client = RpcClient::start(ctx.redis.clone(), "client-2", shutdown.clone());
+    let started = Instant::now();
+    let err = client
+        .call("nobody", b"hello", Duration::from_millis(300))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RpcError::Timeout(_)), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+
+    // A server arriving later must not process the stale request.
+    let mut server = RpcServer::new(&ctx.redis, "workers", "late").await.unwrap();
+    let stream = server.stream("nobody");
+    server.ensure_group(&stream).await.unwrap();
+    let requests = server
+        .read(&[stream], 10, Duration::from_millis(100))
+        .await
+        .unwrap();
+    assert!(
+        requests.is_empty(),
+        "expired requests are answered and acknowledged, not served"
+    );
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn entries_of_a_dead_consumer_are_reclaimed_by_another() {
+    let ctx = duma_testkit::context().await;
+    let shutdown = CancellationToken::new();
+    let client = RpcClient::start(ctx.redis.clone(), "client-3", shutdown.clone());
+    let mut dead = RpcServer::new(&ctx.redis, "workers", "dead").await.unwrap();
+    let stream = dead.stream("reclaim");
+    dead.ensure_group(&stream).await.unwrap();
+
+    let call = tokio::spawn({
+        let client = client.clone();
+        async move {
+            client
+                .call("reclaim", b"orphan", Duration::from_secs(10))
+                .await
+        }
+    });
+    // The first consumer reads the request and dies without replying.
+    let mut taken = Vec::new();
+    while taken.is_empty() {
+        taken = dead
+            .read(
+                std::slice::from_ref(&stream),
+                10,
+                Duration::from_millis(200),
+            )
+            .await
+            .unwrap();
+    }
+    drop(dead);
+
+    let mut survivor = RpcServer::new(&ctx.redis, "workers", "survivor")
+        .await
+        .unwrap();
+    let reclaimed = survivor
+        .reclaim(&stream, Duration::from_millis(0), 10)
+        .await
+        .unwrap();
+    assert_eq!(reclaimed.len(), 1);
+    assert_eq!(reclaimed[0].payload.as_ref(), b"orphan");
+    let request = reclaimed.into_iter().next().unwrap();
+    survivor
+        .respond(vec![(request, Reply::Ok(Bytes::from_static(b"rescued")))])
+        .await
+        .unwrap();
+    assert_eq!(call.await.unwrap().unwrap(), Bytes::from_static(b"rescued"));
+    shutdown.cancel();
+}
