@@ -1,0 +1,151 @@
+//! Hyperparameter advisors: they propose knob values for the trials of a sub train job and learn
+//! from the scores the trials achieve (higher is better).
+//!
+//! | advisor | for | how |
+//! |---|---|---|
+//! | [`FixedAdvisor`] | only fixed and policy knobs | one proposal, then none |
+//! | [`BayesianAdvisor`] | numeric and categorical knobs | Gaussian process + expected improvement |
+//! | [`RandomAdvisor`] | anything else (arch knobs) | uniform sampling |
+//!
+//! [`make_advisor`] picks one in Rafiki's order. Every advisor is deterministic for a given
+//! seed, works in the unit hypercube of the knob space (see `space`), and proposes only knobs that
+//! pass [`KnobConfig::check`]. `scripts/bench-advisor` measures the Bayesian advisor against
+//! random search.
+
+mod bayesian;
+mod fixed;
+mod gp;
+mod linalg;
+mod normal;
+mod random;
+mod space;
+
+use duma_common::domain::{Knob, KnobConfig, Knobs};
+
+pub use bayesian::BayesianAdvisor;
+pub use fixed::FixedAdvisor;
+pub use random::RandomAdvisor;
+
+/// Proposes knob values and learns from scores (higher is better).
+pub trait Advisor: Send + Sync {
+    /// The next knobs to try; None when this advisor has nothing more to propose (the fixed
+    /// advisor after its one proposal).
+    fn propose(&mut self) -> Option<Knobs>;
+    /// The score a proposal achieved. Called for past trials too when state is rebuilt after a
+    /// restart.
+    fn feedback(&mut self, knobs: &Knobs, score: f64);
+}
+
+/// Which advisor a knob config gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdvisorKind {
+    Fixed,
+    Bayesian,
+    Random,
+}
+
+/// Rafiki's order: only fixed and policy knobs → Fixed (exactly one proposal); numeric and
+/// categorical spaces → Bayesian; anything else (arch knobs) → Random.
+pub fn advisor_kind(config: &KnobConfig) -> AdvisorKind {
+    if config.is_fixed() {
+        AdvisorKind::Fixed
+    } else if config.0.values().any(|k| matches!(k, Knob::Arch { .. })) {
+        AdvisorKind::Random
+    } else {
+        AdvisorKind::Bayesian
+    }
+}
+
+/// The advisor [`advisor_kind`] picks, seeded with `seed`.
+///
+/// Templates are validated on upload; a config that fails [`KnobConfig::validate`] anyway gets an
+/// advisor that proposes nothing.
+pub fn make_advisor(config: &KnobConfig, seed: u64) -> Box<dyn Advisor> {
+    let advisor: Result<Box<dyn Advisor>, _> = match advisor_kind(config) {
+        AdvisorKind::Fixed => FixedAdvisor::new(config).map(|a| Box::new(a) as _),
+        AdvisorKind::Bayesian => BayesianAdvisor::new(config, seed).map(|a| Box::new(a) as _),
+        AdvisorKind::Random => RandomAdvisor::new(config, seed).map(|a| Box::new(a) as _),
+    };
+    advisor.unwrap_or_else(|error| {
+        tracing::warn!(%error, "invalid knob config: the advisor proposes nothing");
+        Box::new(NothingToPropose)
+    })
+}
+
+struct NothingToPropose;
+
+impl Advisor for NothingToPropose {
+    fn propose(&mut self) -> Option<Knobs> {
+        None
+    }
+
+    fn feedback(&mut self, _: &Knobs, _: f64) {}
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::space::tests::all_kinds;
+    use super::*;
+    use serde_json::json;
+
+    fn parse(value: serde_json::Value) -> KnobConfig {
+        serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn advisor_kind_follows_rafikis_order() {
+        let fixed = parse(json!({
+            "epochs": {"type": "FixedKnob", "value": 3},
+            "skip": {"type": "PolicyKnob", "policy": "SKIP_TRAIN"},
+        }));
+        assert_eq!(advisor_kind(&fixed), AdvisorKind::Fixed);
+        assert_eq!(advisor_kind(&KnobConfig::default()), AdvisorKind::Fixed);
+        let numeric = parse(json!({
+            "epochs": {"type": "FixedKnob", "value": 3},
+            "skip": {"type": "PolicyKnob", "policy": "SKIP_TRAIN"},
+            "lr": {"type": "FloatKnob", "min": 1e-4, "max": 1.0, "is_exp": true},
+            "depth": {"type": "IntegerKnob", "min": 1, "max": 8},
+            "kernel": {"type": "CategoricalKnob", "values": ["rbf", "linear"]},
+        }));
+        assert_eq!(advisor_kind(&numeric), AdvisorKind::Bayesian);
+        assert_eq!(advisor_kind(&all_kinds()), AdvisorKind::Random);
+        let arch_only = parse(json!({"cells": {"type": "ArchKnob", "items": [[1, 2]]}}));
+        assert_eq!(advisor_kind(&arch_only), AdvisorKind::Random);
+    }
+
+    #[test]
+    fn every_advisor_proposes_knobs_that_fit_the_config() {
+        let config = all_kinds();
+        let mut advisors: Vec<Box<dyn Advisor>> = vec![
+            make_advisor(&config, 1),
+            Box::new(RandomAdvisor::new(&config, 2).unwrap()),
+            Box::new(BayesianAdvisor::new(&config, 3).unwrap()),
+        ];
+        for advisor in &mut advisors {
+            for trial in 0..60 {
+                let knobs = advisor.propose().unwrap();
+                config.check(&knobs).unwrap();
+                advisor.feedback(&knobs, f64::from(trial % 7));
+            }
+        }
+        let mut fixed = make_advisor(
+            &parse(json!({
+                "epochs": {"type": "FixedKnob", "value": 3},
+                "skip": {"type": "PolicyKnob", "policy": "SKIP_TRAIN"},
+            })),
+            4,
+        );
+        let knobs = fixed.propose().unwrap();
+        assert_eq!(knobs["epochs"], duma_common::domain::KnobValue::Int(3));
+        assert_eq!(knobs["skip"], duma_common::domain::KnobValue::Bool(false));
+        assert!(fixed.propose().is_none());
+    }
+
+    #[test]
+    fn an_invalid_config_gets_no_proposal() {
+        let invalid = parse(json!({"kernel": {"type": "CategoricalKnob", "values": []}}));
+        assert!(make_advisor(&invalid, 1).propose().is_none());
+    }
+}

@@ -1,0 +1,314 @@
+//! The advisor of one sub train job: its budget, its trial numbering and the tuning state,
+//! rebuilt from the trial rows whenever an advisor (re)takes the sub job.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use duma_common::db::models::Model;
+use duma_common::db::train_jobs::{self, SubTrainJob, TrainJob};
+use duma_common::db::{GenericClient, PgPool, models, trials, workers};
+use duma_common::domain::{
+    JobStatus, KnobConfig, LeaseId, Proposal, SubTrainJobId, TemplateKind, TrialId, TrialStatus,
+    WorkerId,
+};
+use duma_common::protocol::{AdvisorReply, TrialOutcome};
+
+use crate::advisor::{Advisor, AdvisorKind, advisor_kind, make_advisor};
+
+/// This many trials failing in a row end the sub job as ERRORED.
+pub const MAX_CONSECUTIVE_FAILURES: u32 = 3;
+/// What a worker is told when the budget is spent but trials are still in flight.
+const RETRY_MS: u64 = 500;
+
+pub struct SubJobAdvisor {
+    pub lease_id: LeaseId,
+    pub sub_job: SubTrainJob,
+    pub train_job: TrainJob,
+    model: Model,
+    advisor: Box<dyn Advisor>,
+    /// At most this many trials (budget, or 1 for fixed knobs); `None`: until the deadline.
+    trial_limit: Option<u32>,
+    deadline: DateTime<Utc>,
+    next_no: u32,
+    created: u32,
+    in_flight: HashSet<TrialId>,
+    consecutive_failures: u32,
+    last_error: Option<String>,
+}
+
+/// Why a sub job cannot be advised (it becomes ERRORED with this text).
+#[derive(Debug)]
+pub struct Unadvisable(pub String);
+
+impl SubJobAdvisor {
+    /// Loads a sub job and replays its trials into a fresh advisor.
+    pub async fn load(
+        db: &impl GenericClient,
+        lease_id: LeaseId,
+        sub_job_id: SubTrainJobId,
+    ) -> anyhow::Result<Result<Option<Self>, Unadvisable>> {
+        let Some(sub_job) = train_jobs::sub_job_by_id(db, sub_job_id).await? else {
+            return Ok(Ok(None));
+        };
+        let Some(train_job) = train_jobs::by_id(db, sub_job.train_job_id).await? else {
+            return Ok(Ok(None));
+        };
+        if !sub_job.status.is_live() || !train_job.status.is_live() {
+            return Ok(Ok(None));
+        }
+        let model = models::by_id(db, sub_job.model_id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("model vanished"))?;
+        let config = match knob_config(&model) {
+            Ok(config) => config,
+            Err(reason) => return Ok(Err(reason)),
+        };
+        let kind = advisor_kind(&config);
+        let history = trials::list_by_sub_job(db, sub_job_id).await?;
+        // Seeded per sub job and history, so a replacement advisor does not replay the same
+        // random sequence its predecessor already explored.
+        let mut advisor = make_advisor(&config, seed(sub_job_id) ^ history.len() as u64);
+        let trial_limit = match kind {
+            AdvisorKind::Fixed => Some(1),
+            _ => train_job.budget.trial_limit(),
+        };
+        let deadline = train_job.datetime_started
+            + chrono::Duration::from_std(train_job.budget.time_limit())
+                .unwrap_or(chrono::Duration::MAX);
+        let (mut next_no, mut consecutive_failures) = (1, 0);
+        let mut in_flight = HashSet::new();
+        for trial in &history {
+            next_no = next_no.max(u32::try_from(trial.no).unwrap_or(0) + 1);
+            match trial.status {
+                TrialStatus::Completed => {
+                    if let Some(score) = trial.score {
+                        advisor.feedback(&trial.proposal.knobs, score);
+                    }
+                    consecutive_failures = 0;
+                }
+                TrialStatus::Errored => consecutive_failures += 1,
+                TrialStatus::Pending | TrialStatus::Running => {
+                    in_flight.insert(trial.id);
+                }
+            }
+        }
+        let created = u32::try_from(history.len()).unwrap_or(u32::MAX);
+        // The fixed advisor proposes once in its life: a replayed trial was that proposal.
+        if kind == AdvisorKind::Fixed && created > 0 {
+            let _ = advisor.propose();
+        }
+        let state = Self {
+            lease_id,
+            sub_job,
+            train_job,
+            model,
+            advisor,
+            trial_limit,
+            deadline,
+            next_no,
+            created,
+            in_flight,
+            consecutive_failures,
+            last_error: None,
+        };
+        tracing::info!(sub_train_job_id = %sub_job_id, trials = state.created, ?kind, "advising sub job");
+        Ok(Ok(Some(state)))
+    }
+
+    fn budget_spent(&self) -> bool {
+        self.trial_limit.is_some_and(|limit| self.created >= limit) || Utc::now() >= self.deadline
+    }
+
+    /// Handles a request for the next trial from `worker_id`.
+    pub async fn propose(
+        &mut self,
+        pool: &PgPool,
+        worker_id: WorkerId,
+    ) -> anyhow::Result<AdvisorReply> {
+        if self.budget_spent() {
+            return Ok(self.spent_reply());
+        }
+        let Some(knobs) = self.advisor.propose() else {
+            self.trial_limit = Some(self.created);
+            return Ok(self.spent_reply());
+        };
+        let db = pool.get().await?;
+        let proposal = Proposal::new(self.next_no, knobs);
+        let trial = match trials::insert_running(
+            &db,
+            self.sub_job.id,
+            self.model.id,
+            Some(worker_id),
+            &proposal,
+        )
+        .await
+        {
+            Ok(trial) => trial,
+            Err(e) if e.is_duplicate_of(trials::NUMBER_TAKEN) => {
+                // Another advisor numbered trials meanwhile (a lease handover): resync and retry.
+                let taken = trials::list_by_sub_job(&db, self.sub_job.id).await?;
+                self.next_no = taken
+                    .iter()
+                    .map(|t| u32::try_from(t.no).unwrap_or(0))
+                    .max()
+                    .unwrap_or(0)
+                    + 1;
+                self.created = u32::try_from(taken.len()).unwrap_or(u32::MAX);
+                return Ok(AdvisorReply::Wait { retry_ms: 0 });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        self.next_no += 1;
+        self.created += 1;
+        self.in_flight.insert(trial.id);
+        if self.sub_job.status == JobStatus::Started {
+            if let Some(sub) =
+                train_jobs::set_sub_job_status(&db, self.sub_job.id, JobStatus::Running, None)
+                    .await?
+            {
+                self.sub_job = sub;
+            }
+            let mut db = db;
+            let tx = db.transaction().await?;
+            train_jobs::roll_up(&tx, self.train_job.id).await?;
+            tx.commit().await?;
+        }
+        Ok(AdvisorReply::Trial {
+            trial_id: trial.id,
+            proposal,
+        })
+    }
+
+    fn spent_reply(&self) -> AdvisorReply {
+        if self.in_flight.is_empty() {
+            AdvisorReply::Done
+        } else {
+            AdvisorReply::Wait { retry_ms: RETRY_MS }
+        }
+    }
+
+    /// Learns from a finished trial.
+    pub fn feedback(
+        &mut self,
+        trial_id: TrialId,
+        knobs: &duma_common::domain::Knobs,
+        outcome: &TrialOutcome,
+    ) {
+        if !self.in_flight.remove(&trial_id) {
+            return; // already accounted for (a replay or a duplicate)
+        }
+        match outcome {
+            TrialOutcome::Completed { score } => {
+                self.advisor.feedback(knobs, *score);
+                self.consecutive_failures = 0;
+            }
+            TrialOutcome::Errored { error } => {
+                self.consecutive_failures += 1;
+                self.last_error = Some(error.clone());
+            }
+        }
+    }
+
+    /// Re-reads the trials in flight (some may have been ended by a stop or a lost worker) and
+    /// ends the sub job when it is done. Returns false when this advisor should drop it.
+    pub async fn reconcile(&mut self, pool: &PgPool) -> anyhow::Result<bool> {
+        let db = pool.get().await?;
+        let Some(sub_job) = train_jobs::sub_job_by_id(&db, self.sub_job.id).await? else {
+            return Ok(false);
+        };
+        if !sub_job.status.is_live() {
+            return Ok(false);
+        }
+        if !self.in_flight.is_empty() {
+            let statuses: HashMap<TrialId, TrialStatus> =
+                trials::list_by_sub_job(&db, self.sub_job.id)
+                    .await?
+                    .into_iter()
+                    .map(|t| (t.id, t.status))
+                    .collect();
+            let finished: Vec<TrialId> = self
+                .in_flight
+                .iter()
+                .filter(|id| statuses.get(id).is_none_or(|s| s.is_finished()))
+                .copied()
+                .collect();
+            for id in finished {
+                self.in_flight.remove(&id);
+                if statuses.get(&id) == Some(&TrialStatus::Errored) {
+                    self.consecutive_failures += 1;
+                }
+            }
+        }
+        drop(db);
+        if self.consecutive_failures >= MAX_CONSECUTIVE_FAILURES {
+            let reason = format!(
+                "{} trials in a row failed; last error: {}",
+                self.consecutive_failures,
+                self.last_error.as_deref().unwrap_or("see the trials' logs")
+            );
+            self.finish(pool, JobStatus::Errored, Some(&reason)).await?;
+            return Ok(false);
+        }
+        if self.budget_spent() && self.in_flight.is_empty() {
+            self.finish(pool, JobStatus::Stopped, None).await?;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    /// Ends the sub job, removes its leases, and rolls its status up to the train job.
+    pub async fn finish(
+        &self,
+        pool: &PgPool,
+        status: JobStatus,
+        error: Option<&str>,
+    ) -> anyhow::Result<()> {
+        end_sub_job(pool, self.sub_job.id, self.train_job.id, status, error).await?;
+        tracing::info!(sub_train_job_id = %self.sub_job.id, %status, trials = self.created, "sub job ended");
+        Ok(())
+    }
+}
+
+/// Ends a sub job (ERRORED with `error`, or STOPPED), deletes its leases and rolls up.
+pub async fn end_sub_job(
+    pool: &PgPool,
+    sub_job: SubTrainJobId,
+    train_job: duma_common::domain::TrainJobId,
+    status: JobStatus,
+    error: Option<&str>,
+) -> anyhow::Result<()> {
+    let mut db = pool.get().await?;
+    let tx = db.transaction().await?;
+    train_jobs::set_sub_job_status(&tx, sub_job, status, error).await?;
+    workers::delete_sub_job_leases(&tx, sub_job).await?;
+    train_jobs::roll_up(&tx, train_job).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The knob space of a model: the one recorded with it (uploads, or a built-in template whose
+/// knobs were pinned), else the built-in template's own.
+fn knob_config(model: &Model) -> Result<KnobConfig, Unadvisable> {
+    let config = match (&model.knob_config, model.template_kind) {
+        (Some(config), _) => config.clone(),
+        (None, TemplateKind::Native) => duma_runtime::builtin_template(&model.model_class)
+            .map(|t| t.knob_config())
+            .ok_or_else(|| Unadvisable(format!("no built-in template `{}`", model.model_class)))?,
+        (None, kind) => {
+            return Err(Unadvisable(format!(
+                "the knob config of {kind} template {} is not known (this Duma cannot run {kind} templates yet)",
+                model.name
+            )));
+        }
+    };
+    config
+        .validate()
+        .map_err(|e| Unadvisable(format!("invalid knob config of {}: {e}", model.name)))?;
+    Ok(config)
+}
+
+/// A stable seed per sub job, so a replacement advisor explores the same way.
+fn seed(id: SubTrainJobId) -> u64 {
+    let bytes = id.0.as_bytes();
+    u64::from_le_bytes(bytes[8..16].try_into().unwrap_or([0; 8]))
+}

@@ -1,0 +1,393 @@
+//! The train worker's slots: each claims a TRAIN lease of a sub job and runs the trials the
+//! sub job's advisor proposes until the advisor says the budget is spent.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use duma_common::config::WorkerSettings;
+use duma_common::db::datasets::Dataset;
+use duma_common::db::models::Model;
+use duma_common::db::train_jobs::{SubTrainJob, TrainJob};
+use duma_common::db::trials::{self, SavedParams, TrialLog};
+use duma_common::db::workers::{self, Lease};
+use duma_common::db::{PgPool, datasets, models, train_jobs};
+use duma_common::domain::{LeaseKind, TemplateKind, TrainJobId, TrialId, WorkerId};
+use duma_common::protocol::{AdvisorReply, AdvisorRequest, TrialOutcome, advisor_target};
+use duma_common::redis::events::Event;
+use duma_common::redis::rpc::{RpcClient, RpcError};
+use duma_common::store::ObjectStore;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::datasets::DatasetCache;
+use crate::metrics::TrainMetrics;
+
+/// How long a train worker waits for its advisor's answer.
+const ADVISOR_TIMEOUT: Duration = Duration::from_secs(10);
+/// Back-off when no advisor answers (none holds the sub job yet).
+const ADVISOR_RETRY: Duration = Duration::from_millis(250);
+/// Idle slots look for work at least this often, besides being woken by events.
+const IDLE_RECHECK: Duration = Duration::from_secs(1);
+
+pub struct TrainWorker {
+    pub id: WorkerId,
+    pub pool: PgPool,
+    pub store: ObjectStore,
+    pub rpc: RpcClient,
+    pub settings: WorkerSettings,
+    pub metrics: TrainMetrics,
+    pub cache: DatasetCache,
+    /// Woken when a train job is created.
+    pub work_available: Notify,
+    cancellations: Mutex<HashMap<TrainJobId, CancellationToken>>,
+}
+
+/// What a slot needs to run trials of one sub job, loaded once per lease.
+struct SubJobContext {
+    sub_job: SubTrainJob,
+    train_job: TrainJob,
+    model: Model,
+    train_data: PathBuf,
+    val_data: PathBuf,
+}
+
+enum TrialResult {
+    Completed {
+        score: f64,
+        params: Vec<u8>,
+        logs: Vec<TrialLog>,
+    },
+    Failed {
+        error: String,
+        logs: Vec<TrialLog>,
+    },
+    Abandoned,
+}
+
+impl TrainWorker {
+    pub fn new(
+        id: WorkerId,
+        pool: PgPool,
+        store: ObjectStore,
+        rpc: RpcClient,
+        settings: WorkerSettings,
+        metrics: TrainMetrics,
+    ) -> anyhow::Result<Self> {
+        let cache = DatasetCache::new(&settings.cache_dir.join("datasets"), store.clone())?;
+        Ok(Self {
+            id,
+            pool,
+            store,
+            rpc,
+            settings,
+            metrics,
+            cache,
+            work_available: Notify::new(),
+            cancellations: Mutex::default(),
+        })
+    }
+
+    /// Reacts to lifecycle events: new jobs wake idle slots, stopped jobs cancel their trials.
+    pub fn on_event(&self, event: &Event) {
+        match event {
+            Event::TrainJobCreated { .. } => self.work_available.notify_waiters(),
+            Event::TrainJobStopped { train_job_id } => {
+                if let Some(token) = self.lock_cancellations().remove(train_job_id) {
+                    token.cancel();
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn lock_cancellations(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<TrainJobId, CancellationToken>> {
+        self.cancellations
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn cancellation(&self, job: TrainJobId, shutdown: &CancellationToken) -> CancellationToken {
+        self.lock_cancellations()
+            .entry(job)
+            .or_insert_with(|| shutdown.child_token())
+            .clone()
+    }
+
+    /// One slot: claim work, run it, repeat until shutdown.
+    pub async fn run_slot(self: Arc<Self>, shutdown: CancellationToken) {
+        while !shutdown.is_cancelled() {
+            let claimed = match self.pool.get().await {
+                Ok(db) => {
+                    workers::claim(&db, LeaseKind::Train, self.id, self.settings.lease_ttl()).await
+                }
+                Err(e) => Err(e.into()),
+            };
+            match claimed {
+                Ok(Some(lease)) => {
+                    if let Err(error) = self.work_on(&lease, &shutdown).await {
+                        tracing::warn!(error = format!("{error:#}"), lease_id = %lease.id, "giving the lease back");
+                        if let Ok(db) = self.pool.get().await {
+                            let _ = workers::release(&db, lease.id, self.id).await;
+                        }
+                    }
+                }
+                Ok(None) => {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => {}
+                        _ = self.work_available.notified() => {}
+                        _ = tokio::time::sleep(IDLE_RECHECK) => {}
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "cannot claim work");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => {}
+                        _ = tokio::time::sleep(IDLE_RECHECK) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    async fn load_context(&self, lease: &Lease) -> anyhow::Result<Option<SubJobContext>> {
+        let sub_id = lease
+            .sub_train_job_id
+            .ok_or_else(|| anyhow::anyhow!("TRAIN lease without a sub job"))?;
+        let db = self.pool.get().await?;
+        let Some(sub_job) = train_jobs::sub_job_by_id(&db, sub_id).await? else {
+            return Ok(None);
+        };
+        let Some(train_job) = train_jobs::by_id(&db, sub_job.train_job_id).await? else {
+            return Ok(None);
+        };
+        if !sub_job.status.is_live() || !train_job.status.is_live() {
+            return Ok(None);
+        }
+        let model = models::by_id(&db, sub_job.model_id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("model vanished"))?;
+        let mut paths = Vec::with_capacity(2);
+        for id in [train_job.train_dataset_id, train_job.val_dataset_id] {
+            let dataset: Dataset = datasets::by_id(&db, id)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("dataset {id} vanished"))?;
+            paths.push(self.cache.path(&dataset).await?);
+        }
+        let val_data = paths.pop().unwrap_or_default();
+        let train_data = paths.pop().unwrap_or_default();
+        Ok(Some(SubJobContext {
+            sub_job,
+            train_job,
+            model,
+            train_data,
+            val_data,
+        }))
+    }
+
+    /// Runs trials of the lease's sub job until its advisor says it is done, the job stops, or
+    /// the worker shuts down.
+    async fn work_on(&self, lease: &Lease, shutdown: &CancellationToken) -> anyhow::Result<()> {
+        let Some(context) = self.load_context(lease).await? else {
+            return self.leave(lease).await;
+        };
+        let cancel = self.cancellation(context.train_job.id, shutdown);
+        let target = advisor_target(context.sub_job.id);
+        let propose = serde_json::to_vec(&AdvisorRequest::Propose { worker_id: self.id })?;
+        let mut last_trial_end: Option<Instant> = None;
+        loop {
+            if cancel.is_cancelled() {
+                let db = self.pool.get().await?;
+                workers::release(&db, lease.id, self.id).await?;
+                return Ok(());
+            }
+            let reply = match self.rpc.call(&target, &propose, ADVISOR_TIMEOUT).await {
+                Ok(body) => serde_json::from_slice::<AdvisorReply>(&body)?,
+                Err(RpcError::Timeout(_) | RpcError::Expired) => {
+                    // No advisor holds the sub job right now (one will take it over), or the
+                    // sub job ended meanwhile.
+                    self.pause(&cancel, ADVISOR_RETRY).await;
+                    if !self.still_live(&context).await? {
+                        return self.leave(lease).await;
+                    }
+                    continue;
+                }
+                Err(error) => return Err(error.into()),
+            };
+            match reply {
+                AdvisorReply::Done => return self.leave(lease).await,
+                AdvisorReply::Wait { retry_ms } => {
+                    // Trials of other workers must finish first; the last one may end the sub job.
+                    self.pause(&cancel, Duration::from_millis(retry_ms)).await;
+                    if !self.still_live(&context).await? {
+                        return self.leave(lease).await;
+                    }
+                }
+                AdvisorReply::Ack => anyhow::bail!("the advisor acknowledged a proposal request"),
+                AdvisorReply::Trial { trial_id, proposal } => {
+                    if let Some(end) = last_trial_end {
+                        self.metrics.trial_gap.observe(end.elapsed().as_secs_f64());
+                    }
+                    let outcome = self
+                        .run_trial(&context, trial_id, &proposal, &cancel)
+                        .await?;
+                    last_trial_end = Some(Instant::now());
+                    if let Some(outcome) = outcome {
+                        let feedback = AdvisorRequest::Feedback {
+                            trial_id,
+                            knobs: proposal.knobs,
+                            outcome,
+                        };
+                        // Best effort: a restarted advisor rebuilds from the trial rows anyway.
+                        if let Err(error) = self
+                            .rpc
+                            .call(&target, &serde_json::to_vec(&feedback)?, ADVISOR_TIMEOUT)
+                            .await
+                        {
+                            tracing::debug!(%error, "feedback not delivered");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The sub job needs no more trials from this slot: its lease goes away.
+    async fn leave(&self, lease: &Lease) -> anyhow::Result<()> {
+        let db = self.pool.get().await?;
+        workers::delete_lease(&db, lease.id, Some(self.id)).await?;
+        Ok(())
+    }
+
+    async fn pause(&self, cancel: &CancellationToken, duration: Duration) {
+        tokio::select! {
+            _ = cancel.cancelled() => {}
+            _ = tokio::time::sleep(duration) => {}
+        }
+    }
+
+    async fn still_live(&self, context: &SubJobContext) -> anyhow::Result<bool> {
+        let db = self.pool.get().await?;
+        Ok(train_jobs::sub_job_by_id(&db, context.sub_job.id)
+            .await?
+            .is_some_and(|s| s.status.is_live()))
+    }
+
+    /// Runs one trial and records its end; `None` if it was abandoned (job stopped).
+    async fn run_trial(
+        &self,
+        context: &SubJobContext,
+        trial_id: TrialId,
+        proposal: &duma_common::domain::Proposal,
+        cancel: &CancellationToken,
+    ) -> anyhow::Result<Option<TrialOutcome>> {
+        let started = Instant::now();
+        self.metrics.trials_started.inc();
+        tracing::info!(%trial_id, trial_no = proposal.trial_no, model = context.model.name, "trial started");
+        let result = self.train_and_evaluate(context, proposal, cancel).await;
+        let db = self.pool.get().await?;
+        let outcome = match result {
+            TrialResult::Abandoned => {
+                trials::mark_errored_because(&db, trial_id, "cancelled: the train job was stopped")
+                    .await?;
+                None
+            }
+            TrialResult::Completed {
+                score,
+                params,
+                logs,
+            } => {
+                let stored = self
+                    .store
+                    .put_bytes(&format!("params/{trial_id}"), Bytes::from(params))
+                    .await?;
+                let saved = SavedParams {
+                    path: stored.path.clone(),
+                    sha256: stored.sha256,
+                    size_bytes: i64::try_from(stored.size_bytes).unwrap_or(i64::MAX),
+                };
+                trials::insert_logs(&db, trial_id, &logs).await?;
+                if trials::complete(&db, trial_id, Some(score), Some(&saved)).await? {
+                    self.metrics.trials_completed.inc();
+                    tracing::info!(%trial_id, score, seconds = started.elapsed().as_secs_f64(), "trial completed");
+                    Some(TrialOutcome::Completed { score })
+                } else {
+                    // The trial was ended meanwhile (job stopped, lease lost): keep nothing.
+                    self.store.delete(&stored.path).await?;
+                    None
+                }
+            }
+            TrialResult::Failed { error, mut logs } => {
+                self.metrics.trials_errored.inc();
+                tracing::warn!(%trial_id, error, "trial errored");
+                logs.push(TrialLog::message(&format!("error: {error}")));
+                trials::insert_logs(&db, trial_id, &logs).await?;
+                trials::mark_errored(&db, trial_id).await?;
+                Some(TrialOutcome::Errored { error })
+            }
+        };
+        self.metrics
+            .trial_duration
+            .observe(started.elapsed().as_secs_f64());
+        Ok(outcome)
+    }
+
+    async fn train_and_evaluate(
+        &self,
+        context: &SubJobContext,
+        proposal: &duma_common::domain::Proposal,
+        cancel: &CancellationToken,
+    ) -> TrialResult {
+        let template = match context.model.template_kind {
+            TemplateKind::Native => duma_runtime::builtin_template(&context.model.model_class),
+            TemplateKind::Python | TemplateKind::Onnx => None,
+        };
+        let Some(template) = template else {
+            return TrialResult::Failed {
+                error: format!(
+                    "model {} ({} template `{}`) cannot be run by this worker",
+                    context.model.name, context.model.template_kind, context.model.model_class
+                ),
+                logs: Vec::new(),
+            };
+        };
+        let knobs = proposal.knobs.clone();
+        let train_args = context.train_job.train_args.clone();
+        let (train_path, val_path) = (context.train_data.clone(), context.val_data.clone());
+        let evaluate = proposal.to_eval;
+        // Training is CPU-bound: a blocking thread. A cancelled or timed-out trial is abandoned
+        // (its thread finishes in the background and its result is dropped).
+        let work = tokio::task::spawn_blocking(move || {
+            let mut log = duma_runtime::TrialLogger::new();
+            let result = (|| {
+                let mut model = template.build(&knobs)?;
+                model.train(&train_path, &train_args, &mut log)?;
+                let score = if evaluate {
+                    model.evaluate(&val_path, &mut log)?
+                } else {
+                    0.0
+                };
+                Ok::<_, duma_runtime::TemplateError>((score, model.dump_parameters()?))
+            })();
+            let logs: Vec<TrialLog> = log.drain().into_iter().map(TrialLog::from).collect();
+            (result, logs)
+        });
+        tokio::select! {
+            _ = cancel.cancelled() => TrialResult::Abandoned,
+            _ = tokio::time::sleep(self.settings.task_timeout()) => TrialResult::Failed {
+                error: format!("the trial ran longer than the {}s timeout", self.settings.task_timeout_secs),
+                logs: Vec::new(),
+            },
+            joined = work => match joined {
+                Ok((Ok((score, params)), logs)) if score.is_finite() => TrialResult::Completed { score, params, logs },
+                Ok((Ok((score, _)), logs)) => TrialResult::Failed { error: format!("evaluate returned {score}, not a finite number"), logs },
+                Ok((Err(error), logs)) => TrialResult::Failed { error: error.to_string(), logs },
+                Err(panic) => TrialResult::Failed { error: format!("the template panicked: {panic}"), logs: Vec::new() },
+            },
+        }
+    }
+}
