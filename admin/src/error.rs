@@ -23,6 +23,7 @@ pub mod class {
     pub const INVALID_MODEL: &str = "InvalidModelError";
     pub const DUPLICATE_MODEL_NAME: &str = "DuplicateModelNameError";
     pub const MODEL_USED: &str = "ModelUsedError";
+    pub const NO_MODELS_FOR_TRAIN_JOB: &str = "NoModelsForTrainJobError";
     pub const INVALID_TRAIN_JOB: &str = "InvalidTrainJobError";
     pub const INVALID_TRIAL: &str = "InvalidTrialError";
     pub const INVALID_RUNNING_INFERENCE_JOB: &str = "InvalidRunningInferenceJobError";

@@ -114,33 +114,21 @@ impl From<&Model> for AvailableModelView {
     }
 }
 
-/// A model in `GET /models/{id}`.
+/// A model in `GET /models/{id}`: the summary plus its class and image.
 #[derive(Serialize, ToSchema)]
 pub struct ModelView {
-    pub id: Uuid,
-    pub user_id: Uuid,
-    pub name: String,
-    pub task: String,
+    #[serde(flatten)]
+    pub summary: AvailableModelView,
     pub model_class: String,
-    pub datetime_created: String,
     pub docker_image: Option<String>,
-    pub dependencies: std::collections::BTreeMap<String, String>,
-    #[schema(value_type = String)]
-    pub access_right: AccessRight,
 }
 
 impl From<&Model> for ModelView {
     fn from(m: &Model) -> Self {
         Self {
-            id: m.id.0,
-            user_id: m.user_id.0,
-            name: m.name.clone(),
-            task: m.task.clone(),
+            summary: AvailableModelView::from(m),
             model_class: m.model_class.clone(),
-            datetime_created: http_date(&m.datetime_created),
             docker_image: m.docker_image.clone(),
-            dependencies: m.dependencies.clone(),
-            access_right: m.access_right,
         }
     }
 }

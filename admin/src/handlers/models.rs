@@ -1,5 +1,4 @@
 use actix_multipart::Multipart;
-use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use duma_common::db::DbError;
 use duma_common::db::models::{self, Dependencies, Model, NewModel};
@@ -249,8 +248,5 @@ pub async fn model_file(
             "built-in templates have no source file",
         )
     })?;
-    let body = state.store.get_stream(&path).await?;
-    Ok(HttpResponse::Ok()
-        .insert_header((header::CONTENT_TYPE, "application/octet-stream"))
-        .streaming(body))
+    super::file(&state.store, &path).await
 }

@@ -101,8 +101,15 @@ pub async fn create(
     owned_dataset(&db, &caller, train_dataset_id, &task).await?;
     owned_dataset(&db, &caller, val_dataset_id, &task).await?;
     let available = models::list_available(&db, caller.id, Some(&task)).await?;
-    // No list (or an empty one) means every model available for the task, as in Rafiki.
-    let model_ids = match requested.filter(|ids| !ids.is_empty()) {
+    // No list means every model available for the task (Rafiki's client sends them all); an
+    // explicit empty list is Rafiki's NoModelsForTrainJobError.
+    let model_ids = match requested {
+        Some(ids) if ids.is_empty() => {
+            return Err(ApiError::bad_request(
+                class::NO_MODELS_FOR_TRAIN_JOB,
+                "model_ids is empty: a train job needs at least one model",
+            ));
+        }
         None => available.iter().map(|m| m.id).collect(),
         Some(ids) => {
             for id in &ids {

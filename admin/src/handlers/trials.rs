@@ -1,4 +1,3 @@
-use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 use duma_common::db::trials::{self, Trial};
 use duma_common::domain::{TrialId, TrialLogKind};
@@ -91,8 +90,5 @@ pub async fn parameters(
             format!("trial {} has no saved parameters", trial.id),
         )
     })?;
-    let body = state.store.get_stream(&params.path).await?;
-    Ok(HttpResponse::Ok()
-        .insert_header((header::CONTENT_TYPE, "application/octet-stream"))
-        .streaming(body))
+    super::file(&state.store, &params.path).await
 }

@@ -189,13 +189,13 @@ impl TestApp {
     ) -> Response {
         let train = self.dataset(&user.token, task).await;
         let val = self.dataset(&user.token, task).await;
-        self.post(
-            Some(&user.token),
-            "/train_jobs",
-            json!({"app": app, "task": task, "train_dataset_id": train, "val_dataset_id": val,
-                   "budget": {"MODEL_TRIAL_COUNT": 2}, "model_ids": model_ids, "train_args": {}}),
-        )
-        .await
+        let mut body = json!({"app": app, "task": task, "train_dataset_id": train, "val_dataset_id": val,
+                              "budget": {"MODEL_TRIAL_COUNT": 2}, "train_args": {}});
+        // No ids: every model available for the task.
+        if !model_ids.is_empty() {
+            body["model_ids"] = json!(model_ids);
+        }
+        self.post(Some(&user.token), "/train_jobs", body).await
     }
 }
 

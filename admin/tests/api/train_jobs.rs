@@ -215,6 +215,12 @@ async fn creation_validates_datasets_models_and_budget() {
     )
     .await;
     assert!(message.contains("no models"), "{message}");
+    expect_error(
+        create(with("model_ids", json!([]))).await,
+        400,
+        "NoModelsForTrainJobError",
+    )
+    .await;
     json_ok(create(base.clone()).await).await;
 }
 

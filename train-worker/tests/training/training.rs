@@ -340,3 +340,91 @@ async fn a_fixed_knob_template_runs_exactly_one_trial() {
         json!({"alpha": 0.01, "class_weight": "none"})
     );
 }
+
+#[tokio::test]
+async fn an_invalid_template_makes_its_sub_job_and_job_errored_with_the_reason() {
+    let stack = spawn_stack(1).await;
+    let db = stack.ctx.pool.get().await.unwrap();
+    let owner = users::by_email(&db, "superadmin@rafiki")
+        .await
+        .unwrap()
+        .unwrap();
+    let broken = models::insert(
+        &db,
+        &models::NewModel {
+            id: ModelId::new(),
+            user_id: owner.id,
+            name: "Broken".into(),
+            task: CLASSIFICATION.into(),
+            template_kind: TemplateKind::Native,
+            source_path: None,
+            source_sha256: None,
+            source_size_bytes: None,
+            model_class: "duma.tabular.DoesNotExist".into(),
+            knob_config: None,
+            dependencies: Default::default(),
+            access_right: AccessRight::Public,
+            docker_image: None,
+        },
+    )
+    .await
+    .unwrap();
+    start_job(
+        &stack,
+        "broken",
+        CLASSIFICATION,
+        &[broken.id.to_string()],
+        json!({"MODEL_TRIAL_COUNT": 2}),
+        classification_csv,
+    )
+    .await;
+    let job = stack.wait_for_end("broken", Duration::from_secs(60)).await;
+    assert_eq!(job["status"], "ERRORED", "{job}");
+    assert!(
+        job["error"]
+            .as_str()
+            .unwrap()
+            .contains("duma.tabular.DoesNotExist"),
+        "{job}"
+    );
+    assert!(stack.trials("broken").await.is_empty());
+}
+
+#[tokio::test]
+async fn trials_failing_in_a_row_end_the_job_as_errored_with_their_error_in_the_logs() {
+    let stack = spawn_stack(1).await;
+    let models = stack
+        .builtin_models(CLASSIFICATION, &["LogisticRegression"])
+        .await;
+    let train = stack
+        .upload_dataset(CLASSIFICATION, classification_csv(100, 1))
+        .await;
+    stack
+        .post(
+            "/train_jobs",
+            json!({"app": "failing", "task": CLASSIFICATION, "train_dataset_id": train, "val_dataset_id": train,
+                   "budget": {"MODEL_TRIAL_COUNT": 10}, "model_ids": models, "train_args": {"target": "no_such_column"}}),
+        )
+        .await;
+    let job = stack.wait_for_end("failing", Duration::from_secs(60)).await;
+    assert_eq!(job["status"], "ERRORED", "{job}");
+    assert!(
+        job["error"].as_str().unwrap().contains("in a row failed"),
+        "{job}"
+    );
+    let trials = stack.trials("failing").await;
+    assert!(
+        trials.len() >= 3 && trials.len() < 10,
+        "stopped early: {} trials",
+        trials.len()
+    );
+    assert!(statuses(&trials).iter().all(|s| *s == "ERRORED"));
+    let logs = stack
+        .get(&format!(
+            "/trials/{}/logs",
+            trials[0]["id"].as_str().unwrap()
+        ))
+        .await;
+    let messages = logs["messages"].to_string();
+    assert!(messages.contains("no_such_column"), "{messages}");
+}
