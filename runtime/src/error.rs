@@ -28,6 +28,20 @@ pub enum TemplateError {
     /// Training ran but could not produce a model (for example a singular system).
     #[error("training failed: {0}")]
     Training(String),
+    /// A Python template raised: the exception's class, message and traceback.
+    #[error("{kind}: {message}\n{traceback}")]
+    Python {
+        kind: String,
+        message: String,
+        traceback: String,
+    },
+    /// The Python runner could not be started, crashed, hung past its limit, or broke the
+    /// protocol; `detail` includes the tail of its stderr.
+    #[error("python runner: {detail}")]
+    Runner { detail: String },
+    /// The template's declared dependencies could not be installed.
+    #[error("installing dependencies failed: {detail}")]
+    Dependencies { detail: String },
 }
 
 impl TemplateError {

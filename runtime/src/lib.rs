@@ -7,10 +7,11 @@
 //! | [`builtin_templates`] | the tabular templates (logistic regression, random forests, k-NN, ridge) |
 //! | [`TrialLogger`] | messages, metrics and plot definitions a model logs while it trains |
 //! | [`params`] | the versioned binary format of saved parameters |
+//! | [`python`] | Python templates in a child process, virtualenvs per dependency set |
 //!
 //! Tabular templates read Rafiki's CSV datasets (header row; `features` and `target` train args)
 //! and answer queries shaped `{feature: value}`: class probabilities for classification, a number
-//! for regression. Python templates (subprocess) come later behind the same [`Model`] trait.
+//! for regression. Python templates run in a child process behind the same [`Model`] trait.
 
 mod builtin;
 mod contract;
@@ -19,6 +20,7 @@ mod linalg;
 mod logger;
 mod optim;
 pub mod params;
+pub mod python;
 mod tabular;
 
 pub use builtin::{builtin_template, builtin_templates};

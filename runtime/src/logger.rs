@@ -59,6 +59,15 @@ impl TrialLogger {
         );
     }
 
+    /// A record written elsewhere (a Python template's logger), kept with its own time.
+    pub fn record(&mut self, datetime: DateTime<Utc>, kind: TrialLogKind, payload: Value) {
+        self.records.push(LogRecord {
+            datetime,
+            kind,
+            payload,
+        });
+    }
+
     /// The records written so far, oldest first.
     pub fn records(&self) -> &[LogRecord] {
         &self.records

@@ -6,5 +6,6 @@ mod datasets;
 mod knobs;
 mod logs;
 mod parameters;
+mod python;
 mod regression;
 mod support;

@@ -1,0 +1,64 @@
+"""Framing of the runner protocol: each frame is a 4-byte big-endian unsigned length followed by
+that many bytes of UTF-8 JSON (one object). See python/PROTOCOL.md."""
+
+from __future__ import annotations
+
+import json
+import struct
+from typing import Any, BinaryIO, Dict, Optional
+
+PROTOCOL_VERSION = 1
+HEADER = struct.Struct(">I")
+# Frames carry commands, small results and log records; bulk data goes through files.
+DEFAULT_MAX_FRAME_BYTES = 64 * 1024 * 1024
+
+
+class FrameError(Exception):
+    """The byte stream is not a valid sequence of frames; the channel cannot be trusted after it."""
+
+
+def encode_frame(message: Dict[str, Any]) -> bytes:
+    body = json.dumps(message, allow_nan=False, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return HEADER.pack(len(body)) + body
+
+
+def write_frame(out: BinaryIO, message: Dict[str, Any], max_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
+    frame = encode_frame(message)
+    if len(frame) - HEADER.size > max_bytes:
+        raise FrameError(f"frame of {len(frame) - HEADER.size} bytes exceeds the {max_bytes}-byte limit")
+    out.write(frame)
+    out.flush()
+
+
+def _read_exactly(inp: BinaryIO, n: int) -> bytes:
+    chunks, remaining = [], n
+    while remaining:
+        chunk = inp.read(remaining)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
+def read_frame(inp: BinaryIO, max_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> Optional[Any]:
+    """The next frame's decoded JSON, or ``None`` at a clean end of stream (between frames).
+
+    Raises :class:`FrameError` for a truncated frame or one over ``max_bytes``, and
+    ``ValueError`` for a complete frame whose body is not JSON (the stream is still in sync).
+    """
+    header = _read_exactly(inp, HEADER.size)
+    if not header:
+        return None
+    if len(header) < HEADER.size:
+        raise FrameError("end of stream inside a frame header")
+    (length,) = HEADER.unpack(header)
+    if length > max_bytes:
+        raise FrameError(f"frame of {length} bytes exceeds the {max_bytes}-byte limit")
+    body = _read_exactly(inp, length)
+    if len(body) < length:
+        raise FrameError(f"end of stream inside a frame ({len(body)} of {length} bytes)")
+    try:
+        return json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"frame body is not UTF-8 JSON: {e}") from None

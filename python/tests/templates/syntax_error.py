@@ -1,0 +1,4 @@
+from duma.model import BaseModel
+
+class Broken(BaseModel)
+    pass

@@ -1,0 +1,185 @@
+//! Python templates (Rafiki's `BaseModel` subclasses) run in a child process that speaks the
+//! framed protocol of `python/PROTOCOL.md` (`python -m duma.runner`), behind the same [`Model`]
+//! contract as the built-in templates.
+//!
+//! The child gets a scrubbed environment (no platform secrets: only `PATH`, a `HOME` in its own
+//! working directory, and the SDK on `PYTHONPATH`), its own working directory, and is killed when
+//! the model is dropped or its [`KillSwitch`] fires (cancel, timeout).
+
+mod runner;
+mod venv;
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use duma_common::domain::{KnobConfig, Knobs};
+use serde_json::{Map, Value, json};
+
+pub use runner::KillSwitch;
+use runner::Runner;
+pub use venv::VenvCache;
+
+use crate::contract::Model;
+use crate::error::TemplateError;
+use crate::logger::TrialLogger;
+
+/// Where and with what a Python template runs.
+#[derive(Debug, Clone)]
+pub struct PythonEnv {
+    /// The interpreter (a virtualenv's `bin/python` holding numpy and the template's dependencies).
+    pub python: PathBuf,
+    /// The folder holding the `duma` package (the repository's `python/`).
+    pub sdk_path: PathBuf,
+    /// Parent of the runners' working directories.
+    pub work_root: PathBuf,
+}
+
+/// An uploaded template: its source file and class name.
+#[derive(Debug, Clone)]
+pub struct PythonTemplate {
+    pub source: PathBuf,
+    pub class_name: String,
+    pub env: PythonEnv,
+}
+
+impl PythonTemplate {
+    fn start(&self, kill: &KillSwitch) -> Result<(Runner, KnobConfig), TemplateError> {
+        let mut runner = Runner::start(&self.env, kill)?;
+        let result = runner.request(
+            json!({"cmd": "load", "model_file": self.source, "model_class": self.class_name}),
+            None,
+        )?;
+        let config: KnobConfig =
+            serde_json::from_value(result.get("knob_config").cloned().unwrap_or(Value::Null))
+                .map_err(|e| TemplateError::Runner {
+                    detail: format!("the template's knob config is not understood: {e}"),
+                })?;
+        Ok((runner, config))
+    }
+
+    /// Imports the template and reads its knob config (the check that a template is usable).
+    pub fn knob_config(&self, kill: &KillSwitch) -> Result<KnobConfig, TemplateError> {
+        let (runner, config) = self.start(kill)?;
+        runner.shutdown();
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// A model to train with `knobs`.
+    pub fn build(&self, knobs: &Knobs, kill: &KillSwitch) -> Result<Box<dyn Model>, TemplateError> {
+        let (runner, config) = self.start(kill)?;
+        config.check(knobs)?;
+        Ok(Box::new(PythonModel {
+            runner: Mutex::new(runner),
+            knobs: knobs.clone(),
+        }))
+    }
+
+    /// A model loaded from saved parameters (the trial's knobs rebuild the instance first).
+    pub fn load(
+        &self,
+        knobs: &Knobs,
+        parameters: &[u8],
+        kill: &KillSwitch,
+    ) -> Result<Box<dyn Model>, TemplateError> {
+        let (mut runner, _) = self.start(kill)?;
+        let path = runner.workdir().join("loaded-params");
+        std::fs::write(&path, parameters).map_err(|e| TemplateError::Runner {
+            detail: format!("writing parameters for the runner: {e}"),
+        })?;
+        runner.request(
+            json!({"cmd": "load_parameters", "path": path, "knobs": knobs}),
+            None,
+        )?;
+        Ok(Box::new(PythonModel {
+            runner: Mutex::new(runner),
+            knobs: knobs.clone(),
+        }))
+    }
+}
+
+struct PythonModel {
+    runner: Mutex<Runner>,
+    knobs: Knobs,
+}
+
+impl PythonModel {
+    fn runner(&self) -> std::sync::MutexGuard<'_, Runner> {
+        self.runner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl Model for PythonModel {
+    fn train(
+        &mut self,
+        dataset: &Path,
+        train_args: &Map<String, Value>,
+        log: &mut TrialLogger,
+    ) -> Result<(), TemplateError> {
+        let request = json!({"cmd": "train", "knobs": self.knobs, "dataset_path": dataset, "train_args": train_args});
+        self.runner().request(request, Some(log))?;
+        Ok(())
+    }
+
+    fn evaluate(&mut self, dataset: &Path, log: &mut TrialLogger) -> Result<f64, TemplateError> {
+        let result = self.runner().request(
+            json!({"cmd": "evaluate", "dataset_path": dataset}),
+            Some(log),
+        )?;
+        result
+            .get("score")
+            .and_then(Value::as_f64)
+            .filter(|s| s.is_finite())
+            .ok_or_else(|| TemplateError::Runner {
+                detail: format!("evaluate returned {result}, not a finite score"),
+            })
+    }
+
+    fn predict(&self, queries: &[Value]) -> Result<Vec<Value>, TemplateError> {
+        let mut runner = self.runner();
+        let result = runner.request(json!({"cmd": "predict", "queries": queries}), None)?;
+        let predictions = match (
+            result.get("predictions"),
+            result.get("predictions_path").and_then(Value::as_str),
+        ) {
+            (Some(Value::Array(predictions)), _) => predictions.clone(),
+            (_, Some(path)) => {
+                let text = std::fs::read(path).map_err(|e| TemplateError::Runner {
+                    detail: format!("reading predictions: {e}"),
+                })?;
+                let _ = std::fs::remove_file(path);
+                serde_json::from_slice(&text).map_err(|e| TemplateError::Runner {
+                    detail: format!("predictions are not JSON: {e}"),
+                })?
+            }
+            _ => {
+                return Err(TemplateError::Runner {
+                    detail: format!("predict returned {result}"),
+                });
+            }
+        };
+        if predictions.len() != queries.len() {
+            return Err(TemplateError::Runner {
+                detail: format!(
+                    "predict returned {} predictions for {} queries",
+                    predictions.len(),
+                    queries.len()
+                ),
+            });
+        }
+        Ok(predictions)
+    }
+
+    fn dump_parameters(&self) -> Result<Vec<u8>, TemplateError> {
+        let mut runner = self.runner();
+        let path = runner.workdir().join("params");
+        runner.request(json!({"cmd": "dump_parameters", "path": path}), None)?;
+        let bytes = std::fs::read(&path).map_err(|e| TemplateError::Runner {
+            detail: format!("reading parameters: {e}"),
+        })?;
+        let _ = std::fs::remove_file(&path);
+        Ok(bytes)
+    }
+}

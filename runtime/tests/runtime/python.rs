@@ -1,0 +1,227 @@
+//! Python templates through the real runner (`python -m duma.runner`) in a virtualenv that the
+//! cache builds once (numpy) under `target/`.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use duma_common::domain::{KnobValue, Knobs, TrialLogKind};
+use duma_runtime::python::{KillSwitch, PythonEnv, PythonTemplate, VenvCache};
+use duma_runtime::{TemplateError, TrialLogger};
+use serde_json::json;
+
+fn repository() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The base environment (numpy only), built once per test process.
+fn env() -> PythonEnv {
+    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
+    let python = PYTHON.get_or_init(|| {
+        let cache = VenvCache::new(
+            &repository().join("target/duma-test-venvs"),
+            &PathBuf::from("python3"),
+        );
+        cache
+            .interpreter(&Default::default())
+            .expect("a virtualenv with numpy (needs PyPI or a warm cache)")
+    });
+    PythonEnv {
+        python: python.clone(),
+        sdk_path: repository().join("python"),
+        work_root: std::env::temp_dir().join("duma-runtime-tests"),
+    }
+}
+
+fn template(file: &str, class: &str) -> PythonTemplate {
+    PythonTemplate {
+        source: repository().join("python/tests/templates").join(file),
+        class_name: class.into(),
+        env: env(),
+    }
+}
+
+fn dataset(dir: &tempfile::TempDir, name: &str) -> PathBuf {
+    let mut csv = String::from("f1,f2,y\n");
+    for i in 0..60 {
+        let class = i % 2;
+        let centre = if class == 0 { -2.0 } else { 2.0 };
+        csv.push_str(&format!(
+            "{},{},{class}\n",
+            centre + (i % 7) as f64 * 0.1,
+            centre - (i % 5) as f64 * 0.1
+        ));
+    }
+    let path = dir.path().join(name);
+    std::fs::write(&path, csv).unwrap();
+    path
+}
+
+fn knobs() -> Knobs {
+    serde_json::from_value(json!({
+        "temperature": 1.0, "epochs": 2, "metric": "euclidean", "max_rows": 10000, "quick_eval": false,
+    }))
+    .unwrap()
+}
+
+#[test]
+fn a_rafiki_template_trains_evaluates_saves_loads_and_predicts() {
+    let template = template("rafiki_centroid.py", "RafikiCentroid");
+    let kill = KillSwitch::new();
+    let config = template.knob_config(&kill).unwrap();
+    assert_eq!(config.0.len(), 5);
+    let dir = tempfile::tempdir().unwrap();
+    let (train, val) = (dataset(&dir, "train.csv"), dataset(&dir, "val.csv"));
+
+    let mut model = template.build(&knobs(), &kill).unwrap();
+    let mut log = TrialLogger::new();
+    model.train(&train, &Default::default(), &mut log).unwrap();
+    let score = model.evaluate(&val, &mut log).unwrap();
+    assert!(score > 0.9, "{score}");
+    let kinds: Vec<TrialLogKind> = log.records().iter().map(|r| r.kind).collect();
+    assert!(
+        kinds.contains(&TrialLogKind::Plot) && kinds.contains(&TrialLogKind::Metrics),
+        "{kinds:?}"
+    );
+
+    let params = model.dump_parameters().unwrap();
+    assert!(!params.is_empty());
+    let queries = vec![
+        json!({"f1": -2.0, "f2": -2.0}),
+        json!({"f1": 2.0, "f2": 2.0}),
+    ];
+    let before = model.predict(&queries).unwrap();
+    let loaded = template.load(&knobs(), &params, &kill).unwrap();
+    assert_eq!(
+        loaded.predict(&queries).unwrap(),
+        before,
+        "same predictions after a save/load round trip"
+    );
+}
+
+#[test]
+fn knobs_outside_the_space_are_refused() {
+    let template = template("rafiki_centroid.py", "RafikiCentroid");
+    let mut bad = knobs();
+    bad.insert("epochs".into(), KnobValue::Int(99));
+    assert!(matches!(
+        template.build(&bad, &KillSwitch::new()),
+        Err(TemplateError::InvalidKnobs(_))
+    ));
+}
+
+#[test]
+fn a_class_without_methods_is_reported_with_the_python_error() {
+    let err = template("broken_models.py", "Empty")
+        .knob_config(&KillSwitch::new())
+        .unwrap_err();
+    let TemplateError::Python { kind, message, .. } = &err else {
+        panic!("{err}")
+    };
+    assert!(!kind.is_empty() && !message.is_empty(), "{err}");
+}
+
+#[test]
+fn a_hanging_template_is_killed_by_its_switch() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("hang.py");
+    std::fs::write(
+        &source,
+        "import time\nfrom rafiki.model import BaseModel, FixedKnob\n\
+         class Hang(BaseModel):\n\
+         \x20   @staticmethod\n    def get_knob_config():\n        return {'k': FixedKnob(1)}\n\
+         \x20   def __init__(self, **knobs):\n        super().__init__(**knobs)\n\
+         \x20   def train(self, dataset_path, shared_params=None, **args):\n        time.sleep(3600)\n\
+         \x20   def evaluate(self, dataset_path):\n        return 0.0\n\
+         \x20   def predict(self, queries):\n        return []\n\
+         \x20   def dump_parameters(self):\n        return {}\n\
+         \x20   def load_parameters(self, params):\n        pass\n",
+    )
+    .unwrap();
+    let template = PythonTemplate {
+        source,
+        class_name: "Hang".into(),
+        env: env(),
+    };
+    let kill = KillSwitch::new();
+    let mut model = template
+        .build(&[("k".to_owned(), KnobValue::Int(1))].into(), &kill)
+        .unwrap();
+    let firing = kill.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(500));
+        firing.fire();
+    });
+    let started = Instant::now();
+    let err = model
+        .train(
+            &dataset(&dir, "d.csv"),
+            &Default::default(),
+            &mut TrialLogger::new(),
+        )
+        .unwrap_err();
+    assert!(matches!(err, TemplateError::Runner { .. }), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn the_runner_sees_no_platform_secrets() {
+    // Whatever the worker's environment holds, the child sees only the variables the runner sets.
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("env.py");
+    std::fs::write(
+        &source,
+        "import os\nfrom rafiki.model import BaseModel, FixedKnob\n\
+         class Env(BaseModel):\n\
+         \x20   @staticmethod\n    def get_knob_config():\n        return {'k': FixedKnob(1)}\n\
+         \x20   def __init__(self, **knobs):\n        super().__init__(**knobs)\n\
+         \x20   def train(self, dataset_path, shared_params=None, **args):\n        pass\n\
+         \x20   def evaluate(self, dataset_path):\n        return float(len([k for k in os.environ if k.startswith('DUMA_')]))\n\
+         \x20   def predict(self, queries):\n        return [sorted(os.environ) for _ in queries]\n\
+         \x20   def dump_parameters(self):\n        return {}\n\
+         \x20   def load_parameters(self, params):\n        pass\n",
+    )
+    .unwrap();
+    let template = PythonTemplate {
+        source,
+        class_name: "Env".into(),
+        env: env(),
+    };
+    let mut model = template
+        .build(
+            &[("k".to_owned(), KnobValue::Int(1))].into(),
+            &KillSwitch::new(),
+        )
+        .unwrap();
+    model
+        .train(
+            &dataset(&dir, "d.csv"),
+            &Default::default(),
+            &mut TrialLogger::new(),
+        )
+        .unwrap();
+    let seen = model.predict(&[json!(null)]).unwrap();
+    let names: Vec<&str> = seen[0]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(
+        names.iter().all(|n| [
+            "PATH",
+            "HOME",
+            "LANG",
+            "PYTHONUNBUFFERED",
+            "PYTHONDONTWRITEBYTECODE",
+            "PYTHONPATH",
+            "LC_CTYPE"
+        ]
+        .contains(n)),
+        "{names:?}"
+    );
+}
