@@ -5,14 +5,14 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use duma_common::config::WorkerSettings;
-use duma_common::db::{PgPool, workers};
+use duma_common::db::{PgPool, train_jobs, workers};
 use duma_common::domain::{JobStatus, LeaseKind, SubTrainJobId, WorkerId};
 use duma_common::protocol::{AdvisorReply, AdvisorRequest, advisor_target};
 use duma_common::redis::rpc::{Reply, Request, RpcServer};
 use prometheus::{Histogram, HistogramOpts, IntGauge, Registry};
 use tokio_util::sync::CancellationToken;
 
-use crate::sub_job::{SubJobAdvisor, end_sub_job};
+use crate::sub_job::{Loaded, SubJobAdvisor};
 
 /// How often leases are claimed and sub jobs reconciled.
 const TICK: Duration = Duration::from_millis(250);
@@ -196,32 +196,23 @@ impl AdvisorService {
                 continue;
             };
             match SubJobAdvisor::load(&db, lease.id, sub_job_id).await? {
-                Ok(Some(sub_job)) => {
+                Loaded::Ready(sub_job) => {
                     drop(db);
-                    self.take(sub_job).await?;
+                    self.take(*sub_job).await?;
                 }
-                Ok(None) => {
+                Loaded::Gone => {
                     workers::delete_lease(&db, lease.id, Some(self.id)).await?;
                 }
-                Err(unadvisable) => {
-                    drop(db);
-                    tracing::warn!(sub_train_job_id = %sub_job_id, reason = unadvisable.0, "sub job cannot be advised");
-                    let train_job = {
-                        let db = self.pool.get().await?;
-                        duma_common::db::train_jobs::sub_job_by_id(&db, sub_job_id)
-                            .await?
-                            .map(|s| s.train_job_id)
-                    };
-                    if let Some(train_job) = train_job {
-                        end_sub_job(
-                            &self.pool,
-                            sub_job_id,
-                            train_job,
-                            JobStatus::Errored,
-                            Some(&unadvisable.0),
-                        )
+                Loaded::AwaitingKnobConfig => {
+                    // A train worker reads an uploaded template's knob config first; try later.
+                    workers::release(&db, lease.id, self.id).await?;
+                    break;
+                }
+                Loaded::Unadvisable(reason) => {
+                    tracing::warn!(sub_train_job_id = %sub_job_id, reason, "sub job cannot be advised");
+                    let mut db = db;
+                    train_jobs::end_sub_job(&mut db, sub_job_id, JobStatus::Errored, Some(&reason))
                         .await?;
-                    }
                 }
             }
         }

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use duma_common::db::models::Model;
 use duma_common::db::train_jobs::{self, SubTrainJob, TrainJob};
-use duma_common::db::{GenericClient, PgPool, models, trials, workers};
+use duma_common::db::{GenericClient, PgPool, models, trials};
 use duma_common::domain::{
     JobStatus, KnobConfig, LeaseId, Proposal, SubTrainJobId, TemplateKind, TrialId, TrialStatus,
     WorkerId,
@@ -36,9 +36,16 @@ pub struct SubJobAdvisor {
     last_error: Option<String>,
 }
 
-/// Why a sub job cannot be advised (it becomes ERRORED with this text).
-#[derive(Debug)]
-pub struct Unadvisable(pub String);
+/// What taking a sub job over found.
+pub enum Loaded {
+    Ready(Box<SubJobAdvisor>),
+    /// The sub job or its train job ended, or vanished.
+    Gone,
+    /// An uploaded template whose knob config a train worker has not read yet.
+    AwaitingKnobConfig,
+    /// The sub job cannot be advised; it becomes ERRORED with this reason.
+    Unadvisable(String),
+}
 
 impl SubJobAdvisor {
     /// Loads a sub job and replays its trials into a fresh advisor.
@@ -46,22 +53,22 @@ impl SubJobAdvisor {
         db: &impl GenericClient,
         lease_id: LeaseId,
         sub_job_id: SubTrainJobId,
-    ) -> anyhow::Result<Result<Option<Self>, Unadvisable>> {
+    ) -> anyhow::Result<Loaded> {
         let Some(sub_job) = train_jobs::sub_job_by_id(db, sub_job_id).await? else {
-            return Ok(Ok(None));
+            return Ok(Loaded::Gone);
         };
         let Some(train_job) = train_jobs::by_id(db, sub_job.train_job_id).await? else {
-            return Ok(Ok(None));
+            return Ok(Loaded::Gone);
         };
         if !sub_job.status.is_live() || !train_job.status.is_live() {
-            return Ok(Ok(None));
+            return Ok(Loaded::Gone);
         }
         let model = models::by_id(db, sub_job.model_id)
             .await?
             .ok_or_else(|| anyhow::anyhow!("model vanished"))?;
         let config = match knob_config(&model) {
             Ok(config) => config,
-            Err(reason) => return Ok(Err(reason)),
+            Err(loaded) => return Ok(loaded),
         };
         let kind = advisor_kind(&config);
         let history = trials::list_by_sub_job(db, sub_job_id).await?;
@@ -112,7 +119,7 @@ impl SubJobAdvisor {
             last_error: None,
         };
         tracing::info!(sub_train_job_id = %sub_job_id, trials = state.created, ?kind, "advising sub job");
-        Ok(Ok(Some(state)))
+        Ok(Loaded::Ready(Box::new(state)))
     }
 
     fn budget_spent(&self) -> bool {
@@ -263,47 +270,34 @@ impl SubJobAdvisor {
         status: JobStatus,
         error: Option<&str>,
     ) -> anyhow::Result<()> {
-        end_sub_job(pool, self.sub_job.id, self.train_job.id, status, error).await?;
+        let mut db = pool.get().await?;
+        train_jobs::end_sub_job(&mut db, self.sub_job.id, status, error).await?;
         tracing::info!(sub_train_job_id = %self.sub_job.id, %status, trials = self.created, "sub job ended");
         Ok(())
     }
 }
 
-/// Ends a sub job (ERRORED with `error`, or STOPPED), deletes its leases and rolls up.
-pub async fn end_sub_job(
-    pool: &PgPool,
-    sub_job: SubTrainJobId,
-    train_job: duma_common::domain::TrainJobId,
-    status: JobStatus,
-    error: Option<&str>,
-) -> anyhow::Result<()> {
-    let mut db = pool.get().await?;
-    let tx = db.transaction().await?;
-    train_jobs::set_sub_job_status(&tx, sub_job, status, error).await?;
-    workers::delete_sub_job_leases(&tx, sub_job).await?;
-    train_jobs::roll_up(&tx, train_job).await?;
-    tx.commit().await?;
-    Ok(())
-}
-
 /// The knob space of a model: the one recorded with it (uploads, or a built-in template whose
 /// knobs were pinned), else the built-in template's own.
-fn knob_config(model: &Model) -> Result<KnobConfig, Unadvisable> {
+fn knob_config(model: &Model) -> Result<KnobConfig, Loaded> {
     let config = match (&model.knob_config, model.template_kind) {
         (Some(config), _) => config.clone(),
         (None, TemplateKind::Native) => duma_runtime::builtin_template(&model.model_class)
             .map(|t| t.knob_config())
-            .ok_or_else(|| Unadvisable(format!("no built-in template `{}`", model.model_class)))?,
-        (None, kind) => {
-            return Err(Unadvisable(format!(
-                "the knob config of {kind} template {} is not known (this Duma cannot run {kind} templates yet)",
+            .ok_or_else(|| {
+                Loaded::Unadvisable(format!("no built-in template `{}`", model.model_class))
+            })?,
+        (None, TemplateKind::Python) => return Err(Loaded::AwaitingKnobConfig),
+        (None, TemplateKind::Onnx) => {
+            return Err(Loaded::Unadvisable(format!(
+                "{} is an ONNX model: it can be served, not trained",
                 model.name
             )));
         }
     };
     config
         .validate()
-        .map_err(|e| Unadvisable(format!("invalid knob config of {}: {e}", model.name)))?;
+        .map_err(|e| Loaded::Unadvisable(format!("invalid knob config of {}: {e}", model.name)))?;
     Ok(config)
 }
 

@@ -38,6 +38,26 @@ pub struct Settings {
     pub advisor_worker: WorkerSettings,
     pub train_worker: WorkerSettings,
     pub inference_worker: WorkerSettings,
+    pub python: PythonSettings,
+}
+
+/// How workers run Python templates.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PythonSettings {
+    /// The interpreter virtualenvs are created from.
+    pub interpreter: PathBuf,
+    /// The folder holding the `duma` SDK package (the repository's `python/`).
+    pub sdk_path: PathBuf,
+}
+
+impl Default for PythonSettings {
+    fn default() -> Self {
+        Self {
+            interpreter: PathBuf::from("python3"),
+            sdk_path: PathBuf::from("./python"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]

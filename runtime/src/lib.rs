@@ -22,8 +22,10 @@ mod optim;
 pub mod params;
 pub mod python;
 mod tabular;
+mod template;
 
 pub use builtin::{builtin_template, builtin_templates};
 pub use contract::{BuiltinTemplate, Model};
 pub use error::TemplateError;
 pub use logger::{LogRecord, TrialLogger};
+pub use template::Template;

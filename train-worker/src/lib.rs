@@ -2,7 +2,7 @@
 //! the object store (cached by checksum) → train → evaluate → parameters stored → COMPLETED with
 //! its score → feedback to the advisor.
 
-mod datasets;
+mod cache;
 mod metrics;
 mod worker;
 
@@ -40,7 +40,8 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     );
 
     let stop = shutdown.child_token();
-    let capabilities = serde_json::json!({"slots": config.capacity, "templates": ["native"]});
+    let capabilities =
+        serde_json::json!({"slots": config.capacity, "templates": ["native", "python"]});
     let (id, heartbeat) = duma_common::worker::register(
         &pool,
         WorkerKind::Train,
@@ -57,6 +58,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         rpc,
         config.clone(),
         metrics,
+        settings.python.clone(),
     )?);
 
     let mut tasks = JoinSet::new();

@@ -7,22 +7,23 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use duma_common::config::WorkerSettings;
-use duma_common::db::datasets::Dataset;
+use duma_common::config::{PythonSettings, WorkerSettings};
 use duma_common::db::models::Model;
 use duma_common::db::train_jobs::{SubTrainJob, TrainJob};
 use duma_common::db::trials::{self, SavedParams, TrialLog};
 use duma_common::db::workers::{self, Lease};
 use duma_common::db::{PgPool, datasets, models, train_jobs};
-use duma_common::domain::{LeaseKind, TemplateKind, TrainJobId, TrialId, WorkerId};
+use duma_common::domain::{JobStatus, LeaseKind, TemplateKind, TrainJobId, TrialId, WorkerId};
 use duma_common::protocol::{AdvisorReply, AdvisorRequest, TrialOutcome, advisor_target};
 use duma_common::redis::events::Event;
 use duma_common::redis::rpc::{RpcClient, RpcError};
 use duma_common::store::ObjectStore;
+use duma_runtime::Template;
+use duma_runtime::python::{KillSwitch, PythonEnv, PythonTemplate, VenvCache};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::datasets::DatasetCache;
+use crate::cache::ObjectCache;
 use crate::metrics::TrainMetrics;
 
 /// How long a train worker waits for its advisor's answer.
@@ -39,7 +40,9 @@ pub struct TrainWorker {
     pub rpc: RpcClient,
     pub settings: WorkerSettings,
     pub metrics: TrainMetrics,
-    pub cache: DatasetCache,
+    pub cache: ObjectCache,
+    pub python: PythonSettings,
+    pub venvs: VenvCache,
     /// Woken when a train job is created.
     pub work_available: Notify,
     cancellations: Mutex<HashMap<TrainJobId, CancellationToken>>,
@@ -50,8 +53,17 @@ struct SubJobContext {
     sub_job: SubTrainJob,
     train_job: TrainJob,
     model: Model,
+    template: Template,
     train_data: PathBuf,
     val_data: PathBuf,
+}
+
+enum Prepared {
+    Ready(Box<SubJobContext>),
+    /// The sub job or its train job ended meanwhile.
+    Gone,
+    /// The template cannot run (dependencies, import, knob config): the sub job is ERRORED.
+    Failed(String),
 }
 
 enum TrialResult {
@@ -75,8 +87,10 @@ impl TrainWorker {
         rpc: RpcClient,
         settings: WorkerSettings,
         metrics: TrainMetrics,
+        python: PythonSettings,
     ) -> anyhow::Result<Self> {
-        let cache = DatasetCache::new(&settings.cache_dir.join("datasets"), store.clone())?;
+        let cache = ObjectCache::new(&settings.cache_dir.join("objects"), store.clone())?;
+        let venvs = VenvCache::new(&settings.cache_dir.join("venvs"), &python.interpreter);
         Ok(Self {
             id,
             pool,
@@ -85,6 +99,8 @@ impl TrainWorker {
             settings,
             metrics,
             cache,
+            python,
+            venvs,
             work_available: Notify::new(),
             cancellations: Mutex::default(),
         })
@@ -154,46 +170,126 @@ impl TrainWorker {
         }
     }
 
-    async fn load_context(&self, lease: &Lease) -> anyhow::Result<Option<SubJobContext>> {
+    async fn load_context(&self, lease: &Lease) -> anyhow::Result<Prepared> {
         let sub_id = lease
             .sub_train_job_id
             .ok_or_else(|| anyhow::anyhow!("TRAIN lease without a sub job"))?;
         let db = self.pool.get().await?;
         let Some(sub_job) = train_jobs::sub_job_by_id(&db, sub_id).await? else {
-            return Ok(None);
+            return Ok(Prepared::Gone);
         };
         let Some(train_job) = train_jobs::by_id(&db, sub_job.train_job_id).await? else {
-            return Ok(None);
+            return Ok(Prepared::Gone);
         };
         if !sub_job.status.is_live() || !train_job.status.is_live() {
-            return Ok(None);
+            return Ok(Prepared::Gone);
         }
         let model = models::by_id(&db, sub_job.model_id)
             .await?
             .ok_or_else(|| anyhow::anyhow!("model vanished"))?;
         let mut paths = Vec::with_capacity(2);
         for id in [train_job.train_dataset_id, train_job.val_dataset_id] {
-            let dataset: Dataset = datasets::by_id(&db, id)
+            let dataset = datasets::by_id(&db, id)
                 .await?
                 .ok_or_else(|| anyhow::anyhow!("dataset {id} vanished"))?;
-            paths.push(self.cache.path(&dataset).await?);
+            paths.push(
+                self.cache
+                    .fetch(&dataset.store_path, &dataset.sha256, "")
+                    .await?,
+            );
         }
+        drop(db);
+        let template = match self.template(&model).await? {
+            Ok(template) => template,
+            Err(reason) => return Ok(Prepared::Failed(reason)),
+        };
         let val_data = paths.pop().unwrap_or_default();
         let train_data = paths.pop().unwrap_or_default();
-        Ok(Some(SubJobContext {
+        Ok(Prepared::Ready(Box::new(SubJobContext {
             sub_job,
             train_job,
             model,
+            template,
             train_data,
             val_data,
-        }))
+        })))
+    }
+
+    /// The runnable template of a model. For an uploaded Python template this fetches its
+    /// source, prepares the virtualenv of its dependencies and, the first time, reads its knob
+    /// config for the advisor. `Err(reason)` when the template cannot run.
+    async fn template(&self, model: &Model) -> anyhow::Result<Result<Template, String>> {
+        match model.template_kind {
+            TemplateKind::Native => Ok(duma_runtime::builtin_template(&model.model_class)
+                .map(Template::Builtin)
+                .ok_or_else(|| format!("no built-in template `{}`", model.model_class))),
+            TemplateKind::Onnx => Ok(Err(format!(
+                "{} is an ONNX model: it can be served, not trained",
+                model.name
+            ))),
+            TemplateKind::Python => {
+                let (Some(path), Some(sha256)) = (&model.source_path, &model.source_sha256) else {
+                    return Ok(Err(format!("model {} has no source file", model.name)));
+                };
+                let source = self.cache.fetch(path, sha256, ".py").await?;
+                let venvs = self.venvs.clone();
+                let dependencies = model.dependencies.clone();
+                let interpreter =
+                    tokio::task::spawn_blocking(move || venvs.interpreter(&dependencies)).await?;
+                let python = match interpreter {
+                    Ok(python) => python,
+                    Err(error) => return Ok(Err(error.to_string())),
+                };
+                let template = PythonTemplate {
+                    source,
+                    class_name: model.model_class.clone(),
+                    env: PythonEnv {
+                        python,
+                        sdk_path: self.python.sdk_path.clone(),
+                        work_root: self.settings.cache_dir.join("runners"),
+                    },
+                };
+                if model.knob_config.is_none() {
+                    let reading = template.clone();
+                    let config = tokio::task::spawn_blocking(move || {
+                        reading.knob_config(&KillSwitch::new())
+                    })
+                    .await?;
+                    match config {
+                        Ok(config) => {
+                            let db = self.pool.get().await?;
+                            models::set_knob_config(&db, model.id, &config).await?;
+                            tracing::info!(
+                                model = model.name,
+                                knobs = config.0.len(),
+                                "read the knob config of a Python template"
+                            );
+                        }
+                        Err(error) => {
+                            return Ok(Err(format!("template {} is invalid: {error}", model.name)));
+                        }
+                    }
+                }
+                Ok(Ok(Template::Python(template)))
+            }
+        }
     }
 
     /// Runs trials of the lease's sub job until its advisor says it is done, the job stops, or
     /// the worker shuts down.
     async fn work_on(&self, lease: &Lease, shutdown: &CancellationToken) -> anyhow::Result<()> {
-        let Some(context) = self.load_context(lease).await? else {
-            return self.leave(lease).await;
+        let context = match self.load_context(lease).await? {
+            Prepared::Ready(context) => context,
+            Prepared::Gone => return self.leave(lease).await,
+            Prepared::Failed(reason) => {
+                tracing::warn!(sub_train_job_id = ?lease.sub_train_job_id, reason, "the template cannot run");
+                if let Some(sub_job) = lease.sub_train_job_id {
+                    let mut db = self.pool.get().await?;
+                    train_jobs::end_sub_job(&mut db, sub_job, JobStatus::Errored, Some(&reason))
+                        .await?;
+                }
+                return Ok(());
+            }
         };
         let cancel = self.cancellation(context.train_job.id, shutdown);
         let target = advisor_target(context.sub_job.id);
@@ -342,19 +438,9 @@ impl TrainWorker {
         proposal: &duma_common::domain::Proposal,
         cancel: &CancellationToken,
     ) -> TrialResult {
-        let template = match context.model.template_kind {
-            TemplateKind::Native => duma_runtime::builtin_template(&context.model.model_class),
-            TemplateKind::Python | TemplateKind::Onnx => None,
-        };
-        let Some(template) = template else {
-            return TrialResult::Failed {
-                error: format!(
-                    "model {} ({} template `{}`) cannot be run by this worker",
-                    context.model.name, context.model.template_kind, context.model.model_class
-                ),
-                logs: Vec::new(),
-            };
-        };
+        let template = context.template.clone();
+        let kill = KillSwitch::new();
+        let switch = kill.clone();
         let knobs = proposal.knobs.clone();
         let train_args = context.train_job.train_args.clone();
         let (train_path, val_path) = (context.train_data.clone(), context.val_data.clone());
@@ -364,7 +450,7 @@ impl TrainWorker {
         let work = tokio::task::spawn_blocking(move || {
             let mut log = duma_runtime::TrialLogger::new();
             let result = (|| {
-                let mut model = template.build(&knobs)?;
+                let mut model = template.build(&knobs, &switch)?;
                 model.train(&train_path, &train_args, &mut log)?;
                 let score = if evaluate {
                     model.evaluate(&val_path, &mut log)?
@@ -377,11 +463,17 @@ impl TrainWorker {
             (result, logs)
         });
         tokio::select! {
-            _ = cancel.cancelled() => TrialResult::Abandoned,
-            _ = tokio::time::sleep(self.settings.task_timeout()) => TrialResult::Failed {
-                error: format!("the trial ran longer than the {}s timeout", self.settings.task_timeout_secs),
-                logs: Vec::new(),
-            },
+            _ = cancel.cancelled() => {
+                kill.fire();
+                TrialResult::Abandoned
+            }
+            _ = tokio::time::sleep(self.settings.task_timeout()) => {
+                kill.fire();
+                TrialResult::Failed {
+                    error: format!("the trial ran longer than the {}s timeout", self.settings.task_timeout_secs),
+                    logs: Vec::new(),
+                }
+            }
             joined = work => match joined {
                 Ok((Ok((score, params)), logs)) if score.is_finite() => TrialResult::Completed { score, params, logs },
                 Ok((Ok((score, _)), logs)) => TrialResult::Failed { error: format!("evaluate returned {score}, not a finite number"), logs },

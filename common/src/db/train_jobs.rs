@@ -344,3 +344,20 @@ pub async fn roll_up(tx: &Transaction<'_>, id: TrainJobId) -> DbResult<Option<Tr
     }
     set_status(tx, id, JobStatus::Stopped, None).await
 }
+
+/// Ends a sub job (STOPPED, or ERRORED with `error`), deletes its leases so nobody works on it
+/// any more, and rolls its status up to the train job — in one transaction.
+pub async fn end_sub_job(
+    db: &mut deadpool_postgres::Object,
+    sub_job: SubTrainJobId,
+    status: JobStatus,
+    error: Option<&str>,
+) -> DbResult<()> {
+    let tx = db.transaction().await?;
+    if let Some(ended) = set_sub_job_status(&tx, sub_job, status, error).await? {
+        workers::delete_sub_job_leases(&tx, sub_job).await?;
+        roll_up(&tx, ended.train_job_id).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}

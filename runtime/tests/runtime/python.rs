@@ -19,7 +19,7 @@ fn env() -> PythonEnv {
     static PYTHON: OnceLock<PathBuf> = OnceLock::new();
     let python = PYTHON.get_or_init(|| {
         let cache = VenvCache::new(
-            &repository().join("target/duma-test-venvs"),
+            &repository().join("target/duma-test-cache/venvs"),
             &PathBuf::from("python3"),
         );
         cache
@@ -124,25 +124,7 @@ fn a_class_without_methods_is_reported_with_the_python_error() {
 #[test]
 fn a_hanging_template_is_killed_by_its_switch() {
     let dir = tempfile::tempdir().unwrap();
-    let source = dir.path().join("hang.py");
-    std::fs::write(
-        &source,
-        "import time\nfrom rafiki.model import BaseModel, FixedKnob\n\
-         class Hang(BaseModel):\n\
-         \x20   @staticmethod\n    def get_knob_config():\n        return {'k': FixedKnob(1)}\n\
-         \x20   def __init__(self, **knobs):\n        super().__init__(**knobs)\n\
-         \x20   def train(self, dataset_path, shared_params=None, **args):\n        time.sleep(3600)\n\
-         \x20   def evaluate(self, dataset_path):\n        return 0.0\n\
-         \x20   def predict(self, queries):\n        return []\n\
-         \x20   def dump_parameters(self):\n        return {}\n\
-         \x20   def load_parameters(self, params):\n        pass\n",
-    )
-    .unwrap();
-    let template = PythonTemplate {
-        source,
-        class_name: "Hang".into(),
-        env: env(),
-    };
+    let template = template("hang.py", "Hang");
     let kill = KillSwitch::new();
     let mut model = template
         .build(&[("k".to_owned(), KnobValue::Int(1))].into(), &kill)
@@ -172,25 +154,7 @@ fn a_hanging_template_is_killed_by_its_switch() {
 fn the_runner_sees_no_platform_secrets() {
     // Whatever the worker's environment holds, the child sees only the variables the runner sets.
     let dir = tempfile::tempdir().unwrap();
-    let source = dir.path().join("env.py");
-    std::fs::write(
-        &source,
-        "import os\nfrom rafiki.model import BaseModel, FixedKnob\n\
-         class Env(BaseModel):\n\
-         \x20   @staticmethod\n    def get_knob_config():\n        return {'k': FixedKnob(1)}\n\
-         \x20   def __init__(self, **knobs):\n        super().__init__(**knobs)\n\
-         \x20   def train(self, dataset_path, shared_params=None, **args):\n        pass\n\
-         \x20   def evaluate(self, dataset_path):\n        return float(len([k for k in os.environ if k.startswith('DUMA_')]))\n\
-         \x20   def predict(self, queries):\n        return [sorted(os.environ) for _ in queries]\n\
-         \x20   def dump_parameters(self):\n        return {}\n\
-         \x20   def load_parameters(self, params):\n        pass\n",
-    )
-    .unwrap();
-    let template = PythonTemplate {
-        source,
-        class_name: "Env".into(),
-        env: env(),
-    };
+    let template = template("env_probe.py", "EnvProbe");
     let mut model = template
         .build(
             &[("k".to_owned(), KnobValue::Int(1))].into(),

@@ -2,5 +2,6 @@
 //! Redis, driven through the admin's REST API.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod python;
 mod stack;
 mod training;

@@ -36,11 +36,14 @@ pub async fn spawn_stack(train_workers: usize) -> Stack {
         filter: "warn".into(),
     });
     settings.admin.reconcile_interval_ms = 200;
+    // Shared across tests and runs: virtualenvs take a while to build.
+    let repository = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     for worker in [&mut settings.advisor_worker, &mut settings.train_worker] {
         worker.heartbeat_interval_ms = 200;
         worker.lease_ttl_ms = 1_000;
-        worker.cache_dir = ctx.dir.path().join("cache");
+        worker.cache_dir = repository.join("target/duma-test-cache");
     }
+    settings.python.sdk_path = repository.join("python");
     settings.advisor_worker.capacity = 16;
     settings.train_worker.capacity = 1;
     let stop = CancellationToken::new();
@@ -66,7 +69,7 @@ pub async fn spawn_stack(train_workers: usize) -> Stack {
     for _ in 0..train_workers {
         stack.start_train_worker();
     }
-    stack.token = stack.login_as_new_app_developer().await;
+    stack.token = stack.login_as_new_admin().await;
     stack
 }
 
@@ -91,7 +94,7 @@ impl Stack {
         format!("{}{path}", self.base)
     }
 
-    async fn login_as_new_app_developer(&self) -> String {
+    async fn login_as_new_admin(&self) -> String {
         let login = |email: &str, password: &str| {
             self.http
                 .post(self.url("/tokens"))
@@ -110,7 +113,7 @@ impl Stack {
             .http
             .post(self.url("/users"))
             .bearer_auth(superadmin)
-            .json(&json!({"email": email, "password": "secret", "user_type": "APP_DEVELOPER"}))
+            .json(&json!({"email": email, "password": "secret", "user_type": "ADMIN"}))
             .send()
             .await
             .unwrap();
@@ -144,6 +147,38 @@ impl Stack {
         let body: Value = response.json().await.unwrap();
         assert_eq!(status, 200, "POST {path}: {body}");
         body
+    }
+
+    /// Uploads a Python template; returns the model id.
+    pub async fn upload_model(
+        &self,
+        name: &str,
+        task: &str,
+        source: Vec<u8>,
+        class: &str,
+        dependencies: Value,
+    ) -> String {
+        let form = Form::new()
+            .text("name", name.to_owned())
+            .text("task", task.to_owned())
+            .text("model_class", class.to_owned())
+            .text("dependencies", dependencies.to_string())
+            .part(
+                "model_file_bytes",
+                Part::bytes(source).file_name("model.py"),
+            );
+        let response = self
+            .http
+            .post(self.url("/models"))
+            .bearer_auth(&self.token)
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        body["id"].as_str().unwrap().to_owned()
     }
 
     pub async fn upload_dataset(&self, task: &str, csv: String) -> String {

@@ -1,0 +1,36 @@
+//! Any template a worker can run: built into the binary, or uploaded Python.
+
+use duma_common::domain::Knobs;
+
+use crate::contract::{BuiltinTemplate, Model};
+use crate::error::TemplateError;
+use crate::python::{KillSwitch, PythonTemplate};
+
+#[derive(Debug, Clone)]
+pub enum Template {
+    Builtin(&'static BuiltinTemplate),
+    Python(PythonTemplate),
+}
+
+impl Template {
+    /// A model to train with `knobs`. `kill` stops a Python child (built-ins finish on their own).
+    pub fn build(&self, knobs: &Knobs, kill: &KillSwitch) -> Result<Box<dyn Model>, TemplateError> {
+        match self {
+            Template::Builtin(template) => template.build(knobs),
+            Template::Python(template) => template.build(knobs, kill),
+        }
+    }
+
+    /// A trained model from saved parameters.
+    pub fn load(
+        &self,
+        knobs: &Knobs,
+        parameters: &[u8],
+        kill: &KillSwitch,
+    ) -> Result<Box<dyn Model>, TemplateError> {
+        match self {
+            Template::Builtin(template) => template.load(parameters),
+            Template::Python(template) => template.load(knobs, parameters, kill),
+        }
+    }
+}

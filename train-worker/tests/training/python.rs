@@ -1,0 +1,194 @@
+//! Python templates through the whole platform: uploaded to the admin, advised, trained by a
+//! train worker in the template's own virtualenv.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::stack::{Stack, spawn_stack};
+
+const TASK: &str = "TABULAR_CLASSIFICATION";
+
+fn template(name: &str) -> Vec<u8> {
+    std::fs::read(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../python/tests/templates")
+            .join(name),
+    )
+    .unwrap()
+}
+
+/// Two classes in two features, target column `y` (what the test templates read).
+fn csv(rows: usize) -> String {
+    let mut csv = String::from("f1,f2,y\n");
+    for i in 0..rows {
+        let class = i % 2;
+        let centre = if class == 0 { -2.0 } else { 2.0 };
+        csv.push_str(&format!(
+            "{},{},{class}\n",
+            centre + (i % 7) as f64 * 0.2,
+            centre - (i % 5) as f64 * 0.2
+        ));
+    }
+    csv
+}
+
+async fn train(stack: &Stack, app: &str, model: &str, budget: Value) -> Value {
+    let train = stack.upload_dataset(TASK, csv(120)).await;
+    let val = stack.upload_dataset(TASK, csv(60)).await;
+    stack
+        .post(
+            "/train_jobs",
+            json!({"app": app, "task": TASK, "train_dataset_id": train, "val_dataset_id": val,
+                   "budget": budget, "model_ids": [model]}),
+        )
+        .await;
+    stack.wait_for_end(app, Duration::from_secs(300)).await
+}
+
+#[tokio::test]
+async fn a_rafiki_template_trains_end_to_end_and_saves_its_parameters() {
+    let stack = spawn_stack(1).await;
+    let model = stack
+        .upload_model(
+            "centroid",
+            TASK,
+            template("rafiki_centroid.py"),
+            "RafikiCentroid",
+            json!({}),
+        )
+        .await;
+    let job = train(&stack, "py", &model, json!({"MODEL_TRIAL_COUNT": 2})).await;
+    assert_eq!(job["status"], "STOPPED", "{job}");
+    let trials = stack.trials("py").await;
+    assert_eq!(trials.len(), 2);
+    for trial in &trials {
+        assert_eq!(trial["status"], "COMPLETED", "{trial}");
+        assert_eq!(trial["is_params_saved"], true);
+        assert!(trial["score"].as_f64().unwrap() > 0.9);
+    }
+    let logs = stack
+        .get(&format!(
+            "/trials/{}/logs",
+            trials[0]["id"].as_str().unwrap()
+        ))
+        .await;
+    assert!(
+        !logs["plots"].as_array().unwrap().is_empty(),
+        "the template's logger reached the trial logs: {logs}"
+    );
+    let params = stack
+        .http
+        .get(stack.url(&format!(
+            "/trials/{}/parameters",
+            trials[0]["id"].as_str().unwrap()
+        )))
+        .bearer_auth(&stack.token)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        params.bytes().await.unwrap().starts_with(b"PK"),
+        "a zip in Duma's safe parameters format"
+    );
+}
+
+#[tokio::test]
+async fn a_template_class_with_no_methods_errors_the_job_with_the_python_error() {
+    let stack = spawn_stack(1).await;
+    let model = stack
+        .upload_model(
+            "empty",
+            TASK,
+            template("broken_models.py"),
+            "Empty",
+            json!({}),
+        )
+        .await;
+    let job = train(&stack, "empty", &model, json!({"MODEL_TRIAL_COUNT": 2})).await;
+    assert_eq!(job["status"], "ERRORED", "{job}");
+    let error = job["error"].as_str().unwrap();
+    assert!(
+        error.contains("template empty is invalid") && error.contains("Error"),
+        "{error}"
+    );
+    assert!(stack.trials("empty").await.is_empty());
+}
+
+#[tokio::test]
+async fn a_hanging_template_is_killed_at_the_trial_timeout() {
+    let mut stack = spawn_stack(0).await;
+    stack.settings.train_worker.task_timeout_secs = 2;
+    stack.start_train_worker();
+    let model = stack
+        .upload_model("hang", TASK, template("hang.py"), "Hang", json!({}))
+        .await;
+    let started = std::time::Instant::now();
+    let job = train(&stack, "hang", &model, json!({"MODEL_TRIAL_COUNT": 1})).await;
+    assert_eq!(job["status"], "STOPPED", "{job}");
+    assert!(started.elapsed() < Duration::from_secs(120));
+    let trials = stack.trials("hang").await;
+    assert_eq!(trials[0]["status"], "ERRORED");
+    let logs = stack
+        .get(&format!(
+            "/trials/{}/logs",
+            trials[0]["id"].as_str().unwrap()
+        ))
+        .await;
+    assert!(logs["messages"].to_string().contains("timeout"), "{logs}");
+}
+
+#[tokio::test]
+async fn a_scikit_learn_template_trains_in_its_own_virtualenv() {
+    let stack = spawn_stack(1).await;
+    let model = stack
+        .upload_model(
+            "sklearn",
+            TASK,
+            template("sklearn_logreg.py"),
+            "SkLogReg",
+            json!({"scikit-learn": "1.5.2"}),
+        )
+        .await;
+    let job = train(&stack, "sk", &model, json!({"MODEL_TRIAL_COUNT": 2})).await;
+    assert_eq!(job["status"], "STOPPED", "{job}");
+    let trials = stack.trials("sk").await;
+    assert!(
+        trials.iter().all(|t| t["status"] == "COMPLETED"),
+        "{trials:?}"
+    );
+    let logs = stack
+        .get(&format!(
+            "/trials/{}/logs",
+            trials[0]["id"].as_str().unwrap()
+        ))
+        .await;
+    assert!(
+        logs["messages"].to_string().contains("sklearn 1.5.2"),
+        "{logs}"
+    );
+}
+
+#[tokio::test]
+async fn a_dependency_that_cannot_be_installed_errors_the_job_with_pips_reason() {
+    let stack = spawn_stack(1).await;
+    let dependencies = json!({"duma-test-no-such-package": "0.0.1"});
+    let model = stack
+        .upload_model(
+            "nodeps",
+            TASK,
+            template("rafiki_centroid.py"),
+            "RafikiCentroid",
+            dependencies,
+        )
+        .await;
+    let job = train(&stack, "nodeps", &model, json!({"MODEL_TRIAL_COUNT": 1})).await;
+    assert_eq!(job["status"], "ERRORED", "{job}");
+    let error = job["error"].as_str().unwrap();
+    assert!(
+        error.contains("installing dependencies failed")
+            && error.contains("duma-test-no-such-package"),
+        "{error}"
+    );
+}
