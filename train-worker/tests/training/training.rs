@@ -30,6 +30,42 @@ async fn start_job(
         .await;
 }
 
+/// Registers a built-in template under another name, optionally with its knobs pinned, as the
+/// superadmin's public model.
+async fn native_model(
+    stack: &Stack,
+    name: &str,
+    model_class: &str,
+    knob_config: Option<KnobConfig>,
+) -> String {
+    let db = stack.ctx.pool.get().await.unwrap();
+    let owner = users::by_email(&db, "superadmin@rafiki")
+        .await
+        .unwrap()
+        .unwrap();
+    let model = models::insert(
+        &db,
+        &models::NewModel {
+            id: ModelId::new(),
+            user_id: owner.id,
+            name: name.into(),
+            task: CLASSIFICATION.into(),
+            template_kind: TemplateKind::Native,
+            source_path: None,
+            source_sha256: None,
+            source_size_bytes: None,
+            model_class: model_class.into(),
+            knob_config,
+            dependencies: Default::default(),
+            access_right: AccessRight::Public,
+            docker_image: None,
+        },
+    )
+    .await
+    .unwrap();
+    model.id.to_string()
+}
+
 fn statuses(trials: &[Value]) -> Vec<&str> {
     trials
         .iter()
@@ -291,41 +327,23 @@ async fn an_advisor_restart_keeps_numbers_unique_and_the_budget() {
 #[tokio::test]
 async fn a_fixed_knob_template_runs_exactly_one_trial() {
     let stack = spawn_stack(2).await;
-    let db = stack.ctx.pool.get().await.unwrap();
-    let owner = users::by_email(&db, "superadmin@rafiki")
-        .await
-        .unwrap()
-        .unwrap();
     let knob_config: KnobConfig = serde_json::from_value(json!({
         "alpha": {"type": "FixedKnob", "value": 0.01},
         "class_weight": {"type": "FixedKnob", "value": "none"},
     }))
     .unwrap();
-    let pinned = models::insert(
-        &db,
-        &models::NewModel {
-            id: ModelId::new(),
-            user_id: owner.id,
-            name: "PinnedLogisticRegression".into(),
-            task: CLASSIFICATION.into(),
-            template_kind: TemplateKind::Native,
-            source_path: None,
-            source_sha256: None,
-            source_size_bytes: None,
-            model_class: "duma.tabular.LogisticRegression".into(),
-            knob_config: Some(knob_config),
-            dependencies: Default::default(),
-            access_right: AccessRight::Public,
-            docker_image: None,
-        },
+    let pinned = native_model(
+        &stack,
+        "PinnedLogisticRegression",
+        "duma.tabular.LogisticRegression",
+        Some(knob_config),
     )
-    .await
-    .unwrap();
+    .await;
     start_job(
         &stack,
         "fixed",
         CLASSIFICATION,
-        &[pinned.id.to_string()],
+        &[pinned],
         json!({"MODEL_TRIAL_COUNT": 5}),
         classification_csv,
     )
@@ -344,36 +362,12 @@ async fn a_fixed_knob_template_runs_exactly_one_trial() {
 #[tokio::test]
 async fn an_invalid_template_makes_its_sub_job_and_job_errored_with_the_reason() {
     let stack = spawn_stack(1).await;
-    let db = stack.ctx.pool.get().await.unwrap();
-    let owner = users::by_email(&db, "superadmin@rafiki")
-        .await
-        .unwrap()
-        .unwrap();
-    let broken = models::insert(
-        &db,
-        &models::NewModel {
-            id: ModelId::new(),
-            user_id: owner.id,
-            name: "Broken".into(),
-            task: CLASSIFICATION.into(),
-            template_kind: TemplateKind::Native,
-            source_path: None,
-            source_sha256: None,
-            source_size_bytes: None,
-            model_class: "duma.tabular.DoesNotExist".into(),
-            knob_config: None,
-            dependencies: Default::default(),
-            access_right: AccessRight::Public,
-            docker_image: None,
-        },
-    )
-    .await
-    .unwrap();
+    let broken = native_model(&stack, "Broken", "duma.tabular.DoesNotExist", None).await;
     start_job(
         &stack,
         "broken",
         CLASSIFICATION,
-        &[broken.id.to_string()],
+        &[broken],
         json!({"MODEL_TRIAL_COUNT": 2}),
         classification_csv,
     )
