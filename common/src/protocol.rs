@@ -2,11 +2,17 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Knobs, Proposal, SubTrainJobId, TrialId, WorkerId};
+use crate::domain::{InferenceJobId, Knobs, Proposal, SubTrainJobId, TrialId, WorkerId};
 
 /// The RPC target of the advisor of a sub train job.
 pub fn advisor_target(sub_train_job_id: SubTrainJobId) -> String {
     format!("advisor:{sub_train_job_id}")
+}
+
+/// The RPC target serving one trial of an inference job. Requests carry a JSON array of
+/// queries; replies a JSON array of predictions, one per query.
+pub fn serving_target(inference_job_id: InferenceJobId, trial_id: TrialId) -> String {
+    format!("serve:{inference_job_id}:{trial_id}")
 }
 
 /// Train worker → advisor.

@@ -1,6 +1,13 @@
-//! The predictor: the stateless HTTP front that app users send queries to.
+//! The predictor: the stateless HTTP front app users send queries to. Each query fans out to
+//! every served trial of its inference job through Redis, replies are awaited under a deadline,
+//! and the answers are ensembled. Any number of replicas can run behind nginx.
+
+mod ensemble;
+mod predict;
+mod routes;
 
 use std::net::TcpListener;
+use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
@@ -8,17 +15,29 @@ use actix_web::{App, HttpResponse, HttpServer, web};
 use duma_common::Settings;
 use duma_common::ops::{self, HttpMetrics, Readiness};
 use duma_common::redis::Redis;
+use duma_common::redis::rpc::RpcClient;
 use prometheus::Registry;
+use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
+
+use crate::predict::{PredictMetrics, Predictor};
+use crate::routes::RouteTable;
+
+/// Query bodies are small; a batch of queries may be larger but not unbounded.
+const MAX_BODY_BYTES: usize = 16 << 20;
 
 /// The predictor server, bound and ready to run (port 0 picks a free port).
 pub struct Application {
     server: Server,
     port: u16,
+    predictor: web::Data<Predictor>,
+    redis: Redis,
+    stop: CancellationToken,
 }
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let pool = duma_common::db::pool(&settings.database)?;
         let redis = Redis::connect(&settings.redis).await?;
         let listener =
             TcpListener::bind((settings.predictor.host.as_str(), settings.predictor.port))
@@ -32,25 +51,51 @@ impl Application {
         let port = listener.local_addr()?.port();
         let registry = Registry::new();
         let http_metrics = web::Data::new(HttpMetrics::register(&registry)?);
+        let stop = CancellationToken::new();
+        let rpc = RpcClient::start(
+            redis.clone(),
+            &format!("predictor-{}", uuid::Uuid::new_v4().simple()),
+            stop.clone(),
+        );
+        let predictor = web::Data::new(Predictor {
+            routes: RouteTable::new(pool.clone(), settings.predictor.max_in_flight_per_job),
+            rpc,
+            deadline: Duration::from_millis(settings.predictor.deadline_ms),
+            metrics: PredictMetrics::register(&registry)?,
+        });
         let registry = web::Data::new(registry);
         let readiness = web::Data::new(Readiness {
-            postgres: None,
-            redis: Some(redis),
+            postgres: Some(pool),
+            redis: Some(redis.clone()),
         });
+        let app_predictor = predictor.clone();
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(from_fn(ops::track_http))
                 .app_data(http_metrics.clone())
                 .app_data(registry.clone())
                 .app_data(readiness.clone())
+                .app_data(app_predictor.clone())
+                .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
                 .configure(ops::configure)
                 .route("/", web::get().to(index))
+                .route(
+                    "/inference_jobs/{job}/predict",
+                    web::post().to(predict::predict),
+                )
+                .default_service(web::to(not_found))
         })
         .disable_signals()
         .shutdown_timeout(10)
         .listen(listener)?
         .run();
-        Ok(Self { server, port })
+        Ok(Self {
+            server,
+            port,
+            predictor,
+            redis,
+            stop,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -59,7 +104,25 @@ impl Application {
 
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         tracing::info!(port = self.port, "predictor listening");
-        ops::stop_on(self.server, shutdown).await
+        let events = duma_common::worker::event_feed(self.redis.clone(), self.stop.clone());
+        let mut receiver = events.subscribe();
+        let predictor = self.predictor.clone();
+        let stop = self.stop.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    event = receiver.recv() => match event {
+                        Ok(event) => predictor.routes.on_event(&event),
+                        Err(RecvError::Lagged(_)) => predictor.routes.clear(),
+                        Err(RecvError::Closed) => return,
+                    },
+                }
+            }
+        });
+        let served = ops::stop_on(self.server, shutdown).await;
+        self.stop.cancel();
+        served
     }
 }
 
@@ -67,6 +130,13 @@ async fn index() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain")
         .body("Duma predictor is up.")
+}
+
+async fn not_found(req: actix_web::HttpRequest) -> HttpResponse {
+    HttpResponse::NotFound().json(serde_json::json!({
+        "error": "NotFoundError",
+        "message": format!("no route {} {}; predictions go to POST /inference_jobs/<id>/predict", req.method(), req.path()),
+    }))
 }
 
 /// Serves predictions until `shutdown` is cancelled.

@@ -21,6 +21,7 @@ mod logger;
 mod optim;
 pub mod params;
 pub mod python;
+mod resolve;
 mod tabular;
 mod template;
 
@@ -28,4 +29,5 @@ pub use builtin::{builtin_template, builtin_templates};
 pub use contract::{BuiltinTemplate, Model};
 pub use error::TemplateError;
 pub use logger::{LogRecord, TrialLogger};
+pub use resolve::TemplateResolver;
 pub use template::Template;

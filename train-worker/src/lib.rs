@@ -2,7 +2,6 @@
 //! the object store (cached by checksum) → train → evaluate → parameters stored → COMPLETED with
 //! its score → feedback to the advisor.
 
-mod cache;
 mod metrics;
 mod worker;
 

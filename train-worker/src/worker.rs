@@ -13,18 +13,18 @@ use duma_common::db::train_jobs::{SubTrainJob, TrainJob};
 use duma_common::db::trials::{self, SavedParams, TrialLog};
 use duma_common::db::workers::{self, Lease};
 use duma_common::db::{PgPool, datasets, models, train_jobs};
-use duma_common::domain::{JobStatus, LeaseKind, TemplateKind, TrainJobId, TrialId, WorkerId};
+use duma_common::domain::{JobStatus, LeaseKind, TrainJobId, TrialId, WorkerId};
 use duma_common::protocol::{AdvisorReply, AdvisorRequest, TrialOutcome, advisor_target};
 use duma_common::redis::events::Event;
 use duma_common::redis::rpc::{RpcClient, RpcError};
 use duma_common::store::ObjectStore;
-use duma_runtime::Template;
-use duma_runtime::python::{KillSwitch, PythonEnv, PythonTemplate, VenvCache};
+use duma_runtime::python::{KillSwitch, VenvCache};
+use duma_runtime::{Template, TemplateResolver};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::cache::ObjectCache;
 use crate::metrics::TrainMetrics;
+use duma_common::store::ObjectCache;
 
 /// How long a train worker waits for its advisor's answer.
 const ADVISOR_TIMEOUT: Duration = Duration::from_secs(10);
@@ -41,8 +41,7 @@ pub struct TrainWorker {
     pub settings: WorkerSettings,
     pub metrics: TrainMetrics,
     pub cache: ObjectCache,
-    pub python: PythonSettings,
-    pub venvs: VenvCache,
+    pub resolver: TemplateResolver,
     /// Woken when a train job is created.
     pub work_available: Notify,
     cancellations: Mutex<HashMap<TrainJobId, CancellationToken>>,
@@ -90,7 +89,12 @@ impl TrainWorker {
         python: PythonSettings,
     ) -> anyhow::Result<Self> {
         let cache = ObjectCache::new(&settings.cache_dir.join("objects"), store.clone())?;
-        let venvs = VenvCache::new(&settings.cache_dir.join("venvs"), &python.interpreter);
+        let resolver = TemplateResolver {
+            cache: cache.clone(),
+            venvs: VenvCache::new(&settings.cache_dir.join("venvs"), &python.interpreter),
+            sdk_path: python.sdk_path,
+            work_root: settings.cache_dir.join("runners"),
+        };
         Ok(Self {
             id,
             pool,
@@ -99,8 +103,7 @@ impl TrainWorker {
             settings,
             metrics,
             cache,
-            python,
-            venvs,
+            resolver,
             work_available: Notify::new(),
             cancellations: Mutex::default(),
         })
@@ -215,64 +218,34 @@ impl TrainWorker {
         })))
     }
 
-    /// The runnable template of a model. For an uploaded Python template this fetches its
-    /// source, prepares the virtualenv of its dependencies and, the first time, reads its knob
-    /// config for the advisor. `Err(reason)` when the template cannot run.
+    /// The runnable template of a model; the first time an uploaded Python template is met, its
+    /// knob config is read in Python and recorded for the advisor. `Err(reason)` when the
+    /// template cannot run.
     async fn template(&self, model: &Model) -> anyhow::Result<Result<Template, String>> {
-        match model.template_kind {
-            TemplateKind::Native => Ok(duma_runtime::builtin_template(&model.model_class)
-                .map(Template::Builtin)
-                .ok_or_else(|| format!("no built-in template `{}`", model.model_class))),
-            TemplateKind::Onnx => Ok(Err(format!(
-                "{} is an ONNX model: it can be served, not trained",
-                model.name
-            ))),
-            TemplateKind::Python => {
-                let (Some(path), Some(sha256)) = (&model.source_path, &model.source_sha256) else {
-                    return Ok(Err(format!("model {} has no source file", model.name)));
-                };
-                let source = self.cache.fetch(path, sha256, ".py").await?;
-                let venvs = self.venvs.clone();
-                let dependencies = model.dependencies.clone();
-                let interpreter =
-                    tokio::task::spawn_blocking(move || venvs.interpreter(&dependencies)).await?;
-                let python = match interpreter {
-                    Ok(python) => python,
-                    Err(error) => return Ok(Err(error.to_string())),
-                };
-                let template = PythonTemplate {
-                    source,
-                    class_name: model.model_class.clone(),
-                    env: PythonEnv {
-                        python,
-                        sdk_path: self.python.sdk_path.clone(),
-                        work_root: self.settings.cache_dir.join("runners"),
-                    },
-                };
-                if model.knob_config.is_none() {
-                    let reading = template.clone();
-                    let config = tokio::task::spawn_blocking(move || {
-                        reading.knob_config(&KillSwitch::new())
-                    })
-                    .await?;
-                    match config {
-                        Ok(config) => {
-                            let db = self.pool.get().await?;
-                            models::set_knob_config(&db, model.id, &config).await?;
-                            tracing::info!(
-                                model = model.name,
-                                knobs = config.0.len(),
-                                "read the knob config of a Python template"
-                            );
-                        }
-                        Err(error) => {
-                            return Ok(Err(format!("template {} is invalid: {error}", model.name)));
-                        }
-                    }
+        let template = match self.resolver.resolve(model).await? {
+            Ok(template) => template,
+            Err(reason) => return Ok(Err(reason)),
+        };
+        if let (Template::Python(python), None) = (&template, &model.knob_config) {
+            let reading = python.clone();
+            match tokio::task::spawn_blocking(move || reading.knob_config(&KillSwitch::new()))
+                .await?
+            {
+                Ok(config) => {
+                    let db = self.pool.get().await?;
+                    models::set_knob_config(&db, model.id, &config).await?;
+                    tracing::info!(
+                        model = model.name,
+                        knobs = config.0.len(),
+                        "read the knob config of a Python template"
+                    );
                 }
-                Ok(Ok(Template::Python(template)))
+                Err(error) => {
+                    return Ok(Err(format!("template {} is invalid: {error}", model.name)));
+                }
             }
         }
+        Ok(Ok(template))
     }
 
     /// Runs trials of the lease's sub job until its advisor says it is done, the job stops, or
@@ -303,7 +276,7 @@ impl TrainWorker {
             }
             let reply = match self.rpc.call(&target, &propose, ADVISOR_TIMEOUT).await {
                 Ok(body) => serde_json::from_slice::<AdvisorReply>(&body)?,
-                Err(RpcError::Timeout(_) | RpcError::Expired) => {
+                Err(RpcError::Timeout(_) | RpcError::Expired | RpcError::Unsent(_)) => {
                     // No advisor holds the sub job right now (one will take it over), or the
                     // sub job ended meanwhile.
                     self.pause(&cancel, ADVISOR_RETRY).await;

@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use postgres_types::Json;
 use tokio_postgres::Row;
 
+use super::workers::{self, LeaseSubject};
 use super::{DbResult, GenericClient, Transaction};
 use crate::domain::{InferenceJobId, JobStatus, TrainJobId, TrialId, UserId};
 
@@ -75,6 +76,8 @@ pub async fn create(
             &[&id, &trial.trial_id, &trial.desired_replicas],
         )
         .await?;
+        let subject = LeaseSubject::Serving(id, trial.trial_id);
+        workers::create_leases(tx, subject, trial.desired_replicas).await?;
     }
     let sql = format!("{SELECT} WHERE i.id = $1");
     InferenceJob::from_row(&tx.query_one(&sql, &[&id]).await?)
@@ -184,4 +187,18 @@ pub async fn set_status(
         .await?;
     }
     by_id(db, id).await
+}
+
+/// Moves a STARTED job to RUNNING once every served trial has a ready (loaded) replica.
+pub async fn mark_running_if_ready(db: &impl GenericClient, id: InferenceJobId) -> DbResult<bool> {
+    let n = db
+        .execute(
+            "UPDATE inference_jobs SET status = 'RUNNING' WHERE id = $1 AND status = 'STARTED' \
+             AND NOT EXISTS (SELECT 1 FROM inference_job_trials t WHERE t.inference_job_id = $1 \
+                 AND NOT EXISTS (SELECT 1 FROM work_leases l WHERE l.inference_job_id = $1 \
+                     AND l.trial_id = t.trial_id AND l.ready AND l.expires_at > now()))",
+            &[&id],
+        )
+        .await?;
+    Ok(n == 1)
 }

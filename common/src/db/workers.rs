@@ -87,7 +87,7 @@ pub async fn by_id(db: &impl GenericClient, id: WorkerId) -> DbResult<Option<Wor
 /// Removes a worker that stopped cleanly; its leases become claimable at once.
 pub async fn deregister(db: &impl GenericClient, id: WorkerId) -> DbResult<()> {
     db.execute(
-        "UPDATE work_leases SET worker_id = NULL, expires_at = NULL WHERE worker_id = $1",
+        "UPDATE work_leases SET worker_id = NULL, expires_at = NULL, ready = false WHERE worker_id = $1",
         &[&id],
     )
     .await?;
@@ -119,6 +119,8 @@ pub struct Lease {
     pub slot: i32,
     pub worker_id: Option<WorkerId>,
     pub expires_at: Option<DateTime<Utc>>,
+    /// For SERVE leases: the holder has loaded the model and serves it.
+    pub ready: bool,
 }
 
 impl Lease {
@@ -132,12 +134,13 @@ impl Lease {
             slot: row.try_get("slot")?,
             worker_id: row.try_get("worker_id")?,
             expires_at: row.try_get("expires_at")?,
+            ready: row.try_get("ready")?,
         })
     }
 }
 
 const LEASE_COLUMNS: &str =
-    "id, kind, sub_train_job_id, inference_job_id, trial_id, slot, worker_id, expires_at";
+    "id, kind, sub_train_job_id, inference_job_id, trial_id, slot, worker_id, expires_at, ready";
 
 /// What a lease is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -191,7 +194,7 @@ pub async fn claim(
     ttl: Duration,
 ) -> DbResult<Option<Lease>> {
     let sql = format!(
-        "UPDATE work_leases SET worker_id = $2, datetime_claimed = now(), \
+        "UPDATE work_leases SET worker_id = $2, datetime_claimed = now(), ready = false, \
          expires_at = now() + make_interval(secs => $3) \
          WHERE id = (SELECT id FROM work_leases WHERE kind = $1 \
                      AND (worker_id IS NULL OR expires_at IS NULL OR expires_at < now()) \
@@ -208,7 +211,8 @@ pub async fn claim(
 pub async fn release(db: &impl GenericClient, id: LeaseId, worker_id: WorkerId) -> DbResult<bool> {
     let n = db
         .execute(
-            "UPDATE work_leases SET worker_id = NULL, expires_at = NULL WHERE id = $1 AND worker_id = $2",
+            "UPDATE work_leases SET worker_id = NULL, expires_at = NULL, ready = false \
+             WHERE id = $1 AND worker_id = $2",
             &[&id, &worker_id],
         )
         .await?;
@@ -288,4 +292,20 @@ pub async fn delete_silent_idle(db: &impl GenericClient, silence: Duration) -> D
             &[&silence.as_secs_f64()],
         )
         .await?)
+}
+
+/// Marks a SERVE lease ready (its holder loaded the model) or not.
+pub async fn set_ready(
+    db: &impl GenericClient,
+    id: LeaseId,
+    worker_id: WorkerId,
+    ready: bool,
+) -> DbResult<bool> {
+    let n = db
+        .execute(
+            "UPDATE work_leases SET ready = $3 WHERE id = $1 AND worker_id = $2",
+            &[&id, &worker_id, &ready],
+        )
+        .await?;
+    Ok(n == 1)
 }

@@ -21,7 +21,7 @@ use redis::streams::{
     StreamAutoClaimOptions, StreamAutoClaimReply, StreamReadOptions, StreamReadReply,
 };
 use redis::{AsyncCommands, RedisResult, Value};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::Redis;
@@ -37,6 +37,8 @@ const REQUEST_ID_LEN: usize = 32;
 const STATUS_OK: u8 = b'O';
 const STATUS_ERROR: u8 = b'E';
 const STATUS_EXPIRED: u8 = b'X';
+/// Local only: the request could not be written to Redis.
+const STATUS_SEND_FAILED: u8 = b'R';
 
 #[derive(Debug, thiserror::Error)]
 pub enum RpcError {
@@ -46,22 +48,37 @@ pub enum RpcError {
     Expired,
     #[error("the worker failed: {0}")]
     Remote(String),
-    #[error("redis: {0}")]
-    Redis(#[from] redis::RedisError),
+    #[error("the request could not be sent: {0}")]
+    Unsent(String),
 }
 
 type Waiters = Arc<Mutex<HashMap<String, oneshot::Sender<(u8, Bytes)>>>>;
 
 /// The requesting side: one per process instance, shared by all its tasks.
+///
+/// Calls are written by one writer task: a lone call goes out at once, and calls made while a
+/// write is in flight go out together in the next pipelined round trip (no batching delay).
 #[derive(Clone)]
 pub struct RpcClient {
     redis: Redis,
-    reply_list: String,
     waiters: Waiters,
+    outgoing: mpsc::UnboundedSender<Outgoing>,
 }
 
+/// A request waiting for the writer.
+struct Outgoing {
+    stream: String,
+    request_id: String,
+    deadline_ms: i64,
+    payload: Vec<u8>,
+}
+
+/// Requests written per pipelined round trip, at most.
+const WRITE_BATCH: usize = 256;
+
 impl RpcClient {
-    /// Starts the reply reader for `instance` (unique per process); it stops with `shutdown`.
+    /// Starts the reply reader and the request writer for `instance` (unique per process); both
+    /// stop with `shutdown`.
     pub fn start(redis: Redis, instance: &str, shutdown: CancellationToken) -> Self {
         let reply_list = redis.keys().reply_list(instance);
         let waiters: Waiters = Arc::default();
@@ -69,12 +86,20 @@ impl RpcClient {
             redis.clone(),
             reply_list.clone(),
             waiters.clone(),
+            shutdown.clone(),
+        ));
+        let (outgoing, queue) = mpsc::unbounded_channel();
+        tokio::spawn(write_requests(
+            redis.clone(),
+            reply_list,
+            queue,
+            waiters.clone(),
             shutdown,
         ));
         Self {
             redis,
-            reply_list,
             waiters,
+            outgoing,
         }
     }
 
@@ -87,58 +112,93 @@ impl RpcClient {
     ) -> Result<Bytes, RpcError> {
         let request_id = uuid::Uuid::new_v4().simple().to_string();
         let (sender, receiver) = oneshot::channel();
-        self.lock_waiters().insert(request_id.clone(), sender);
-        let result = self
-            .send_and_wait(target, &request_id, payload, timeout, receiver)
-            .await;
-        self.lock_waiters().remove(&request_id);
+        lock(&self.waiters).insert(request_id.clone(), sender);
+        let deadline_ms = chrono::Utc::now().timestamp_millis()
+            + i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX / 2);
+        let queued = self.outgoing.send(Outgoing {
+            stream: self.redis.keys().request_stream(target),
+            request_id: request_id.clone(),
+            deadline_ms,
+            payload: payload.to_vec(),
+        });
+        let result = match queued {
+            Err(_) => Err(RpcError::Remote("the RPC client is shut down".into())),
+            Ok(()) => match tokio::time::timeout(timeout, receiver).await {
+                Ok(Ok((STATUS_OK, body))) => Ok(body),
+                Ok(Ok((STATUS_EXPIRED, _))) => Err(RpcError::Expired),
+                Ok(Ok((STATUS_SEND_FAILED, body))) => Err(RpcError::Unsent(
+                    String::from_utf8_lossy(&body).into_owned(),
+                )),
+                Ok(Ok((_, body))) => Err(RpcError::Remote(
+                    String::from_utf8_lossy(&body).into_owned(),
+                )),
+                Ok(Err(_)) | Err(_) => Err(RpcError::Timeout(timeout)),
+            },
+        };
+        lock(&self.waiters).remove(&request_id);
         result
     }
+}
 
-    async fn send_and_wait(
-        &self,
-        target: &str,
-        request_id: &str,
-        payload: &[u8],
-        timeout: Duration,
-        receiver: oneshot::Receiver<(u8, Bytes)>,
-    ) -> Result<Bytes, RpcError> {
-        let deadline = chrono::Utc::now().timestamp_millis()
-            + i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX / 2);
-        let stream = self.redis.keys().request_stream(target);
-        let mut conn = self.redis.shared();
-        redis::cmd("XADD")
-            .arg(&stream)
-            .arg("MAXLEN")
-            .arg("~")
-            .arg(STREAM_MAX_LEN)
-            .arg("*")
-            .arg("rid")
-            .arg(request_id)
-            .arg("reply")
-            .arg(&self.reply_list)
-            .arg("deadline")
-            .arg(deadline)
-            .arg("body")
-            .arg(payload)
-            .query_async::<()>(&mut conn)
-            .await?;
-        match tokio::time::timeout(timeout, receiver).await {
-            Ok(Ok((STATUS_OK, body))) => Ok(body),
-            Ok(Ok((STATUS_EXPIRED, _))) => Err(RpcError::Expired),
-            Ok(Ok((_, body))) => Err(RpcError::Remote(
-                String::from_utf8_lossy(&body).into_owned(),
-            )),
-            Ok(Err(_)) | Err(_) => Err(RpcError::Timeout(timeout)),
+fn lock(
+    waiters: &Waiters,
+) -> std::sync::MutexGuard<'_, HashMap<String, oneshot::Sender<(u8, Bytes)>>> {
+    waiters
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The one writer task of an instance: takes every request queued since its last write and
+/// appends them all in one pipeline.
+async fn write_requests(
+    redis: Redis,
+    reply_list: String,
+    mut queue: mpsc::UnboundedReceiver<Outgoing>,
+    waiters: Waiters,
+    shutdown: CancellationToken,
+) {
+    let mut conn = redis.shared();
+    let mut batch = Vec::with_capacity(WRITE_BATCH);
+    loop {
+        let first = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            first = queue.recv() => match first { Some(first) => first, None => return },
+        };
+        batch.push(first);
+        while batch.len() < WRITE_BATCH {
+            match queue.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
         }
-    }
-
-    fn lock_waiters(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<String, oneshot::Sender<(u8, Bytes)>>> {
-        self.waiters
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        let mut pipe = redis::pipe();
+        for request in &batch {
+            pipe.cmd("XADD")
+                .arg(&request.stream)
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(STREAM_MAX_LEN)
+                .arg("*")
+                .arg("rid")
+                .arg(&request.request_id)
+                .arg("reply")
+                .arg(&reply_list)
+                .arg("deadline")
+                .arg(request.deadline_ms)
+                .arg("body")
+                .arg(&request.payload)
+                .ignore();
+        }
+        if let Err(error) = pipe.query_async::<()>(&mut conn).await {
+            let message = Bytes::from(error.to_string());
+            let mut waiters = lock(&waiters);
+            for request in &batch {
+                if let Some(waiter) = waiters.remove(&request.request_id) {
+                    let _ = waiter.send((STATUS_SEND_FAILED, message.clone()));
+                }
+            }
+        }
+        batch.clear();
     }
 }
 

@@ -3,5 +3,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod python;
+mod serving;
 mod stack;
 mod training;

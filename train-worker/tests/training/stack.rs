@@ -38,7 +38,11 @@ pub async fn spawn_stack(train_workers: usize) -> Stack {
     settings.admin.reconcile_interval_ms = 200;
     // Shared across tests and runs: virtualenvs take a while to build.
     let repository = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    for worker in [&mut settings.advisor_worker, &mut settings.train_worker] {
+    for worker in [
+        &mut settings.advisor_worker,
+        &mut settings.train_worker,
+        &mut settings.inference_worker,
+    ] {
         worker.heartbeat_interval_ms = 200;
         worker.lease_ttl_ms = 1_000;
         worker.cache_dir = repository.join("target/duma-test-cache");
@@ -46,6 +50,8 @@ pub async fn spawn_stack(train_workers: usize) -> Stack {
     settings.python.sdk_path = repository.join("python");
     settings.advisor_worker.capacity = 16;
     settings.train_worker.capacity = 1;
+    settings.inference_worker.capacity = 4;
+    settings.predictor.deadline_ms = 2_000;
     let stop = CancellationToken::new();
     let admin = duma_admin::Application::build(settings.clone())
         .await
@@ -88,6 +94,26 @@ impl Stack {
         let stop = self.stop.child_token();
         tokio::spawn(duma_train_worker::run(self.settings.clone(), stop.clone()));
         stop
+    }
+
+    pub fn start_inference_worker(&self) -> CancellationToken {
+        let stop = self.stop.child_token();
+        tokio::spawn(duma_inference_worker::run(
+            self.settings.clone(),
+            stop.clone(),
+        ));
+        stop
+    }
+
+    /// Starts a predictor; returns its base URL and its stop switch.
+    pub async fn start_predictor(&self) -> (String, CancellationToken) {
+        let stop = self.stop.child_token();
+        let predictor = duma_predictor::Application::build(self.settings.clone())
+            .await
+            .unwrap();
+        let base = format!("http://127.0.0.1:{}", predictor.port());
+        tokio::spawn(predictor.run_until_stopped(stop.clone()));
+        (base, stop)
     }
 
     pub fn url(&self, path: &str) -> String {

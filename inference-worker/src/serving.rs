@@ -1,0 +1,391 @@
+//! The inference worker's loop: hold SERVE leases (one trial replica each), load their models,
+//! and answer their request streams in batches — one predict call per stream per batch, one
+//! pipelined write for all replies.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use duma_common::config::WorkerSettings;
+use duma_common::db::workers::{self, Lease};
+use duma_common::db::{PgPool, inference_jobs, models, trials};
+use duma_common::domain::{InferenceJobId, JobStatus, LeaseId, LeaseKind, WorkerId};
+use duma_common::protocol::serving_target;
+use duma_common::redis::Redis;
+use duma_common::redis::events::{self, Event};
+use duma_common::redis::rpc::{Reply, Request, RpcServer};
+use duma_common::store::ObjectStore;
+use duma_runtime::python::KillSwitch;
+use duma_runtime::{Model, TemplateResolver};
+use prometheus::{Histogram, HistogramOpts, IntGauge, Registry};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+const TICK: Duration = Duration::from_millis(250);
+const READ_BLOCK: Duration = Duration::from_millis(100);
+const READ_BATCH: usize = 256;
+/// Entries a dead replica read but never answered are taken over after this.
+const RECLAIM_IDLE: Duration = Duration::from_secs(2);
+
+#[derive(Clone)]
+pub struct ServingMetrics {
+    pub batch_size: Histogram,
+    pub predict_seconds: Histogram,
+    pub load_seconds: Histogram,
+    pub models_hosted: IntGauge,
+}
+
+impl ServingMetrics {
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let histogram =
+            |name: &str, help: &str, buckets: Vec<f64>| -> prometheus::Result<Histogram> {
+                let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))?;
+                registry.register(Box::new(h.clone()))?;
+                Ok(h)
+            };
+        let models_hosted =
+            IntGauge::new("duma_inference_models", "Trial replicas this worker serves")?;
+        registry.register(Box::new(models_hosted.clone()))?;
+        Ok(Self {
+            batch_size: histogram(
+                "duma_inference_batch_queries",
+                "Queries per predict call",
+                prometheus::exponential_buckets(1.0, 2.0, 12)?,
+            )?,
+            predict_seconds: histogram(
+                "duma_inference_predict_seconds",
+                "Time of one predict call",
+                prometheus::exponential_buckets(0.00005, 2.0, 18)?,
+            )?,
+            load_seconds: histogram(
+                "duma_inference_load_seconds",
+                "Time to load a model",
+                prometheus::exponential_buckets(0.001, 2.5, 14)?,
+            )?,
+            models_hosted,
+        })
+    }
+}
+
+/// One trial replica this worker serves.
+struct Hosted {
+    job: InferenceJobId,
+    stream: String,
+    model: Arc<Mutex<Box<dyn Model>>>,
+    kill: KillSwitch,
+}
+
+impl Drop for Hosted {
+    fn drop(&mut self) {
+        self.kill.fire();
+    }
+}
+
+pub struct Serving {
+    pub id: WorkerId,
+    pub pool: PgPool,
+    pub redis: Redis,
+    pub store: ObjectStore,
+    pub resolver: TemplateResolver,
+    pub settings: WorkerSettings,
+    pub metrics: ServingMetrics,
+    pub server: RpcServer,
+    hosted: HashMap<LeaseId, Hosted>,
+    by_stream: HashMap<String, LeaseId>,
+}
+
+impl Serving {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        id: WorkerId,
+        pool: PgPool,
+        redis: Redis,
+        store: ObjectStore,
+        resolver: TemplateResolver,
+        settings: WorkerSettings,
+        metrics: ServingMetrics,
+        server: RpcServer,
+    ) -> Self {
+        Self {
+            id,
+            pool,
+            redis,
+            store,
+            resolver,
+            settings,
+            metrics,
+            server,
+            hosted: HashMap::new(),
+            by_stream: HashMap::new(),
+        }
+    }
+
+    pub async fn run(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let mut next_tick = Instant::now();
+        while !shutdown.is_cancelled() {
+            if Instant::now() >= next_tick {
+                if let Err(error) = self.tick().await {
+                    tracing::warn!(error = format!("{error:#}"), "serving tick failed");
+                }
+                next_tick = Instant::now() + TICK;
+            }
+            let streams: Vec<String> = self.by_stream.keys().cloned().collect();
+            // Not raced against shutdown: a read dropped midway would lose its entries.
+            match self.server.read(&streams, READ_BATCH, READ_BLOCK).await {
+                Ok(requests) => self.serve(requests).await,
+                Err(error) => {
+                    tracing::warn!(%error, "reading requests failed");
+                    tokio::time::sleep(READ_BLOCK).await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Answers a batch: per stream, all queries of all its requests in one predict call.
+    async fn serve(&mut self, requests: Vec<Request>) {
+        if requests.is_empty() {
+            return;
+        }
+        let mut by_stream: HashMap<String, Vec<Request>> = HashMap::new();
+        for request in requests {
+            by_stream
+                .entry(request.stream.clone())
+                .or_default()
+                .push(request);
+        }
+        let mut replies = Vec::new();
+        for (stream, requests) in by_stream {
+            let model = self
+                .by_stream
+                .get(&stream)
+                .and_then(|lease| self.hosted.get(lease))
+                .map(|h| h.model.clone());
+            let Some(model) = model else {
+                replies.extend(requests.into_iter().map(|r| {
+                    (
+                        r,
+                        Reply::Error("this replica no longer serves the trial".into()),
+                    )
+                }));
+                continue;
+            };
+            replies.extend(self.predict_batch(model, requests).await);
+        }
+        if let Err(error) = self.server.respond(replies).await {
+            tracing::warn!(%error, "replying failed");
+        }
+    }
+
+    async fn predict_batch(
+        &self,
+        model: Arc<Mutex<Box<dyn Model>>>,
+        requests: Vec<Request>,
+    ) -> Vec<(Request, Reply)> {
+        let mut replies = Vec::with_capacity(requests.len());
+        let mut batch: Vec<(Request, usize)> = Vec::new();
+        let mut queries: Vec<Value> = Vec::new();
+        for request in requests {
+            match serde_json::from_slice::<Vec<Value>>(&request.payload) {
+                Ok(mut list) => {
+                    batch.push((request, list.len()));
+                    queries.append(&mut list);
+                }
+                Err(e) => replies.push((
+                    request,
+                    Reply::Error(format!("the queries are not a JSON array: {e}")),
+                )),
+            }
+        }
+        if batch.is_empty() {
+            return replies;
+        }
+        self.metrics.batch_size.observe(queries.len() as f64);
+        let started = Instant::now();
+        let predicted = run_predict(model.clone(), queries).await;
+        self.metrics
+            .predict_seconds
+            .observe(started.elapsed().as_secs_f64());
+        match predicted {
+            Ok(predictions) => {
+                let mut rest = predictions.into_iter();
+                for (request, count) in batch {
+                    let mine: Vec<Value> = rest.by_ref().take(count).collect();
+                    replies.push((
+                        request,
+                        Reply::Ok(Bytes::from(serde_json::to_vec(&mine).unwrap_or_default())),
+                    ));
+                }
+            }
+            Err(_) if batch.len() > 1 => {
+                // One bad query failed the whole batch: answer each request on its own.
+                for (request, _) in batch {
+                    let queries: Vec<Value> =
+                        serde_json::from_slice(&request.payload).unwrap_or_default();
+                    let reply = match run_predict(model.clone(), queries).await {
+                        Ok(predictions) => Reply::Ok(Bytes::from(
+                            serde_json::to_vec(&predictions).unwrap_or_default(),
+                        )),
+                        Err(error) => Reply::Error(error),
+                    };
+                    replies.push((request, reply));
+                }
+            }
+            Err(error) => replies.extend(
+                batch
+                    .into_iter()
+                    .map(|(r, _)| (r, Reply::Error(error.clone()))),
+            ),
+        }
+        replies
+    }
+
+    async fn tick(&mut self) -> anyhow::Result<()> {
+        let db = self.pool.get().await?;
+        let held: Vec<LeaseId> = workers::leases_held(&db, self.id)
+            .await?
+            .into_iter()
+            .map(|l| l.id)
+            .collect();
+        drop(db);
+        let lost: Vec<LeaseId> = self
+            .hosted
+            .keys()
+            .filter(|id| !held.contains(id))
+            .copied()
+            .collect();
+        for lease in lost {
+            if let Some(hosted) = self.hosted.remove(&lease) {
+                tracing::info!(inference_job_id = %hosted.job, "no longer serving a trial (job stopped or lease lost)");
+                self.by_stream.remove(&hosted.stream);
+            }
+        }
+        let streams: Vec<String> = self.by_stream.keys().cloned().collect();
+        for stream in streams {
+            let orphans = self
+                .server
+                .reclaim(&stream, RECLAIM_IDLE, READ_BATCH)
+                .await?;
+            self.serve(orphans).await;
+        }
+        while self.hosted.len() < self.settings.capacity {
+            let db = self.pool.get().await?;
+            let Some(lease) =
+                workers::claim(&db, LeaseKind::Serve, self.id, self.settings.lease_ttl()).await?
+            else {
+                break;
+            };
+            drop(db);
+            self.host(lease).await?;
+        }
+        self.metrics.models_hosted.set(self.hosted.len() as i64);
+        Ok(())
+    }
+
+    /// Loads a lease's model and starts serving it; a model that cannot load ends the
+    /// inference job ERRORED with the reason.
+    async fn host(&mut self, lease: Lease) -> anyhow::Result<()> {
+        let (Some(job), Some(trial_id)) = (lease.inference_job_id, lease.trial_id) else {
+            return Ok(());
+        };
+        let started = Instant::now();
+        let kill = KillSwitch::new();
+        let loaded = self.load(trial_id, &kill).await?;
+        let model = match loaded {
+            Ok(model) => model,
+            Err(reason) => {
+                tracing::warn!(inference_job_id = %job, %trial_id, reason, "a model failed to load");
+                let db = self.pool.get().await?;
+                let reason = format!("trial {trial_id} failed to load: {reason}");
+                inference_jobs::set_status(&db, job, JobStatus::Errored, Some(&reason)).await?;
+                let _ = events::publish(
+                    &self.redis,
+                    &Event::InferenceJobStopped {
+                        inference_job_id: job,
+                    },
+                )
+                .await;
+                return Ok(());
+            }
+        };
+        self.metrics
+            .load_seconds
+            .observe(started.elapsed().as_secs_f64());
+        let stream = self.server.stream(&serving_target(job, trial_id));
+        self.server.ensure_group(&stream).await?;
+        let db = self.pool.get().await?;
+        workers::set_ready(&db, lease.id, self.id, true).await?;
+        if inference_jobs::mark_running_if_ready(&db, job).await? {
+            tracing::info!(inference_job_id = %job, "inference job RUNNING");
+            let _ = events::publish(
+                &self.redis,
+                &Event::InferenceJobChanged {
+                    inference_job_id: job,
+                },
+            )
+            .await;
+        }
+        tracing::info!(inference_job_id = %job, %trial_id, seconds = started.elapsed().as_secs_f64(), "serving a trial");
+        self.by_stream.insert(stream.clone(), lease.id);
+        self.hosted.insert(
+            lease.id,
+            Hosted {
+                job,
+                stream,
+                model: Arc::new(Mutex::new(model)),
+                kill,
+            },
+        );
+        Ok(())
+    }
+
+    /// `Ok(Err(reason))` when the model cannot be loaded (the user's problem), `Err` otherwise.
+    async fn load(
+        &self,
+        trial_id: duma_common::domain::TrialId,
+        kill: &KillSwitch,
+    ) -> anyhow::Result<Result<Box<dyn Model>, String>> {
+        let db = self.pool.get().await?;
+        let trial = trials::by_id(&db, trial_id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("trial {trial_id} vanished"))?;
+        let model_row = models::by_id(&db, trial.model_id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("model vanished"))?;
+        drop(db);
+        let Some(params) = &trial.params else {
+            return Ok(Err("the trial has no saved parameters".into()));
+        };
+        let template = match self.resolver.resolve(&model_row).await? {
+            Ok(template) => template,
+            Err(reason) => return Ok(Err(reason)),
+        };
+        let bytes = self.store.get_bytes(&params.path).await?;
+        let knobs = trial.proposal.knobs.clone();
+        let kill = kill.clone();
+        let loading = tokio::task::spawn_blocking(move || template.load(&knobs, &bytes, &kill));
+        match tokio::time::timeout(self.settings.task_timeout(), loading).await {
+            Ok(joined) => Ok(joined?.map_err(|e| e.to_string())),
+            Err(_) => Ok(Err(format!(
+                "loading took longer than {}s",
+                self.settings.task_timeout_secs
+            ))),
+        }
+    }
+}
+
+/// One predict call on a blocking thread (models are CPU-bound, Python ones wait on a pipe).
+async fn run_predict(
+    model: Arc<Mutex<Box<dyn Model>>>,
+    queries: Vec<Value>,
+) -> Result<Vec<Value>, String> {
+    tokio::task::spawn_blocking(move || {
+        let model = model
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        model.predict(&queries).map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| format!("predict panicked: {e}"))?
+}

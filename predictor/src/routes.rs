@@ -1,0 +1,88 @@
+//! The route table: inference job → the RPC targets of its served trials. Cached in memory,
+//! filled from Postgres on first use, and invalidated by lifecycle events — not read per request.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use duma_common::db::{PgPool, inference_jobs};
+use duma_common::domain::InferenceJobId;
+use duma_common::protocol::serving_target;
+use duma_common::redis::events::Event;
+use tokio::sync::Semaphore;
+
+/// Where one inference job's queries go.
+pub struct Route {
+    pub targets: Vec<String>,
+    /// Requests in flight for the job; a full bound answers 503 instead of queueing.
+    pub in_flight: Arc<Semaphore>,
+}
+
+pub struct RouteTable {
+    pool: PgPool,
+    max_in_flight: usize,
+    routes: RwLock<HashMap<InferenceJobId, Arc<Route>>>,
+}
+
+impl RouteTable {
+    pub fn new(pool: PgPool, max_in_flight: usize) -> Self {
+        Self {
+            pool,
+            max_in_flight,
+            routes: RwLock::default(),
+        }
+    }
+
+    /// The route of a live job; `None` if the job does not exist or is not STARTED/RUNNING.
+    pub async fn get(&self, id: InferenceJobId) -> anyhow::Result<Option<Arc<Route>>> {
+        if let Some(route) = self
+            .routes
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&id)
+        {
+            return Ok(Some(route.clone()));
+        }
+        let db = self.pool.get().await?;
+        let Some(job) = inference_jobs::by_id(&db, id).await? else {
+            return Ok(None);
+        };
+        if !job.status.is_live() {
+            return Ok(None);
+        }
+        let targets = inference_jobs::served_trials(&db, id)
+            .await?
+            .iter()
+            .map(|t| serving_target(id, t.trial_id))
+            .collect();
+        let route = Arc::new(Route {
+            targets,
+            in_flight: Arc::new(Semaphore::new(self.max_in_flight)),
+        });
+        self.routes
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(id, route.clone());
+        Ok(Some(route))
+    }
+
+    pub fn on_event(&self, event: &Event) {
+        let id = match event {
+            Event::InferenceJobCreated { inference_job_id }
+            | Event::InferenceJobChanged { inference_job_id }
+            | Event::InferenceJobStopped { inference_job_id } => *inference_job_id,
+            _ => return,
+        };
+        self.routes
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&id);
+    }
+
+    /// Forgets everything (after losing the event subscription, events may have been missed).
+    pub fn clear(&self) {
+        self.routes
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
+    }
+}

@@ -1,0 +1,63 @@
+//! From a model row to a runnable [`Template`]: built-ins by class name; uploaded Python
+//! templates by fetching their source (cached by checksum) and preparing the virtualenv of their
+//! dependencies. Shared by the train and inference workers.
+
+use std::path::PathBuf;
+
+use duma_common::db::models::Model;
+use duma_common::domain::TemplateKind;
+use duma_common::store::ObjectCache;
+
+use crate::python::{PythonEnv, PythonTemplate, VenvCache};
+use crate::template::Template;
+
+#[derive(Clone)]
+pub struct TemplateResolver {
+    pub cache: ObjectCache,
+    pub venvs: VenvCache,
+    /// The folder holding the `duma` SDK package.
+    pub sdk_path: PathBuf,
+    /// Parent of Python runners' working directories.
+    pub work_root: PathBuf,
+}
+
+impl TemplateResolver {
+    /// `Ok(Err(reason))` when the template cannot run (unknown built-in, missing source,
+    /// dependencies that do not install); `Err` for platform failures (store, disk).
+    pub async fn resolve(&self, model: &Model) -> anyhow::Result<Result<Template, String>> {
+        match model.template_kind {
+            TemplateKind::Native => Ok(crate::builtin_template(&model.model_class)
+                .map(Template::Builtin)
+                .ok_or_else(|| format!("no built-in template `{}`", model.model_class))),
+            TemplateKind::Onnx => Ok(Err(format!(
+                "{} is an ONNX model, which this Duma cannot run yet",
+                model.name
+            ))),
+            TemplateKind::Python => {
+                let (Some(path), Some(sha256)) = (&model.source_path, &model.source_sha256) else {
+                    return Ok(Err(format!("model {} has no source file", model.name)));
+                };
+                let source = self.cache.fetch(path, sha256, ".py").await?;
+                let venvs = self.venvs.clone();
+                let dependencies = model.dependencies.clone();
+                // Creating a virtualenv runs pip: seconds to minutes, off the async executor.
+                let python =
+                    match tokio::task::spawn_blocking(move || venvs.interpreter(&dependencies))
+                        .await?
+                    {
+                        Ok(python) => python,
+                        Err(error) => return Ok(Err(error.to_string())),
+                    };
+                Ok(Ok(Template::Python(PythonTemplate {
+                    source,
+                    class_name: model.model_class.clone(),
+                    env: PythonEnv {
+                        python,
+                        sdk_path: self.sdk_path.clone(),
+                        work_root: self.work_root.clone(),
+                    },
+                })))
+            }
+        }
+    }
+}

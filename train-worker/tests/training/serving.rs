@@ -1,0 +1,306 @@
+//! Train → deploy → predict through the real admin, workers and predictor.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::stack::{Stack, classification_csv, spawn_stack};
+
+const TASK: &str = "TABULAR_CLASSIFICATION";
+
+/// Trains `models` (2 trials each), stops, and deploys; returns the predict URL.
+async fn deploy(stack: &Stack, app: &str, models: &[String], predictor: &str) -> String {
+    let train = stack.upload_dataset(TASK, classification_csv(200, 1)).await;
+    let val = stack.upload_dataset(TASK, classification_csv(100, 2)).await;
+    stack
+        .post(
+            "/train_jobs",
+            json!({"app": app, "task": TASK, "train_dataset_id": train, "val_dataset_id": val,
+                   "budget": {"MODEL_TRIAL_COUNT": 2}, "model_ids": models}),
+        )
+        .await;
+    assert_eq!(
+        stack.wait_for_end(app, Duration::from_secs(120)).await["status"],
+        "STOPPED"
+    );
+    let job = stack.post("/inference_jobs", json!({"app": app})).await;
+    let host = job["predictor_host"].as_str().unwrap();
+    // The admin reports the public host (nginx); tests talk to the predictor directly.
+    let path = &host[host.find('/').unwrap()..];
+    format!("{predictor}{path}/predict")
+}
+
+async fn wait_running(stack: &Stack, app: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let job = stack.get(&format!("/inference_jobs/{app}/-1")).await;
+        if job["status"] == "RUNNING" {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "inference job still {}",
+            job["status"]
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn query(class: usize) -> Value {
+    let v = if class == 0 { -1.5 } else { 1.5 };
+    json!({"f1": v, "f2": v, "f3": v, "f4": v, "colour": "red"})
+}
+
+#[tokio::test]
+async fn train_deploy_predict_with_rafikis_shapes_and_errors() {
+    let stack = spawn_stack(1).await;
+    stack.start_inference_worker();
+    let (predictor, _) = stack.start_predictor().await;
+    let models = stack.builtin_models(TASK, &["LogisticRegression"]).await;
+    let url = deploy(&stack, "serve", &models, &predictor).await;
+    wait_running(&stack, "serve").await;
+
+    let one: Value = stack
+        .http
+        .post(&url)
+        .json(&json!({"query": query(1)}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let p = one["prediction"].as_array().unwrap();
+    assert_eq!(p.len(), 2, "class probabilities: {one}");
+    assert!(p[1].as_f64().unwrap() > 0.5, "{one}");
+    assert_eq!(one["predictions"], json!([]));
+
+    let many: Value = stack
+        .http
+        .post(&url)
+        .json(&json!({"queries": [query(0), query(1), query(0)]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(many["prediction"], Value::Null);
+    let predictions = many["predictions"].as_array().unwrap();
+    assert_eq!(predictions.len(), 3);
+    assert!(predictions[0][0].as_f64().unwrap() > 0.5 && predictions[1][1].as_f64().unwrap() > 0.5);
+
+    for (body, expect) in [
+        ("{not json".to_owned(), "malformed JSON"),
+        (json!({"q": 1}).to_string(), "missing `query`"),
+        (json!({"queries": 5}).to_string(), "must be a JSON array"),
+        (json!({"query": {"f1": "not a number"}}).to_string(), "f1"),
+    ] {
+        let response = stack
+            .http
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400, "{body}");
+        let error: Value = response.json().await.unwrap();
+        assert!(
+            error["message"].as_str().unwrap().contains(expect),
+            "{body} → {error}"
+        );
+    }
+
+    stack.post("/inference_jobs/serve/1/stop", json!({})).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let response = stack
+            .http
+            .post(&url)
+            .json(&json!({"query": query(1)}))
+            .send()
+            .await
+            .unwrap();
+        if response.status() == 404 {
+            let error: Value = response.json().await.unwrap();
+            assert_eq!(error["error"], "InvalidRunningInferenceJobError");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a stopped job still answers {}",
+            response.status()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_ensemble_of_two_models_returns_the_mean_of_their_probabilities() {
+    let stack = spawn_stack(1).await;
+    stack.start_inference_worker();
+    let (predictor, _) = stack.start_predictor().await;
+    let models = stack
+        .builtin_models(TASK, &["LogisticRegression", "KNeighborsClassifier"])
+        .await;
+    let url = deploy(&stack, "ensemble", &models, &predictor).await;
+    wait_running(&stack, "ensemble").await;
+
+    let served: Vec<Value> = stack
+        .get("/train_jobs/ensemble/-1/trials?type=best&max_count=10")
+        .await
+        .as_array()
+        .unwrap()
+        .clone();
+    let q = json!({"f1": 0.2, "f2": -0.1, "f3": 0.3, "f4": 0.0, "colour": "blue"});
+    let ensembled: Value = stack
+        .http
+        .post(&url)
+        .json(&json!({"query": q}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    // Each model's own answer, from its best trial's parameters loaded in-process.
+    let db = stack.ctx.pool.get().await.unwrap();
+    let mut own: Vec<Vec<f64>> = Vec::new();
+    for model in ["LogisticRegression", "KNeighborsClassifier"] {
+        let best = served.iter().find(|t| t["model_name"] == model).unwrap();
+        let trial =
+            duma_common::db::trials::by_id(&db, best["id"].as_str().unwrap().parse().unwrap())
+                .await
+                .unwrap()
+                .unwrap();
+        let bytes = stack
+            .ctx
+            .store
+            .get_bytes(&trial.params.unwrap().path)
+            .await
+            .unwrap();
+        let template = duma_runtime::builtin_template(&format!("duma.tabular.{model}")).unwrap();
+        let prediction = template
+            .load(&bytes)
+            .unwrap()
+            .predict(std::slice::from_ref(&q))
+            .unwrap();
+        own.push(
+            prediction[0]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect(),
+        );
+    }
+    let got: Vec<f64> = ensembled["prediction"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    for i in 0..got.len() {
+        assert!(
+            (got[i] - (own[0][i] + own[1][i]) / 2.0).abs() < 1e-9,
+            "{got:?} vs {own:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn no_worker_means_504_within_the_deadline_and_a_full_job_503() {
+    let mut stack = spawn_stack(1).await;
+    stack.settings.predictor.max_in_flight_per_job = 2;
+    let worker = stack.start_inference_worker();
+    let (predictor, _) = stack.start_predictor().await;
+    let models = stack.builtin_models(TASK, &["LogisticRegression"]).await;
+    let url = deploy(&stack, "down", &models, &predictor).await;
+    wait_running(&stack, "down").await;
+    worker.cancel();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let started = Instant::now();
+    let response = stack
+        .http
+        .post(&url)
+        .json(&json!({"query": query(1)}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 504);
+    assert!(
+        started.elapsed() < Duration::from_millis(3_500),
+        "{:?}",
+        started.elapsed()
+    );
+
+    let calls = (0..6).map(|_| {
+        stack
+            .http
+            .post(&url)
+            .json(&json!({"query": query(1)}))
+            .send()
+    });
+    let statuses: Vec<u16> = futures::future::join_all(calls)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().status().as_u16())
+        .collect();
+    assert!(statuses.contains(&503), "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == 503 || *s == 504),
+        "{statuses:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_template_whose_parameters_do_not_load_errors_the_inference_job() {
+    let stack = spawn_stack(1).await;
+    stack.start_inference_worker();
+    let models = stack.builtin_models(TASK, &["LogisticRegression"]).await;
+    let (predictor, _) = stack.start_predictor().await;
+    let train = stack.upload_dataset(TASK, classification_csv(100, 1)).await;
+    stack
+        .post("/train_jobs", json!({"app": "corrupt", "task": TASK, "train_dataset_id": train, "val_dataset_id": train,
+                                    "budget": {"MODEL_TRIAL_COUNT": 1}, "model_ids": models}))
+        .await;
+    stack.wait_for_end("corrupt", Duration::from_secs(60)).await;
+    // Corrupt the stored parameters, as a broken template's load_parameters would fail.
+    let trial = &stack.trials("corrupt").await[0];
+    let db = stack.ctx.pool.get().await.unwrap();
+    let trial = duma_common::db::trials::by_id(&db, trial["id"].as_str().unwrap().parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    stack
+        .ctx
+        .store
+        .put_bytes(
+            &trial.params.unwrap().path,
+            bytes::Bytes::from_static(b"garbage"),
+        )
+        .await
+        .unwrap();
+    let _ = predictor;
+    stack
+        .post("/inference_jobs", json!({"app": "corrupt"}))
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let jobs = stack.get("/inference_jobs/corrupt").await;
+        if jobs[0]["status"] == "ERRORED" {
+            assert!(
+                jobs[0]["error"]
+                    .as_str()
+                    .unwrap()
+                    .contains("failed to load"),
+                "{jobs}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "{jobs}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
