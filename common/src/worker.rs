@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use tokio::sync::broadcast;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::WorkerSettings;
@@ -14,16 +13,19 @@ use crate::domain::{WorkerId, WorkerKind};
 use crate::redis::Redis;
 use crate::redis::events::{self, Event};
 
-/// Registers the worker and spawns its heartbeat, which extends every lease the worker holds.
-/// The heartbeat task ends with an error if the worker was declared dead (its row removed): the
-/// process must stop, since its leases may already belong to others.
+/// Registers the worker and returns its heartbeat, a future to run among the worker's supervised
+/// tasks: it extends every lease the worker holds, and ends with an error if the worker was
+/// declared dead (its row removed) — the process must stop, its leases may belong to others.
 pub async fn register(
     pool: &PgPool,
     kind: WorkerKind,
     settings: &WorkerSettings,
     capabilities: serde_json::Value,
     shutdown: CancellationToken,
-) -> anyhow::Result<(WorkerId, JoinHandle<anyhow::Result<()>>)> {
+) -> anyhow::Result<(
+    WorkerId,
+    impl Future<Output = anyhow::Result<()>> + Send + 'static,
+)> {
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".to_owned());
     let db = pool.get().await?;
     let worker = workers::register(&db, kind, &host, &capabilities).await?;
@@ -33,7 +35,7 @@ pub async fn register(
     let pool = pool.clone();
     let interval = settings.heartbeat_interval();
     let ttl = settings.lease_ttl();
-    let heartbeat = tokio::spawn(async move {
+    let heartbeat = async move {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -58,7 +60,7 @@ pub async fn register(
             tracing::warn!(%error, "could not deregister");
         }
         Ok(())
-    });
+    };
     Ok((id, heartbeat))
 }
 

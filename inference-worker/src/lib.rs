@@ -61,7 +61,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
 
     let mut tasks = JoinSet::new();
     tasks.spawn(async move { ops.run(shutdown).await.map_err(|e| e.context("ops server")) });
-    tasks.spawn(async move { heartbeat.await?.map_err(|e| e.context("heartbeat")) });
+    tasks.spawn(async move { heartbeat.await.map_err(|e| e.context("heartbeat")) });
     let serving_stop = stop.clone();
     tasks.spawn(async move {
         serving

@@ -62,7 +62,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
 
     let mut tasks = JoinSet::new();
     tasks.spawn(async move { ops.run(shutdown).await.map_err(|e| e.context("ops server")) });
-    tasks.spawn(async move { heartbeat.await?.map_err(|e| e.context("heartbeat")) });
+    tasks.spawn(async move { heartbeat.await.map_err(|e| e.context("heartbeat")) });
     let events = duma_common::worker::event_feed(redis, stop.clone());
     let mut receiver = events.subscribe();
     let listener = worker.clone();

@@ -192,3 +192,88 @@ async fn a_dependency_that_cannot_be_installed_errors_the_job_with_pips_reason()
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn a_trained_python_template_is_served_by_the_predictor() {
+    let stack = spawn_stack(1).await;
+    stack.start_inference_worker();
+    let (predictor, _) = stack.start_predictor().await;
+    let model = stack
+        .upload_model(
+            "served",
+            TASK,
+            template("rafiki_centroid.py"),
+            "RafikiCentroid",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        train(&stack, "pyserve", &model, json!({"MODEL_TRIAL_COUNT": 1})).await["status"],
+        "STOPPED"
+    );
+    let job = stack
+        .post("/inference_jobs", json!({"app": "pyserve"}))
+        .await;
+    let host = job["predictor_host"].as_str().unwrap();
+    let url = format!("{predictor}{}/predict", &host[host.find('/').unwrap()..]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let body = loop {
+        let response = stack
+            .http
+            .post(&url)
+            .json(&json!({"queries": [{"f1": -2.0, "f2": -2.0}, {"f1": 2.0, "f2": 2.0}]}))
+            .send()
+            .await
+            .unwrap();
+        if response.status() == 200 {
+            break response.json::<Value>().await.unwrap();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never served: {}",
+            response.status()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let predictions = body["predictions"].as_array().unwrap();
+    assert!(
+        predictions[0][0].as_f64().unwrap() > 0.5 && predictions[1][1].as_f64().unwrap() > 0.5,
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn a_template_whose_load_parameters_raises_makes_the_inference_job_errored() {
+    let stack = spawn_stack(1).await;
+    stack.start_inference_worker();
+    let model = stack
+        .upload_model(
+            "loadfails",
+            TASK,
+            template("load_fails.py"),
+            "LoadFails",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        train(&stack, "loadfails", &model, json!({"MODEL_TRIAL_COUNT": 1})).await["status"],
+        "STOPPED"
+    );
+    stack
+        .post("/inference_jobs", json!({"app": "loadfails"}))
+        .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let jobs = stack.get("/inference_jobs/loadfails").await;
+        if jobs[0]["status"] == "ERRORED" {
+            let error = jobs[0]["error"].as_str().unwrap();
+            assert!(
+                error.contains("ValueError") && error.contains("another version"),
+                "{error}"
+            );
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{jobs}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -304,3 +304,86 @@ async fn a_template_whose_parameters_do_not_load_errors_the_inference_job() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+async fn two_predictors_behind_one_nginx_both_serve() {
+    let stack = spawn_stack(1).await;
+    stack.start_inference_worker();
+    let (first, _) = stack.start_predictor().await;
+    let (second, _) = stack.start_predictor().await;
+    let nginx = crate::stack::Nginx::start(&[first.clone(), second.clone()]);
+    let models = stack.builtin_models(TASK, &["LogisticRegression"]).await;
+    let url = deploy(&stack, "lb", &models, &nginx.url).await;
+    wait_running(&stack, "lb").await;
+    for _ in 0..20 {
+        let response = stack
+            .http
+            .post(&url)
+            .json(&json!({"query": query(0)}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    for predictor in [first, second] {
+        let metrics = stack
+            .http
+            .get(format!("{predictor}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let served: f64 = metrics
+            .lines()
+            .filter(|l| l.starts_with("duma_predict_seconds_count"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        assert!(served >= 1.0, "{predictor} served nothing");
+    }
+}
+
+#[tokio::test]
+async fn a_killed_inference_worker_is_replaced_and_the_job_serves_again() {
+    let stack = spawn_stack(1).await;
+    let (predictor, _) = stack.start_predictor().await;
+    let victim = stack.spawn_inference_worker();
+    let models = stack.builtin_models(TASK, &["LogisticRegression"]).await;
+    let url = deploy(&stack, "failover", &models, &predictor).await;
+    wait_running(&stack, "failover").await;
+    let ok = stack
+        .http
+        .post(&url)
+        .json(&json!({"query": query(1)}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+
+    victim.abort();
+    stack.start_inference_worker();
+    let killed = Instant::now();
+    loop {
+        let response = stack
+            .http
+            .post(&url)
+            .json(&json!({"query": query(1)}))
+            .send()
+            .await
+            .unwrap();
+        if response.status() == 200 {
+            break;
+        }
+        assert_eq!(
+            response.status(),
+            504,
+            "requests fail fast while the slot is taken over"
+        );
+        assert!(
+            killed.elapsed() < Duration::from_secs(10),
+            "not served again within 10 s"
+        );
+    }
+    wait_running(&stack, "failover").await;
+}
