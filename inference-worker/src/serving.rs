@@ -18,7 +18,7 @@ use duma_common::redis::rpc::{Reply, Request, RpcServer};
 use duma_common::store::ObjectStore;
 use duma_runtime::python::KillSwitch;
 use duma_runtime::{Model, TemplateResolver};
-use prometheus::{Histogram, HistogramOpts, IntGauge, Registry};
+use prometheus::{Histogram, HistogramOpts, IntGauge, IntGaugeVec, Opts, Registry};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -30,6 +30,8 @@ const RECLAIM_IDLE: Duration = Duration::from_secs(2);
 
 #[derive(Clone)]
 pub struct ServingMetrics {
+    pub stream_depth: IntGaugeVec,
+    pub stream_pending: IntGaugeVec,
     pub batch_size: Histogram,
     pub predict_seconds: Histogram,
     pub load_seconds: Histogram,
@@ -47,7 +49,20 @@ impl ServingMetrics {
         let models_hosted =
             IntGauge::new("duma_inference_models", "Trial replicas this worker serves")?;
         registry.register(Box::new(models_hosted.clone()))?;
+        let gauge = |name: &str, help: &str| -> prometheus::Result<IntGaugeVec> {
+            let g = IntGaugeVec::new(Opts::new(name, help), &["stream"])?;
+            registry.register(Box::new(g.clone()))?;
+            Ok(g)
+        };
         Ok(Self {
+            stream_depth: gauge(
+                "duma_inference_stream_entries",
+                "Entries in a served trial's request stream",
+            )?,
+            stream_pending: gauge(
+                "duma_inference_stream_pending",
+                "Entries read but not yet answered",
+            )?,
             batch_size: histogram(
                 "duma_inference_batch_queries",
                 "Queries per predict call",
@@ -268,6 +283,16 @@ impl Serving {
                 .reclaim(&stream, RECLAIM_IDLE, READ_BATCH)
                 .await?;
             self.serve(orphans).await;
+            let (length, pending) = self.server.depth(&stream).await?;
+            let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+            self.metrics
+                .stream_depth
+                .with_label_values(&[&stream])
+                .set(gauge(length));
+            self.metrics
+                .stream_pending
+                .with_label_values(&[&stream])
+                .set(gauge(pending));
         }
         while self.hosted.len() < self.settings.capacity {
             let db = self.pool.get().await?;

@@ -83,6 +83,7 @@ impl Application {
                     "/inference_jobs/{job}/predict",
                     web::post().to(predict::predict),
                 )
+                .route("/echo", web::post().to(echo))
                 .default_service(web::to(not_found))
         })
         .disable_signals()
@@ -130,6 +131,13 @@ async fn index() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain")
         .body("Duma predictor is up.")
+}
+
+/// Answers a predict-shaped body without touching Redis or a model: the floor of the HTTP path
+/// (nginx → predictor) that benchmarks compare the full path against.
+async fn echo(body: web::Bytes) -> HttpResponse {
+    HttpResponse::Ok()
+        .json(serde_json::json!({"prediction": null, "predictions": [], "bytes": body.len()}))
 }
 
 async fn not_found(req: actix_web::HttpRequest) -> HttpResponse {

@@ -398,6 +398,25 @@ impl RpcServer {
         Ok(live)
     }
 
+    /// `(entries in the stream, entries read but not yet acknowledged)` for monitoring.
+    pub async fn depth(&mut self, stream: &str) -> RedisResult<(u64, u64)> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("XLEN")
+            .arg(stream)
+            .cmd("XPENDING")
+            .arg(stream)
+            .arg(&self.group);
+        let (length, pending): (u64, Value) = pipe.query_async(&mut self.conn).await?;
+        let pending = match pending {
+            Value::Array(summary) => match summary.first() {
+                Some(Value::Int(count)) => u64::try_from(*count).unwrap_or(0),
+                _ => 0,
+            },
+            _ => 0,
+        };
+        Ok((length, pending))
+    }
+
     /// Replies to a batch and acknowledges it, in one pipelined round trip.
     pub async fn respond(&mut self, replies: Vec<(Request, Reply)>) -> RedisResult<()> {
         if replies.is_empty() {
