@@ -417,12 +417,14 @@ impl RpcServer {
         Ok((length, pending))
     }
 
-    /// Replies to a batch and acknowledges it, in one pipelined round trip.
+    /// Replies to a batch and acknowledges it, in one pipelined round trip: one `RPUSH` (and
+    /// expiry) per requesting instance, one `XACK` per stream.
     pub async fn respond(&mut self, replies: Vec<(Request, Reply)>) -> RedisResult<()> {
         if replies.is_empty() {
             return Ok(());
         }
         let mut pipe = redis::pipe();
+        let mut frames: HashMap<&str, Vec<Vec<u8>>> = HashMap::new();
         let mut acks: HashMap<&str, Vec<&str>> = HashMap::new();
         for (request, reply) in &replies {
             let (status, body): (u8, &[u8]) = match reply {
@@ -434,11 +436,17 @@ impl RpcServer {
             frame.extend_from_slice(request.request_id.as_bytes());
             frame.push(status);
             frame.extend_from_slice(body);
-            pipe.rpush(&request.reply_to, frame).ignore();
-            pipe.pexpire(&request.reply_to, REPLY_LIST_TTL_MS).ignore();
+            frames
+                .entry(request.reply_to.as_str())
+                .or_default()
+                .push(frame);
             acks.entry(request.stream.as_str())
                 .or_default()
                 .push(request.entry_id.as_str());
+        }
+        for (reply_list, frames) in frames {
+            pipe.rpush(reply_list, frames).ignore();
+            pipe.pexpire(reply_list, REPLY_LIST_TTL_MS).ignore();
         }
         for (stream, ids) in acks {
             pipe.xack(stream, &self.group, &ids).ignore();
