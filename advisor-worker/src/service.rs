@@ -8,7 +8,7 @@ use duma_common::config::WorkerSettings;
 use duma_common::db::{PgPool, train_jobs, workers};
 use duma_common::domain::{JobStatus, LeaseKind, SubTrainJobId, WorkerId};
 use duma_common::protocol::{AdvisorReply, AdvisorRequest, advisor_target};
-use duma_common::redis::rpc::{Reply, Request, RpcServer};
+use duma_common::redis::rpc::{Reply, Request, RpcServer, ServeLoop, StreamService};
 use prometheus::{Histogram, HistogramOpts, IntGauge, Registry};
 use tokio_util::sync::CancellationToken;
 
@@ -78,30 +78,16 @@ impl AdvisorService {
     }
 
     pub async fn run(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let mut next_tick = Instant::now();
-        while !shutdown.is_cancelled() {
-            if Instant::now() >= next_tick {
-                if let Err(error) = self.tick().await {
-                    tracing::warn!(error = format!("{error:#}"), "advisor tick failed");
-                }
-                next_tick = Instant::now() + TICK;
-            }
-            let streams: Vec<String> = self.by_stream.keys().cloned().collect();
-            // Not raced against shutdown: a read dropped midway would lose the entries it took.
-            let requests = match self.server.read(&streams, READ_BATCH, READ_BLOCK).await {
-                Ok(requests) => requests,
-                Err(error) => {
-                    tracing::warn!(%error, "reading requests failed");
-                    tokio::time::sleep(READ_BLOCK).await;
-                    continue;
-                }
-            };
-            self.serve(requests).await;
-        }
+        let every = ServeLoop {
+            tick: TICK,
+            block: READ_BLOCK,
+            batch: READ_BATCH,
+        };
+        every.run(&mut self, "advisor", &shutdown).await;
         Ok(())
     }
 
-    async fn serve(&mut self, requests: Vec<Request>) {
+    async fn serve_requests(&mut self, requests: Vec<Request>) {
         if requests.is_empty() {
             return;
         }
@@ -156,7 +142,7 @@ impl AdvisorService {
         self.metrics.sub_jobs_held.set(self.held.len() as i64);
     }
 
-    async fn tick(&mut self) -> anyhow::Result<()> {
+    async fn housekeeping(&mut self) -> anyhow::Result<()> {
         // Leases we lost (expired while we stalled) belong to someone else now.
         let db = self.pool.get().await?;
         let leases: Vec<_> = workers::leases_held(&db, self.id)
@@ -231,7 +217,22 @@ impl AdvisorService {
             .server
             .reclaim(&stream, RECLAIM_IDLE, READ_BATCH)
             .await?;
-        self.serve(orphans).await;
+        self.serve_requests(orphans).await;
         Ok(())
+    }
+}
+
+impl StreamService for AdvisorService {
+    fn streams(&self) -> Vec<String> {
+        self.by_stream.keys().cloned().collect()
+    }
+    fn server(&mut self) -> &mut RpcServer {
+        &mut self.server
+    }
+    async fn tick(&mut self) -> anyhow::Result<()> {
+        self.housekeeping().await
+    }
+    async fn serve(&mut self, requests: Vec<Request>) {
+        self.serve_requests(requests).await
     }
 }

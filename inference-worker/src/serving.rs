@@ -14,7 +14,7 @@ use duma_common::domain::{InferenceJobId, JobStatus, LeaseId, LeaseKind, WorkerI
 use duma_common::protocol::serving_target;
 use duma_common::redis::Redis;
 use duma_common::redis::events::{self, Event};
-use duma_common::redis::rpc::{Reply, Request, RpcServer};
+use duma_common::redis::rpc::{Reply, Request, RpcServer, ServeLoop, StreamService};
 use duma_common::store::ObjectStore;
 use duma_runtime::python::KillSwitch;
 use duma_runtime::{Model, TemplateResolver};
@@ -137,29 +137,17 @@ impl Serving {
     }
 
     pub async fn run(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let mut next_tick = Instant::now();
-        while !shutdown.is_cancelled() {
-            if Instant::now() >= next_tick {
-                if let Err(error) = self.tick().await {
-                    tracing::warn!(error = format!("{error:#}"), "serving tick failed");
-                }
-                next_tick = Instant::now() + TICK;
-            }
-            let streams: Vec<String> = self.by_stream.keys().cloned().collect();
-            // Not raced against shutdown: a read dropped midway would lose its entries.
-            match self.server.read(&streams, READ_BATCH, READ_BLOCK).await {
-                Ok(requests) => self.serve(requests).await,
-                Err(error) => {
-                    tracing::warn!(%error, "reading requests failed");
-                    tokio::time::sleep(READ_BLOCK).await;
-                }
-            }
-        }
+        let every = ServeLoop {
+            tick: TICK,
+            block: READ_BLOCK,
+            batch: READ_BATCH,
+        };
+        every.run(&mut self, "serving", &shutdown).await;
         Ok(())
     }
 
     /// Answers a batch: per stream, all queries of all its requests in one predict call.
-    async fn serve(&mut self, requests: Vec<Request>) {
+    async fn serve_requests(&mut self, requests: Vec<Request>) {
         if requests.is_empty() {
             return;
         }
@@ -256,7 +244,7 @@ impl Serving {
         replies
     }
 
-    async fn tick(&mut self) -> anyhow::Result<()> {
+    async fn housekeeping(&mut self) -> anyhow::Result<()> {
         let db = self.pool.get().await?;
         let held: Vec<LeaseId> = workers::leases_held(&db, self.id)
             .await?
@@ -282,7 +270,7 @@ impl Serving {
                 .server
                 .reclaim(&stream, RECLAIM_IDLE, READ_BATCH)
                 .await?;
-            self.serve(orphans).await;
+            self.serve_requests(orphans).await;
             let (length, pending) = self.server.depth(&stream).await?;
             let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
             self.metrics
@@ -413,4 +401,19 @@ async fn run_predict(
     })
     .await
     .map_err(|e| format!("predict panicked: {e}"))?
+}
+
+impl StreamService for Serving {
+    fn streams(&self) -> Vec<String> {
+        self.by_stream.keys().cloned().collect()
+    }
+    fn server(&mut self) -> &mut RpcServer {
+        &mut self.server
+    }
+    async fn tick(&mut self) -> anyhow::Result<()> {
+        self.housekeeping().await
+    }
+    async fn serve(&mut self, requests: Vec<Request>) {
+        self.serve_requests(requests).await
+    }
 }

@@ -479,3 +479,57 @@ fn parse_entry(stream: &str, entry_id: String, map: &HashMap<String, Value>) -> 
         payload: bytes("body"),
     }
 }
+
+/// A server of request streams with housekeeping between reads (claiming and dropping work,
+/// reclaiming orphaned entries): the advisors and the inference workers.
+pub trait StreamService {
+    /// The streams to read from now.
+    fn streams(&self) -> Vec<String>;
+    fn server(&mut self) -> &mut RpcServer;
+    fn tick(&mut self) -> impl Future<Output = anyhow::Result<()>> + Send;
+    fn serve(&mut self, requests: Vec<Request>) -> impl Future<Output = ()> + Send;
+}
+
+/// How a [`StreamService`] is driven.
+#[derive(Debug, Clone, Copy)]
+pub struct ServeLoop {
+    /// Housekeeping at most this often.
+    pub tick: Duration,
+    /// How long one read waits for requests.
+    pub block: Duration,
+    /// Requests per stream per read, at most.
+    pub batch: usize,
+}
+
+impl ServeLoop {
+    /// Reads, serves and ticks until `shutdown`. Reads are not raced against shutdown: a read
+    /// dropped midway would lose the entries it took.
+    pub async fn run<S: StreamService>(
+        self,
+        service: &mut S,
+        name: &str,
+        shutdown: &CancellationToken,
+    ) {
+        let mut next_tick = std::time::Instant::now();
+        while !shutdown.is_cancelled() {
+            if std::time::Instant::now() >= next_tick {
+                if let Err(error) = service.tick().await {
+                    tracing::warn!(error = format!("{error:#}"), "{name} tick failed");
+                }
+                next_tick = std::time::Instant::now() + self.tick;
+            }
+            let streams = service.streams();
+            match service
+                .server()
+                .read(&streams, self.batch, self.block)
+                .await
+            {
+                Ok(requests) => service.serve(requests).await,
+                Err(error) => {
+                    tracing::warn!(%error, "{name}: reading requests failed");
+                    tokio::time::sleep(self.block).await;
+                }
+            }
+        }
+    }
+}
