@@ -171,22 +171,46 @@ async fn write_requests(
                 Err(_) => break,
             }
         }
-        let mut pipe = redis::pipe();
+        // Requests to the same target share one stream entry: the server reads, acknowledges and
+        // answers them as a group.
+        let mut by_stream: HashMap<&str, Vec<&Outgoing>> = HashMap::new();
         for request in &batch {
+            by_stream
+                .entry(request.stream.as_str())
+                .or_default()
+                .push(request);
+        }
+        let mut pipe = redis::pipe();
+        for (stream, requests) in by_stream {
+            let ids: Vec<&str> = requests.iter().map(|r| r.request_id.as_str()).collect();
+            let deadline = requests
+                .iter()
+                .map(|r| r.deadline_ms)
+                .min()
+                .unwrap_or_default();
+            let mut body = Vec::with_capacity(requests.iter().map(|r| 4 + r.payload.len()).sum());
+            for request in &requests {
+                body.extend_from_slice(
+                    &u32::try_from(request.payload.len())
+                        .unwrap_or(u32::MAX)
+                        .to_be_bytes(),
+                );
+                body.extend_from_slice(&request.payload);
+            }
             pipe.cmd("XADD")
-                .arg(&request.stream)
+                .arg(stream)
                 .arg("MAXLEN")
                 .arg("~")
                 .arg(STREAM_MAX_LEN)
                 .arg("*")
-                .arg("rid")
-                .arg(&request.request_id)
+                .arg("rids")
+                .arg(ids.join(","))
                 .arg("reply")
                 .arg(&reply_list)
                 .arg("deadline")
-                .arg(request.deadline_ms)
+                .arg(deadline)
                 .arg("body")
-                .arg(&request.payload)
+                .arg(body)
                 .ignore();
         }
         if let Err(error) = pipe.query_async::<()>(&mut conn).await {
@@ -357,7 +381,7 @@ impl RpcServer {
         let mut requests = Vec::new();
         for key in reply.map(|r| r.keys).unwrap_or_default() {
             for entry in key.ids {
-                requests.push(parse_entry(&key.key, entry.id, &entry.map));
+                requests.extend(parse_entry(&key.key, entry.id, &entry.map));
             }
         }
         self.drop_expired(requests).await
@@ -384,7 +408,7 @@ impl RpcServer {
         let requests = reply
             .claimed
             .into_iter()
-            .map(|e| parse_entry(stream, e.id, &e.map))
+            .flat_map(|e| parse_entry(stream, e.id, &e.map))
             .collect();
         self.drop_expired(requests).await
     }
@@ -448,7 +472,10 @@ impl RpcServer {
             pipe.rpush(reply_list, frames).ignore();
             pipe.pexpire(reply_list, REPLY_LIST_TTL_MS).ignore();
         }
-        for (stream, ids) in acks {
+        for (stream, mut ids) in acks {
+            // Requests that shared an entry share its id.
+            ids.sort_unstable();
+            ids.dedup();
             pipe.xack(stream, &self.group, &ids).ignore();
         }
         pipe.query_async::<()>(&mut self.conn).await
@@ -463,21 +490,42 @@ pub enum Reply {
     Expired,
 }
 
-fn parse_entry(stream: &str, entry_id: String, map: &HashMap<String, Value>) -> Request {
+/// The requests of one stream entry: `rids` lists their ids, `body` their payloads, each
+/// prefixed by its 4-byte big-endian length.
+fn parse_entry(stream: &str, entry_id: String, map: &HashMap<String, Value>) -> Vec<Request> {
     let bytes = |field: &str| match map.get(field) {
         Some(Value::BulkString(b)) => Bytes::copy_from_slice(b),
         Some(Value::SimpleString(s)) => Bytes::copy_from_slice(s.as_bytes()),
         _ => Bytes::new(),
     };
     let text = |field: &str| String::from_utf8_lossy(&bytes(field)).into_owned();
-    Request {
-        stream: stream.to_owned(),
-        entry_id,
-        request_id: text("rid"),
-        reply_to: text("reply"),
-        deadline_ms: text("deadline").parse().unwrap_or(0),
-        payload: bytes("body"),
+    let reply_to = text("reply");
+    let deadline_ms = text("deadline").parse().unwrap_or(0);
+    let body = bytes("body");
+    let mut offset = 0;
+    let mut requests = Vec::new();
+    for request_id in text("rids").split(',').filter(|id| !id.is_empty()) {
+        let Some(length) = body
+            .get(offset..offset + 4)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+        else {
+            break;
+        };
+        let length = u32::from_be_bytes(length) as usize;
+        let Some(payload) = body.get(offset + 4..offset + 4 + length) else {
+            break;
+        };
+        offset += 4 + length;
+        requests.push(Request {
+            stream: stream.to_owned(),
+            entry_id: entry_id.clone(),
+            request_id: request_id.to_owned(),
+            reply_to: reply_to.clone(),
+            deadline_ms,
+            payload: body.slice_ref(payload),
+        });
     }
+    requests
 }
 
 /// A server of request streams with housekeeping between reads (claiming and dropping work,

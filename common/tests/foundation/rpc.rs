@@ -62,6 +62,12 @@ async fn calls_get_their_own_replies_and_errors() {
     for (i, reply) in replies.into_iter().enumerate() {
         assert_eq!(reply.unwrap(), Bytes::from(format!("MSG-{i}")));
     }
+    // Concurrent calls to one target were coalesced into far fewer stream entries.
+    let stream = ctx.redis.keys().request_stream("echo");
+    let entries: usize = redis::AsyncCommands::xlen(&mut ctx.redis.shared(), stream)
+        .await
+        .unwrap();
+    assert!(entries < 100, "{entries} entries for 200 calls");
     let err = client
         .call("echo", b"fail", Duration::from_secs(5))
         .await
