@@ -125,9 +125,7 @@ async fn bench() {
         .await;
     stack.wait_for_end("bench", Duration::from_secs(300)).await;
     let job = stack.post("/inference_jobs", json!({"app": "bench"})).await;
-    let host = job["predictor_host"].as_str().unwrap();
-    let path = &host[host.find('/').unwrap()..];
-    let url = format!("{}{path}/predict", nginx.url);
+    let url = stack::predict_url(&job, &nginx.url);
     let body = json!({"query": query()}).to_string();
     let deadline = Instant::now() + Duration::from_secs(60);
     while stack

@@ -214,8 +214,7 @@ async fn a_trained_python_template_is_served_by_the_predictor() {
     let job = stack
         .post("/inference_jobs", json!({"app": "pyserve"}))
         .await;
-    let host = job["predictor_host"].as_str().unwrap();
-    let url = format!("{predictor}{}/predict", &host[host.find('/').unwrap()..]);
+    let url = crate::stack::predict_url(&job, &predictor);
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let body = loop {
         let response = stack

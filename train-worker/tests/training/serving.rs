@@ -24,10 +24,7 @@ async fn deploy(stack: &Stack, app: &str, models: &[String], predictor: &str) ->
         "STOPPED"
     );
     let job = stack.post("/inference_jobs", json!({"app": app})).await;
-    let host = job["predictor_host"].as_str().unwrap();
-    // The admin reports the public host (nginx); tests talk to the predictor directly.
-    let path = &host[host.find('/').unwrap()..];
-    format!("{predictor}{path}/predict")
+    crate::stack::predict_url(&job, predictor)
 }
 
 async fn wait_running(stack: &Stack, app: &str) {

@@ -284,6 +284,13 @@ impl Stack {
     }
 }
 
+/// The predict URL of a created inference job (`POST /inference_jobs` body) at `base`: the admin
+/// reports the public host (nginx); tests may talk to a predictor directly.
+pub fn predict_url(inference_job: &Value, base: &str) -> String {
+    let host = inference_job["predictor_host"].as_str().unwrap();
+    format!("{base}{}/predict", &host[host.find('/').unwrap()..])
+}
+
 /// Two well-separated classes in 4 features (plus a string column), as Rafiki tabular CSV.
 pub fn classification_csv(rows: usize, seed: u64) -> String {
     let mut rng = Lcg(seed);
