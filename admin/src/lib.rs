@@ -51,7 +51,7 @@ impl Application {
     /// Connects to Postgres, Redis and the object store, seeds the superadmin and the built-in
     /// models, and binds the listener.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        settings.validate_jwt_secret()?;
+        settings.validate_secrets()?;
         let pool = duma_common::db::pool(&settings.database)?;
         let redis = Redis::connect(&settings.redis).await?;
         let store = ObjectStore::from_settings(&settings.object_store)?;

@@ -379,19 +379,66 @@ impl Settings {
         Ok(())
     }
 
-    /// The admin signs tokens with this secret: refuse empty or well-known ones outside dev mode.
-    pub fn validate_jwt_secret(&self) -> Result<(), ConfigError> {
+    /// The admin refuses to run with guessable secrets outside dev mode: the token signing key
+    /// (empty, well-known or under 16 characters), and a well-known superadmin, PostgreSQL or
+    /// Redis password.
+    pub fn validate_secrets(&self) -> Result<(), ConfigError> {
+        if self.dev_mode {
+            return Ok(());
+        }
+        let refuse = |key: &str, why: &str| {
+            Err(ConfigError::Invalid(format!(
+                "{} ({key}): {why} (or DUMA_DEV_MODE=true for local experiments)",
+                env_var_name(key)
+            )))
+        };
         let secret = self.admin.jwt_secret.expose_secret();
-        let well_known = WELL_KNOWN_SECRETS.contains(&secret.to_ascii_lowercase().as_str());
-        if !self.dev_mode && (well_known || secret.len() < 16) {
-            return Err(ConfigError::Invalid(format!(
-                "{} (admin.jwt_secret): set a random secret of at least 16 characters \
-                 (or DUMA_DEV_MODE=true for local experiments)",
-                env_var_name("admin.jwt_secret")
-            )));
+        if is_well_known(secret) || secret.len() < 16 {
+            return refuse(
+                "admin.jwt_secret",
+                "set a random secret of at least 16 characters",
+            );
+        }
+        if is_well_known(self.admin.superadmin_password.expose_secret())
+            && !self.admin.superadmin_password.expose_secret().is_empty()
+        {
+            return Err(ConfigError::Invalid(
+                "SUPERADMIN_PASSWORD: a well-known password is refused outside dev mode".into(),
+            ));
+        }
+        let database_password = self
+            .database
+            .url
+            .expose_secret()
+            .parse::<tokio_postgres::Config>()
+            .ok()
+            .and_then(|config| config.get_password().map(<[u8]>::to_vec));
+        if let Some(password) = database_password
+            && is_well_known(&String::from_utf8_lossy(&password))
+        {
+            return refuse("database.url", "the password is a well-known one");
+        }
+        let redis_password = redis::Client::open(self.redis.url.expose_secret())
+            .ok()
+            .and_then(|client| {
+                client
+                    .get_connection_info()
+                    .redis_settings()
+                    .password()
+                    .map(str::to_owned)
+            });
+        if let Some(password) = redis_password
+            && is_well_known(&password)
+        {
+            return refuse("redis.url", "the password is a well-known one");
         }
         Ok(())
     }
+}
+
+/// Placeholders and defaults an attacker would try first.
+fn is_well_known(secret: &str) -> bool {
+    WELL_KNOWN_SECRETS.contains(&secret.to_ascii_lowercase().as_str())
 }
 
 /// `admin.port` → `DUMA_ADMIN__PORT`.
@@ -497,14 +544,42 @@ mod tests {
     }
 
     #[test]
-    fn well_known_jwt_secret_is_refused_outside_dev_mode() {
+    fn well_known_secrets_are_refused_outside_dev_mode() {
         Jail::expect_with(|jail| {
             jail.set_env("DUMA_ADMIN__JWT_SECRET", "secret");
             let settings = Settings::load(None).expect("loads");
-            assert!(settings.validate_jwt_secret().is_err());
-            jail.set_env("DUMA_DEV_MODE", "true");
-            let settings = Settings::load(None).expect("loads");
-            assert!(settings.validate_jwt_secret().is_ok());
+            let error = settings.validate_secrets().unwrap_err().to_string();
+            assert!(error.contains("DUMA_ADMIN__JWT_SECRET"), "{error}");
+
+            jail.set_env("DUMA_ADMIN__JWT_SECRET", "a-random-secret-of-some-length");
+            assert!(Settings::load(None).unwrap().validate_secrets().is_ok());
+            for (name, value, named) in [
+                ("SUPERADMIN_PASSWORD", "change-me", "SUPERADMIN_PASSWORD"),
+                (
+                    "DUMA_DATABASE__URL",
+                    "postgres://duma:change-me@db/duma",
+                    "DUMA_DATABASE__URL",
+                ),
+                (
+                    "DUMA_REDIS__URL",
+                    "redis://:changeme@redis:6379",
+                    "DUMA_REDIS__URL",
+                ),
+            ] {
+                jail.set_env(name, value);
+                let error = Settings::load(None)
+                    .unwrap()
+                    .validate_secrets()
+                    .unwrap_err();
+                assert!(error.to_string().contains(named), "{name}: {error}");
+                jail.set_env("DUMA_DEV_MODE", "true");
+                assert!(Settings::load(None).unwrap().validate_secrets().is_ok());
+                jail.clear_env();
+                jail.set_env("DUMA_ADMIN__JWT_SECRET", "a-random-secret-of-some-length");
+            }
+            jail.set_env("DUMA_DATABASE__URL", "postgres://duma:Xk3v9q2LmT8s@db/duma");
+            jail.set_env("DUMA_REDIS__URL", "redis://:Xk3v9q2LmT8s@redis:6379");
+            assert!(Settings::load(None).unwrap().validate_secrets().is_ok());
             Ok(())
         });
     }

@@ -13,11 +13,13 @@
 //! | [`store`] | object store with size + sha256 on every write |
 //! | [`domain`] | ids, statuses, knobs, budgets, proposals |
 //! | [`worker`] | worker registration, heartbeats, event feed |
+//! | [`process`] | system PostgreSQL/Redis as child processes (test kit, `duma up`) |
 
 pub mod config;
 pub mod db;
 pub mod domain;
 pub mod ops;
+pub mod process;
 pub mod protocol;
 pub mod redis;
 pub mod service;

@@ -1,46 +1,10 @@
-//! Starting server processes that cannot outlive the test process.
-#![allow(unsafe_code)] // pre_exec: set the parent-death signal in the child before exec.
+//! The dedicated Redis servers a test can kill and restart.
 
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-/// Makes the child receive `signal` when the thread that spawned it ends (so spawn from a
-/// thread that lives as long as the process). Set after any uid change, which clears it.
-pub(crate) fn die_with_parent(command: &mut Command, signal: libc::c_int) {
-    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
-    unsafe {
-        command.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, signal as libc::c_ulong, 0, 0, 0) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-}
-
-/// Waits until `path` exists, or fails after `deadline`.
-pub(crate) fn wait_for_path(
-    path: &Path,
-    deadline: Duration,
-    child: &mut Child,
-) -> Result<(), String> {
-    let started = Instant::now();
-    while !path.exists() {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Err(format!("server exited early with {status}"));
-        }
-        if started.elapsed() > deadline {
-            return Err(format!(
-                "{} did not appear within {deadline:?}",
-                path.display()
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok(())
-}
+use duma_common::process::wait_for_path;
 
 fn redis_server_binary() -> PathBuf {
     std::env::var_os("DUMA_TEST_REDIS_SERVER")

@@ -1,7 +1,6 @@
 //! The servers shared by every test of one test process, and the migrated template database.
 
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -11,7 +10,11 @@ use duma_common::config::DatabaseSettings;
 use secrecy::SecretString;
 use tokio_postgres::NoTls;
 
-use crate::process::{die_with_parent, redis_command, wait_for_path};
+use duma_common::process::{
+    die_with_parent, postgres_bin_dir, postgres_os_user, run_as, wait_for_path,
+};
+
+use crate::process::redis_command;
 
 /// Connection strings of the servers this process's tests share.
 pub struct SharedServers {
@@ -141,77 +144,16 @@ fn process_dir(kind: &str) -> Result<PathBuf, String> {
     Ok(dir.keep())
 }
 
-fn postgres_bin_dir() -> Result<PathBuf, String> {
-    if let Some(dir) = std::env::var_os("DUMA_TEST_PG_BIN") {
-        return Ok(PathBuf::from(dir));
-    }
-    let mut candidates: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map_err(|_| {
-            "PostgreSQL server binaries not found under /usr/lib/postgresql (run scripts/setup)"
-                .to_owned()
-        })?
-        .flatten()
-        .map(|e| e.path().join("bin"))
-        .filter(|p| p.join("postgres").exists())
-        .collect();
-    candidates.sort_by_key(|p| {
-        p.parent()
-            .and_then(|v| v.file_name())
-            .and_then(|v| v.to_str())
-            .and_then(|v| v.parse::<u32>().ok())
-            .unwrap_or(0)
-    });
-    candidates
-        .pop()
-        .ok_or_else(|| "no PostgreSQL server binaries found".to_owned())
-}
-
-/// `(uid, gid)` of the `postgres` OS user when we are root (PostgreSQL refuses to run as root).
-fn postgres_user() -> Result<Option<(u32, u32)>, String> {
-    if effective_uid() != 0 {
-        return Ok(None);
-    }
-    let passwd = std::fs::read_to_string("/etc/passwd").map_err(|e| format!("/etc/passwd: {e}"))?;
-    passwd
-        .lines()
-        .map(|line| line.split(':').collect::<Vec<_>>())
-        .find(|fields| fields.first() == Some(&"postgres") && fields.len() > 3)
-        .map(|fields| {
-            let uid = fields[2]
-                .parse()
-                .map_err(|_| "bad uid for postgres".to_owned())?;
-            let gid = fields[3]
-                .parse()
-                .map_err(|_| "bad gid for postgres".to_owned())?;
-            Ok(Some((uid, gid)))
-        })
-        .unwrap_or_else(|| {
-            Err("tests run as root but there is no `postgres` OS user (run scripts/setup)".into())
-        })
-}
-
-/// The owner of `/proc/self` is this process's effective user.
-fn effective_uid() -> u32 {
-    std::fs::metadata("/proc/self")
-        .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
-        .unwrap_or(0)
-}
-
 fn start_postgres() -> Result<String, String> {
     let bin = postgres_bin_dir()?;
     let dir = process_dir("pg")?;
     let data = dir.join("data");
-    let owner = postgres_user()?;
+    let owner = postgres_os_user()?;
     if let Some((uid, gid)) = owner {
         std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).map_err(|e| format!("chown: {e}"))?;
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
             .map_err(|e| format!("chmod: {e}"))?;
     }
-    let as_owner = |command: &mut Command| {
-        if let Some((uid, gid)) = owner {
-            command.uid(uid).gid(gid);
-        }
-    };
     let mut initdb = Command::new(bin.join("initdb"));
     initdb
         .arg("-D")
@@ -227,7 +169,7 @@ fn start_postgres() -> Result<String, String> {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    as_owner(&mut initdb);
+    run_as(&mut initdb, owner);
     let output = initdb.output().map_err(|e| format!("initdb: {e}"))?;
     if !output.status.success() {
         return Err(format!(
@@ -260,7 +202,7 @@ fn start_postgres() -> Result<String, String> {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    as_owner(&mut postgres);
+    run_as(&mut postgres, owner);
     // SIGQUIT: immediate shutdown; the backends follow their postmaster.
     die_with_parent(&mut postgres, libc::SIGQUIT);
     let mut child: Child = postgres.spawn().map_err(|e| format!("postgres: {e}"))?;

@@ -1,0 +1,636 @@
+//! What `duma up` runs: the same topology as deploy/docker-compose.yml, as processes.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::Context;
+use duma_common::process::{postgres_bin_dir, postgres_os_user, run_as};
+
+use super::layout::{DataDir, private_dir};
+
+/// The nginx configuration shared with compose; `listen.conf` and `upstreams.conf` are written
+/// next to it.
+const NGINX_CONF: &str = include_str!("../../../nginx/nginx.conf");
+/// Unix socket paths longer than this do not fit `sockaddr_un`.
+const MAX_SOCKET_PATH: usize = 100;
+const MIGRATION_DEADLINE: Duration = Duration::from_secs(120);
+
+pub struct Ports {
+    pub admin: u16,
+    pub http: u16,
+    pub prometheus: u16,
+    pub predictor: u16,
+    pub worker: u16,
+}
+
+pub struct Replicas {
+    pub predictors: u16,
+    pub train_workers: u16,
+    pub inference_workers: u16,
+}
+
+/// Processes start tier by tier and stop in the reverse order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tier {
+    /// PostgreSQL and Redis (then the schema migration).
+    Stores,
+    /// admin, advisor, train and inference workers, predictors.
+    Services,
+    /// nginx and Prometheus.
+    Front,
+}
+
+impl Tier {
+    pub const ALL: [Tier; 3] = [Tier::Stores, Tier::Services, Tier::Front];
+}
+
+/// How to tell that a process serves.
+#[derive(Debug, Clone)]
+pub enum Ready {
+    /// The service's own `/health` on this port answers 200.
+    Health(u16),
+    /// A PostgreSQL connection string accepts connections.
+    Postgres(String),
+    /// A unix socket exists.
+    Socket(PathBuf),
+    /// A TCP port accepts connections.
+    Tcp(u16),
+    /// An HTTP URL answers 2xx.
+    Http(String),
+}
+
+/// One process to supervise.
+#[derive(Debug, Clone)]
+pub struct ProcessSpec {
+    pub name: String,
+    pub tier: Tier,
+    pub program: PathBuf,
+    pub args: Vec<OsString>,
+    pub env: Vec<(String, String)>,
+    /// `(uid, gid)` to run as (PostgreSQL when we are root).
+    pub user: Option<(u32, u32)>,
+    /// The signal that stops it cleanly (also sent if `duma up` dies).
+    pub stop_signal: libc::c_int,
+    pub ready: Ready,
+}
+
+/// The local PostgreSQL `duma up` runs, unless `DUMA_DATABASE__URL` names another.
+struct LocalPostgres {
+    bin: PathBuf,
+    user: Option<(u32, u32)>,
+    socket_dir: PathBuf,
+    data: PathBuf,
+}
+
+impl LocalPostgres {
+    /// Connection string for `dbname` over the unix socket.
+    fn url(&self, dbname: &str) -> String {
+        format!(
+            "host={} port=5432 user=postgres dbname={dbname}",
+            self.socket_dir.display()
+        )
+    }
+}
+
+pub struct Plan {
+    data_root: PathBuf,
+    data: Paths,
+    ports: Ports,
+    replicas: Replicas,
+    bin_dir: PathBuf,
+    postgres: Option<LocalPostgres>,
+    redis_socket: Option<PathBuf>,
+    nginx: Option<PathBuf>,
+    prometheus: Option<PathBuf>,
+    /// Environment every Duma service gets on top of ours.
+    service_env: Vec<(String, String)>,
+    superadmin_password_file: Option<PathBuf>,
+}
+
+/// Folders of the data directory the plan uses.
+struct Paths {
+    logs: PathBuf,
+    cache: PathBuf,
+    redis: PathBuf,
+    nginx: PathBuf,
+    prometheus: PathBuf,
+}
+
+impl Plan {
+    pub fn new(
+        data: &DataDir,
+        ports: Ports,
+        replicas: Replicas,
+        config_file: Option<PathBuf>,
+    ) -> anyhow::Result<Self> {
+        let bin_dir = std::env::current_exe()
+            .context("cannot find the duma executable")?
+            .parent()
+            .map(Path::to_path_buf)
+            .context("the duma executable has no folder")?;
+        let user_env: HashMap<String, String> = std::env::vars().collect();
+        let is_set = |name: &str| user_env.get(name).is_some_and(|v| !v.is_empty());
+
+        let postgres = if is_set("DUMA_DATABASE__URL") {
+            None
+        } else {
+            let socket_dir = data.path("postgres");
+            check_socket_path(&socket_dir.join(".s.PGSQL.5432"))?;
+            Some(LocalPostgres {
+                bin: postgres_bin_dir().map_err(anyhow::Error::msg)?,
+                user: postgres_os_user().map_err(anyhow::Error::msg)?,
+                data: socket_dir.join("data"),
+                socket_dir,
+            })
+        };
+        let redis_socket = if is_set("DUMA_REDIS__URL") {
+            None
+        } else {
+            let socket = data.path("redis").join("redis.sock");
+            check_socket_path(&socket)?;
+            find_program("redis-server")
+                .context("redis-server is not installed (scripts/setup)")?;
+            Some(socket)
+        };
+        let nginx = find_program("nginx");
+        let prometheus = find_program("prometheus");
+
+        let mut service_env = Vec::new();
+        let mut default = |name: &str, value: String| {
+            if !is_set(name) {
+                service_env.push((name.to_owned(), value));
+            }
+        };
+        if let Some(postgres) = &postgres {
+            default("DUMA_DATABASE__URL", postgres.url("duma"));
+        }
+        if let Some(socket) = &redis_socket {
+            default(
+                "DUMA_REDIS__URL",
+                format!("redis+unix://{}", socket.display()),
+            );
+        }
+        default(
+            "DUMA_OBJECT_STORE__ROOT",
+            data.path("objects").display().to_string(),
+        );
+        if let Some(sdk) = python_sdk(&bin_dir) {
+            default("DUMA_PYTHON__SDK_PATH", sdk.display().to_string());
+        }
+        default("DUMA_ADMIN__JWT_SECRET", data.secret("jwt-secret")?);
+        let superadmin_password_file = if is_set("SUPERADMIN_PASSWORD") {
+            None
+        } else {
+            default("SUPERADMIN_PASSWORD", data.secret("superadmin-password")?);
+            Some(data.path("secrets").join("superadmin-password"))
+        };
+        let predictor_host = match nginx {
+            Some(_) => format!("localhost:{}", ports.http),
+            None => format!("localhost:{}", ports.predictor),
+        };
+        default("DUMA_ADMIN__PREDICTOR_HOST", predictor_host);
+        if let Some(file) = config_file {
+            let file = file
+                .canonicalize()
+                .with_context(|| format!("config file {}", file.display()))?;
+            service_env.push(("DUMA_CONFIG".into(), file.display().to_string()));
+        }
+
+        Ok(Self {
+            data_root: data.root().to_path_buf(),
+            data: Paths {
+                logs: data.logs().to_path_buf(),
+                cache: data.path("cache"),
+                redis: data.path("redis"),
+                nginx: data.path("nginx"),
+                prometheus: data.path("prometheus"),
+            },
+            ports,
+            replicas,
+            bin_dir,
+            postgres,
+            redis_socket,
+            nginx,
+            prometheus,
+            service_env,
+            superadmin_password_file,
+        })
+    }
+
+    fn predictor_ports(&self) -> impl Iterator<Item = u16> + '_ {
+        (0..self.replicas.predictors).map(|i| self.ports.predictor + i)
+    }
+
+    /// `(name, port)` of every worker: the advisor, then the train and inference replicas.
+    fn workers(&self) -> Vec<(String, &'static str, u16)> {
+        let mut workers = vec![("advisor-worker".to_owned(), "ADVISOR_WORKER", 0u16)];
+        for i in 1..=self.replicas.train_workers {
+            workers.push((format!("train-worker-{i}"), "TRAIN_WORKER", 0));
+        }
+        for i in 1..=self.replicas.inference_workers {
+            workers.push((format!("inference-worker-{i}"), "INFERENCE_WORKER", 0));
+        }
+        for (offset, worker) in workers.iter_mut().enumerate() {
+            worker.2 = self.ports.worker + offset as u16;
+        }
+        workers
+    }
+
+    /// Fails naming the option when a port this plan needs is taken.
+    pub fn check_ports_free(&self) -> anyhow::Result<()> {
+        let mut wanted = vec![("--admin-port", self.ports.admin)];
+        if self.nginx.is_some() {
+            wanted.push(("--http-port", self.ports.http));
+        }
+        if self.prometheus.is_some() {
+            wanted.push(("--prometheus-port", self.ports.prometheus));
+        }
+        wanted.extend(
+            self.predictor_ports()
+                .map(|port| ("--predictor-port", port)),
+        );
+        wanted.extend(self.workers().into_iter().map(|w| ("--worker-port", w.2)));
+        for (option, port) in wanted {
+            TcpListener::bind(("0.0.0.0", port))
+                .with_context(|| format!("port {port} is in use: choose another with {option}"))?;
+        }
+        Ok(())
+    }
+
+    /// What a tier needs before its processes start: a PostgreSQL cluster, generated configs.
+    pub async fn prepare(&self, tier: Tier) -> anyhow::Result<()> {
+        match tier {
+            Tier::Stores => match &self.postgres {
+                Some(postgres) => init_postgres(postgres, &self.data.logs),
+                None => Ok(()),
+            },
+            Tier::Services => Ok(()),
+            Tier::Front => self.write_front_configs(),
+        }
+    }
+
+    /// What follows a tier's start: the database and the schema after the stores.
+    pub async fn after(&self, tier: Tier) -> anyhow::Result<()> {
+        if tier != Tier::Stores {
+            return Ok(());
+        }
+        if let Some(postgres) = &self.postgres {
+            create_database(&postgres.url("postgres"), "duma").await?;
+        }
+        eprintln!("duma: migrating the schema");
+        let log = log_file(&self.data.logs, "migrate")?;
+        let mut migrate = tokio::process::Command::new(self.binary("duma-admin")?);
+        migrate
+            .arg("migrate")
+            .envs(self.service_env.iter().cloned())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .kill_on_drop(true);
+        let status = tokio::time::timeout(MIGRATION_DEADLINE, migrate.status())
+            .await
+            .with_context(|| format!("the migration took over {MIGRATION_DEADLINE:?}"))??;
+        anyhow::ensure!(
+            status.success(),
+            "the migration failed ({status}); see {}",
+            self.data.logs.join("migrate.log").display()
+        );
+        Ok(())
+    }
+
+    /// The processes of one tier, in start order.
+    pub fn processes(&self, tier: Tier) -> anyhow::Result<Vec<ProcessSpec>> {
+        match tier {
+            Tier::Stores => Ok(self.store_processes()),
+            Tier::Services => self.service_processes(),
+            Tier::Front => Ok(self.front_processes()),
+        }
+    }
+
+    fn store_processes(&self) -> Vec<ProcessSpec> {
+        let mut processes = Vec::new();
+        if let Some(postgres) = &self.postgres {
+            let mut args: Vec<OsString> = vec!["-D".into(), postgres.data.clone().into()];
+            args.extend(["-k".into(), postgres.socket_dir.clone().into()]);
+            for setting in ["listen_addresses=", "max_connections=300"] {
+                args.extend(["-c".into(), setting.into()]);
+            }
+            processes.push(ProcessSpec {
+                name: "postgres".into(),
+                tier: Tier::Stores,
+                program: postgres.bin.join("postgres"),
+                args,
+                env: Vec::new(),
+                user: postgres.user,
+                stop_signal: libc::SIGINT, // fast shutdown: roll back clients, checkpoint
+                ready: Ready::Postgres(postgres.url("postgres")),
+            });
+        }
+        if let Some(socket) = &self.redis_socket {
+            let mut args: Vec<OsString> = vec!["--port".into(), "0".into()];
+            args.extend(["--unixsocket".into(), socket.clone().into()]);
+            args.extend(["--unixsocketperm".into(), "700".into()]);
+            args.extend(["--dir".into(), self.data.redis.clone().into()]);
+            args.extend(["--appendonly".into(), "yes".into()]);
+            args.extend(["--maxclients".into(), "10000".into()]);
+            processes.push(ProcessSpec {
+                name: "redis".into(),
+                tier: Tier::Stores,
+                program: "redis-server".into(),
+                args,
+                env: Vec::new(),
+                user: None,
+                stop_signal: libc::SIGTERM, // writes the AOF and exits
+                ready: Ready::Socket(socket.clone()),
+            });
+        }
+        processes
+    }
+
+    fn service_processes(&self) -> anyhow::Result<Vec<ProcessSpec>> {
+        let service = |name: String, binary: &str, env: Vec<(String, String)>, port: u16| {
+            let mut all = self.service_env.clone();
+            all.extend(env);
+            Ok::<_, anyhow::Error>(ProcessSpec {
+                name,
+                tier: Tier::Services,
+                program: self.binary(binary)?,
+                args: Vec::new(),
+                env: all,
+                user: None,
+                stop_signal: libc::SIGTERM,
+                ready: Ready::Health(port),
+            })
+        };
+        let mut processes = vec![service(
+            "admin".into(),
+            "duma-admin",
+            vec![("DUMA_ADMIN__PORT".into(), self.ports.admin.to_string())],
+            self.ports.admin,
+        )?];
+        for (name, section, port) in self.workers() {
+            let binary = match section {
+                "ADVISOR_WORKER" => "duma-advisor-worker",
+                "TRAIN_WORKER" => "duma-train-worker",
+                _ => "duma-inference-worker",
+            };
+            let cache = self.data.cache.join(&name);
+            let env = vec![
+                (format!("DUMA_{section}__PORT"), port.to_string()),
+                (
+                    format!("DUMA_{section}__CACHE_DIR"),
+                    cache.display().to_string(),
+                ),
+            ];
+            processes.push(service(name, binary, env, port)?);
+        }
+        for (i, port) in self.predictor_ports().enumerate() {
+            let env = vec![("DUMA_PREDICTOR__PORT".into(), port.to_string())];
+            processes.push(service(
+                format!("predictor-{}", i + 1),
+                "duma-predictor",
+                env,
+                port,
+            )?);
+        }
+        Ok(processes)
+    }
+
+    fn front_processes(&self) -> Vec<ProcessSpec> {
+        let mut processes = Vec::new();
+        if let Some(nginx) = &self.nginx {
+            let mut args: Vec<OsString> = vec!["-e".into(), "stderr".into()];
+            args.extend(["-p".into(), self.data.nginx.clone().into()]);
+            args.extend(["-c".into(), "nginx.conf".into()]);
+            args.extend(["-g".into(), "daemon off;".into()]);
+            processes.push(ProcessSpec {
+                name: "nginx".into(),
+                tier: Tier::Front,
+                program: nginx.clone(),
+                args,
+                env: Vec::new(),
+                user: None,
+                stop_signal: libc::SIGQUIT, // graceful: finish the requests in flight
+                ready: Ready::Tcp(self.ports.http),
+            });
+        }
+        if let Some(prometheus) = &self.prometheus {
+            let dir = &self.data.prometheus;
+            let args = vec![
+                format!("--config.file={}", dir.join("prometheus.yml").display()).into(),
+                format!("--storage.tsdb.path={}", dir.join("data").display()).into(),
+                format!("--web.listen-address=:{}", self.ports.prometheus).into(),
+            ];
+            processes.push(ProcessSpec {
+                name: "prometheus".into(),
+                tier: Tier::Front,
+                program: prometheus.clone(),
+                args,
+                env: Vec::new(),
+                user: None,
+                stop_signal: libc::SIGTERM,
+                ready: Ready::Http(format!(
+                    "http://127.0.0.1:{}/-/ready",
+                    self.ports.prometheus
+                )),
+            });
+        }
+        processes
+    }
+
+    fn write_front_configs(&self) -> anyhow::Result<()> {
+        if self.nginx.is_some() {
+            let dir = &self.data.nginx;
+            std::fs::create_dir_all(dir.join("tmp"))?;
+            std::fs::write(dir.join("nginx.conf"), NGINX_CONF)?;
+            std::fs::write(
+                dir.join("listen.conf"),
+                format!("listen {};\n", self.ports.http),
+            )?;
+            let upstreams: String = self
+                .predictor_ports()
+                .map(|port| format!("server 127.0.0.1:{port} max_fails=0;\n"))
+                .collect();
+            std::fs::write(dir.join("upstreams.conf"), upstreams)?;
+        }
+        if self.prometheus.is_some() {
+            std::fs::write(
+                self.data.prometheus.join("prometheus.yml"),
+                self.prometheus_config(),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Static targets: every service, every replica.
+    fn prometheus_config(&self) -> String {
+        let mut jobs: Vec<(&str, Vec<u16>)> = vec![
+            ("admin", vec![self.ports.admin]),
+            ("predictor", self.predictor_ports().collect()),
+        ];
+        for (name, _, port) in self.workers() {
+            let job = if name.starts_with("advisor") {
+                "advisor-worker"
+            } else if name.starts_with("train") {
+                "train-worker"
+            } else {
+                "inference-worker"
+            };
+            match jobs.iter_mut().find(|(existing, _)| *existing == job) {
+                Some((_, ports)) => ports.push(port),
+                None => jobs.push((job, vec![port])),
+            }
+        }
+        let mut config = String::from(
+            "# Written by `duma up` on every start.\nglobal:\n  scrape_interval: 5s\n\nscrape_configs:\n",
+        );
+        for (job, ports) in jobs {
+            let targets: Vec<String> = ports
+                .iter()
+                .map(|port| format!("'127.0.0.1:{port}'"))
+                .collect();
+            config.push_str(&format!(
+                "  - job_name: {job}\n    static_configs: [{{ targets: [{}] }}]\n",
+                targets.join(", ")
+            ));
+        }
+        config
+    }
+
+    fn binary(&self, name: &str) -> anyhow::Result<PathBuf> {
+        let path = self.bin_dir.join(name);
+        anyhow::ensure!(
+            path.exists(),
+            "{name} is not next to duma in {}: build every binary (cargo build --release)",
+            self.bin_dir.display()
+        );
+        Ok(path)
+    }
+
+    pub fn print_ready(&self, took: Duration) {
+        let root = self.data_root.display();
+        let admin = format!("http://localhost:{}", self.ports.admin);
+        let password = match &self.superadmin_password_file {
+            Some(file) => format!("password in {}", file.display()),
+            None => "password from SUPERADMIN_PASSWORD".to_owned(),
+        };
+        eprintln!("\nDuma is up ({:.1} s), data in {root}", took.as_secs_f64());
+        eprintln!("  admin        {admin}  (superadmin@rafiki, {password})");
+        match &self.nginx {
+            Some(_) => eprintln!(
+                "  predictions  http://localhost:{}  (nginx → {} predictors)",
+                self.ports.http, self.replicas.predictors
+            ),
+            None => eprintln!(
+                "  predictions  http://localhost:{}  (nginx is not installed: first predictor only)",
+                self.ports.predictor
+            ),
+        }
+        match &self.prometheus {
+            Some(_) => eprintln!("  prometheus   http://localhost:{}", self.ports.prometheus),
+            None => eprintln!("  prometheus   not installed"),
+        }
+        eprintln!("  logs         {}", self.data.logs.display());
+        eprintln!("Stop with Ctrl-C or `duma down --data-dir {root}`.");
+    }
+}
+
+/// `initdb` on first use, as the `postgres` OS user when we are root.
+fn init_postgres(postgres: &LocalPostgres, logs: &Path) -> anyhow::Result<()> {
+    private_dir(&postgres.socket_dir)?;
+    if let Some((uid, gid)) = postgres.user {
+        std::os::unix::fs::chown(&postgres.socket_dir, Some(uid), Some(gid))
+            .context("cannot hand the PostgreSQL folder to the postgres user")?;
+    }
+    if postgres.data.join("PG_VERSION").exists() {
+        return Ok(());
+    }
+    eprintln!("duma: creating the PostgreSQL cluster");
+    let mut initdb = std::process::Command::new(postgres.bin.join("initdb"));
+    initdb
+        .arg("-D")
+        .arg(&postgres.data)
+        .args(["-U", "postgres", "--auth=trust", "--encoding=UTF8"])
+        .args(["--locale=C"])
+        .stdin(Stdio::null())
+        .stdout(log_file(logs, "initdb")?)
+        .stderr(Stdio::piped());
+    run_as(&mut initdb, postgres.user);
+    let output = initdb.output().context("cannot run initdb")?;
+    if !output.status.success() {
+        let mut reason = String::from_utf8_lossy(&output.stderr).trim().to_owned();
+        if postgres.user.is_some() {
+            reason.push_str(
+                "\n(as root, PostgreSQL runs as the `postgres` user, which must be able to reach \
+                 the data directory: choose a --data-dir outside root's home, e.g. /var/lib/duma)",
+            );
+        }
+        anyhow::bail!("initdb failed: {reason}");
+    }
+    Ok(())
+}
+
+async fn create_database(maintenance_url: &str, name: &str) -> anyhow::Result<()> {
+    let (client, connection) = tokio_postgres::connect(maintenance_url, tokio_postgres::NoTls)
+        .await
+        .context("cannot connect to the local PostgreSQL")?;
+    let connection = tokio::spawn(connection);
+    let exists = client
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .await?
+        .is_some();
+    if !exists {
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await?;
+    }
+    drop(client);
+    let _ = connection.await;
+    Ok(())
+}
+
+pub fn log_file(logs: &Path, name: &str) -> anyhow::Result<std::fs::File> {
+    let path = logs.join(format!("{name}.log"));
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))
+}
+
+fn check_socket_path(path: &Path) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        path.as_os_str().len() <= MAX_SOCKET_PATH,
+        "the data directory's path is too long for a unix socket ({}): choose a shorter --data-dir",
+        path.display()
+    );
+    Ok(())
+}
+
+/// `name` on PATH, or in the sbin folders Debian puts daemons in.
+fn find_program(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin".into(), "/sbin".into()])
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+}
+
+/// The folder holding the `duma` Python package: the checkout's `python/` (from the working
+/// directory or next to `target/<profile>/`), or an installed `lib/duma/python`.
+fn python_sdk(bin_dir: &Path) -> Option<PathBuf> {
+    let mut candidates = Vec::new();
+    if let Ok(cwd) = std::env::current_dir() {
+        candidates.push(cwd.join("python"));
+    }
+    candidates.push(bin_dir.join("../../python"));
+    candidates.push(bin_dir.join("../lib/duma/python"));
+    candidates
+        .into_iter()
+        .find(|dir| dir.join("duma").join("__init__.py").is_file())
+        .and_then(|dir| dir.canonicalize().ok())
+}

@@ -1,0 +1,116 @@
+//! Running the system's PostgreSQL and Redis as child processes (the test kit and `duma up`):
+//! finding the binaries, PostgreSQL's refusal to run as root, and children that cannot outlive
+//! their parent.
+#![allow(unsafe_code)] // pre_exec (parent-death signal) and kill(2), each wrapped below.
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+/// Makes the child receive `signal` when the thread that spawned it ends (so spawn from a
+/// thread that lives as long as the process). Set after any uid change, which clears it.
+pub fn die_with_parent(command: &mut Command, signal: libc::c_int) {
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, signal as libc::c_ulong, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Waits until `path` exists, or fails after `deadline`.
+pub fn wait_for_path(path: &Path, deadline: Duration, child: &mut Child) -> Result<(), String> {
+    let started = Instant::now();
+    while !path.exists() {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("server exited early with {status}"));
+        }
+        if started.elapsed() > deadline {
+            return Err(format!(
+                "{} did not appear within {deadline:?}",
+                path.display()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// Sends `signal` to process `pid`; false when there is no such process (or it is not ours).
+pub fn send_signal(pid: u32, signal: libc::c_int) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: kill(2) takes plain integers and touches no memory.
+    unsafe { libc::kill(pid, signal) == 0 }
+}
+
+/// The newest PostgreSQL server binaries: `$DUMA_PG_BIN`, else `/usr/lib/postgresql/<v>/bin`.
+pub fn postgres_bin_dir() -> Result<PathBuf, String> {
+    for variable in ["DUMA_PG_BIN", "DUMA_TEST_PG_BIN"] {
+        if let Some(dir) = std::env::var_os(variable) {
+            return Ok(PathBuf::from(dir));
+        }
+    }
+    let mut candidates: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map_err(|_| {
+            "PostgreSQL server binaries not found under /usr/lib/postgresql (run scripts/setup)"
+                .to_owned()
+        })?
+        .flatten()
+        .map(|e| e.path().join("bin"))
+        .filter(|p| p.join("postgres").exists())
+        .collect();
+    candidates.sort_by_key(|p| {
+        p.parent()
+            .and_then(|v| v.file_name())
+            .and_then(|v| v.to_str())
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap_or(0)
+    });
+    candidates
+        .pop()
+        .ok_or_else(|| "no PostgreSQL server binaries found".to_owned())
+}
+
+/// `(uid, gid)` of the `postgres` OS user when we are root (PostgreSQL refuses to run as root).
+pub fn postgres_os_user() -> Result<Option<(u32, u32)>, String> {
+    if effective_uid() != 0 {
+        return Ok(None);
+    }
+    let passwd = std::fs::read_to_string("/etc/passwd").map_err(|e| format!("/etc/passwd: {e}"))?;
+    passwd
+        .lines()
+        .map(|line| line.split(':').collect::<Vec<_>>())
+        .find(|fields| fields.first() == Some(&"postgres") && fields.len() > 3)
+        .map(|fields| {
+            let uid = fields[2]
+                .parse()
+                .map_err(|_| "bad uid for postgres".to_owned())?;
+            let gid = fields[3]
+                .parse()
+                .map_err(|_| "bad gid for postgres".to_owned())?;
+            Ok(Some((uid, gid)))
+        })
+        .unwrap_or_else(|| {
+            Err("running as root but there is no `postgres` OS user (run scripts/setup)".into())
+        })
+}
+
+/// Runs `command` as `user` (from [`postgres_os_user`]) when there is one.
+pub fn run_as(command: &mut Command, user: Option<(u32, u32)>) {
+    if let Some((uid, gid)) = user {
+        command.uid(uid).gid(gid);
+    }
+}
+
+/// The owner of `/proc/self` is this process's effective user.
+fn effective_uid() -> u32 {
+    std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
+        .unwrap_or(0)
+}

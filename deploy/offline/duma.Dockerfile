@@ -1,0 +1,17 @@
+# Our services on the offline base image (deploy/offline/build-images). The build context holds
+# host-built release binaries (bin/), the Python SDK (python/) and runtime-setup.sh.
+# deploy/Dockerfile builds the same image from source on public base images.
+ARG BASE
+FROM ${BASE}
+COPY runtime-setup.sh /tmp/runtime-setup.sh
+RUN sh /tmp/runtime-setup.sh && rm /tmp/runtime-setup.sh
+COPY bin/ /usr/local/bin/
+COPY python/ /usr/local/lib/duma/python/
+ENV DUMA_OBJECT_STORE__ROOT=/var/lib/duma/objects \
+    DUMA_PYTHON__SDK_PATH=/usr/local/lib/duma/python \
+    DUMA_ADVISOR_WORKER__CACHE_DIR=/var/lib/duma/cache/advisor \
+    DUMA_TRAIN_WORKER__CACHE_DIR=/var/lib/duma/cache/train \
+    DUMA_INFERENCE_WORKER__CACHE_DIR=/var/lib/duma/cache/inference
+USER duma
+WORKDIR /var/lib/duma
+CMD ["duma", "--help"]

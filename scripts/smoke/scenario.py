@@ -1,0 +1,162 @@
+"""The deploy smoke test: from an empty stack to a prediction through nginx, through the public
+APIs only, printing the time of each step.
+
+    python scripts/smoke/scenario.py --admin http://localhost:3000 \
+        --superadmin-password ... --prometheus http://localhost:9090 --targets 8
+
+Run by scripts/smoke against `duma up` and against docker compose.
+"""
+
+import argparse
+import csv
+import math
+import os
+import random
+import sys
+import tempfile
+import time
+import uuid
+from urllib.parse import urlparse
+
+import requests
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "python"))
+from duma.client import Client  # noqa: E402
+
+STEP_DEADLINE = 120.0
+
+
+class Steps:
+    def __init__(self):
+        self.started = time.monotonic()
+
+    def run(self, name, action):
+        began = time.monotonic()
+        result = action()
+        print(f"  {name:<44} {time.monotonic() - began:7.2f} s", flush=True)
+        return result
+
+
+def wait_for(what, probe, deadline=STEP_DEADLINE, interval=0.25):
+    """Polls `probe` until it returns something truthy (startup and job progress only)."""
+    until = time.monotonic() + deadline
+    last = None
+    while time.monotonic() < until:
+        try:
+            last = probe()
+            if last:
+                return last
+        except (requests.RequestException, OSError) as error:
+            last = error
+        time.sleep(interval)
+    raise SystemExit(f"smoke: {what} not reached within {deadline:.0f} s (last: {last!r})")
+
+
+def write_dataset(path, rows, seed):
+    """Two well-separated classes on two features."""
+    rng = random.Random(seed)
+    with open(path, "w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(["x1", "x2", "y"])
+        for i in range(rows):
+            label = i % 2
+            centre = (2.0, 2.0) if label else (-2.0, -2.0)
+            out.writerow([f"{centre[0] + rng.gauss(0, 0.7):.4f}", f"{centre[1] + rng.gauss(0, 0.7):.4f}", label])
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--admin", required=True, help="admin URL, e.g. http://localhost:3000")
+    parser.add_argument("--superadmin-password", required=True)
+    parser.add_argument("--prometheus", required=True, help="Prometheus URL")
+    parser.add_argument("--targets", type=int, required=True, help="scrape targets expected up")
+    parser.add_argument("--trials", type=int, default=3)
+    args = parser.parse_args()
+
+    admin = urlparse(args.admin)
+    steps = Steps()
+    print(f"smoke: scenario against {args.admin}", flush=True)
+
+    steps.run("admin answers /health", lambda: wait_for(
+        "admin health", lambda: requests.get(f"{args.admin}/health", timeout=5).ok))
+
+    superadmin = Client(admin.hostname, admin.port, timeout=30)
+    steps.run("log in as superadmin", lambda: superadmin.login("superadmin@rafiki", args.superadmin_password))
+    email = f"dev-{uuid.uuid4().hex[:8]}@example.com"
+    password = uuid.uuid4().hex
+    steps.run("create an app developer", lambda: superadmin.create_user(email, password, "APP_DEVELOPER"))
+    client = Client(admin.hostname, admin.port, timeout=30)
+    steps.run("log in as the app developer", lambda: client.login(email, password))
+
+    work = tempfile.mkdtemp(prefix="duma-smoke-")
+    train_csv, val_csv = os.path.join(work, "train.csv"), os.path.join(work, "val.csv")
+    write_dataset(train_csv, 400, 1)
+    write_dataset(val_csv, 100, 2)
+    task = "TABULAR_CLASSIFICATION"
+    train = steps.run("upload the train CSV", lambda: client.create_dataset("smoke-train", task, train_csv))
+    val = steps.run("upload the validation CSV", lambda: client.create_dataset("smoke-val", task, val_csv))
+
+    models = [m for m in client.get_available_models(task) if m["name"] == "LogisticRegression"]
+    if not models:
+        raise SystemExit("smoke: the built-in LogisticRegression model is not available")
+    app = f"smoke-{uuid.uuid4().hex[:8]}"
+    steps.run("create a train job", lambda: client.create_train_job(
+        app, task, train["id"], val["id"],
+        budget={"MODEL_TRIAL_COUNT": args.trials},
+        models=[models[0]["id"]],
+        train_args={"features": ["x1", "x2"], "target": "y"},
+    ))
+
+    def train_job_done():
+        job = client.get_train_job(app)
+        if job["status"] == "ERRORED":
+            raise SystemExit(f"smoke: the train job ERRORED: {job}")
+        return job if job["status"] == "STOPPED" else None
+
+    steps.run(f"train {args.trials} trials", lambda: wait_for("the train job's end", train_job_done))
+    trials = client.get_trials_of_train_job(app)
+    completed = [t for t in trials if t["status"] == "COMPLETED"]
+    if len(completed) != args.trials:
+        raise SystemExit(f"smoke: expected {args.trials} completed trials, got {trials}")
+    best = max(t["score"] for t in completed)
+    print(f"    best validation score {best:.3f}", flush=True)
+    if best < 0.9:
+        raise SystemExit(f"smoke: the best score {best} is too low for separable data")
+
+    steps.run("create an inference job", lambda: client.create_inference_job(app))
+
+    def serving():
+        job = client.get_running_inference_job(app)
+        return job if job["status"] == "RUNNING" else None
+
+    job = steps.run("inference job RUNNING", lambda: wait_for("a RUNNING inference job", serving))
+    host = job["predictor_host"]
+    print(f"    predictor_host {host}", flush=True)
+
+    def predict():
+        predictions = client.predict(app, queries=[{"x1": 2.1, "x2": 1.9}, {"x1": -2.2, "x2": -1.8}])
+        return predictions
+
+    predictions = steps.run("predict through nginx", lambda: wait_for("a prediction", predict))
+    positive, negative = predictions
+    if not (len(positive) == 2 and positive[1] > 0.5 and negative[0] > 0.5):
+        raise SystemExit(f"smoke: wrong predictions {predictions}")
+    if not all(math.isclose(sum(p), 1.0, abs_tol=1e-6) for p in predictions):
+        raise SystemExit(f"smoke: predictions are not probability vectors: {predictions}")
+    print(f"    predictions {predictions}", flush=True)
+
+    def all_targets_up():
+        body = requests.get(f"{args.prometheus}/api/v1/targets", timeout=5).json()
+        active = body["data"]["activeTargets"]
+        up = [t for t in active if t["health"] == "up"]
+        return (len(up), len(active)) if len(up) == len(active) == args.targets else None
+
+    up, total = steps.run(f"Prometheus: {args.targets} targets up", lambda: wait_for(
+        "every Prometheus target up", all_targets_up))
+
+    steps.run("stop the inference job", lambda: client.stop_inference_job(app))
+    print(f"smoke: passed in {time.monotonic() - steps.started:.1f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
