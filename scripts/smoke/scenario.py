@@ -9,6 +9,7 @@ Run by scripts/smoke against `duma up` and against docker compose.
 
 import argparse
 import csv
+import json
 import math
 import os
 import random
@@ -64,6 +65,15 @@ def write_dataset(path, rows, seed):
             out.writerow([f"{centre[0] + rng.gauss(0, 0.7):.4f}", f"{centre[1] + rng.gauss(0, 0.7):.4f}", label])
 
 
+def admin_clients(args, steps, title):
+    """Waits for the admin; returns a factory of clients (sessions) for it."""
+    print(title, flush=True)
+    steps.run("admin answers /health", lambda: wait_for(
+        "admin health", lambda: requests.get(f"{args.admin}/health", timeout=5).ok))
+    admin = urlparse(args.admin)
+    return lambda: Client(admin.hostname, admin.port, timeout=30)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--admin", required=True, help="admin URL, e.g. http://localhost:3000")
@@ -71,21 +81,21 @@ def main():
     parser.add_argument("--prometheus", required=True, help="Prometheus URL")
     parser.add_argument("--targets", type=int, required=True, help="scrape targets expected up")
     parser.add_argument("--trials", type=int, default=3)
+    parser.add_argument("--state", help="write the user and app made here to this JSON file")
+    parser.add_argument("--verify", help="only check that the app recorded in this file survived")
     args = parser.parse_args()
+    if args.verify:
+        verify(args)
+        return
 
-    admin = urlparse(args.admin)
     steps = Steps()
-    print(f"smoke: scenario against {args.admin}", flush=True)
-
-    steps.run("admin answers /health", lambda: wait_for(
-        "admin health", lambda: requests.get(f"{args.admin}/health", timeout=5).ok))
-
-    superadmin = Client(admin.hostname, admin.port, timeout=30)
+    new_client = admin_clients(args, steps, f"smoke: scenario against {args.admin}")
+    superadmin = new_client()
     steps.run("log in as superadmin", lambda: superadmin.login("superadmin@rafiki", args.superadmin_password))
     email = f"dev-{uuid.uuid4().hex[:8]}@example.com"
     password = uuid.uuid4().hex
     steps.run("create an app developer", lambda: superadmin.create_user(email, password, "APP_DEVELOPER"))
-    client = Client(admin.hostname, admin.port, timeout=30)
+    client = new_client()
     steps.run("log in as the app developer", lambda: client.login(email, password))
 
     work = tempfile.mkdtemp(prefix="duma-smoke-")
@@ -155,7 +165,29 @@ def main():
         "every Prometheus target up", all_targets_up))
 
     steps.run("stop the inference job", lambda: client.stop_inference_job(app))
+    if args.state:
+        with open(args.state, "w") as f:
+            json.dump({"email": email, "password": password, "app": app, "trials": args.trials}, f)
     print(f"smoke: passed in {time.monotonic() - steps.started:.1f} s", flush=True)
+
+
+def verify(args):
+    """After a restart: the user, the train job, its trials and the stopped inference job are
+    all still there."""
+    with open(args.verify) as f:
+        state = json.load(f)
+    steps = Steps()
+    client = admin_clients(args, steps, f"smoke: checking that {state['app']} survived the restart")()
+    steps.run("log in as the same app developer", lambda: client.login(state["email"], state["password"]))
+    job = steps.run("read the train job", lambda: client.get_train_job(state["app"]))
+    trials = client.get_trials_of_train_job(state["app"])
+    completed = [t for t in trials if t["status"] == "COMPLETED"]
+    if job["status"] != "STOPPED" or len(completed) != state["trials"]:
+        raise SystemExit(f"smoke: the train job changed across the restart: {job} {trials}")
+    jobs = client.get_inference_jobs_of_app(state["app"])
+    if [j["status"] for j in jobs] != ["STOPPED"]:
+        raise SystemExit(f"smoke: the inference job changed across the restart: {jobs}")
+    print(f"smoke: everything survived ({len(completed)} trials)", flush=True)
 
 
 if __name__ == "__main__":

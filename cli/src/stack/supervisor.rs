@@ -14,6 +14,8 @@ use super::plan::{ProcessSpec, Tier, log_file};
 
 /// A clean stop gets this long before the process is killed.
 const STOP_GRACE: Duration = Duration::from_secs(20);
+/// Stops slower than this are reported.
+const SLOW_STOP: Duration = Duration::from_secs(1);
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// A process that ran this long before dying is restarted after the first backoff again.
@@ -103,6 +105,7 @@ fn spawn(spec: &ProcessSpec, logs: &Path) -> anyhow::Result<tokio::process::Chil
 
 /// Sends the stop signal, then kills the process if it is still there after the grace period.
 async fn terminate(spec: &ProcessSpec, child: &mut tokio::process::Child) {
+    let began = Instant::now();
     if let Some(pid) = child.id() {
         send_signal(pid, spec.stop_signal);
     }
@@ -115,6 +118,14 @@ async fn terminate(spec: &ProcessSpec, child: &mut tokio::process::Child) {
             spec.name
         );
         let _ = child.kill().await;
+    }
+    let took = began.elapsed();
+    if took > SLOW_STOP {
+        eprintln!(
+            "duma: {} took {:.1} s to stop",
+            spec.name,
+            took.as_secs_f64()
+        );
     }
 }
 
