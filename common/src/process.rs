@@ -49,6 +49,19 @@ pub fn send_signal(pid: u32, signal: libc::c_int) -> bool {
     unsafe { libc::kill(pid, signal) == 0 }
 }
 
+/// Kills a child and every process of the group it leads (it must have been spawned with
+/// `process_group(0)`), so that what it started does not outlive it.
+pub fn kill_process_tree(child: &mut Child) {
+    if let Ok(pgid) = libc::pid_t::try_from(child.id()) {
+        // SAFETY: kill(2) takes plain integers and touches no memory. A negative pid names the
+        // group; its number stays reserved while any member lives.
+        unsafe {
+            libc::kill(-pgid, libc::SIGKILL);
+        }
+    }
+    let _ = child.kill();
+}
+
 /// The newest PostgreSQL server binaries: `$DUMA_PG_BIN`, else `/usr/lib/postgresql/<v>/bin`.
 pub fn postgres_bin_dir() -> Result<PathBuf, String> {
     for variable in ["DUMA_PG_BIN", "DUMA_TEST_PG_BIN"] {

@@ -3,12 +3,14 @@
 
 use std::collections::VecDeque;
 use std::io::{BufReader, Read, Write};
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use duma_common::domain::TrialLogKind;
+use duma_common::process::kill_process_tree;
 use serde_json::{Value, json};
 
 use super::PythonEnv;
@@ -48,7 +50,7 @@ impl KillSwitch {
             let mut child = child
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let _ = child.kill();
+            kill_process_tree(&mut child);
         }
     }
 
@@ -58,10 +60,11 @@ impl KillSwitch {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if state.fired {
-            let _ = child
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .kill();
+            kill_process_tree(
+                &mut child
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+            );
         }
         state.children.push(child.clone());
     }
@@ -106,7 +109,9 @@ impl Runner {
             .env("PYTHONPATH", &env.sdk_path)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .stderr(Stdio::piped())
+            // Its own process group, so a kill also reaches the processes user code starts.
+            .process_group(0);
         let mut child = command
             .spawn()
             .map_err(|e| failed(&format!("starting {}", env.python.display()), &e))?;
@@ -278,7 +283,7 @@ impl Drop for Runner {
             .child
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let _ = child.kill();
+        kill_process_tree(&mut child);
         let _ = child.wait();
     }
 }

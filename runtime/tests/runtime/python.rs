@@ -151,6 +151,54 @@ fn a_hanging_template_is_killed_by_its_switch() {
 }
 
 #[test]
+fn killing_a_trial_also_kills_the_processes_its_template_started() {
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("grandchild.pid");
+    let template = template("hang_with_child.py", "HangWithChild");
+    let kill = KillSwitch::new();
+    let mut model = template
+        .build(&[("k".to_owned(), KnobValue::Int(1))].into(), &kill)
+        .unwrap();
+    let firing = kill.clone();
+    let watched = pid_file.clone();
+    std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !watched.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        firing.fire();
+    });
+    let train_args = serde_json::Map::from_iter([(
+        "pid_file".to_owned(),
+        json!(pid_file.display().to_string()),
+    )]);
+    model
+        .train(
+            &dataset(&dir, "d.csv"),
+            &train_args,
+            &mut TrialLogger::new(),
+        )
+        .unwrap_err();
+    let pid = std::fs::read_to_string(&pid_file).expect("the template wrote its child's pid");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while is_alive(pid.trim()) {
+        assert!(
+            Instant::now() < deadline,
+            "the template's child {pid} outlived the killed trial"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A process that exists and is not a zombie waiting to be reaped.
+fn is_alive(pid: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
+    })
+}
+
+#[test]
 fn the_runner_sees_no_platform_secrets() {
     // Whatever the worker's environment holds, the child sees only the variables the runner sets.
     let dir = tempfile::tempdir().unwrap();
