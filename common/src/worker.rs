@@ -65,22 +65,30 @@ pub async fn register(
 }
 
 /// Forwards lifecycle events from Redis to any number of local receivers, resubscribing after
-/// connection loss (events sent meanwhile are lost; workers also reconcile from Postgres).
+/// connection loss. Events sent meanwhile are lost, so every re-subscription is followed by
+/// [`Event::Resync`].
 pub fn event_feed(redis: Redis, shutdown: CancellationToken) -> broadcast::Sender<Event> {
     let (sender, _) = broadcast::channel(1024);
     let feed = sender.clone();
     tokio::spawn(async move {
+        let mut subscribed_before = false;
         while !shutdown.is_cancelled() {
             match events::subscribe(&redis).await {
-                Ok(mut stream) => loop {
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return,
-                        event = stream.next() => match event {
-                            Some(event) => { let _ = feed.send(event); }
-                            None => break,
-                        },
+                Ok(mut stream) => {
+                    if std::mem::replace(&mut subscribed_before, true) {
+                        tracing::info!("events re-subscribed; caches reload");
+                        let _ = feed.send(Event::Resync);
                     }
-                },
+                    loop {
+                        tokio::select! {
+                            _ = shutdown.cancelled() => return,
+                            event = stream.next() => match event {
+                                Some(event) => { let _ = feed.send(event); }
+                                None => break,
+                            },
+                        }
+                    }
+                }
                 Err(error) => tracing::warn!(%error, "cannot subscribe to events; retrying"),
             }
             tokio::select! {

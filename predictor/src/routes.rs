@@ -70,6 +70,7 @@ impl RouteTable {
             Event::InferenceJobCreated { inference_job_id }
             | Event::InferenceJobChanged { inference_job_id }
             | Event::InferenceJobStopped { inference_job_id } => *inference_job_id,
+            Event::Resync => return self.clear(),
             _ => return,
         };
         self.routes
@@ -78,7 +79,7 @@ impl RouteTable {
             .remove(&id);
     }
 
-    /// Forgets everything (after losing the event subscription, events may have been missed).
+    /// Forgets everything (events may have been missed).
     pub fn clear(&self) {
         self.routes
             .write()

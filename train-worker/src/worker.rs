@@ -112,7 +112,8 @@ impl TrainWorker {
     /// Reacts to lifecycle events: new jobs wake idle slots, stopped jobs cancel their trials.
     pub fn on_event(&self, event: &Event) {
         match event {
-            Event::TrainJobCreated { .. } => self.work_available.notify_waiters(),
+            // After a re-subscription a creation may have been missed: idle slots look again.
+            Event::TrainJobCreated { .. } | Event::Resync => self.work_available.notify_waiters(),
             Event::TrainJobStopped { train_job_id } => {
                 if let Some(token) = self.lock_cancellations().remove(train_job_id) {
                     token.cancel();

@@ -12,11 +12,24 @@ use crate::domain::{InferenceJobId, TrainJobId};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
-    TrainJobCreated { train_job_id: TrainJobId },
-    TrainJobStopped { train_job_id: TrainJobId },
-    InferenceJobCreated { inference_job_id: InferenceJobId },
-    InferenceJobChanged { inference_job_id: InferenceJobId },
-    InferenceJobStopped { inference_job_id: InferenceJobId },
+    TrainJobCreated {
+        train_job_id: TrainJobId,
+    },
+    TrainJobStopped {
+        train_job_id: TrainJobId,
+    },
+    InferenceJobCreated {
+        inference_job_id: InferenceJobId,
+    },
+    InferenceJobChanged {
+        inference_job_id: InferenceJobId,
+    },
+    InferenceJobStopped {
+        inference_job_id: InferenceJobId,
+    },
+    /// Never published: the local event feed sends it after re-subscribing, because events sent
+    /// while the subscription was down are lost. Whoever caches from events reloads.
+    Resync,
 }
 
 /// Publishes an event; returns how many subscribers received it.

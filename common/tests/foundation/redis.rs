@@ -115,3 +115,28 @@ async fn events_reach_subscribers_of_the_same_prefix_only() {
             .is_err()
     );
 }
+
+#[tokio::test]
+async fn the_event_feed_resubscribes_after_a_restart_and_says_so() {
+    let mut server = RedisServer::start();
+    let redis = Redis::connect(&settings_for(server.url())).await.unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let feed = duma_common::worker::event_feed(redis.clone(), stop.clone());
+    let mut received = feed.subscribe();
+    let event = Event::TrainJobCreated {
+        train_job_id: TrainJobId::new(),
+    };
+    // Published until the feed's subscription is up; the feed adds no Resync to a first one.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while events::publish(&redis, &event).await.unwrap_or(0) == 0 {
+        assert!(Instant::now() < deadline, "the feed never subscribed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let first = tokio::time::timeout(Duration::from_secs(10), received.recv()).await;
+    assert_eq!(first.unwrap().unwrap(), event);
+
+    server.restart();
+    let after = tokio::time::timeout(Duration::from_secs(10), received.recv()).await;
+    assert_eq!(after.unwrap().unwrap(), Event::Resync);
+    stop.cancel();
+}
