@@ -4,13 +4,14 @@
 //! Every tick, one admin replica (an advisory lock elects it):
 //! - for each expired TRAIN lease, marks ERRORED the trials its holder was running and frees the
 //!   lease, so another worker continues the sub job; expired ADVISE and SERVE leases are freed;
-//! - rolls up the status of live train jobs (sub jobs → job);
+//! - rolls up the status of live train jobs (sub jobs → job), and of live inference jobs (STARTED
+//!   while a served trial has no ready replica, RUNNING once each has one);
 //! - forgets workers that have been silent for long and hold nothing;
 //! - exports how much work waits for a worker.
 
 use std::time::Duration;
 
-use duma_common::db::{PgPool, train_jobs, trials, workers};
+use duma_common::db::{PgPool, inference_jobs, train_jobs, trials, workers};
 use duma_common::domain::LeaseKind;
 use prometheus::{IntGaugeVec, Opts, Registry};
 use tokio_util::sync::CancellationToken;
@@ -76,6 +77,11 @@ impl Reconciler {
         }
         for job in train_jobs::list_live(&tx).await? {
             train_jobs::roll_up(&tx, job.id).await?;
+        }
+        for job in inference_jobs::list_live(&tx).await? {
+            if let Some(status) = inference_jobs::roll_up(&tx, job.id).await? {
+                tracing::info!(inference_job_id = %job.id, %status, "inference job status follows its replicas");
+            }
         }
         workers::delete_silent_idle(&tx, FORGET_WORKERS_AFTER).await?;
         self.waiting.reset();

@@ -193,12 +193,39 @@ pub async fn set_status(
 pub async fn mark_running_if_ready(db: &impl GenericClient, id: InferenceJobId) -> DbResult<bool> {
     let n = db
         .execute(
-            "UPDATE inference_jobs SET status = 'RUNNING' WHERE id = $1 AND status = 'STARTED' \
-             AND NOT EXISTS (SELECT 1 FROM inference_job_trials t WHERE t.inference_job_id = $1 \
-                 AND NOT EXISTS (SELECT 1 FROM work_leases l WHERE l.inference_job_id = $1 \
-                     AND l.trial_id = t.trial_id AND l.ready AND l.expires_at > now()))",
+            &format!(
+                "UPDATE inference_jobs SET status = 'RUNNING' WHERE id = $1 AND status = 'STARTED' \
+                 AND NOT {SOME_TRIAL_UNSERVED}"
+            ),
             &[&id],
         )
         .await?;
     Ok(n == 1)
 }
+
+/// Moves a live job to the status its replicas warrant: back to STARTED when a served trial has
+/// lost every ready replica (its workers died), RUNNING again once each has one. Returns the
+/// new status if it changed.
+pub async fn roll_up(db: &impl GenericClient, id: InferenceJobId) -> DbResult<Option<JobStatus>> {
+    let downgraded = db
+        .execute(
+            &format!(
+                "UPDATE inference_jobs SET status = 'STARTED' WHERE id = $1 AND status = 'RUNNING' \
+                 AND {SOME_TRIAL_UNSERVED}"
+            ),
+            &[&id],
+        )
+        .await?;
+    if downgraded == 1 {
+        return Ok(Some(JobStatus::Started));
+    }
+    Ok(mark_running_if_ready(db, id)
+        .await?
+        .then_some(JobStatus::Running))
+}
+
+/// A served trial of job `$1` without a ready replica on a live lease.
+const SOME_TRIAL_UNSERVED: &str = "EXISTS (SELECT 1 FROM inference_job_trials t \
+     WHERE t.inference_job_id = $1 AND NOT EXISTS (SELECT 1 FROM work_leases l \
+         WHERE l.inference_job_id = $1 AND l.trial_id = t.trial_id AND l.ready \
+         AND l.expires_at > now()))";

@@ -713,3 +713,90 @@ async fn leases_are_claimed_once_renewed_by_heartbeats_and_reclaimed_after_expir
     );
     db::check(&f.ctx.pool).await.unwrap();
 }
+
+#[tokio::test]
+async fn an_inference_job_is_started_while_a_trial_has_no_ready_replica_and_running_again_after() {
+    let f = fixture().await;
+    let mut client = f.ctx.pool.get().await.unwrap();
+    let trial = trials::insert_running(
+        &client,
+        f.sub.id,
+        f.model.id,
+        None,
+        &Proposal::new(1, Knobs::new()),
+    )
+    .await
+    .unwrap();
+    let served = [inference_jobs::ServedTrial {
+        trial_id: trial.id,
+        desired_replicas: 1,
+    }];
+    let tx = client.transaction().await.unwrap();
+    let job = inference_jobs::create(&tx, f.owner.id, f.job.id, &json!({}), &served)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let status = |client| async move {
+        inference_jobs::by_id(client, job.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status
+    };
+    let first = workers::register(&client, WorkerKind::Inference, "first", &json!({}))
+        .await
+        .unwrap();
+    let ttl = Duration::from_secs(60);
+    let lease = workers::claim(&client, LeaseKind::Serve, first.id, ttl)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        inference_jobs::roll_up(&client, job.id).await.unwrap(),
+        None
+    );
+    assert!(
+        workers::set_ready(&client, lease.id, first.id, true)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        inference_jobs::roll_up(&client, job.id).await.unwrap(),
+        Some(JobStatus::Running)
+    );
+    assert_eq!(
+        inference_jobs::roll_up(&client, job.id).await.unwrap(),
+        None
+    );
+
+    // The worker dies: its lease expires (a heartbeat that cut it short stands in for silence).
+    workers::heartbeat(&client, first.id, Duration::from_millis(1))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(
+        inference_jobs::roll_up(&client, job.id).await.unwrap(),
+        Some(JobStatus::Started)
+    );
+    assert_eq!(status(&client).await, JobStatus::Started);
+
+    assert!(workers::release(&client, lease.id, first.id).await.unwrap());
+    let second = workers::register(&client, WorkerKind::Inference, "second", &json!({}))
+        .await
+        .unwrap();
+    let taken = workers::claim(&client, LeaseKind::Serve, second.id, ttl)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(taken.id, lease.id);
+    assert!(
+        workers::set_ready(&client, taken.id, second.id, true)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        inference_jobs::roll_up(&client, job.id).await.unwrap(),
+        Some(JobStatus::Running)
+    );
+    assert_eq!(status(&client).await, JobStatus::Running);
+}

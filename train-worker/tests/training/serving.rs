@@ -28,10 +28,14 @@ async fn deploy(stack: &Stack, app: &str, models: &[String], predictor: &str) ->
 }
 
 async fn wait_running(stack: &Stack, app: &str) {
+    wait_status(stack, app, "RUNNING").await;
+}
+
+async fn wait_status(stack: &Stack, app: &str, status: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let job = stack.get(&format!("/inference_jobs/{app}/-1")).await;
-        if job["status"] == "RUNNING" {
+        if job["status"] == status {
             return;
         }
         assert!(
@@ -359,8 +363,10 @@ async fn a_killed_inference_worker_is_replaced_and_the_job_serves_again() {
     assert_eq!(ok.status(), 200);
 
     victim.abort();
-    stack.start_inference_worker();
     let killed = Instant::now();
+    // Its lease expires and the reconciler notices: the job is no longer fully served.
+    wait_status(&stack, "failover", "STARTED").await;
+    stack.start_inference_worker();
     loop {
         let response = stack
             .http
