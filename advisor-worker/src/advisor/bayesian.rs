@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use duma_common::domain::{KnobConfig, KnobError, Knobs};
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 
 use super::Advisor;
 use super::gp::{Hyper, Posterior, fit};
@@ -42,7 +42,7 @@ const REFINEMENT_TRIES: usize = 4;
 const DEDUPLICATION_DRAWS: usize = 100;
 
 /// Proposes knobs by GP expected improvement; see the module documentation.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct BayesianAdvisor {
     space: Space,
     rng: StdRng,

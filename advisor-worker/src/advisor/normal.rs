@@ -3,7 +3,7 @@
 
 use std::f64::consts::{PI, SQRT_2};
 
-use rand::Rng;
+use rand::RngExt;
 
 pub(crate) fn pdf(z: f64) -> f64 {
     (-0.5 * z * z).exp() / (2.0 * PI).sqrt()
@@ -14,7 +14,7 @@ pub(crate) fn cdf(z: f64) -> f64 {
 }
 
 /// A standard normal draw (Box–Muller).
-pub(crate) fn sample(rng: &mut impl Rng) -> f64 {
+pub(crate) fn sample(rng: &mut impl RngExt) -> f64 {
     // 1 - u lies in (0, 1], so the logarithm is finite.
     let u = 1.0 - rng.random::<f64>();
     let v = rng.random::<f64>();

@@ -10,7 +10,7 @@ use super::space::Space;
 /// Draws every proposal uniformly from the space: log-uniformly on `is_exp` knobs, uniformly over
 /// categorical values and over the choices at each position of an arch knob; fixed knobs keep
 /// their value and policy knobs are off. Scores are ignored.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct RandomAdvisor {
     space: Space,
     rng: StdRng,

@@ -7,7 +7,7 @@
 //! knobs are off: neither is a choice.
 
 use duma_common::domain::{Knob, KnobConfig, KnobError, KnobValue, Knobs};
-use rand::Rng;
+use rand::RngExt;
 
 /// A point of the space: one entry per coordinate; categorical ones hold the choice index.
 pub(crate) type Point = Vec<f64>;
@@ -167,7 +167,7 @@ impl Space {
 
     /// A point drawn uniformly: uniform on every axis (so log-uniform on log-scale knobs) and
     /// uniform over the choices of every categorical coordinate.
-    pub(crate) fn sample_uniform(&self, rng: &mut impl Rng) -> Point {
+    pub(crate) fn sample_uniform(&self, rng: &mut impl RngExt) -> Point {
         self.coordinates
             .iter()
             .map(|c| match c {
