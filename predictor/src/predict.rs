@@ -37,7 +37,7 @@ impl PredictMetrics {
                 "Predict requests by inference job and status",
             )
             .buckets(buckets.clone()),
-            &["job", "status"],
+            &["inference_job", "status"],
         )?;
         let fan_out_wait = HistogramVec::new(
             HistogramOpts::new(
@@ -45,7 +45,7 @@ impl PredictMetrics {
                 "Wait for the served trials' replies",
             )
             .buckets(buckets),
-            &["job"],
+            &["inference_job"],
         )?;
         let in_flight = IntGauge::with_opts(Opts::new(
             "duma_predict_in_flight",

@@ -164,6 +164,14 @@ def main():
     up, total = steps.run(f"Prometheus: {args.targets} targets up", lambda: wait_for(
         "every Prometheus target up", all_targets_up))
 
+    def alert_rules_loaded():
+        body = requests.get(f"{args.prometheus}/api/v1/rules", timeout=5).json()
+        names = {r["name"] for g in body["data"]["groups"] for r in g["rules"]}
+        return names if "DumaServiceDown" in names else None
+
+    rules = steps.run("Prometheus: alert rules loaded", lambda: wait_for("the alert rules", alert_rules_loaded))
+    print(f"    {len(rules)} alert rules", flush=True)
+
     steps.run("stop the inference job", lambda: client.stop_inference_job(app))
     if args.state:
         with open(args.state, "w") as f:

@@ -15,6 +15,8 @@ use super::layout::{DataDir, private_dir};
 /// The nginx configuration shared with compose; `listen.conf` and `upstreams.conf` are written
 /// next to it.
 const NGINX_CONF: &str = include_str!("../../../nginx/nginx.conf");
+/// The alert rules shared with compose.
+const ALERT_RULES: &str = include_str!("../../../deploy/prometheus/alerts.yml");
 /// Unix socket paths longer than this do not fit `sockaddr_un`.
 const MAX_SOCKET_PATH: usize = 100;
 const MIGRATION_DEADLINE: Duration = Duration::from_secs(120);
@@ -462,6 +464,7 @@ impl Plan {
                 self.data.prometheus.join("prometheus.yml"),
                 self.prometheus_config(),
             )?;
+            std::fs::write(self.data.prometheus.join("alerts.yml"), ALERT_RULES)?;
         }
         Ok(())
     }
@@ -486,7 +489,8 @@ impl Plan {
             }
         }
         let mut config = String::from(
-            "# Written by `duma up` on every start.\nglobal:\n  scrape_interval: 5s\n\nscrape_configs:\n",
+            "# Written by `duma up` on every start.\nglobal:\n  scrape_interval: 5s\n\n\
+             rule_files: [alerts.yml]\n\nscrape_configs:\n",
         );
         for (job, ports) in jobs {
             let targets: Vec<String> = ports
