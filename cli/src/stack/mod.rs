@@ -45,14 +45,14 @@ pub struct UpArgs {
     /// the next ports.
     #[arg(long, default_value_t = 3201)]
     pub worker_port: u16,
-    /// Predictor replicas.
-    #[arg(long, default_value_t = 2)]
+    /// Predictor replicas (1 to 64).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub predictors: u16,
-    /// Train worker replicas.
-    #[arg(long, default_value_t = 2)]
+    /// Train worker replicas (1 to 64).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub train_workers: u16,
-    /// Inference worker replicas.
-    #[arg(long, default_value_t = 2)]
+    /// Inference worker replicas (1 to 64).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub inference_workers: u16,
 }
 
@@ -92,9 +92,9 @@ async fn run_up(args: UpArgs, config_file: Option<PathBuf>) -> anyhow::Result<()
             worker: args.worker_port,
         },
         Replicas {
-            predictors: args.predictors.max(1),
-            train_workers: args.train_workers.max(1),
-            inference_workers: args.inference_workers.max(1),
+            predictors: args.predictors,
+            train_workers: args.train_workers,
+            inference_workers: args.inference_workers,
         },
         config_file,
     )?;

@@ -129,6 +129,16 @@ impl Plan {
         replicas: Replicas,
         config_file: Option<PathBuf>,
     ) -> anyhow::Result<Self> {
+        let workers = 1 + replicas.train_workers + replicas.inference_workers;
+        for (option, first, count) in [
+            ("--predictor-port", ports.predictor, replicas.predictors),
+            ("--worker-port", ports.worker, workers),
+        ] {
+            anyhow::ensure!(
+                first.checked_add(count - 1).is_some(),
+                "{option} {first} leaves no room for {count} consecutive ports"
+            );
+        }
         let bin_dir = std::env::current_exe()
             .context("cannot find the duma executable")?
             .parent()
