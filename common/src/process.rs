@@ -40,6 +40,17 @@ pub fn wait_for_path(path: &Path, deadline: Duration, child: &mut Child) -> Resu
     Ok(())
 }
 
+/// Makes this process non-dumpable: other processes of the same user (model code a worker
+/// starts, say) can no longer read its `/proc/<pid>/environ` or memory, which hold database and
+/// Redis credentials. Only a privileged process (CAP_SYS_PTRACE) still can.
+pub fn forbid_inspection() -> std::io::Result<()> {
+    // SAFETY: prctl with plain integer arguments; touches no memory of ours.
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0 as libc::c_ulong, 0, 0, 0) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Sends `signal` to process `pid`; false when there is no such process (or it is not ours).
 pub fn send_signal(pid: u32, signal: libc::c_int) -> bool {
     let Ok(pid) = libc::pid_t::try_from(pid) else {
@@ -52,14 +63,19 @@ pub fn send_signal(pid: u32, signal: libc::c_int) -> bool {
 /// Kills a child and every process of the group it leads (it must have been spawned with
 /// `process_group(0)`), so that what it started does not outlive it.
 pub fn kill_process_tree(child: &mut Child) {
-    if let Ok(pgid) = libc::pid_t::try_from(child.id()) {
+    kill_group(child.id());
+    let _ = child.kill();
+}
+
+/// SIGKILLs every process of the group `leader` leads.
+pub fn kill_group(leader: u32) {
+    if let Ok(pgid) = libc::pid_t::try_from(leader) {
         // SAFETY: kill(2) takes plain integers and touches no memory. A negative pid names the
         // group; its number stays reserved while any member lives.
         unsafe {
             libc::kill(-pgid, libc::SIGKILL);
         }
     }
-    let _ = child.kill();
 }
 
 /// The newest PostgreSQL server binaries: `$DUMA_PG_BIN`, else `/usr/lib/postgresql/<v>/bin`.

@@ -59,6 +59,9 @@ where
     Fut: Future<Output = anyhow::Result<()>>,
 {
     crate::telemetry::init(&settings.log);
+    if let Err(error) = crate::process::forbid_inspection() {
+        tracing::warn!(%error, "cannot make the process non-dumpable");
+    }
     block_on(async move {
         let shutdown = crate::shutdown::on_signal();
         tracing::info!(
