@@ -243,3 +243,40 @@ def test_rafiki_0_2_train_signature_without_shared_params(runner):
     runner.call("load", model_file=template("broken_models.py"), model_class="OldStyleTrain")
     _, logs = runner.call("train", knobs={"k": 1}, dataset_path="t")
     assert logs[0]["payload"] == {"message": "old style"}
+
+
+def test_an_orphaned_runner_kills_its_group(tmp_path):
+    """The worker dies without a word (SIGKILL): the runner and what its template started go too."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from helpers import PYTHON_DIR
+
+    worker = (
+        "import subprocess, sys\n"
+        "runner = subprocess.Popen([sys.executable, '-m', 'duma.runner'], stdin=subprocess.PIPE,\n"
+        "                          stdout=subprocess.PIPE, process_group=0)\n"
+        "helper = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'], process_group=runner.pid)\n"
+        "print(runner.pid, helper.pid, flush=True)\n"
+        "import time; time.sleep(60)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PYTHONPATH"] = PYTHON_DIR
+    parent = subprocess.Popen([sys.executable, "-c", worker], stdout=subprocess.PIPE, env=env, cwd=tmp_path)
+    runner_pid, helper_pid = (int(p) for p in parent.stdout.readline().split())
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+
+    def alive(pid):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+        except FileNotFoundError:
+            return False
+
+    deadline = time.monotonic() + 10
+    while alive(runner_pid) or alive(helper_pid):
+        assert time.monotonic() < deadline, f"still running: runner {alive(runner_pid)}, helper {alive(helper_pid)}"
+        time.sleep(0.05)

@@ -25,8 +25,50 @@ def _take_protocol_channel():
     return os.fdopen(in_fd, "rb"), os.fdopen(out_fd, "wb")
 
 
+def _end_group():
+    """Kills the other processes of the runner's group (what the template started), when the
+    runner leads that group, as the worker starts it."""
+    import signal
+
+    me = os.getpid()
+    if os.getpgrp() != me:
+        return
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == me:  # its process group
+            try:
+                os.kill(int(entry), signal.SIGKILL)
+            except OSError:
+                pass
+
+
+def _die_with_the_worker(interval=1.0):
+    """The worker kills the runner's group when a trial ends. If the worker itself dies (SIGKILL,
+    OOM) while a template runs, nobody will: so an orphaned runner ends its group and exits."""
+    import threading
+    import time
+
+    parent = os.getppid()
+
+    def watch():
+        while True:
+            time.sleep(interval)
+            if os.getppid() != parent:
+                _end_group()
+                os._exit(1)
+
+    threading.Thread(target=watch, name="duma-orphan-watch", daemon=True).start()
+
+
 def main(argv=None) -> int:
     inp, out = _take_protocol_channel()
+    _die_with_the_worker()
 
     import argparse
 
@@ -54,11 +96,23 @@ def main(argv=None) -> int:
 
 def run() -> None:
     """Console-script entry point."""
-    code = main()
+    try:
+        code = main()
+    except BrokenPipeError:
+        code = 1  # the worker went away mid-frame
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+        code = 1
     # Exit now: threads a template left running (or atexit hooks of ML frameworks) must not keep
     # the process alive after `shutdown`; everything the worker needs was flushed with the reply.
-    sys.stderr.flush()
-    os._exit(code)
+    # Whatever the template started ends with the runner.
+    try:
+        sys.stderr.flush()
+    finally:
+        _end_group()
+        os._exit(code)
 
 
 if __name__ == "__main__":
