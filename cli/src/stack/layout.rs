@@ -1,7 +1,7 @@
 //! The data directory of a local stack: one folder per server, secrets, logs and the pid file
 //! that makes `duma down` find `duma up`.
 
-use std::fs::{self, OpenOptions};
+use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -17,6 +17,19 @@ impl DataDir {
     /// Creates the directory (and its sub-folders) when missing.
     pub fn open(root: &Path) -> anyhow::Result<Self> {
         fs::create_dir_all(root).with_context(|| format!("cannot create {}", root.display()))?;
+        // Datasets, models, logs and secrets are the owner's alone. As root, PostgreSQL runs as
+        // `postgres` and must pass through to its own (private) folder.
+        let mode = if duma_common::process::postgres_os_user()
+            .ok()
+            .flatten()
+            .is_some()
+        {
+            0o711
+        } else {
+            0o700
+        };
+        fs::set_permissions(root, fs::Permissions::from_mode(mode))
+            .with_context(|| format!("cannot restrict {}", root.display()))?;
         let data = Self::existing(root)?;
         for folder in ["logs", "objects", "cache", "redis", "nginx", "prometheus"] {
             fs::create_dir_all(data.path(folder))?;
@@ -50,7 +63,11 @@ impl DataDir {
     pub fn secret(&self, name: &str) -> anyhow::Result<String> {
         let path = self.path("secrets").join(name);
         if let Ok(existing) = fs::read_to_string(&path) {
-            return Ok(existing.trim().to_owned());
+            if !existing.trim().is_empty() {
+                return Ok(existing.trim().to_owned());
+            }
+            // Left empty by a crash while it was written: make a new one.
+            fs::remove_file(&path).with_context(|| format!("cannot replace {}", path.display()))?;
         }
         let mut bytes = [0u8; 16];
         fs::File::open("/dev/urandom")
@@ -71,44 +88,65 @@ impl DataDir {
         self.path("duma.pid")
     }
 
-    /// The pid of the `duma up` running from this directory, if one does.
+    /// The pid of the `duma up` running from this directory, if one does: it holds a lock on
+    /// the pid file for as long as it runs, so a stale file (after a SIGKILL) or a recycled pid
+    /// is never taken for it.
     pub fn running_pid(&self) -> Option<u32> {
-        let pid = fs::read_to_string(self.pid_file())
-            .ok()?
-            .trim()
-            .parse()
-            .ok()?;
-        is_duma_process(pid).then_some(pid)
+        let file = File::open(self.pid_file()).ok()?;
+        match file.try_lock_shared() {
+            Ok(()) => None, // nobody holds it
+            Err(TryLockError::WouldBlock) => fs::read_to_string(self.pid_file())
+                .ok()?
+                .trim()
+                .parse()
+                .ok(),
+            Err(TryLockError::Error(_)) => None,
+        }
     }
 
     /// Records this process as the one running the stack; refuses when another one does.
     pub fn claim(&self) -> anyhow::Result<PidFile> {
-        if let Some(pid) = self.running_pid() {
-            anyhow::bail!(
-                "duma up already runs from {} (pid {pid}); stop it with `duma down --data-dir {}`",
-                self.root.display(),
-                self.root.display()
-            );
-        }
         let path = self.pid_file();
-        fs::write(&path, std::process::id().to_string())
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o644)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                let pid = fs::read_to_string(&path).unwrap_or_default();
+                anyhow::bail!(
+                    "duma up already runs from {} (pid {}); stop it with `duma down --data-dir {}`",
+                    self.root.display(),
+                    pid.trim(),
+                    self.root.display()
+                );
+            }
+            Err(TryLockError::Error(error)) => {
+                return Err(error).with_context(|| format!("cannot lock {}", path.display()));
+            }
+        }
+        file.set_len(0)?;
+        file.write_all(std::process::id().to_string().as_bytes())
             .with_context(|| format!("cannot write {}", path.display()))?;
-        Ok(PidFile(path))
+        Ok(PidFile { path, _lock: file })
     }
 }
 
-/// Removes the pid file when `duma up` ends.
-pub struct PidFile(PathBuf);
+/// Holds the pid file's lock while `duma up` runs; removes the file when it ends.
+pub struct PidFile {
+    path: PathBuf,
+    _lock: File,
+}
 
 impl Drop for PidFile {
     fn drop(&mut self) {
-        let _ = fs::remove_file(&self.0);
+        let _ = fs::remove_file(&self.path);
     }
-}
-
-/// A live process whose command is `duma` (so a recycled pid is not mistaken for ours).
-pub fn is_duma_process(pid: u32) -> bool {
-    fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|comm| comm.trim() == "duma")
 }
 
 /// Creates `path` readable only by its owner.

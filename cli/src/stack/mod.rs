@@ -102,6 +102,8 @@ async fn run_up(args: UpArgs, config_file: Option<PathBuf>) -> anyhow::Result<()
 
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
+    // The terminal closing stops the stack in order too.
+    let mut hangup = signal(SignalKind::hangup())?;
     let mut running: Vec<Supervised> = Vec::new();
     let startup = async {
         for tier in Tier::ALL {
@@ -122,6 +124,7 @@ async fn run_up(args: UpArgs, config_file: Option<PathBuf>) -> anyhow::Result<()
         result = startup => result,
         _ = interrupt.recv() => Err(anyhow::anyhow!("interrupted while starting")),
         _ = terminate.recv() => Err(anyhow::anyhow!("stopped while starting")),
+        _ = hangup.recv() => Err(anyhow::anyhow!("hung up while starting")),
     };
     match outcome {
         Ok(()) => {
@@ -129,6 +132,7 @@ async fn run_up(args: UpArgs, config_file: Option<PathBuf>) -> anyhow::Result<()
             tokio::select! {
                 _ = interrupt.recv() => {}
                 _ = terminate.recv() => {}
+                _ = hangup.recv() => {}
             }
             eprintln!("duma: stopping");
             supervisor::stop_all(running).await;
@@ -148,9 +152,14 @@ pub fn down(args: &DownArgs) -> anyhow::Result<()> {
         eprintln!("duma: nothing runs from {}", data.root().display());
         return Ok(());
     };
-    duma_common::process::send_signal(pid, libc::SIGTERM);
+    if !duma_common::process::send_signal(pid, libc::SIGTERM) {
+        anyhow::bail!(
+            "cannot signal duma up (pid {pid}): {} (run duma down as the user that ran duma up)",
+            std::io::Error::last_os_error()
+        );
+    }
     let deadline = Instant::now() + DOWN_DEADLINE;
-    while layout::is_duma_process(pid) {
+    while data.running_pid().is_some() {
         anyhow::ensure!(
             Instant::now() < deadline,
             "duma up (pid {pid}) is still stopping after {DOWN_DEADLINE:?}"

@@ -65,6 +65,20 @@ pub enum Ready {
     Http(String),
 }
 
+/// Which of `duma up`'s own environment a process inherits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inherit {
+    /// Everything (the admin: every `DUMA_*` setting and the secrets).
+    All,
+    /// Everything but the admin's secrets (the other Duma services).
+    AllButAdminSecrets,
+    /// Only `PATH` and `LANG` (PostgreSQL, Redis, nginx, Prometheus).
+    Minimal,
+}
+
+/// Variables only the admin may see.
+pub const ADMIN_SECRETS: [&str; 2] = ["SUPERADMIN_PASSWORD", "DUMA_ADMIN__JWT_SECRET"];
+
 /// One process to supervise.
 #[derive(Debug, Clone)]
 pub struct ProcessSpec {
@@ -72,6 +86,8 @@ pub struct ProcessSpec {
     pub tier: Tier,
     pub program: PathBuf,
     pub args: Vec<OsString>,
+    pub inherit: Inherit,
+    /// Set on top of what it inherits.
     pub env: Vec<(String, String)>,
     /// `(uid, gid)` to run as (PostgreSQL when we are root).
     pub user: Option<(u32, u32)>,
@@ -110,6 +126,8 @@ pub struct Plan {
     prometheus: Option<PathBuf>,
     /// Environment every Duma service gets on top of ours.
     service_env: Vec<(String, String)>,
+    /// What only the admin gets: the token signing key, the superadmin password.
+    admin_env: Vec<(String, String)>,
     superadmin_password_file: Option<PathBuf>,
 }
 
@@ -172,39 +190,54 @@ impl Plan {
         let prometheus = find_program("prometheus");
 
         let mut service_env = Vec::new();
-        let mut default = |name: &str, value: String| {
+        let mut admin_env = Vec::new();
+        let default = |env: &mut Vec<(String, String)>, name: &str, value: String| {
             if !is_set(name) {
-                service_env.push((name.to_owned(), value));
+                env.push((name.to_owned(), value));
             }
         };
         if let Some(postgres) = &postgres {
-            default("DUMA_DATABASE__URL", postgres.url("duma"));
+            default(&mut service_env, "DUMA_DATABASE__URL", postgres.url("duma"));
         }
         if let Some(socket) = &redis_socket {
             default(
+                &mut service_env,
                 "DUMA_REDIS__URL",
                 format!("redis+unix://{}", socket.display()),
             );
         }
         default(
+            &mut service_env,
             "DUMA_OBJECT_STORE__ROOT",
             data.path("objects").display().to_string(),
         );
         if let Some(sdk) = python_sdk(&bin_dir) {
-            default("DUMA_PYTHON__SDK_PATH", sdk.display().to_string());
+            default(
+                &mut service_env,
+                "DUMA_PYTHON__SDK_PATH",
+                sdk.display().to_string(),
+            );
         }
-        default("DUMA_ADMIN__JWT_SECRET", data.secret("jwt-secret")?);
+        default(
+            &mut admin_env,
+            "DUMA_ADMIN__JWT_SECRET",
+            data.secret("jwt-secret")?,
+        );
         let superadmin_password_file = if is_set("SUPERADMIN_PASSWORD") {
             None
         } else {
-            default("SUPERADMIN_PASSWORD", data.secret("superadmin-password")?);
+            default(
+                &mut admin_env,
+                "SUPERADMIN_PASSWORD",
+                data.secret("superadmin-password")?,
+            );
             Some(data.path("secrets").join("superadmin-password"))
         };
         let predictor_host = match nginx {
             Some(_) => format!("localhost:{}", ports.http),
             None => format!("localhost:{}", ports.predictor),
         };
-        default("DUMA_ADMIN__PREDICTOR_HOST", predictor_host);
+        default(&mut admin_env, "DUMA_ADMIN__PREDICTOR_HOST", predictor_host);
         if let Some(file) = config_file {
             let file = file
                 .canonicalize()
@@ -229,6 +262,7 @@ impl Plan {
             nginx,
             prometheus,
             service_env,
+            admin_env,
             superadmin_password_file,
         })
     }
@@ -299,6 +333,8 @@ impl Plan {
         migrate
             .arg("migrate")
             .envs(self.service_env.iter().cloned())
+            .env_remove(ADMIN_SECRETS[0])
+            .env_remove(ADMIN_SECRETS[1])
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -336,6 +372,7 @@ impl Plan {
                 tier: Tier::Stores,
                 program: postgres.bin.join("postgres"),
                 args,
+                inherit: Inherit::Minimal,
                 env: Vec::new(),
                 user: postgres.user,
                 stop_signal: libc::SIGINT, // fast shutdown: roll back clients, checkpoint
@@ -354,6 +391,7 @@ impl Plan {
                 tier: Tier::Stores,
                 program: "redis-server".into(),
                 args,
+                inherit: Inherit::Minimal,
                 env: Vec::new(),
                 user: None,
                 stop_signal: libc::SIGTERM, // writes the AOF and exits
@@ -367,21 +405,29 @@ impl Plan {
         let service = |name: String, binary: &str, env: Vec<(String, String)>, port: u16| {
             let mut all = self.service_env.clone();
             all.extend(env);
+            let inherit = if binary == "duma-admin" {
+                Inherit::All
+            } else {
+                Inherit::AllButAdminSecrets
+            };
             Ok::<_, anyhow::Error>(ProcessSpec {
                 name,
                 tier: Tier::Services,
                 program: self.binary(binary)?,
                 args: Vec::new(),
+                inherit,
                 env: all,
                 user: None,
                 stop_signal: libc::SIGTERM,
                 ready: Ready::Health(port),
             })
         };
+        let mut admin_env = self.admin_env.clone();
+        admin_env.push(("DUMA_ADMIN__PORT".into(), self.ports.admin.to_string()));
         let mut processes = vec![service(
             "admin".into(),
             "duma-admin",
-            vec![("DUMA_ADMIN__PORT".into(), self.ports.admin.to_string())],
+            admin_env,
             self.ports.admin,
         )?];
         for (name, section, port) in self.workers() {
@@ -424,6 +470,7 @@ impl Plan {
                 tier: Tier::Front,
                 program: nginx.clone(),
                 args,
+                inherit: Inherit::Minimal,
                 env: Vec::new(),
                 user: None,
                 stop_signal: libc::SIGQUIT, // graceful: finish the requests in flight
@@ -442,6 +489,7 @@ impl Plan {
                 tier: Tier::Front,
                 program: prometheus.clone(),
                 args,
+                inherit: Inherit::Minimal,
                 env: Vec::new(),
                 user: None,
                 stop_signal: libc::SIGTERM,

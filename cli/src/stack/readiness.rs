@@ -36,13 +36,23 @@ pub async fn wait(process: &Supervised, deadline: Duration, logs: &Path) -> anyh
     }
 }
 
+/// One probe may take this long (a server that accepts but never answers).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
 async fn probe(ready: &Ready) -> bool {
+    tokio::time::timeout(PROBE_TIMEOUT, probe_once(ready))
+        .await
+        .unwrap_or(false)
+}
+
+async fn probe_once(ready: &Ready) -> bool {
     match ready {
         Ready::Health(port) => duma_common::ops::healthcheck(*port).await.is_ok(),
         Ready::Postgres(url) => tokio_postgres::connect(url, tokio_postgres::NoTls)
             .await
             .is_ok(),
-        Ready::Socket(path) => path.exists(),
+        // Connect, not just look: a socket file a killed server left behind accepts nothing.
+        Ready::Socket(path) => tokio::net::UnixStream::connect(path).await.is_ok(),
         Ready::Tcp(port) => tokio::net::TcpStream::connect(("127.0.0.1", *port))
             .await
             .is_ok(),

@@ -5,12 +5,12 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use duma_common::process::{die_with_parent, run_as, send_signal};
+use duma_common::process::{die_with_parent, kill_group, run_as, send_signal};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::plan::{ProcessSpec, Tier, log_file};
+use super::plan::{ADMIN_SECRETS, Inherit, ProcessSpec, Tier, log_file};
 
 /// A clean stop gets this long before the process is killed.
 const STOP_GRACE: Duration = Duration::from_secs(20);
@@ -90,6 +90,22 @@ async fn keep_running(
 fn spawn(spec: &ProcessSpec, logs: &Path) -> anyhow::Result<tokio::process::Child> {
     let log = log_file(logs, &spec.name)?;
     let mut command = std::process::Command::new(&spec.program);
+    match spec.inherit {
+        Inherit::All => {}
+        Inherit::AllButAdminSecrets => {
+            for name in ADMIN_SECRETS {
+                command.env_remove(name);
+            }
+        }
+        Inherit::Minimal => {
+            command.env_clear();
+            for name in ["PATH", "LANG"] {
+                if let Some(value) = std::env::var_os(name) {
+                    command.env(name, value);
+                }
+            }
+        }
+    }
     command
         .args(&spec.args)
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
@@ -117,6 +133,11 @@ async fn terminate(spec: &ProcessSpec, child: &mut tokio::process::Child) {
             "duma: {} did not stop within {STOP_GRACE:?}; killing it",
             spec.name
         );
+        // Each child leads its own process group: take its helpers (nginx workers, PostgreSQL
+        // backends) with it.
+        if let Some(pid) = child.id() {
+            kill_group(pid);
+        }
         let _ = child.kill().await;
     }
     let took = began.elapsed();
