@@ -50,6 +50,36 @@ impl Tier {
     pub const ALL: [Tier; 3] = [Tier::Stores, Tier::Services, Tier::Front];
 }
 
+/// A kind of worker: its Prometheus job (and process name prefix), binary and settings section.
+pub struct WorkerKind {
+    job: &'static str,
+    binary: &'static str,
+    section: &'static str,
+}
+
+const ADVISOR_WORKER: WorkerKind = WorkerKind {
+    job: "advisor-worker",
+    binary: "duma-advisor-worker",
+    section: "ADVISOR_WORKER",
+};
+const TRAIN_WORKER: WorkerKind = WorkerKind {
+    job: "train-worker",
+    binary: "duma-train-worker",
+    section: "TRAIN_WORKER",
+};
+const INFERENCE_WORKER: WorkerKind = WorkerKind {
+    job: "inference-worker",
+    binary: "duma-inference-worker",
+    section: "INFERENCE_WORKER",
+};
+
+/// One worker process of the plan.
+struct Worker {
+    name: String,
+    kind: &'static WorkerKind,
+    port: u16,
+}
+
 /// How to tell that a process serves.
 #[derive(Debug, Clone)]
 pub enum Ready {
@@ -271,19 +301,26 @@ impl Plan {
         (0..self.replicas.predictors).map(|i| self.ports.predictor + i)
     }
 
-    /// `(name, port)` of every worker: the advisor, then the train and inference replicas.
-    fn workers(&self) -> Vec<(String, &'static str, u16)> {
-        let mut workers = vec![("advisor-worker".to_owned(), "ADVISOR_WORKER", 0u16)];
-        for i in 1..=self.replicas.train_workers {
-            workers.push((format!("train-worker-{i}"), "TRAIN_WORKER", 0));
+    /// Every worker process: the advisor, then the train and inference replicas, on consecutive
+    /// ports from `--worker-port`.
+    fn workers(&self) -> Vec<Worker> {
+        // The advisor is one process, named for its kind; the pools number their replicas.
+        let mut names = vec![(&ADVISOR_WORKER, ADVISOR_WORKER.job.to_owned())];
+        for (kind, replicas) in [
+            (&TRAIN_WORKER, self.replicas.train_workers),
+            (&INFERENCE_WORKER, self.replicas.inference_workers),
+        ] {
+            names.extend((1..=replicas).map(|i| (kind, format!("{}-{i}", kind.job))));
         }
-        for i in 1..=self.replicas.inference_workers {
-            workers.push((format!("inference-worker-{i}"), "INFERENCE_WORKER", 0));
-        }
-        for (offset, worker) in workers.iter_mut().enumerate() {
-            worker.2 = self.ports.worker + offset as u16;
-        }
-        workers
+        names
+            .into_iter()
+            .enumerate()
+            .map(|(offset, (kind, name))| Worker {
+                name,
+                kind,
+                port: self.ports.worker + offset as u16,
+            })
+            .collect()
     }
 
     /// Fails naming the option when a port this plan needs is taken.
@@ -299,7 +336,11 @@ impl Plan {
             self.predictor_ports()
                 .map(|port| ("--predictor-port", port)),
         );
-        wanted.extend(self.workers().into_iter().map(|w| ("--worker-port", w.2)));
+        wanted.extend(
+            self.workers()
+                .into_iter()
+                .map(|w| ("--worker-port", w.port)),
+        );
         for (option, port) in wanted {
             TcpListener::bind(("0.0.0.0", port))
                 .with_context(|| format!("port {port} is in use: choose another with {option}"))?;
@@ -430,12 +471,8 @@ impl Plan {
             admin_env,
             self.ports.admin,
         )?];
-        for (name, section, port) in self.workers() {
-            let binary = match section {
-                "ADVISOR_WORKER" => "duma-advisor-worker",
-                "TRAIN_WORKER" => "duma-train-worker",
-                _ => "duma-inference-worker",
-            };
+        for Worker { name, kind, port } in self.workers() {
+            let section = kind.section;
             let cache = self.data.cache.join(&name);
             let env = vec![
                 (format!("DUMA_{section}__PORT"), port.to_string()),
@@ -444,7 +481,7 @@ impl Plan {
                     cache.display().to_string(),
                 ),
             ];
-            processes.push(service(name, binary, env, port)?);
+            processes.push(service(name, kind.binary, env, port)?);
         }
         for (i, port) in self.predictor_ports().enumerate() {
             let env = vec![("DUMA_PREDICTOR__PORT".into(), port.to_string())];
@@ -533,17 +570,10 @@ impl Plan {
             ("admin", vec![self.ports.admin]),
             ("predictor", self.predictor_ports().collect()),
         ];
-        for (name, _, port) in self.workers() {
-            let job = if name.starts_with("advisor") {
-                "advisor-worker"
-            } else if name.starts_with("train") {
-                "train-worker"
-            } else {
-                "inference-worker"
-            };
-            match jobs.iter_mut().find(|(existing, _)| *existing == job) {
-                Some((_, ports)) => ports.push(port),
-                None => jobs.push((job, vec![port])),
+        for worker in self.workers() {
+            match jobs.iter_mut().find(|(job, _)| *job == worker.kind.job) {
+                Some((_, ports)) => ports.push(worker.port),
+                None => jobs.push((worker.kind.job, vec![worker.port])),
             }
         }
         let mut config = String::from(

@@ -506,9 +506,12 @@ async fn trials_and_logs_round_trip() {
     assert_eq!(read[499].payload["epoch"], 499);
 }
 
-#[tokio::test]
-async fn inference_jobs_serve_trials_and_allow_one_live_job_per_train_job() {
-    let f = fixture().await;
+/// A running trial of the fixture's sub job, and an inference job serving it with
+/// `desired_replicas` replicas.
+async fn inference_job_serving_one_trial(
+    f: &Fixture,
+    desired_replicas: i32,
+) -> (inference_jobs::InferenceJob, inference_jobs::ServedTrial) {
     let mut client = f.ctx.pool.get().await.unwrap();
     let trial = trials::insert_running(
         &client,
@@ -519,15 +522,30 @@ async fn inference_jobs_serve_trials_and_allow_one_live_job_per_train_job() {
     )
     .await
     .unwrap();
-    let served = [inference_jobs::ServedTrial {
+    let served = inference_jobs::ServedTrial {
         trial_id: trial.id,
-        desired_replicas: 2,
-    }];
+        desired_replicas,
+    };
     let tx = client.transaction().await.unwrap();
-    let job = inference_jobs::create(&tx, f.owner.id, f.job.id, &json!({"GPU_COUNT": 0}), &served)
-        .await
-        .unwrap();
+    let job = inference_jobs::create(
+        &tx,
+        f.owner.id,
+        f.job.id,
+        &json!({"GPU_COUNT": 0}),
+        std::slice::from_ref(&served),
+    )
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
+    (job, served)
+}
+
+#[tokio::test]
+async fn inference_jobs_serve_trials_and_allow_one_live_job_per_train_job() {
+    let f = fixture().await;
+    let (job, served) = inference_job_serving_one_trial(&f, 2).await;
+    let served = [served];
+    let mut client = f.ctx.pool.get().await.unwrap();
     assert_eq!(
         (job.app.as_str(), job.app_version, job.status),
         ("fashion", 1, JobStatus::Started)
@@ -717,25 +735,8 @@ async fn leases_are_claimed_once_renewed_by_heartbeats_and_reclaimed_after_expir
 #[tokio::test]
 async fn an_inference_job_is_started_while_a_trial_has_no_ready_replica_and_running_again_after() {
     let f = fixture().await;
-    let mut client = f.ctx.pool.get().await.unwrap();
-    let trial = trials::insert_running(
-        &client,
-        f.sub.id,
-        f.model.id,
-        None,
-        &Proposal::new(1, Knobs::new()),
-    )
-    .await
-    .unwrap();
-    let served = [inference_jobs::ServedTrial {
-        trial_id: trial.id,
-        desired_replicas: 1,
-    }];
-    let tx = client.transaction().await.unwrap();
-    let job = inference_jobs::create(&tx, f.owner.id, f.job.id, &json!({}), &served)
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
+    let (job, _) = inference_job_serving_one_trial(&f, 1).await;
+    let client = f.ctx.pool.get().await.unwrap();
     let status = |client| async move {
         inference_jobs::by_id(client, job.id)
             .await
