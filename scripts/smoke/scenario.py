@@ -98,13 +98,13 @@ def main():
     client = new_client()
     steps.run("log in as the app developer", lambda: client.login(email, password))
 
-    work = tempfile.mkdtemp(prefix="duma-smoke-")
-    train_csv, val_csv = os.path.join(work, "train.csv"), os.path.join(work, "val.csv")
-    write_dataset(train_csv, 400, 1)
-    write_dataset(val_csv, 100, 2)
     task = "TABULAR_CLASSIFICATION"
-    train = steps.run("upload the train CSV", lambda: client.create_dataset("smoke-train", task, train_csv))
-    val = steps.run("upload the validation CSV", lambda: client.create_dataset("smoke-val", task, val_csv))
+    with tempfile.TemporaryDirectory(prefix="duma-smoke-") as work:
+        train_csv, val_csv = os.path.join(work, "train.csv"), os.path.join(work, "val.csv")
+        write_dataset(train_csv, 400, 1)
+        write_dataset(val_csv, 100, 2)
+        train = steps.run("upload the train CSV", lambda: client.create_dataset("smoke-train", task, train_csv))
+        val = steps.run("upload the validation CSV", lambda: client.create_dataset("smoke-val", task, val_csv))
 
     models = [m for m in client.get_available_models(task) if m["name"] == "LogisticRegression"]
     if not models:
