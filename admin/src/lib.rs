@@ -30,13 +30,18 @@ use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use duma_common::Settings;
-use duma_common::ops::{self, HttpMetrics, Readiness};
+use duma_common::ops::{self, HttpMetrics, Liveness, Readiness};
 use duma_common::redis::Redis;
 use duma_common::store::ObjectStore;
+use duma_common::tasks;
 use prometheus::Registry;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::state::AppState;
+
+/// A reconciler tick that has not finished for this long fails `/health` and stops the admin.
+const RECONCILER_STALL: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The admin server, bound and ready to run. Binding to port 0 picks a free port
 /// ([`Application::port`] tells which), so tests never race for ports.
@@ -45,6 +50,7 @@ pub struct Application {
     port: u16,
     reconciler: reconciler::Reconciler,
     reconcile_interval: std::time::Duration,
+    liveness: Liveness,
 }
 
 impl Application {
@@ -71,9 +77,11 @@ impl Application {
             std::time::Duration::from_millis(settings.admin.reconcile_interval_ms);
         let http_metrics = web::Data::new(HttpMetrics::register(&registry)?);
         let registry = web::Data::new(registry);
+        let liveness = Liveness::default();
         let readiness = web::Data::new(Readiness {
             postgres: Some(pool.clone()),
             redis: Some(redis.clone()),
+            liveness: liveness.clone(),
         });
         let state = web::Data::new(AppState::new(settings, pool, redis, store));
         let server = HttpServer::new(move || {
@@ -96,6 +104,7 @@ impl Application {
             port,
             reconciler,
             reconcile_interval,
+            liveness,
         })
     }
 
@@ -103,14 +112,28 @@ impl Application {
         self.port
     }
 
+    /// Serves until `shutdown`; the HTTP server, the reconciler and the watchdog over the
+    /// reconciler's progress are supervised together: if one ends, the admin stops.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         tracing::info!(port = self.port, "admin listening");
         let stop = shutdown.child_token();
-        let reconciling = tokio::spawn(self.reconciler.run(self.reconcile_interval, stop.clone()));
-        let served = ops::stop_on(self.server, shutdown).await;
-        stop.cancel();
-        let _ = reconciling.await;
-        served
+        let mut tasks = JoinSet::new();
+        let server_stop = stop.clone();
+        let server = self.server;
+        tasks.spawn(async move {
+            ops::stop_on(server, server_stop)
+                .await
+                .map_err(|e| e.context("http server"))
+        });
+        let probe = self.liveness.probe("reconciler", RECONCILER_STALL);
+        let (reconciler, interval, reconcile_stop) =
+            (self.reconciler, self.reconcile_interval, stop.clone());
+        tasks.spawn(async move {
+            reconciler.run(interval, &probe, reconcile_stop).await;
+            Ok(())
+        });
+        tasks.spawn(tasks::watchdog(self.liveness, stop.clone()));
+        tasks::supervise(tasks, stop).await
     }
 }
 

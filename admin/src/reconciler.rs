@@ -2,8 +2,10 @@
 //! stays RUNNING with nobody able to progress it.
 //!
 //! Every tick, one admin replica (an advisory lock elects it):
-//! - for each expired TRAIN lease, marks ERRORED the trials its holder was running and frees the
-//!   lease, so another worker continues the sub job; expired ADVISE and SERVE leases are freed;
+//! - reclaims the leases of workers that died (`workers::reclaim_departed`: their presence lock
+//!   is free, noticed within a tick) or stopped renewing them (`workers::reclaim_expired`) — the
+//!   only paths by which such a lease becomes claimable: the trials its holder was running are
+//!   ERRORED first, so another worker continues the sub job and the advisor stops waiting;
 //! - rolls up the status of live train jobs (sub jobs → job), and of live inference jobs (STARTED
 //!   while a served trial has no ready replica, RUNNING once each has one);
 //! - forgets workers that have been silent for long and hold nothing;
@@ -11,14 +13,16 @@
 
 use std::time::Duration;
 
-use duma_common::db::{PgPool, inference_jobs, train_jobs, trials, workers};
-use duma_common::domain::LeaseKind;
+use duma_common::db::{PgPool, inference_jobs, train_jobs, workers};
+use duma_common::ops::Probe;
 use prometheus::{IntGaugeVec, Opts, Registry};
 use tokio_util::sync::CancellationToken;
 
 /// Arbitrary key of the advisory lock that elects the reconciling replica.
 const RECONCILER_LOCK: i64 = 0x0d0a_7ec0;
 const FORGET_WORKERS_AFTER: Duration = Duration::from_secs(600);
+/// A tick taking longer is abandoned (its transaction rolls back) and the next one starts.
+const TICK_DEADLINE: Duration = Duration::from_secs(30);
 
 #[derive(Clone)]
 pub struct Reconciler {
@@ -39,16 +43,24 @@ impl Reconciler {
         Ok(Self { pool, waiting })
     }
 
-    pub async fn run(self, interval: Duration, shutdown: CancellationToken) {
+    /// Ticks every `interval` until `shutdown`, beating `probe` after each tick.
+    pub async fn run(self, interval: Duration, probe: &Probe, shutdown: CancellationToken) {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            probe.beat();
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = ticker.tick() => {}
             }
-            if let Err(error) = self.tick().await {
-                tracing::warn!(error = format!("{error:#}"), "reconciler tick failed");
+            match tokio::time::timeout(TICK_DEADLINE, self.tick()).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(error)) => {
+                    tracing::warn!(error = format!("{error:#}"), "reconciler tick failed");
+                }
+                Err(_) => tracing::warn!(
+                    "a reconciler tick took longer than {TICK_DEADLINE:?}; abandoned"
+                ),
             }
         }
     }
@@ -64,16 +76,23 @@ impl Reconciler {
         if !elected {
             return Ok(false);
         }
-        for lease in workers::list_expired(&tx).await? {
-            if let (LeaseKind::Train, Some(worker), Some(sub_job)) =
-                (lease.kind, lease.worker_id, lease.sub_train_job_id)
-            {
-                let lost = trials::error_trials_of_lost_worker(&tx, worker, sub_job).await?;
-                tracing::warn!(%worker, sub_train_job_id = %sub_job, trials = lost, "train worker lost; its lease is free again");
-            }
-            if let Some(worker) = lease.worker_id {
-                workers::release(&tx, lease.id, worker).await?;
-            }
+        for (lease, lost) in workers::reclaim_departed(&tx).await? {
+            tracing::warn!(
+                worker_id = ?lease.worker_id,
+                lease_id = %lease.id,
+                kind = lease.kind.as_str(),
+                trials_errored = lost,
+                "a worker died (its database connection closed); its work is cleaned up and the lease is free"
+            );
+        }
+        for (lease, lost) in workers::reclaim_expired(&tx).await? {
+            tracing::warn!(
+                worker_id = ?lease.worker_id,
+                lease_id = %lease.id,
+                kind = lease.kind.as_str(),
+                trials_errored = lost,
+                "a worker stopped renewing its lease; its work is cleaned up and the lease is free"
+            );
         }
         for job in train_jobs::list_live(&tx).await? {
             train_jobs::roll_up(&tx, job.id).await?;

@@ -1,14 +1,16 @@
 //! The advisor worker's loop: hold ADVISE leases of sub jobs, serve their request streams in
 //! batches, and end sub jobs whose budget is spent.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use duma_common::config::WorkerSettings;
 use duma_common::db::{PgPool, train_jobs, workers};
-use duma_common::domain::{JobStatus, LeaseKind, SubTrainJobId, WorkerId};
+use duma_common::domain::{JobStatus, LeaseId, LeaseKind, WorkerId};
+use duma_common::ops::Probe;
 use duma_common::protocol::{AdvisorReply, AdvisorRequest, advisor_target};
 use duma_common::redis::rpc::{Reply, Request, RpcServer, ServeLoop, StreamService};
+use duma_common::tasks::isolate;
+use duma_common::worker::{LeasedStreams, WorkerHost};
 use prometheus::{Histogram, HistogramOpts, IntGauge, Registry};
 use tokio_util::sync::CancellationToken;
 
@@ -49,42 +51,34 @@ impl AdvisorMetrics {
 }
 
 pub struct AdvisorService {
-    pub id: WorkerId,
-    pub pool: PgPool,
-    pub settings: WorkerSettings,
-    pub server: RpcServer,
-    pub metrics: AdvisorMetrics,
-    held: HashMap<SubTrainJobId, SubJobAdvisor>,
-    by_stream: HashMap<String, SubTrainJobId>,
+    id: WorkerId,
+    pool: PgPool,
+    settings: WorkerSettings,
+    server: RpcServer,
+    metrics: AdvisorMetrics,
+    held: LeasedStreams<SubJobAdvisor>,
 }
 
 impl AdvisorService {
-    pub fn new(
-        id: WorkerId,
-        pool: PgPool,
-        settings: WorkerSettings,
-        server: RpcServer,
-        metrics: AdvisorMetrics,
-    ) -> Self {
-        Self {
-            id,
-            pool,
-            settings,
+    pub fn new(host: &WorkerHost, server: RpcServer) -> prometheus::Result<Self> {
+        let metrics = AdvisorMetrics::register(&host.registry)?;
+        Ok(Self {
+            id: host.id,
+            pool: host.pool.clone(),
+            settings: host.settings.clone(),
             server,
+            held: LeasedStreams::new(metrics.sub_jobs_held.clone()),
             metrics,
-            held: HashMap::new(),
-            by_stream: HashMap::new(),
-        }
+        })
     }
 
-    pub async fn run(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
+    pub async fn run(mut self, probe: &Probe, shutdown: CancellationToken) {
         let every = ServeLoop {
             tick: TICK,
             block: READ_BLOCK,
             batch: READ_BATCH,
         };
-        every.run(&mut self, "advisor", &shutdown).await;
-        Ok(())
+        every.run(&mut self, "advisor", probe, &shutdown).await;
     }
 
     async fn serve_requests(&mut self, requests: Vec<Request>) {
@@ -111,77 +105,102 @@ impl AdvisorService {
         }
     }
 
+    /// Answers one request. A panic while advising a sub job ends that sub job ERRORED with the
+    /// reason; the advisor goes on serving the others.
     async fn handle(&mut self, request: &Request) -> anyhow::Result<AdvisorReply> {
-        let Some(&sub_job_id) = self.by_stream.get(&request.stream) else {
-            return Ok(AdvisorReply::Done);
-        };
         let message: AdvisorRequest = serde_json::from_slice(&request.payload)?;
-        let Some(sub_job) = self.held.get_mut(&sub_job_id) else {
+        let pool = self.pool.clone();
+        let Some((lease, sub_job)) = self.held.by_stream_mut(&request.stream) else {
             return Ok(AdvisorReply::Done);
         };
-        match message {
-            AdvisorRequest::Propose { worker_id } => sub_job.propose(&self.pool, worker_id).await,
-            AdvisorRequest::Feedback {
-                trial_id,
-                knobs,
-                outcome,
-            } => {
-                sub_job.feedback(trial_id, &knobs, &outcome);
-                // The last trial in flight may have just ended the sub job.
-                if !sub_job.reconcile(&self.pool).await? {
-                    self.drop_sub_job(sub_job_id);
+        let handled = isolate(async {
+            match message {
+                AdvisorRequest::Propose { worker_id } => {
+                    sub_job.propose(&pool, worker_id).await.map(Some)
                 }
+                AdvisorRequest::Feedback {
+                    trial_id,
+                    knobs,
+                    outcome,
+                } => {
+                    sub_job.feedback(trial_id, &knobs, &outcome);
+                    // The last trial in flight may have just ended the sub job.
+                    Ok(sub_job.reconcile(&pool).await?.then_some(AdvisorReply::Ack))
+                }
+            }
+        })
+        .await;
+        match handled {
+            Ok(Ok(Some(reply))) => Ok(reply),
+            Ok(Ok(None)) => {
+                self.held.remove(lease);
                 Ok(AdvisorReply::Ack)
+            }
+            Ok(Err(error)) => Err(error),
+            Err(panic) => {
+                self.fail_sub_job(lease, &panic).await;
+                Ok(AdvisorReply::Done)
             }
         }
     }
 
-    fn drop_sub_job(&mut self, id: SubTrainJobId) {
-        self.held.remove(&id);
-        self.by_stream.retain(|_, held| *held != id);
-        self.metrics.sub_jobs_held.set(self.held.len() as i64);
+    /// Ends a sub job whose advising panicked, and forgets it.
+    async fn fail_sub_job(&mut self, lease: LeaseId, panic: &str) {
+        let Some(sub_job) = self.held.remove(lease) else {
+            return;
+        };
+        let id = sub_job.sub_job.id;
+        tracing::error!(sub_train_job_id = %id, panic, "advising the sub job panicked; ending it");
+        let reason = format!("the advisor failed on this model: {panic}");
+        if let Err(error) = sub_job
+            .finish(&self.pool, JobStatus::Errored, Some(&reason))
+            .await
+        {
+            tracing::warn!(error = format!("{error:#}"), sub_train_job_id = %id, "could not end the sub job");
+        }
     }
 
     async fn housekeeping(&mut self) -> anyhow::Result<()> {
         // Leases we lost (expired while we stalled) belong to someone else now.
-        let db = self.pool.get().await?;
-        let leases: Vec<_> = workers::leases_held(&db, self.id)
-            .await?
-            .into_iter()
-            .map(|l| l.id)
-            .collect();
-        drop(db);
-        let lost: Vec<SubTrainJobId> = self
-            .held
-            .iter()
-            .filter(|(_, s)| !leases.contains(&s.lease_id))
-            .map(|(id, _)| *id)
-            .collect();
-        for id in lost {
-            tracing::warn!(sub_train_job_id = %id, "lost the lease of a sub job");
-            self.drop_sub_job(id);
+        for (_, sub_job) in self.held.forget_lost(&self.pool, self.id).await? {
+            tracing::warn!(sub_train_job_id = %sub_job.sub_job.id, "lost the lease of a sub job");
         }
-        let ids: Vec<SubTrainJobId> = self.held.keys().copied().collect();
-        for id in ids {
-            let keep = match self.held.get_mut(&id) {
-                Some(sub_job) => sub_job.reconcile(&self.pool).await?,
-                None => continue,
+        let pool = self.pool.clone();
+        for lease in self.held.leases() {
+            let Some(sub_job) = self.held.get_mut(lease) else {
+                continue;
             };
-            if !keep {
-                self.drop_sub_job(id);
+            match isolate(sub_job.reconcile(&pool)).await {
+                Ok(keep) => {
+                    if !keep? {
+                        self.held.remove(lease);
+                    }
+                }
+                Err(panic) => self.fail_sub_job(lease, &panic).await,
             }
         }
-        while self.held.len() < self.settings.capacity {
-            let db = self.pool.get().await?;
-            let Some(lease) =
-                workers::claim(&db, LeaseKind::Advise, self.id, self.settings.lease_ttl()).await?
-            else {
-                break;
-            };
+        while let Some(lease) = self
+            .held
+            .claim_next(
+                &self.pool,
+                LeaseKind::Advise,
+                self.id,
+                self.settings.capacity,
+                self.settings.lease_ttl(),
+            )
+            .await?
+        {
             let Some(sub_job_id) = lease.sub_train_job_id else {
                 continue;
             };
-            match SubJobAdvisor::load(&db, lease.id, sub_job_id).await? {
+            let db = self.pool.get().await?;
+            let loaded = match isolate(SubJobAdvisor::load(&db, lease.id, sub_job_id)).await {
+                Ok(loaded) => loaded?,
+                Err(panic) => {
+                    Loaded::Unadvisable(format!("the advisor failed on this model: {panic}"))
+                }
+            };
+            match loaded {
                 Loaded::Ready(sub_job) => {
                     drop(db);
                     self.take(*sub_job).await?;
@@ -207,12 +226,9 @@ impl AdvisorService {
 
     /// Starts serving a sub job, including requests a previous advisor left unanswered.
     async fn take(&mut self, sub_job: SubJobAdvisor) -> anyhow::Result<()> {
-        let id = sub_job.sub_job.id;
-        let stream = self.server.stream(&advisor_target(id));
+        let stream = self.server.stream(&advisor_target(sub_job.sub_job.id));
         self.server.ensure_group(&stream).await?;
-        self.held.insert(id, sub_job);
-        self.by_stream.insert(stream.clone(), id);
-        self.metrics.sub_jobs_held.set(self.held.len() as i64);
+        self.held.insert(sub_job.lease_id, stream.clone(), sub_job);
         let orphans = self
             .server
             .reclaim(&stream, RECLAIM_IDLE, READ_BATCH)
@@ -224,7 +240,7 @@ impl AdvisorService {
 
 impl StreamService for AdvisorService {
     fn streams(&self) -> Vec<String> {
-        self.by_stream.keys().cloned().collect()
+        self.held.streams()
     }
     fn server(&mut self) -> &mut RpcServer {
         &mut self.server

@@ -6,7 +6,8 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use duma_common::db::models::Model;
 use duma_common::db::train_jobs::{self, SubTrainJob, TrainJob};
-use duma_common::db::{GenericClient, PgPool, models, trials};
+use duma_common::db::trials::Trial;
+use duma_common::db::{GenericClient, PgPool, models, trials, workers};
 use duma_common::domain::{
     JobStatus, KnobConfig, LeaseId, Proposal, SubTrainJobId, TemplateKind, TrialId, TrialStatus,
     WorkerId,
@@ -79,9 +80,10 @@ impl SubJobAdvisor {
             AdvisorKind::Fixed => Some(1),
             _ => train_job.budget.trial_limit(),
         };
-        let deadline = train_job.datetime_started
-            + chrono::Duration::from_std(train_job.budget.time_limit())
-                .unwrap_or(chrono::Duration::MAX);
+        let deadline = chrono::Duration::from_std(train_job.budget.time_limit())
+            .ok()
+            .and_then(|limit| train_job.datetime_started.checked_add_signed(limit))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
         let (mut next_no, mut consecutive_failures) = (1, 0);
         let mut in_flight = HashSet::new();
         for trial in &history {
@@ -201,17 +203,20 @@ impl SubJobAdvisor {
         knobs: &duma_common::domain::Knobs,
         outcome: &TrialOutcome,
     ) {
+        if let TrialOutcome::Errored { error } = outcome {
+            self.last_error = Some(error.clone());
+        }
         if !self.in_flight.remove(&trial_id) {
-            return; // already accounted for (a replay or a duplicate)
+            return; // already accounted for (by `reconcile`, a replay or a duplicate)
         }
         match outcome {
             TrialOutcome::Completed { score } => {
                 self.advisor.feedback(knobs, *score);
                 self.consecutive_failures = 0;
             }
-            TrialOutcome::Errored { error } => {
+            TrialOutcome::Errored { .. } => {
+                self.advisor.abandon(knobs);
                 self.consecutive_failures += 1;
-                self.last_error = Some(error.clone());
             }
         }
     }
@@ -227,22 +232,50 @@ impl SubJobAdvisor {
             return Ok(false);
         }
         if !self.in_flight.is_empty() {
-            let statuses: HashMap<TrialId, TrialStatus> =
-                trials::list_by_sub_job(&db, self.sub_job.id)
-                    .await?
-                    .into_iter()
-                    .map(|t| (t.id, t.status))
-                    .collect();
+            // A trial's row is written before its feedback is sent, so a finished trial is often
+            // seen here first: its outcome is learnt here, and the feedback that follows finds
+            // nothing in flight and is ignored — each outcome is learnt exactly once.
+            let rows: HashMap<TrialId, Trial> = trials::list_by_sub_job(&db, self.sub_job.id)
+                .await?
+                .into_iter()
+                .map(|t| (t.id, t))
+                .collect();
             let finished: Vec<TrialId> = self
                 .in_flight
                 .iter()
-                .filter(|id| statuses.get(id).is_none_or(|s| s.is_finished()))
+                .filter(|id| rows.get(id).is_none_or(|t| t.status.is_finished()))
                 .copied()
                 .collect();
+            let holders = if finished.is_empty() {
+                HashSet::new()
+            } else {
+                workers::holders_of_sub_job(&db, self.sub_job.id).await?
+            };
             for id in finished {
-                self.in_flight.remove(&id);
-                if statuses.get(&id) == Some(&TrialStatus::Errored) {
-                    self.consecutive_failures += 1;
+                let Some(trial) = rows.get(&id) else {
+                    // The row vanished (the job was deleted): nothing to learn.
+                    self.in_flight.remove(&id);
+                    continue;
+                };
+                match (trial.status, trial.score) {
+                    (TrialStatus::Completed, Some(score)) => {
+                        let outcome = TrialOutcome::Completed { score };
+                        self.feedback(id, &trial.proposal.knobs, &outcome);
+                    }
+                    (TrialStatus::Errored, _) => {
+                        self.in_flight.remove(&id);
+                        self.advisor.abandon(&trial.proposal.knobs);
+                        // A worker that still holds a lease of this sub job saw the template
+                        // fail. A trial whose worker died (its lease was reclaimed with it) failed
+                        // through the platform's fault, not the model's: it does not count.
+                        if trial.worker_id.is_some_and(|w| holders.contains(&w)) {
+                            self.consecutive_failures += 1;
+                        }
+                    }
+                    _ => {
+                        self.in_flight.remove(&id);
+                        self.advisor.abandon(&trial.proposal.knobs);
+                    }
                 }
             }
         }
@@ -301,7 +334,8 @@ fn knob_config(model: &Model) -> Result<KnobConfig, Loaded> {
     Ok(config)
 }
 
-/// A stable seed per sub job, so a replacement advisor explores the same way.
+/// The part of an advisor's seed that comes from its sub job (`load` mixes in the number of trials
+/// already made, so a replacement advisor does not replay its predecessor's sequence).
 fn seed(id: SubTrainJobId) -> u64 {
     let bytes = id.0.as_bytes();
     u64::from_le_bytes(bytes[8..16].try_into().unwrap_or([0; 8]))

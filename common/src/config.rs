@@ -253,6 +253,9 @@ pub struct WorkerSettings {
     pub cache_dir: PathBuf,
     /// A trial (or model load) running longer than this is abandoned as ERRORED.
     pub task_timeout_secs: u64,
+    /// An essential loop (serving, claiming, heartbeat) that makes no progress for this long
+    /// fails `/health` and ends the process, so its supervisor restarts it.
+    pub stall_timeout_ms: u64,
 }
 
 impl Default for WorkerSettings {
@@ -265,6 +268,7 @@ impl Default for WorkerSettings {
             capacity: 0,
             cache_dir: PathBuf::from("./.duma/cache"),
             task_timeout_secs: 3_600,
+            stall_timeout_ms: 60_000,
         }
     }
 }
@@ -278,6 +282,9 @@ impl WorkerSettings {
     }
     pub fn task_timeout(&self) -> Duration {
         Duration::from_secs(self.task_timeout_secs)
+    }
+    pub fn stall_timeout(&self) -> Duration {
+        Duration::from_millis(self.stall_timeout_ms)
     }
 }
 
@@ -369,6 +376,26 @@ impl Settings {
         }
         if self.predictor.max_in_flight_per_job == 0 {
             return invalid("predictor.max_in_flight_per_job", "must be at least 1");
+        }
+        for (name, worker) in [
+            ("advisor_worker", &self.advisor_worker),
+            ("train_worker", &self.train_worker),
+            ("inference_worker", &self.inference_worker),
+        ] {
+            if worker.heartbeat_interval_ms == 0
+                || worker.heartbeat_interval_ms >= worker.lease_ttl_ms
+            {
+                return invalid(
+                    &format!("{name}.heartbeat_interval_ms"),
+                    "must be positive and shorter than lease_ttl_ms",
+                );
+            }
+            if worker.stall_timeout_ms < 1_000 {
+                return invalid(
+                    &format!("{name}.stall_timeout_ms"),
+                    "must be at least 1000 (one second)",
+                );
+            }
         }
         if self.object_store.kind == ObjectStoreKind::S3 && self.object_store.bucket.is_empty() {
             return invalid(

@@ -12,7 +12,8 @@
 //! | [`protocol`] | messages services exchange over the RPC |
 //! | [`store`] | object store with size + sha256 on every write |
 //! | [`domain`] | ids, statuses, knobs, budgets, proposals |
-//! | [`worker`] | worker registration, heartbeats, event feed |
+//! | [`tasks`] | supervised tasks, the stall watchdog, panic isolation |
+//! | [`worker`] | the worker host: registration, heartbeat, leases, event feed |
 //! | [`process`] | system PostgreSQL/Redis as child processes (test kit, `duma up`) |
 
 pub mod config;
@@ -25,6 +26,7 @@ pub mod redis;
 pub mod service;
 pub mod shutdown;
 pub mod store;
+pub mod tasks;
 pub mod telemetry;
 pub mod worker;
 

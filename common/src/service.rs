@@ -27,6 +27,9 @@ impl ConfigArgs {
     }
 }
 
+/// How long blocking threads get to finish once the service returned.
+const RUNTIME_SHUTDOWN: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Runs `body` on a multi-threaded runtime and maps its result to an exit code.
 pub fn block_on<F>(body: F) -> ExitCode
 where
@@ -42,7 +45,10 @@ where
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(body) {
+    let result = runtime.block_on(body);
+    // A blocking thread stuck in model code must not keep a stopping process alive.
+    runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(error = format!("{error:#}"), "exiting after a fatal error");

@@ -10,12 +10,14 @@ use bytes::Bytes;
 use duma_common::config::WorkerSettings;
 use duma_common::db::workers::{self, Lease};
 use duma_common::db::{PgPool, inference_jobs, models, trials};
-use duma_common::domain::{InferenceJobId, JobStatus, LeaseId, LeaseKind, WorkerId};
+use duma_common::domain::{InferenceJobId, JobStatus, LeaseKind, WorkerId};
+use duma_common::ops::Probe;
 use duma_common::protocol::serving_target;
 use duma_common::redis::Redis;
 use duma_common::redis::events::{self, Event};
 use duma_common::redis::rpc::{Reply, Request, RpcServer, ServeLoop, StreamService};
 use duma_common::store::ObjectStore;
+use duma_common::worker::{LeasedStreams, WorkerHost};
 use duma_runtime::python::KillSwitch;
 use duma_runtime::{Model, TemplateResolver};
 use prometheus::{Histogram, HistogramOpts, IntGauge, IntGaugeVec, Opts, Registry};
@@ -81,6 +83,12 @@ impl ServingMetrics {
             models_hosted,
         })
     }
+
+    /// Removes the series of a stream no longer served, so they do not outlive the model.
+    fn forget_stream(&self, stream: &str) {
+        let _ = self.stream_depth.remove_label_values(&[stream]);
+        let _ = self.stream_pending.remove_label_values(&[stream]);
+    }
 }
 
 /// One trial replica this worker serves.
@@ -98,52 +106,45 @@ impl Drop for Hosted {
 }
 
 pub struct Serving {
-    pub id: WorkerId,
-    pub pool: PgPool,
-    pub redis: Redis,
-    pub store: ObjectStore,
-    pub resolver: TemplateResolver,
-    pub settings: WorkerSettings,
-    pub metrics: ServingMetrics,
-    pub server: RpcServer,
-    hosted: HashMap<LeaseId, Hosted>,
-    by_stream: HashMap<String, LeaseId>,
+    id: WorkerId,
+    pool: PgPool,
+    redis: Redis,
+    store: ObjectStore,
+    resolver: TemplateResolver,
+    settings: WorkerSettings,
+    metrics: ServingMetrics,
+    server: RpcServer,
+    hosted: LeasedStreams<Hosted>,
 }
 
 impl Serving {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
-        id: WorkerId,
-        pool: PgPool,
-        redis: Redis,
+        host: &WorkerHost,
         store: ObjectStore,
         resolver: TemplateResolver,
-        settings: WorkerSettings,
-        metrics: ServingMetrics,
         server: RpcServer,
-    ) -> Self {
-        Self {
-            id,
-            pool,
-            redis,
+    ) -> prometheus::Result<Self> {
+        let metrics = ServingMetrics::register(&host.registry)?;
+        Ok(Self {
+            id: host.id,
+            pool: host.pool.clone(),
+            redis: host.redis.clone(),
             store,
             resolver,
-            settings,
+            settings: host.settings.clone(),
+            hosted: LeasedStreams::new(metrics.models_hosted.clone()),
             metrics,
             server,
-            hosted: HashMap::new(),
-            by_stream: HashMap::new(),
-        }
+        })
     }
 
-    pub async fn run(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
+    pub async fn run(mut self, probe: &Probe, shutdown: CancellationToken) {
         let every = ServeLoop {
             tick: TICK,
             block: READ_BLOCK,
             batch: READ_BATCH,
         };
-        every.run(&mut self, "serving", &shutdown).await;
-        Ok(())
+        every.run(&mut self, "serving", probe, &shutdown).await;
     }
 
     /// Answers a batch: per stream, all queries of all its requests in one predict call.
@@ -161,10 +162,9 @@ impl Serving {
         let mut replies = Vec::new();
         for (stream, requests) in by_stream {
             let model = self
-                .by_stream
-                .get(&stream)
-                .and_then(|lease| self.hosted.get(lease))
-                .map(|h| h.model.clone());
+                .hosted
+                .by_stream_mut(&stream)
+                .map(|(_, hosted)| hosted.model.clone());
             let Some(model) = model else {
                 replies.extend(requests.into_iter().map(|r| {
                     (
@@ -245,27 +245,11 @@ impl Serving {
     }
 
     async fn housekeeping(&mut self) -> anyhow::Result<()> {
-        let db = self.pool.get().await?;
-        let held: Vec<LeaseId> = workers::leases_held(&db, self.id)
-            .await?
-            .into_iter()
-            .map(|l| l.id)
-            .collect();
-        drop(db);
-        let lost: Vec<LeaseId> = self
-            .hosted
-            .keys()
-            .filter(|id| !held.contains(id))
-            .copied()
-            .collect();
-        for lease in lost {
-            if let Some(hosted) = self.hosted.remove(&lease) {
-                tracing::info!(inference_job_id = %hosted.job, "no longer serving a trial (job stopped or lease lost)");
-                self.by_stream.remove(&hosted.stream);
-            }
+        for (_, hosted) in self.hosted.forget_lost(&self.pool, self.id).await? {
+            tracing::info!(inference_job_id = %hosted.job, "no longer serving a trial (job stopped or lease lost)");
+            self.metrics.forget_stream(&hosted.stream);
         }
-        let streams: Vec<String> = self.by_stream.keys().cloned().collect();
-        for stream in streams {
+        for stream in self.hosted.streams() {
             let orphans = self
                 .server
                 .reclaim(&stream, RECLAIM_IDLE, READ_BATCH)
@@ -282,17 +266,19 @@ impl Serving {
                 .with_label_values(&[&stream])
                 .set(gauge(pending));
         }
-        while self.hosted.len() < self.settings.capacity {
-            let db = self.pool.get().await?;
-            let Some(lease) =
-                workers::claim(&db, LeaseKind::Serve, self.id, self.settings.lease_ttl()).await?
-            else {
-                break;
-            };
-            drop(db);
+        while let Some(lease) = self
+            .hosted
+            .claim_next(
+                &self.pool,
+                LeaseKind::Serve,
+                self.id,
+                self.settings.capacity,
+                self.settings.lease_ttl(),
+            )
+            .await?
+        {
             self.host(lease).await?;
         }
-        self.metrics.models_hosted.set(self.hosted.len() as i64);
         Ok(())
     }
 
@@ -340,9 +326,9 @@ impl Serving {
             .await;
         }
         tracing::info!(inference_job_id = %job, %trial_id, seconds = started.elapsed().as_secs_f64(), "serving a trial");
-        self.by_stream.insert(stream.clone(), lease.id);
         self.hosted.insert(
             lease.id,
+            stream.clone(),
             Hosted {
                 job,
                 stream,
@@ -405,7 +391,7 @@ async fn run_predict(
 
 impl StreamService for Serving {
     fn streams(&self) -> Vec<String> {
-        self.by_stream.keys().cloned().collect()
+        self.hosted.streams()
     }
     fn server(&mut self) -> &mut RpcServer {
         &mut self.server

@@ -16,8 +16,10 @@ use duma_common::Settings;
 use duma_common::ops::{self, HttpMetrics, Readiness};
 use duma_common::redis::Redis;
 use duma_common::redis::rpc::RpcClient;
+use duma_common::tasks;
+use duma_common::worker::{event_feed, next_event};
 use prometheus::Registry;
-use tokio::sync::broadcast::error::RecvError;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::predict::{PredictMetrics, Predictor};
@@ -67,6 +69,7 @@ impl Application {
         let readiness = web::Data::new(Readiness {
             postgres: Some(pool),
             redis: Some(redis.clone()),
+            liveness: Default::default(),
         });
         let app_predictor = predictor.clone();
         let server = HttpServer::new(move || {
@@ -103,27 +106,41 @@ impl Application {
         self.port
     }
 
+    /// Serves until `shutdown`. The HTTP server, the event feed and the listener that keeps the
+    /// route table fresh are supervised together: if one ends, the predictor stops.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         tracing::info!(port = self.port, "predictor listening");
-        let events = duma_common::worker::event_feed(self.redis.clone(), self.stop.clone());
-        let mut receiver = events.subscribe();
-        let predictor = self.predictor.clone();
         let stop = self.stop.clone();
-        tokio::spawn(async move {
+        let mut tasks = JoinSet::new();
+        let server = self.server;
+        let server_stop = stop.clone();
+        tasks.spawn(async move {
+            ops::stop_on(server, server_stop)
+                .await
+                .map_err(|e| e.context("http server"))
+        });
+        let (events, feed) = event_feed(self.redis.clone(), stop.clone());
+        let mut receiver = events.subscribe();
+        tasks.spawn(async move { feed.run().await.map_err(|e| e.context("event feed")) });
+        let predictor = self.predictor.clone();
+        let listener_stop = stop.clone();
+        tasks.spawn(async move {
             loop {
                 tokio::select! {
-                    _ = stop.cancelled() => return,
-                    event = receiver.recv() => match event {
-                        Ok(event) => predictor.routes.on_event(&event),
-                        Err(RecvError::Lagged(_)) => predictor.routes.clear(),
-                        Err(RecvError::Closed) => return,
+                    _ = listener_stop.cancelled() => return Ok(()),
+                    event = next_event(&mut receiver) => match event {
+                        Some(event) => predictor.routes.on_event(&event),
+                        None => anyhow::bail!("the event feed closed"),
                     },
                 }
             }
         });
-        let served = ops::stop_on(self.server, shutdown).await;
-        self.stop.cancel();
-        served
+        // Shutdown ends this task first, which stops the others (the server gracefully).
+        tasks.spawn(async move {
+            shutdown.cancelled().await;
+            Ok(())
+        });
+        tasks::supervise(tasks, stop).await
     }
 }
 

@@ -14,10 +14,12 @@ use duma_common::db::trials::{self, SavedParams, TrialLog};
 use duma_common::db::workers::{self, Lease};
 use duma_common::db::{PgPool, datasets, models, train_jobs};
 use duma_common::domain::{JobStatus, LeaseKind, TrainJobId, TrialId, WorkerId};
+use duma_common::ops::Probe;
 use duma_common::protocol::{AdvisorReply, AdvisorRequest, TrialOutcome, advisor_target};
 use duma_common::redis::events::Event;
 use duma_common::redis::rpc::{RpcClient, RpcError};
 use duma_common::store::ObjectStore;
+use duma_common::worker::WorkerHost;
 use duma_runtime::python::{KillSwitch, VenvCache};
 use duma_runtime::{Template, TemplateResolver};
 use tokio::sync::Notify;
@@ -30,6 +32,8 @@ use duma_common::store::ObjectCache;
 const ADVISOR_TIMEOUT: Duration = Duration::from_secs(10);
 /// Back-off when no advisor answers (none holds the sub job yet).
 const ADVISOR_RETRY: Duration = Duration::from_millis(250);
+/// How often a slot waiting for its trial reports progress.
+const TRIAL_BEAT: Duration = Duration::from_secs(1);
 /// Idle slots look for work at least this often, besides being woken by events.
 const IDLE_RECHECK: Duration = Duration::from_secs(1);
 
@@ -80,14 +84,13 @@ enum TrialResult {
 
 impl TrainWorker {
     pub fn new(
-        id: WorkerId,
-        pool: PgPool,
+        host: &WorkerHost,
         store: ObjectStore,
         rpc: RpcClient,
-        settings: WorkerSettings,
-        metrics: TrainMetrics,
         python: PythonSettings,
     ) -> anyhow::Result<Self> {
+        let (id, pool, settings) = (host.id, host.pool.clone(), host.settings.clone());
+        let metrics = TrainMetrics::register(&host.registry)?;
         let cache = ObjectCache::new(&settings.cache_dir.join("objects"), store.clone())?;
         let resolver = TemplateResolver {
             cache: cache.clone(),
@@ -138,9 +141,11 @@ impl TrainWorker {
             .clone()
     }
 
-    /// One slot: claim work, run it, repeat until shutdown.
-    pub async fn run_slot(self: Arc<Self>, shutdown: CancellationToken) {
+    /// One slot: claim work, run it, repeat until shutdown. `probe` is beaten once per round and
+    /// while a trial runs (each trial has its own deadline, `task_timeout_secs`).
+    pub async fn run_slot(self: Arc<Self>, probe: &Probe, shutdown: CancellationToken) {
         while !shutdown.is_cancelled() {
+            probe.beat();
             let claimed = match self.pool.get().await {
                 Ok(db) => {
                     workers::claim(&db, LeaseKind::Train, self.id, self.settings.lease_ttl()).await
@@ -149,7 +154,7 @@ impl TrainWorker {
             };
             match claimed {
                 Ok(Some(lease)) => {
-                    if let Err(error) = self.work_on(&lease, &shutdown).await {
+                    if let Err(error) = self.work_on(&lease, probe, &shutdown).await {
                         tracing::warn!(error = format!("{error:#}"), lease_id = %lease.id, "giving the lease back");
                         if let Ok(db) = self.pool.get().await {
                             let _ = workers::release(&db, lease.id, self.id).await;
@@ -251,7 +256,12 @@ impl TrainWorker {
 
     /// Runs trials of the lease's sub job until its advisor says it is done, the job stops, or
     /// the worker shuts down.
-    async fn work_on(&self, lease: &Lease, shutdown: &CancellationToken) -> anyhow::Result<()> {
+    async fn work_on(
+        &self,
+        lease: &Lease,
+        probe: &Probe,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<()> {
         let context = match self.load_context(lease).await? {
             Prepared::Ready(context) => context,
             Prepared::Gone => return self.leave(lease).await,
@@ -270,6 +280,7 @@ impl TrainWorker {
         let propose = serde_json::to_vec(&AdvisorRequest::Propose { worker_id: self.id })?;
         let mut last_trial_end: Option<Instant> = None;
         loop {
+            probe.beat();
             if cancel.is_cancelled() {
                 let db = self.pool.get().await?;
                 workers::release(&db, lease.id, self.id).await?;
@@ -303,7 +314,7 @@ impl TrainWorker {
                         self.metrics.trial_gap.observe(end.elapsed().as_secs_f64());
                     }
                     let outcome = self
-                        .run_trial(&context, trial_id, &proposal, &cancel)
+                        .run_trial(&context, trial_id, &proposal, probe, &cancel)
                         .await?;
                     last_trial_end = Some(Instant::now());
                     if let Some(outcome) = outcome {
@@ -353,12 +364,15 @@ impl TrainWorker {
         context: &SubJobContext,
         trial_id: TrialId,
         proposal: &duma_common::domain::Proposal,
+        probe: &Probe,
         cancel: &CancellationToken,
     ) -> anyhow::Result<Option<TrialOutcome>> {
         let started = Instant::now();
         self.metrics.trials_started.inc();
         tracing::info!(%trial_id, trial_no = proposal.trial_no, model = context.model.name, "trial started");
-        let result = self.train_and_evaluate(context, proposal, cancel).await;
+        let result = self
+            .train_and_evaluate(context, proposal, probe, cancel)
+            .await;
         let db = self.pool.get().await?;
         let outcome = match result {
             TrialResult::Abandoned => {
@@ -410,6 +424,7 @@ impl TrainWorker {
         &self,
         context: &SubJobContext,
         proposal: &duma_common::domain::Proposal,
+        probe: &Probe,
         cancel: &CancellationToken,
     ) -> TrialResult {
         let template = context.template.clone();
@@ -436,24 +451,31 @@ impl TrainWorker {
             let logs: Vec<TrialLog> = log.drain().into_iter().map(TrialLog::from).collect();
             (result, logs)
         });
-        tokio::select! {
-            _ = cancel.cancelled() => {
-                kill.fire();
-                TrialResult::Abandoned
-            }
-            _ = tokio::time::sleep(self.settings.task_timeout()) => {
-                kill.fire();
-                TrialResult::Failed {
-                    error: format!("the trial ran longer than the {}s timeout", self.settings.task_timeout_secs),
-                    logs: Vec::new(),
+        let timeout = tokio::time::sleep(self.settings.task_timeout());
+        tokio::pin!(timeout, work);
+        let mut alive = tokio::time::interval(TRIAL_BEAT);
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => {
+                    kill.fire();
+                    return TrialResult::Abandoned;
                 }
+                _ = &mut timeout => {
+                    kill.fire();
+                    return TrialResult::Failed {
+                        error: format!("the trial ran longer than the {}s timeout", self.settings.task_timeout_secs),
+                        logs: Vec::new(),
+                    };
+                }
+                // The trial is bounded by its timeout: waiting for it is progress.
+                _ = alive.tick() => probe.beat(),
+                joined = &mut work => return match joined {
+                    Ok((Ok((score, params)), logs)) if score.is_finite() => TrialResult::Completed { score, params, logs },
+                    Ok((Ok((score, _)), logs)) => TrialResult::Failed { error: format!("evaluate returned {score}, not a finite number"), logs },
+                    Ok((Err(error), logs)) => TrialResult::Failed { error: error.to_string(), logs },
+                    Err(panic) => TrialResult::Failed { error: format!("the template panicked: {panic}"), logs: Vec::new() },
+                },
             }
-            joined = work => match joined {
-                Ok((Ok((score, params)), logs)) if score.is_finite() => TrialResult::Completed { score, params, logs },
-                Ok((Ok((score, _)), logs)) => TrialResult::Failed { error: format!("evaluate returned {score}, not a finite number"), logs },
-                Ok((Err(error), logs)) => TrialResult::Failed { error: error.to_string(), logs },
-                Err(panic) => TrialResult::Failed { error: format!("the template panicked: {panic}"), logs: Vec::new() },
-            },
         }
     }
 }

@@ -200,6 +200,20 @@ async fn creation_validates_datasets_models_and_budget() {
         "InvalidTrainJobError",
     )
     .await;
+    // Absurd numbers are refused with the key named, not accepted to panic a worker later.
+    for (key, absurd) in [
+        ("TIME_HOURS", json!(1e10)),
+        ("MODEL_TRIAL_COUNT", json!(1_000_000_000_000_i64)),
+        ("GPU_COUNT", json!(1_000_000)),
+    ] {
+        let message = expect_error(
+            create(with("budget", json!({ key: absurd }))).await,
+            400,
+            "InvalidTrainJobError",
+        )
+        .await;
+        assert!(message.contains(key), "{message}");
+    }
     expect_error(
         create(with("app", json!("../etc"))).await,
         400,

@@ -235,6 +235,10 @@ impl Advisor for BayesianAdvisor {
         Some(knobs)
     }
 
+    fn abandon(&mut self, knobs: &Knobs) {
+        self.pending.remove(&knobs_key(knobs));
+    }
+
     fn feedback(&mut self, knobs: &Knobs, score: f64) {
         let key = knobs_key(knobs);
         self.pending.remove(&key);
@@ -393,6 +397,12 @@ mod tests {
         let keys: HashSet<String> = in_flight.iter().map(knobs_key).collect();
         assert_eq!(keys.len(), 5);
         assert_eq!(advisor.pending.len(), 5);
+        // Proposals that errored stop weighing on the model as liars.
+        for knobs in &in_flight[..2] {
+            advisor.abandon(knobs);
+        }
+        advisor.feedback(&in_flight[2], -1.0);
+        assert_eq!(advisor.pending.len(), 2);
     }
 
     #[test]

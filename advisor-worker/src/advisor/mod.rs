@@ -34,6 +34,9 @@ pub trait Advisor: Send + Sync {
     /// The score a proposal achieved. Called for past trials too when state is rebuilt after a
     /// restart.
     fn feedback(&mut self, knobs: &Knobs, score: f64);
+    /// A proposal that will never be scored (its trial errored): it no longer counts as in
+    /// flight.
+    fn abandon(&mut self, _knobs: &Knobs) {}
 }
 
 /// Which advisor a knob config gets.

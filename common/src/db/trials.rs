@@ -276,11 +276,13 @@ pub async fn mark_errored_because(
     Ok(changed)
 }
 
-/// Marks ERRORED the trials a lost worker was running for a sub job; returns how many.
+/// Marks ERRORED the trials a lost worker was running for a sub job, logging `reason` on each;
+/// returns how many.
 pub async fn error_trials_of_lost_worker(
     db: &impl GenericClient,
     worker_id: WorkerId,
     sub_train_job_id: SubTrainJobId,
+    reason: &str,
 ) -> DbResult<u64> {
     Ok(db
         .execute(
@@ -289,9 +291,8 @@ pub async fn error_trials_of_lost_worker(
                  WHERE worker_id = $1 AND sub_train_job_id = $2 AND status IN ('PENDING', 'RUNNING') \
                  RETURNING id) \
              INSERT INTO trial_logs (trial_id, kind, payload) \
-             SELECT id, 'MESSAGE', jsonb_build_object('message', \
-                 'the worker running this trial stopped answering (lease expired)') FROM lost",
-            &[&worker_id, &sub_train_job_id],
+             SELECT id, 'MESSAGE', jsonb_build_object('message', $3::text) FROM lost",
+            &[&worker_id, &sub_train_job_id, &reason],
         )
         .await?)
 }

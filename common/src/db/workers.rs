@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use postgres_types::Json;
 use tokio_postgres::Row;
 
-use super::{DbResult, GenericClient};
+use super::{DbResult, GenericClient, trials};
 use crate::domain::{
     InferenceJobId, LeaseId, LeaseKind, SubTrainJobId, TrialId, WorkerId, WorkerKind,
 };
@@ -84,16 +84,85 @@ pub async fn by_id(db: &impl GenericClient, id: WorkerId) -> DbResult<Option<Wor
         .transpose()
 }
 
-/// Removes a worker that stopped cleanly; its leases become claimable at once.
+/// Removes a worker that stopped cleanly: the trials it was still running are ERRORED (nobody
+/// will finish them) and its leases become claimable at once.
 pub async fn deregister(db: &impl GenericClient, id: WorkerId) -> DbResult<()> {
-    db.execute(
-        "UPDATE work_leases SET worker_id = NULL, expires_at = NULL, ready = false WHERE worker_id = $1",
-        &[&id],
-    )
-    .await?;
+    for lease in leases_held(db, id).await? {
+        free_lease_of_gone_holder(db, &lease, "the worker running this trial stopped").await?;
+    }
     db.execute("DELETE FROM workers WHERE id = $1", &[&id])
         .await?;
     Ok(())
+}
+
+/// The advisory-lock class of presence locks (the two-key form, a key space of its own); the
+/// second key is derived from the worker id in SQL (`PRESENCE_KEY`).
+const PRESENCE_CLASS: i32 = 0x0d0a;
+const PRESENCE_KEY: &str = "(hashtext(id::text) & 2147483647)"; // as in `reclaim_departed`
+/// The capability a worker that holds a presence lock registers with.
+pub const PRESENCE_CAPABILITY: &str = "presence_lock";
+/// Presence locks are not trusted this soon after PostgreSQL (re)started: every worker is
+/// re-taking its lock then.
+const PRESENCE_GRACE: Duration = Duration::from_secs(10);
+
+/// Takes the worker's presence lock on this connection's session. Postgres holds it exactly as
+/// long as the connection lives, so a worker that dies is noticed at once, by Postgres itself: its
+/// connection closes and the lock is free ([`reclaim_departed`]). False when another session
+/// holds the same key (two ids that hash alike): that worker's death then shows by its lease
+/// expiry alone.
+pub async fn hold_presence(db: &impl GenericClient, id: WorkerId) -> DbResult<bool> {
+    let sql = format!("SELECT pg_try_advisory_lock($1, {PRESENCE_KEY}) FROM workers WHERE id = $2");
+    Ok(db
+        .query_opt(&sql, &[&PRESENCE_CLASS, &id])
+        .await?
+        .map(|row| row.try_get(0))
+        .transpose()?
+        .unwrap_or(false))
+}
+
+/// Like [`reclaim_expired`], for leases whose holder is gone before they expire: it registered
+/// with a presence lock and nobody holds that lock any more (its connection to Postgres closed —
+/// the process died).
+pub async fn reclaim_departed(db: &impl GenericClient) -> DbResult<Vec<(Lease, u64)>> {
+    let sql = format!(
+        "SELECT {} FROM work_leases l JOIN workers w ON w.id = l.worker_id \
+         WHERE w.capabilities @> jsonb_build_object($1::text, true) \
+           AND pg_postmaster_start_time() < now() - make_interval(secs => $2) \
+           AND NOT EXISTS (SELECT 1 FROM pg_locks p WHERE p.locktype = 'advisory' \
+               AND p.granted AND p.objsubid = 2 AND p.classid::bigint = $3 \
+               AND p.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+               AND p.objid::bigint = (hashtext(w.id::text) & 2147483647)) \
+         FOR UPDATE OF l SKIP LOCKED",
+        LEASE_COLUMNS
+            .split(", ")
+            .map(|c| format!("l.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let departed: Vec<Lease> = db
+        .query(
+            &sql,
+            &[
+                &PRESENCE_CAPABILITY,
+                &PRESENCE_GRACE.as_secs_f64(),
+                &i64::from(PRESENCE_CLASS),
+            ],
+        )
+        .await?
+        .iter()
+        .map(Lease::from_row)
+        .collect::<DbResult<_>>()?;
+    let mut freed = Vec::with_capacity(departed.len());
+    for lease in departed {
+        let lost = free_lease_of_gone_holder(
+            db,
+            &lease,
+            "the worker running this trial died (its connection to the database closed)",
+        )
+        .await?;
+        freed.push((lease, lost));
+    }
+    Ok(freed)
 }
 
 /// Workers whose last heartbeat is older than `silence`.
@@ -185,8 +254,11 @@ pub async fn create_leases(
     Ok(leases)
 }
 
-/// Claims one free (never claimed, released or expired) lease of `kind` for `worker_id`,
-/// skipping rows other workers are claiming at the same moment.
+/// Claims one free lease (never claimed, or released) of `kind` for `worker_id`, skipping rows
+/// other workers are claiming at the same moment.
+///
+/// A lease whose holder stopped renewing it is *not* free: the dead holder's work must be
+/// cleaned up first, and [`reclaim_expired`] is the only way such a lease becomes free again.
 pub async fn claim(
     db: &impl GenericClient,
     kind: LeaseKind,
@@ -196,8 +268,7 @@ pub async fn claim(
     let sql = format!(
         "UPDATE work_leases SET worker_id = $2, datetime_claimed = now(), ready = false, \
          expires_at = now() + make_interval(secs => $3) \
-         WHERE id = (SELECT id FROM work_leases WHERE kind = $1 \
-                     AND (worker_id IS NULL OR expires_at IS NULL OR expires_at < now()) \
+         WHERE id = (SELECT id FROM work_leases WHERE kind = $1 AND worker_id IS NULL \
                      ORDER BY datetime_claimed NULLS FIRST, id LIMIT 1 FOR UPDATE SKIP LOCKED) \
          RETURNING {LEASE_COLUMNS}"
     );
@@ -205,6 +276,54 @@ pub async fn claim(
         .await?
         .map(|r| Lease::from_row(&r))
         .transpose()
+}
+
+/// Frees every lease held past its expiry (its holder died or hangs), after cleaning up the
+/// holder's work: the trials it was running for a TRAIN lease become ERRORED. Rows another
+/// reclaimer is handling are skipped. Run it inside a transaction so cleanup and freeing land
+/// together. Returns the leases freed and, for each, how many trials were ERRORED.
+pub async fn reclaim_expired(db: &impl GenericClient) -> DbResult<Vec<(Lease, u64)>> {
+    let sql = format!(
+        "SELECT {LEASE_COLUMNS} FROM work_leases \
+         WHERE worker_id IS NOT NULL AND expires_at < now() FOR UPDATE SKIP LOCKED"
+    );
+    let expired: Vec<Lease> = db
+        .query(&sql, &[])
+        .await?
+        .iter()
+        .map(Lease::from_row)
+        .collect::<DbResult<_>>()?;
+    let mut freed = Vec::with_capacity(expired.len());
+    for lease in expired {
+        let lost = free_lease_of_gone_holder(
+            db,
+            &lease,
+            "the worker running this trial stopped answering (lease expired)",
+        )
+        .await?;
+        freed.push((lease, lost));
+    }
+    Ok(freed)
+}
+
+/// The one cleanup of a holder that is gone: its trials of the lease's sub job are ERRORED with
+/// `reason`, then the lease is freed. Returns how many trials were ERRORED.
+async fn free_lease_of_gone_holder(
+    db: &impl GenericClient,
+    lease: &Lease,
+    reason: &str,
+) -> DbResult<u64> {
+    let Some(holder) = lease.worker_id else {
+        return Ok(0);
+    };
+    let lost = match (lease.kind, lease.sub_train_job_id) {
+        (LeaseKind::Train, Some(sub_job)) => {
+            trials::error_trials_of_lost_worker(db, holder, sub_job, reason).await?
+        }
+        _ => 0,
+    };
+    release(db, lease.id, holder).await?;
+    Ok(lost)
 }
 
 /// Gives a lease back; only its holder can.
@@ -217,18 +336,6 @@ pub async fn release(db: &impl GenericClient, id: LeaseId, worker_id: WorkerId) 
         )
         .await?;
     Ok(n == 1)
-}
-
-/// Leases held past their expiry: their holders died or hang.
-pub async fn list_expired(db: &impl GenericClient) -> DbResult<Vec<Lease>> {
-    let sql = format!(
-        "SELECT {LEASE_COLUMNS} FROM work_leases WHERE worker_id IS NOT NULL AND expires_at < now()"
-    );
-    db.query(&sql, &[])
-        .await?
-        .iter()
-        .map(Lease::from_row)
-        .collect()
 }
 
 /// Deletes a lease: its work is over (e.g. a sub job's trial budget is spent). With
@@ -255,6 +362,22 @@ pub async fn leases_held(db: &impl GenericClient, worker_id: WorkerId) -> DbResu
         .iter()
         .map(Lease::from_row)
         .collect()
+}
+
+/// The workers holding a lease of a sub job.
+pub async fn holders_of_sub_job(
+    db: &impl GenericClient,
+    sub_train_job_id: SubTrainJobId,
+) -> DbResult<std::collections::HashSet<WorkerId>> {
+    db.query(
+        "SELECT DISTINCT worker_id FROM work_leases \
+         WHERE sub_train_job_id = $1 AND worker_id IS NOT NULL",
+        &[&sub_train_job_id],
+    )
+    .await?
+    .iter()
+    .map(|r| Ok(r.try_get(0)?))
+    .collect()
 }
 
 /// Deletes every lease of a sub job (it ended: nobody should work on it any more).

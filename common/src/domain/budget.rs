@@ -37,18 +37,35 @@ impl Default for Budget {
 #[error("invalid budget: {0}")]
 pub struct BudgetError(pub String);
 
+/// The most trials a budget may ask for per model.
+pub const MAX_MODEL_TRIAL_COUNT: i64 = 100_000;
+/// The longest a train job may run: one year.
+pub const MAX_TIME_HOURS: f64 = 8_760.0;
+/// The most GPUs a budget may ask for.
+pub const MAX_GPU_COUNT: i64 = 64;
+
 impl Budget {
     pub fn validate(&self) -> Result<(), BudgetError> {
-        if self.model_trial_count == 0 || self.model_trial_count < -1 {
-            return Err(BudgetError(
-                "MODEL_TRIAL_COUNT must be positive or -1 (unlimited)".into(),
-            ));
+        if self.model_trial_count == 0
+            || self.model_trial_count < -1
+            || self.model_trial_count > MAX_MODEL_TRIAL_COUNT
+        {
+            return Err(BudgetError(format!(
+                "MODEL_TRIAL_COUNT must be from 1 to {MAX_MODEL_TRIAL_COUNT}, or -1 (unlimited)"
+            )));
         }
-        if !(self.time_hours.is_finite() && self.time_hours > 0.0) {
-            return Err(BudgetError("TIME_HOURS must be a positive number".into()));
+        if !(self.time_hours.is_finite()
+            && self.time_hours > 0.0
+            && self.time_hours <= MAX_TIME_HOURS)
+        {
+            return Err(BudgetError(format!(
+                "TIME_HOURS must be a positive number of hours, at most {MAX_TIME_HOURS}"
+            )));
         }
-        if self.gpu_count < 0 {
-            return Err(BudgetError("GPU_COUNT must not be negative".into()));
+        if !(0..=MAX_GPU_COUNT).contains(&self.gpu_count) {
+            return Err(BudgetError(format!(
+                "GPU_COUNT must be from 0 to {MAX_GPU_COUNT}"
+            )));
         }
         Ok(())
     }
@@ -58,8 +75,11 @@ impl Budget {
         u32::try_from(self.model_trial_count).ok()
     }
 
+    /// The job's wall-clock limit. Saturates instead of panicking on a budget that was stored
+    /// before [`Budget::validate`] bounded it.
     pub fn time_limit(&self) -> std::time::Duration {
-        std::time::Duration::from_secs_f64(self.time_hours * 3600.0)
+        std::time::Duration::try_from_secs_f64(self.time_hours * 3600.0)
+            .unwrap_or(std::time::Duration::MAX)
     }
 }
 
@@ -95,5 +115,25 @@ mod tests {
         assert!(zero.validate().is_err());
         let negative: Budget = serde_json::from_value(json!({"MODEL_TRIAL_COUNT": -5})).unwrap();
         assert!(negative.validate().is_err());
+        for absurd in [
+            json!({"TIME_HOURS": 1e10}),
+            json!({"TIME_HOURS": 1e300}),
+            json!({"MODEL_TRIAL_COUNT": 1_000_000_000_000_i64}),
+            json!({"GPU_COUNT": 100_000}),
+        ] {
+            let budget: Budget = serde_json::from_value(absurd.clone()).unwrap();
+            let err = budget.validate().unwrap_err();
+            let key = absurd.as_object().unwrap().keys().next().unwrap().clone();
+            assert!(err.0.contains(&key), "{absurd}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_stored_absurd_time_limit_saturates_instead_of_panicking() {
+        let budget = Budget {
+            time_hours: 1e300,
+            ..Budget::default()
+        };
+        assert_eq!(budget.time_limit(), std::time::Duration::MAX);
     }
 }

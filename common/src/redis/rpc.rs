@@ -25,11 +25,19 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::Redis;
+use crate::ops::Probe;
 
 /// Bound on each request stream: a backlog past this is trimmed (those callers time out).
 const STREAM_MAX_LEN: usize = 100_000;
 /// How many queued replies the reader takes per extra round trip.
 const REPLY_DRAIN: usize = 512;
+/// How long the reply reader blocks per `BLPOP`.
+const REPLY_WAIT: Duration = Duration::from_secs(5);
+/// A blocking read that has not returned this long after its server-side timeout is on a dead
+/// connection (Redis vanished without closing it): the connection is dropped and made anew.
+const READ_GRACE: Duration = Duration::from_secs(5);
+/// Reconnection back-off of the dedicated connections: from the first to the second.
+const RECONNECT_BACKOFF: (Duration, Duration) = (Duration::from_millis(50), Duration::from_secs(2));
 /// Replies nobody collects (the requester died) vanish after this.
 const REPLY_LIST_TTL_MS: i64 = 60_000;
 const REQUEST_ID_LEN: usize = 32;
@@ -234,23 +242,31 @@ async fn read_replies(
     shutdown: CancellationToken,
 ) {
     let mut conn: Option<MultiplexedConnection> = None;
+    let mut backoff = RECONNECT_BACKOFF.0;
     while !shutdown.is_cancelled() {
         let mut active = match conn.take() {
             Some(active) => active,
             None => match redis.blocking_connection().await {
-                Ok(fresh) => fresh,
+                Ok(fresh) => {
+                    backoff = RECONNECT_BACKOFF.0;
+                    fresh
+                }
                 Err(error) => {
-                    tracing::warn!(%error, "reply reader cannot connect to Redis; retrying");
+                    tracing::warn!(%error, "reply reader cannot connect to Redis; retrying in {backoff:?}");
                     tokio::select! {
                         _ = shutdown.cancelled() => return,
-                        _ = tokio::time::sleep(Duration::from_millis(200)) => continue,
+                        _ = tokio::time::sleep(backoff) => {}
                     }
+                    backoff = (backoff * 2).min(RECONNECT_BACKOFF.1);
+                    continue;
                 }
             },
         };
         let popped: RedisResult<Option<(String, Vec<u8>)>> = tokio::select! {
             _ = shutdown.cancelled() => return,
-            popped = active.blpop(&reply_list, 5.0) => popped,
+            popped = tokio::time::timeout(REPLY_WAIT + READ_GRACE, active.blpop(&reply_list, REPLY_WAIT.as_secs_f64())) => {
+                popped.unwrap_or_else(|_| Err(silent_connection()))
+            }
         };
         match popped {
             Ok(None) => conn = Some(active),
@@ -310,11 +326,34 @@ impl Request {
 }
 
 /// The serving side: reads batches of requests as one consumer of a group.
+///
+/// It owns a dedicated connection (blocking reads must not hold up other commands). A command
+/// that fails because the connection died drops it, and the next command connects anew: after a
+/// Redis restart the server resumes by itself, and a read that meets a consumer group Redis lost
+/// creates it again.
 pub struct RpcServer {
     redis: Redis,
-    conn: MultiplexedConnection,
+    conn: Option<MultiplexedConnection>,
     group: String,
     consumer: String,
+}
+
+/// Whether a failed command means the connection is unusable (rather than a refused command).
+fn is_connection_error(error: &redis::RedisError) -> bool {
+    error.is_io_error()
+        || error.is_connection_dropped()
+        || error.is_connection_refusal()
+        || error.is_timeout()
+        || error.is_unrecoverable_error()
+}
+
+/// The error of a blocking read that outlived its server-side timeout.
+fn silent_connection() -> redis::RedisError {
+    std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        "Redis did not answer a blocking read in time; reconnecting",
+    )
+    .into()
 }
 
 impl RpcServer {
@@ -322,10 +361,33 @@ impl RpcServer {
         let conn = redis.blocking_connection().await?;
         Ok(Self {
             redis: redis.clone(),
-            conn,
+            conn: Some(conn),
             group: group.to_owned(),
             consumer: consumer.to_owned(),
         })
+    }
+
+    /// The dedicated connection, made anew if the last one died.
+    async fn connection(&mut self) -> RedisResult<MultiplexedConnection> {
+        match &self.conn {
+            Some(conn) => Ok(conn.clone()),
+            None => {
+                let conn = self.redis.blocking_connection().await?;
+                tracing::info!(group = self.group, "request reader reconnected to Redis");
+                self.conn = Some(conn.clone());
+                Ok(conn)
+            }
+        }
+    }
+
+    /// Passes `result` on; a connection failure drops the connection first.
+    fn checked<T>(&mut self, result: RedisResult<T>) -> RedisResult<T> {
+        if let Err(error) = &result
+            && is_connection_error(error)
+        {
+            self.conn = None;
+        }
+        result
     }
 
     /// The stream key of a target.
@@ -336,11 +398,9 @@ impl RpcServer {
     /// Creates the consumer group (and the stream) if missing; reads start at the beginning,
     /// so requests sent before any server existed are served.
     pub async fn ensure_group(&mut self, stream: &str) -> RedisResult<()> {
-        let created: RedisResult<()> = self
-            .conn
-            .xgroup_create_mkstream(stream, &self.group, "0")
-            .await;
-        match created {
+        let mut conn = self.connection().await?;
+        let created: RedisResult<()> = conn.xgroup_create_mkstream(stream, &self.group, "0").await;
+        match self.checked(created) {
             Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
             other => other,
         }
@@ -367,9 +427,14 @@ impl RpcServer {
                     .unwrap_or(usize::MAX)
                     .max(1),
             );
-        let reply: RedisResult<Option<StreamReadReply>> =
-            self.conn.xread_options(streams, &ids, &options).await;
-        let reply = match reply {
+        let mut conn = self.connection().await?;
+        let reply: RedisResult<Option<StreamReadReply>> = tokio::time::timeout(
+            block + READ_GRACE,
+            conn.xread_options(streams, &ids, &options),
+        )
+        .await
+        .unwrap_or_else(|_| Err(silent_connection()));
+        let reply = match self.checked(reply) {
             Err(e) if e.code() == Some("NOGROUP") => {
                 for stream in streams {
                     self.ensure_group(stream).await?;
@@ -397,11 +462,11 @@ impl RpcServer {
     ) -> RedisResult<Vec<Request>> {
         let options = StreamAutoClaimOptions::default().count(count);
         let idle = u64::try_from(min_idle.as_millis()).unwrap_or(u64::MAX);
-        let reply: RedisResult<StreamAutoClaimReply> = self
-            .conn
+        let mut conn = self.connection().await?;
+        let reply: RedisResult<StreamAutoClaimReply> = conn
             .xautoclaim_options(stream, &self.group, &self.consumer, idle, "0-0", options)
             .await;
-        let reply = match reply {
+        let reply = match self.checked(reply) {
             Err(e) if e.code() == Some("NOGROUP") => return Ok(Vec::new()),
             other => other?,
         };
@@ -430,7 +495,9 @@ impl RpcServer {
             .cmd("XPENDING")
             .arg(stream)
             .arg(&self.group);
-        let (length, pending): (u64, Value) = pipe.query_async(&mut self.conn).await?;
+        let mut conn = self.connection().await?;
+        let result = pipe.query_async(&mut conn).await;
+        let (length, pending): (u64, Value) = self.checked(result)?;
         let pending = match pending {
             Value::Array(summary) => match summary.first() {
                 Some(Value::Int(count)) => u64::try_from(*count).unwrap_or(0),
@@ -478,7 +545,9 @@ impl RpcServer {
             ids.dedup();
             pipe.xack(stream, &self.group, &ids).ignore();
         }
-        pipe.query_async::<()>(&mut self.conn).await
+        let mut conn = self.connection().await?;
+        let result = pipe.query_async::<()>(&mut conn).await;
+        self.checked(result)
     }
 }
 
@@ -550,16 +619,21 @@ pub struct ServeLoop {
 }
 
 impl ServeLoop {
-    /// Reads, serves and ticks until `shutdown`. Reads are not raced against shutdown: a read
-    /// dropped midway would lose the entries it took.
+    /// Reads, serves and ticks until `shutdown`, beating `probe` once per round. Reads are not
+    /// raced against shutdown: a read dropped midway would lose the entries it took. A failed
+    /// read (Redis down or restarting) is retried with a growing back-off; the server reconnects
+    /// by itself.
     pub async fn run<S: StreamService>(
         self,
         service: &mut S,
         name: &str,
+        probe: &Probe,
         shutdown: &CancellationToken,
     ) {
         let mut next_tick = std::time::Instant::now();
+        let mut backoff = RECONNECT_BACKOFF.0;
         while !shutdown.is_cancelled() {
+            probe.beat();
             if std::time::Instant::now() >= next_tick {
                 if let Err(error) = service.tick().await {
                     tracing::warn!(error = format!("{error:#}"), "{name} tick failed");
@@ -572,10 +646,17 @@ impl ServeLoop {
                 .read(&streams, self.batch, self.block)
                 .await
             {
-                Ok(requests) => service.serve(requests).await,
+                Ok(requests) => {
+                    backoff = RECONNECT_BACKOFF.0;
+                    service.serve(requests).await;
+                }
                 Err(error) => {
-                    tracing::warn!(%error, "{name}: reading requests failed");
-                    tokio::time::sleep(self.block).await;
+                    tracing::warn!(%error, "{name}: reading requests failed; retrying in {backoff:?}");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => {}
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(RECONNECT_BACKOFF.1);
                 }
             }
         }

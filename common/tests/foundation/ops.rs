@@ -19,6 +19,7 @@ async fn health_reports_ready_only_while_postgres_and_redis_answer() {
     let readiness = Readiness {
         postgres: Some(ctx.pool.clone()),
         redis: Some(redis),
+        liveness: Default::default(),
     };
     let ops = OpsServer::bind("127.0.0.1", 0, registry, readiness).unwrap();
     let port = ops.port();

@@ -9,7 +9,7 @@ use futures::StreamExt;
 use redis::AsyncCommands;
 use secrecy::SecretString;
 
-fn settings_for(url: String) -> RedisSettings {
+pub fn settings_for(url: String) -> RedisSettings {
     RedisSettings {
         url: SecretString::from(url),
         key_prefix: format!("t:{}:", uuid::Uuid::new_v4().simple()),
@@ -121,7 +121,8 @@ async fn the_event_feed_resubscribes_after_a_restart_and_says_so() {
     let mut server = RedisServer::start();
     let redis = Redis::connect(&settings_for(server.url())).await.unwrap();
     let stop = tokio_util::sync::CancellationToken::new();
-    let feed = duma_common::worker::event_feed(redis.clone(), stop.clone());
+    let (feed, subscription) = duma_common::worker::event_feed(redis.clone(), stop.clone());
+    let running = tokio::spawn(subscription.run());
     let mut received = feed.subscribe();
     let event = Event::TrainJobCreated {
         train_job_id: TrainJobId::new(),
@@ -139,4 +140,5 @@ async fn the_event_feed_resubscribes_after_a_restart_and_says_so() {
     let after = tokio::time::timeout(Duration::from_secs(10), received.recv()).await;
     assert_eq!(after.unwrap().unwrap(), Event::Resync);
     stop.cancel();
+    running.await.unwrap().unwrap();
 }

@@ -665,23 +665,49 @@ async fn leases_are_claimed_once_renewed_by_heartbeats_and_reclaimed_after_expir
         "heartbeats extended the leases"
     );
 
+    // a is running a trial when it stops renewing its lease (it died).
+    let orphan = trials::insert_running(
+        &db,
+        f.sub.id,
+        f.model.id,
+        Some(a.id),
+        &Proposal::new(1, Knobs::default()),
+    )
+    .await
+    .unwrap();
     assert!(
         workers::heartbeat(&db, a.id, Duration::from_millis(1))
             .await
             .unwrap()
     );
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let expired: Vec<_> = workers::list_expired(&db)
+    assert!(
+        workers::claim(&db, LeaseKind::Train, c.id, ttl)
+            .await
+            .unwrap()
+            .is_none(),
+        "an expired lease is not claimable before its dead holder's work is cleaned up"
+    );
+    assert_eq!(
+        trials::by_id(&db, orphan.id).await.unwrap().unwrap().status,
+        TrialStatus::Running
+    );
+    let reclaimed: Vec<_> = workers::reclaim_expired(&db)
         .await
         .unwrap()
         .into_iter()
-        .filter(|l| l.kind == LeaseKind::Train)
-        .map(|l| l.id)
+        .filter(|(l, _)| l.kind == LeaseKind::Train)
+        .map(|(l, lost)| (l.id, lost))
         .collect();
     assert_eq!(
-        expired,
-        vec![first.id],
-        "of the TRAIN leases, only a's expired"
+        reclaimed,
+        vec![(first.id, 1)],
+        "of the TRAIN leases, only a's expired, and its one trial was cleaned up"
+    );
+    assert_eq!(
+        trials::by_id(&db, orphan.id).await.unwrap().unwrap().status,
+        TrialStatus::Errored,
+        "the dead holder's trial is ERRORED before its lease is free"
     );
     let taken = workers::claim(&db, LeaseKind::Train, c.id, ttl)
         .await

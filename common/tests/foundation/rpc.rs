@@ -1,7 +1,10 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use duma_common::redis::rpc::{Reply, RpcClient, RpcError, RpcServer};
+use duma_common::ops::Liveness;
+use duma_common::redis::Redis;
+use duma_common::redis::rpc::{Reply, RpcClient, RpcError, RpcServer, ServeLoop, StreamService};
+use duma_testkit::RedisServer;
 use tokio_util::sync::CancellationToken;
 
 /// Echo server: uppercases payloads, in batches, until `stop`.
@@ -160,4 +163,87 @@ async fn entries_of_a_dead_consumer_are_reclaimed_by_another() {
         .unwrap();
     assert_eq!(call.await.unwrap().unwrap(), Bytes::from_static(b"rescued"));
     shutdown.cancel();
+}
+
+/// An echo service driven by the real [`ServeLoop`], as advisors and inference workers are.
+struct Echo {
+    server: RpcServer,
+    stream: String,
+}
+
+impl StreamService for Echo {
+    fn streams(&self) -> Vec<String> {
+        vec![self.stream.clone()]
+    }
+    fn server(&mut self) -> &mut RpcServer {
+        &mut self.server
+    }
+    async fn tick(&mut self) -> anyhow::Result<()> {
+        Ok(())
+    }
+    async fn serve(&mut self, requests: Vec<duma_common::redis::rpc::Request>) {
+        let replies = requests
+            .into_iter()
+            .map(|r| {
+                let reply = Reply::Ok(Bytes::from(r.payload.to_ascii_uppercase()));
+                (r, reply)
+            })
+            .collect();
+        let _ = self.server.respond(replies).await;
+    }
+}
+
+/// Redis SIGKILLed and restarted empty (streams and consumer groups gone): the serve loop's
+/// dedicated connection and the client's reply reader reconnect by themselves, the group is
+/// created again, and calls succeed again within seconds — while the loop keeps reporting
+/// progress (it retries; it is not stuck).
+#[tokio::test]
+async fn serving_resumes_by_itself_after_redis_restarts() {
+    let mut redis_server = RedisServer::start();
+    let redis = Redis::connect(&crate::redis::settings_for(redis_server.url()))
+        .await
+        .unwrap();
+    let shutdown = CancellationToken::new();
+    let client = RpcClient::start(redis.clone(), "client-1", shutdown.clone());
+    let mut server = RpcServer::new(&redis, "workers", "w1").await.unwrap();
+    let stream = server.stream("echo");
+    server.ensure_group(&stream).await.unwrap();
+    let liveness = Liveness::default();
+    let probe = liveness.probe("echo loop", Duration::from_secs(3));
+    let stop = shutdown.clone();
+    let serving = tokio::spawn(async move {
+        let mut echo = Echo { server, stream };
+        let every = ServeLoop {
+            tick: Duration::from_millis(100),
+            block: Duration::from_millis(100),
+            batch: 64,
+        };
+        every.run(&mut echo, "echo", &probe, &stop).await;
+    });
+    let call = |payload: &'static str| {
+        let client = client.clone();
+        async move {
+            client
+                .call("echo", payload.as_bytes(), Duration::from_millis(500))
+                .await
+        }
+    };
+    assert_eq!(call("before").await.unwrap().as_ref(), b"BEFORE");
+
+    redis_server.restart();
+    let restarted = Instant::now();
+    let answer = loop {
+        match call("after").await {
+            Ok(answer) => break answer,
+            Err(error) => assert!(
+                restarted.elapsed() < Duration::from_secs(10),
+                "no answer 10 s after Redis came back: {error}"
+            ),
+        }
+        assert!(liveness.stalled().is_empty(), "{:?}", liveness.stalled());
+    };
+    assert_eq!(answer.as_ref(), b"AFTER");
+    assert!(liveness.stalled().is_empty(), "{:?}", liveness.stalled());
+    shutdown.cancel();
+    serving.await.unwrap();
 }

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::stack::{Stack, classification_csv, spawn_stack};
+use crate::stack::{Stack, classification_csv, spawn_stack, spawn_stack_with};
 
 const TASK: &str = "TABULAR_CLASSIFICATION";
 
@@ -345,6 +345,58 @@ async fn two_predictors_behind_one_nginx_both_serve() {
     }
 }
 
+/// A predictor that died mid-connection: it accepts, reads the request, and closes without an
+/// answer (what nginx meets on a kept-alive connection to a SIGKILLed replica).
+struct DeadPredictor {
+    url: String,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl DeadPredictor {
+    fn start() -> Self {
+        use std::io::Read;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = accepted.clone();
+        // Dies with the test process; accepts only what this test sends.
+        std::thread::spawn(move || {
+            for mut stream in listener.incoming().flatten() {
+                counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+                let _ = stream.read(&mut [0; 4096]);
+            }
+        });
+        Self { url, accepted }
+    }
+}
+
+#[tokio::test]
+async fn nginx_retries_a_prediction_that_met_a_dead_predictor_on_a_live_one() {
+    let stack = spawn_stack(1).await;
+    stack.start_inference_worker();
+    let (live, _) = stack.start_predictor().await;
+    let dead = DeadPredictor::start();
+    let nginx = crate::stack::Nginx::start(&[dead.url.clone(), live]);
+    let models = stack.builtin_models(TASK, &["LogisticRegression"]).await;
+    let url = deploy(&stack, "retry", &models, &nginx.url).await;
+    wait_running(&stack, "retry").await;
+    for i in 0..20 {
+        let response = stack
+            .http
+            .post(&url)
+            .json(&json!({"query": query(i % 2)}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "request {i}");
+    }
+    assert!(
+        dead.accepted.load(std::sync::atomic::Ordering::Relaxed) > 0,
+        "nginx never tried the dead predictor: the test proved nothing"
+    );
+}
+
 #[tokio::test]
 async fn a_killed_inference_worker_is_replaced_and_the_job_serves_again() {
     let stack = spawn_stack(1).await;
@@ -389,4 +441,64 @@ async fn a_killed_inference_worker_is_replaced_and_the_job_serves_again() {
         );
     }
     wait_running(&stack, "failover").await;
+}
+
+/// A dead inference worker is noticed by Postgres itself (its presence lock goes with its
+/// connection), not at lease expiry: with leases of 30 s, a standby worker serves the model again
+/// within a few seconds.
+#[tokio::test]
+async fn a_dead_inference_workers_model_is_taken_over_long_before_its_lease_expires() {
+    let stack = spawn_stack_with(1, |settings| {
+        settings.inference_worker.lease_ttl_ms = 30_000;
+    })
+    .await;
+    wait_for_presence_grace(&stack).await;
+    let (predictor, _) = stack.start_predictor().await;
+    let victim = stack.spawn_inference_worker();
+    let models = stack.builtin_models(TASK, &["LogisticRegression"]).await;
+    let url = deploy(&stack, "takeover", &models, &predictor).await;
+    wait_running(&stack, "takeover").await;
+    stack.start_inference_worker();
+    let predict = || {
+        stack
+            .http
+            .post(&url)
+            .json(&json!({"query": query(1)}))
+            .send()
+    };
+    assert_eq!(predict().await.unwrap().status(), 200);
+
+    victim.abort();
+    // Queries sent meanwhile wait in the model's stream and are answered by the standby once it
+    // has loaded the model: none fails, the slowest waits for the takeover.
+    let killed = Instant::now();
+    let mut slowest = Duration::ZERO;
+    while killed.elapsed() < Duration::from_secs(3) {
+        let sent = Instant::now();
+        let status = predict().await.unwrap().status();
+        slowest = slowest.max(sent.elapsed());
+        assert_eq!(status, 200, "{:?} after the kill", killed.elapsed());
+    }
+    eprintln!("slowest answer after the kill: {slowest:?}");
+    assert!(slowest < Duration::from_secs(2), "{slowest:?}");
+}
+
+/// Presence locks are trusted only once PostgreSQL has been up for a while (the test kit's may
+/// have just started).
+async fn wait_for_presence_grace(stack: &Stack) {
+    let db = stack.ctx.pool.get().await.unwrap();
+    loop {
+        let up: f64 = db
+            .query_one(
+                "SELECT extract(epoch FROM now() - pg_postmaster_start_time())::float8",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if up > 11.0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_secs_f64(11.0 - up)).await;
+    }
 }

@@ -28,6 +28,14 @@ impl Drop for Stack {
 /// Admin + one advisor + `train_workers` train workers, with short leases so dead workers are
 /// noticed within about a second.
 pub async fn spawn_stack(train_workers: usize) -> Stack {
+    spawn_stack_with(train_workers, |_| {}).await
+}
+
+/// [`spawn_stack`] with `configure` applied to the settings last.
+pub async fn spawn_stack_with(
+    train_workers: usize,
+    configure: impl FnOnce(&mut Settings),
+) -> Stack {
     let ctx = duma_testkit::context().await;
     let mut settings = ctx.settings.clone();
     // RUST_LOG=info shows what the services do while a test runs.
@@ -52,6 +60,7 @@ pub async fn spawn_stack(train_workers: usize) -> Stack {
     settings.train_worker.capacity = 1;
     settings.inference_worker.capacity = 4;
     settings.predictor.deadline_ms = 2_000;
+    configure(&mut settings);
     let stop = CancellationToken::new();
     let admin = duma_admin::Application::build(settings.clone())
         .await

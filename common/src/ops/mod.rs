@@ -1,5 +1,10 @@
 //! What every service exposes to operators: `/metrics` (Prometheus), `/health` (ready when
-//! Postgres and Redis answer), HTTP request metrics, and the client side of `healthcheck`.
+//! Postgres and Redis answer and no essential loop is stalled), HTTP request metrics, and the
+//! client side of `healthcheck`.
+
+mod liveness;
+
+pub use liveness::{Liveness, Probe};
 
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
@@ -18,17 +23,19 @@ use crate::redis::Redis;
 
 const DEPENDENCY_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The dependencies a service needs before it is ready.
+/// What a service needs to be healthy: the dependencies it uses, and its loops making progress.
 #[derive(Clone, Default)]
 pub struct Readiness {
     pub postgres: Option<Pool>,
     pub redis: Option<Redis>,
+    pub liveness: Liveness,
 }
 
 impl Readiness {
-    /// Checks every dependency under a timeout; the error lists what failed.
+    /// Checks every dependency under a timeout, and every loop's progress; the error lists what
+    /// failed.
     pub async fn check(&self) -> Result<(), String> {
-        let mut failures = Vec::new();
+        let mut failures = self.liveness.stalled();
         if let Some(pool) = &self.postgres {
             match tokio::time::timeout(DEPENDENCY_CHECK_TIMEOUT, crate::db::check(pool)).await {
                 Ok(Ok(())) => {}
