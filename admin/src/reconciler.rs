@@ -76,22 +76,18 @@ impl Reconciler {
         if !elected {
             return Ok(false);
         }
-        for (lease, lost) in workers::reclaim_departed(&tx).await? {
+        let departed = workers::reclaim_departed(&tx).await?;
+        let expired = workers::reclaim_expired(&tx).await?;
+        for (why, (lease, lost)) in std::iter::repeat("its database connection closed")
+            .zip(departed)
+            .chain(std::iter::repeat("it stopped renewing its lease").zip(expired))
+        {
             tracing::warn!(
                 worker_id = ?lease.worker_id,
                 lease_id = %lease.id,
                 kind = lease.kind.as_str(),
                 trials_errored = lost,
-                "a worker died (its database connection closed); its work is cleaned up and the lease is free"
-            );
-        }
-        for (lease, lost) in workers::reclaim_expired(&tx).await? {
-            tracing::warn!(
-                worker_id = ?lease.worker_id,
-                lease_id = %lease.id,
-                kind = lease.kind.as_str(),
-                trials_errored = lost,
-                "a worker stopped renewing its lease; its work is cleaned up and the lease is free"
+                "a worker is gone ({why}); its work is cleaned up and the lease is free"
             );
         }
         for job in train_jobs::list_live(&tx).await? {

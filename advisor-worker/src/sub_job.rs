@@ -97,6 +97,7 @@ impl SubJobAdvisor {
                 }
                 TrialStatus::Errored => consecutive_failures += 1,
                 TrialStatus::Pending | TrialStatus::Running => {
+                    advisor.resume(&trial.proposal.knobs);
                     in_flight.insert(trial.id);
                 }
             }

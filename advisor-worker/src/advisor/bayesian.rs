@@ -40,6 +40,9 @@ const REFINEMENT_ROUNDS: usize = 3;
 const REFINEMENT_TRIES: usize = 4;
 /// Random draws tried when every candidate duplicates an earlier proposal.
 const DEDUPLICATION_DRAWS: usize = 100;
+/// Two points of the unit cube this close are one proposal (knobs that went through a decimal
+/// round trip differ in their last digits).
+const SAME_POINT: f64 = 1e-9;
 
 /// Proposes knobs by GP expected improvement; see the module documentation.
 #[derive(Debug)]
@@ -192,6 +195,37 @@ impl BayesianAdvisor {
         scored.into_iter().map(|(_, point)| point).collect()
     }
 
+    /// Removes the pending proposal `knobs` came from. Knobs come back through JSON, Postgres and
+    /// other processes, so they are matched by position (within [`SAME_POINT`] in the unit cube),
+    /// not by their exact text: a proposal left pending by a last-digit difference would stay
+    /// in the model as a liar with the worst score for good.
+    fn forget_pending(&mut self, knobs: &Knobs) {
+        if self.pending.remove(&knobs_key(knobs)).is_some() {
+            return;
+        }
+        let Some(point) = self.space.point(knobs) else {
+            return;
+        };
+        let nearest = self
+            .pending
+            .iter()
+            .map(|(key, pending)| {
+                let distance = pending
+                    .iter()
+                    .zip(&point)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0.0, f64::max);
+                (distance, key)
+            })
+            .min_by(|a, b| a.0.total_cmp(&b.0));
+        if let Some((distance, key)) = nearest
+            && distance <= SAME_POINT
+        {
+            let key = key.clone();
+            self.pending.remove(&key);
+        }
+    }
+
     fn fresh(&self, knobs: &Knobs) -> bool {
         !self.seen.contains(&knobs_key(knobs))
     }
@@ -236,12 +270,20 @@ impl Advisor for BayesianAdvisor {
     }
 
     fn abandon(&mut self, knobs: &Knobs) {
-        self.pending.remove(&knobs_key(knobs));
+        self.forget_pending(knobs);
+    }
+
+    fn resume(&mut self, knobs: &Knobs) {
+        if let Some(point) = self.space.point(knobs) {
+            let key = knobs_key(knobs);
+            self.seen.insert(key.clone());
+            self.pending.insert(key, point);
+        }
     }
 
     fn feedback(&mut self, knobs: &Knobs, score: f64) {
         let key = knobs_key(knobs);
-        self.pending.remove(&key);
+        self.forget_pending(knobs);
         self.seen.insert(key);
         match self.space.point(knobs) {
             Some(point) => {
@@ -403,6 +445,53 @@ mod tests {
         }
         advisor.feedback(&in_flight[2], -1.0);
         assert_eq!(advisor.pending.len(), 2);
+
+        // A replacement advisor learns of the two still running, and does not propose them again.
+        let mut replacement = BayesianAdvisor::new(&config, 5).unwrap();
+        for knobs in &in_flight[3..] {
+            replacement.resume(knobs);
+        }
+        assert_eq!(replacement.pending.len(), 2);
+        let next = knobs_key(&replacement.propose().unwrap());
+        assert!(
+            in_flight[3..]
+                .iter()
+                .all(|running| knobs_key(running) != next)
+        );
+        assert_eq!(replacement.pending.len(), 3);
+    }
+
+    /// Knobs come back from trials through JSON and Postgres; a last-digit difference must not
+    /// leave their proposal pending, where it would weigh on the model as a liar with the worst
+    /// score for good (what made tuning through the platform near random search).
+    #[test]
+    fn knobs_that_come_back_a_digit_off_still_clear_their_proposal() {
+        let config = quadratic_config();
+        let mut advisor = BayesianAdvisor::new(&config, 6).unwrap();
+        for i in 0..20 {
+            let knobs: Knobs = advisor
+                .propose()
+                .unwrap()
+                .into_iter()
+                .map(|(name, value)| {
+                    let value = match value {
+                        KnobValue::Float(v) => KnobValue::Float(f64::from_bits(v.to_bits() + 1)),
+                        other => other,
+                    };
+                    (name, value)
+                })
+                .collect();
+            if i % 5 == 4 {
+                advisor.abandon(&knobs);
+            } else {
+                advisor.feedback(&knobs, -f64::from(i));
+            }
+            assert!(
+                advisor.pending.is_empty(),
+                "trial {i}: {:?}",
+                advisor.pending
+            );
+        }
     }
 
     #[test]

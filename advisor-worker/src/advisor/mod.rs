@@ -37,6 +37,9 @@ pub trait Advisor: Send + Sync {
     /// A proposal that will never be scored (its trial errored): it no longer counts as in
     /// flight.
     fn abandon(&mut self, _knobs: &Knobs) {}
+    /// A proposal made before a restart whose trial still runs: it counts as in flight, as if
+    /// this advisor had just proposed it.
+    fn resume(&mut self, _knobs: &Knobs) {}
 }
 
 /// Which advisor a knob config gets.

@@ -139,7 +139,7 @@ pub async fn reclaim_departed(db: &impl GenericClient) -> DbResult<Vec<(Lease, u
             .collect::<Vec<_>>()
             .join(", ")
     );
-    let departed: Vec<Lease> = db
+    let departed = db
         .query(
             &sql,
             &[
@@ -148,21 +148,13 @@ pub async fn reclaim_departed(db: &impl GenericClient) -> DbResult<Vec<(Lease, u
                 &i64::from(PRESENCE_CLASS),
             ],
         )
-        .await?
-        .iter()
-        .map(Lease::from_row)
-        .collect::<DbResult<_>>()?;
-    let mut freed = Vec::with_capacity(departed.len());
-    for lease in departed {
-        let lost = free_lease_of_gone_holder(
-            db,
-            &lease,
-            "the worker running this trial died (its connection to the database closed)",
-        )
         .await?;
-        freed.push((lease, lost));
-    }
-    Ok(freed)
+    free_leases_of_gone_holders(
+        db,
+        &departed,
+        "the worker running this trial died (its connection to the database closed)",
+    )
+    .await
 }
 
 /// Workers whose last heartbeat is older than `silence`.
@@ -287,20 +279,25 @@ pub async fn reclaim_expired(db: &impl GenericClient) -> DbResult<Vec<(Lease, u6
         "SELECT {LEASE_COLUMNS} FROM work_leases \
          WHERE worker_id IS NOT NULL AND expires_at < now() FOR UPDATE SKIP LOCKED"
     );
-    let expired: Vec<Lease> = db
-        .query(&sql, &[])
-        .await?
-        .iter()
-        .map(Lease::from_row)
-        .collect::<DbResult<_>>()?;
-    let mut freed = Vec::with_capacity(expired.len());
-    for lease in expired {
-        let lost = free_lease_of_gone_holder(
-            db,
-            &lease,
-            "the worker running this trial stopped answering (lease expired)",
-        )
-        .await?;
+    let expired = db.query(&sql, &[]).await?;
+    free_leases_of_gone_holders(
+        db,
+        &expired,
+        "the worker running this trial stopped answering (lease expired)",
+    )
+    .await
+}
+
+/// Cleans up after the holders of the lease rows `rows` (see [`free_lease_of_gone_holder`]).
+async fn free_leases_of_gone_holders(
+    db: &impl GenericClient,
+    rows: &[Row],
+    reason: &str,
+) -> DbResult<Vec<(Lease, u64)>> {
+    let mut freed = Vec::with_capacity(rows.len());
+    for row in rows {
+        let lease = Lease::from_row(row)?;
+        let lost = free_lease_of_gone_holder(db, &lease, reason).await?;
         freed.push((lease, lost));
     }
     Ok(freed)

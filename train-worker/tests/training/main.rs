@@ -6,3 +6,4 @@ mod python;
 mod serving;
 mod stack;
 mod training;
+mod tuning;
