@@ -30,13 +30,13 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         sdk_path: settings.python.sdk_path.clone(),
         work_root: cache_dir.join("runners"),
     };
-    let serving = serving::Serving::new(&host, store, resolver, server)?;
     let probe = host
         .liveness
         .probe("serving loop", host.settings.stall_timeout());
+    let serving = serving::Serving::new(&host, store, resolver, server, probe)?;
     let stop = host.stop_token();
     host.spawn("serving loop", async move {
-        serving.run(&probe, stop).await;
+        serving.run(stop).await;
         Ok(())
     });
     host.run().await

@@ -115,6 +115,8 @@ pub struct Serving {
     metrics: ServingMetrics,
     server: RpcServer,
     hosted: LeasedStreams<Hosted>,
+    /// The serving loop's; beaten while a model loads (bounded by `task_timeout_secs`).
+    probe: Probe,
 }
 
 impl Serving {
@@ -123,6 +125,7 @@ impl Serving {
         store: ObjectStore,
         resolver: TemplateResolver,
         server: RpcServer,
+        probe: Probe,
     ) -> prometheus::Result<Self> {
         let metrics = ServingMetrics::register(&host.registry)?;
         Ok(Self {
@@ -135,16 +138,18 @@ impl Serving {
             hosted: LeasedStreams::new(metrics.models_hosted.clone()),
             metrics,
             server,
+            probe,
         })
     }
 
-    pub async fn run(mut self, probe: &Probe, shutdown: CancellationToken) {
+    pub async fn run(mut self, shutdown: CancellationToken) {
         let every = ServeLoop {
             tick: TICK,
             block: READ_BLOCK,
             batch: READ_BATCH,
         };
-        every.run(&mut self, "serving", probe, &shutdown).await;
+        let probe = self.probe.clone();
+        every.run(&mut self, "serving", &probe, &shutdown).await;
     }
 
     /// Answers a batch: per stream, all queries of all its requests in one predict call.
@@ -290,7 +295,7 @@ impl Serving {
         };
         let started = Instant::now();
         let kill = KillSwitch::new();
-        let loaded = self.load(trial_id, &kill).await?;
+        let loaded = self.probe.hold(self.load(trial_id, &kill)).await?;
         let model = match loaded {
             Ok(model) => model,
             Err(reason) => {

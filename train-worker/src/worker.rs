@@ -32,8 +32,6 @@ use duma_common::store::ObjectCache;
 const ADVISOR_TIMEOUT: Duration = Duration::from_secs(10);
 /// Back-off when no advisor answers (none holds the sub job yet).
 const ADVISOR_RETRY: Duration = Duration::from_millis(250);
-/// How often a slot waiting for its trial reports progress.
-const TRIAL_BEAT: Duration = Duration::from_secs(1);
 /// Idle slots look for work at least this often, besides being woken by events.
 const IDLE_RECHECK: Duration = Duration::from_secs(1);
 
@@ -262,7 +260,8 @@ impl TrainWorker {
         probe: &Probe,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<()> {
-        let context = match self.load_context(lease).await? {
+        // Fetching datasets and building a template's virtualenv may take minutes.
+        let context = match probe.hold(self.load_context(lease)).await? {
             Prepared::Ready(context) => context,
             Prepared::Gone => return self.leave(lease).await,
             Prepared::Failed(reason) => {
@@ -451,31 +450,48 @@ impl TrainWorker {
             let logs: Vec<TrialLog> = log.drain().into_iter().map(TrialLog::from).collect();
             (result, logs)
         });
-        let timeout = tokio::time::sleep(self.settings.task_timeout());
-        tokio::pin!(timeout, work);
-        let mut alive = tokio::time::interval(TRIAL_BEAT);
-        loop {
+        // The trial is bounded by its timeout: waiting for it is progress.
+        let finished = probe.hold(async {
             tokio::select! {
-                _ = cancel.cancelled() => {
-                    kill.fire();
-                    return TrialResult::Abandoned;
-                }
-                _ = &mut timeout => {
-                    kill.fire();
-                    return TrialResult::Failed {
-                        error: format!("the trial ran longer than the {}s timeout", self.settings.task_timeout_secs),
-                        logs: Vec::new(),
-                    };
-                }
-                // The trial is bounded by its timeout: waiting for it is progress.
-                _ = alive.tick() => probe.beat(),
-                joined = &mut work => return match joined {
-                    Ok((Ok((score, params)), logs)) if score.is_finite() => TrialResult::Completed { score, params, logs },
-                    Ok((Ok((score, _)), logs)) => TrialResult::Failed { error: format!("evaluate returned {score}, not a finite number"), logs },
-                    Ok((Err(error), logs)) => TrialResult::Failed { error: error.to_string(), logs },
-                    Err(panic) => TrialResult::Failed { error: format!("the template panicked: {panic}"), logs: Vec::new() },
-                },
+                _ = cancel.cancelled() => None,
+                _ = tokio::time::sleep(self.settings.task_timeout()) => Some(None),
+                joined = work => Some(Some(joined)),
             }
+        });
+        match finished.await {
+            None => {
+                kill.fire();
+                TrialResult::Abandoned
+            }
+            Some(None) => {
+                kill.fire();
+                TrialResult::Failed {
+                    error: format!(
+                        "the trial ran longer than the {}s timeout",
+                        self.settings.task_timeout_secs
+                    ),
+                    logs: Vec::new(),
+                }
+            }
+            Some(Some(joined)) => match joined {
+                Ok((Ok((score, params)), logs)) if score.is_finite() => TrialResult::Completed {
+                    score,
+                    params,
+                    logs,
+                },
+                Ok((Ok((score, _)), logs)) => TrialResult::Failed {
+                    error: format!("evaluate returned {score}, not a finite number"),
+                    logs,
+                },
+                Ok((Err(error), logs)) => TrialResult::Failed {
+                    error: error.to_string(),
+                    logs,
+                },
+                Err(panic) => TrialResult::Failed {
+                    error: format!("the template panicked: {panic}"),
+                    logs: Vec::new(),
+                },
+            },
         }
     }
 }

@@ -105,7 +105,7 @@ impl BayesianAdvisor {
 
     /// Candidate points, best expected improvement first; empty when there is no usable model.
     fn ranked_candidates(&mut self) -> Vec<Point> {
-        let Some((mut points, mut scores)) = self.model_trials() else {
+        let Some((mut points, scores)) = self.model_trials() else {
             return Vec::new();
         };
         let coordinates = self.space.coordinates().to_vec();
@@ -129,13 +129,20 @@ impl BayesianAdvisor {
                 hyper
             }
         };
-        // Pending proposals join the model as liars with the worst score.
-        let worst = scores.iter().copied().fold(f64::INFINITY, f64::min);
-        for point in self.pending.values() {
-            points.push(point.clone());
-            scores.push(worst);
+        // Proposals in flight join the model with the score the model believes they will get
+        // (kriging believer): the acquisition then looks elsewhere, as if they were known. Lying
+        // with the worst score instead pushed parallel proposals away from the best region
+        // (Branin, 4 in flight, median regret at 50 trials: 0.40 against 3e-4 with the belief).
+        let mut y: Vec<f64> = scores.iter().map(|s| standardise(*s)).collect();
+        if !self.pending.is_empty()
+            && let Some(known) = Posterior::new(&coordinates, points.clone(), &y, &hyper)
+        {
+            let pending: Vec<Point> = self.pending.values().cloned().collect();
+            for ((believed, _), point) in known.predict(&pending).into_iter().zip(pending) {
+                points.push(point);
+                y.push(believed);
+            }
         }
-        let y: Vec<f64> = scores.iter().map(|s| standardise(*s)).collect();
         let Some(model) = Posterior::new(&coordinates, points, &y, &hyper) else {
             return Vec::new();
         };
@@ -354,15 +361,53 @@ mod tests {
     }
 
     /// The smallest loss `advisor` finds in `trials` on a quadratic with its minimum 0 at (1, -2).
-    fn best_quadratic_loss(mut advisor: impl Advisor, trials: usize) -> f64 {
+    fn best_quadratic_loss(advisor: impl Advisor, trials: usize) -> f64 {
+        best_quadratic_loss_in_parallel(advisor, trials, 1)
+    }
+
+    /// The same with `workers` trials in flight at once: each result comes back, oldest first,
+    /// while the others still run (what N train workers do).
+    fn best_quadratic_loss_in_parallel(
+        mut advisor: impl Advisor,
+        trials: usize,
+        workers: usize,
+    ) -> f64 {
+        let mut in_flight: std::collections::VecDeque<Knobs> =
+            (0..workers).map(|_| advisor.propose().unwrap()).collect();
+        let mut proposed = workers;
         let mut best = f64::INFINITY;
-        for _ in 0..trials {
-            let knobs = advisor.propose().unwrap();
+        while let Some(knobs) = in_flight.pop_front() {
             let loss = (number(&knobs, "x") - 1.0).powi(2) + (number(&knobs, "y") + 2.0).powi(2);
             advisor.feedback(&knobs, -loss);
             best = best.min(loss);
+            if proposed < trials {
+                in_flight.push_back(advisor.propose().unwrap());
+                proposed += 1;
+            }
         }
         best
+    }
+
+    #[test]
+    fn four_trials_in_flight_tune_about_as_well_as_one() {
+        let config = quadratic_config();
+        let losses = |workers| {
+            median(
+                (0..5)
+                    .map(|s| {
+                        let advisor = BayesianAdvisor::new(&config, s).unwrap();
+                        best_quadratic_loss_in_parallel(advisor, 30, workers)
+                    })
+                    .collect(),
+            )
+        };
+        let (sequential, parallel) = (losses(1), losses(4));
+        // Measured: 2.5e-4 against 1.5e-5 sequential; with the worst score as the lie for the
+        // trials in flight (the old way), 0.12.
+        assert!(
+            parallel < 10.0 * sequential.max(1e-4),
+            "4 in flight {parallel} vs sequential {sequential}"
+        );
     }
 
     fn median(mut values: Vec<f64>) -> f64 {

@@ -23,7 +23,8 @@ struct ProbeState {
     last_beat_ms: AtomicU64,
 }
 
-/// The handle of one loop.
+/// The handle of one loop (clones beat for the same loop).
+#[derive(Clone)]
 pub struct Probe {
     state: Arc<ProbeState>,
 }
@@ -75,16 +76,49 @@ impl Liveness {
     }
 }
 
+/// How often [`Probe::hold`] beats while it waits.
+const HOLD_BEAT: Duration = Duration::from_secs(1);
+
 impl Probe {
     /// The loop made progress.
     pub fn beat(&self) {
         self.state.last_beat_ms.store(now_ms(), Ordering::Relaxed);
+    }
+
+    /// Awaits `work`, beating meanwhile: for work that may rightly take longer than the loop's
+    /// deadline and is bounded by a deadline of its own (a trial, building a virtualenv, loading
+    /// a model).
+    pub async fn hold<F: std::future::Future>(&self, work: F) -> F::Output {
+        tokio::pin!(work);
+        let mut beats = tokio::time::interval(HOLD_BEAT);
+        loop {
+            tokio::select! {
+                done = &mut work => {
+                    self.beat();
+                    return done;
+                }
+                _ = beats.tick() => self.beat(),
+            }
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_loop_holding_for_long_work_is_not_stalled() {
+        let liveness = Liveness::default();
+        let probe = liveness.probe("loop", Duration::from_millis(1500));
+        let stalled = probe
+            .hold(async {
+                tokio::time::sleep(Duration::from_millis(2500)).await;
+                liveness.stalled()
+            })
+            .await;
+        assert!(stalled.is_empty(), "{stalled:?}");
+    }
 
     #[test]
     fn a_loop_is_stalled_only_past_its_deadline_and_only_while_it_exists() {
