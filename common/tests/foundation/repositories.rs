@@ -75,15 +75,15 @@ fn new_train_job(
 }
 
 /// A user, a dataset, a model and a train job with one sub job.
-struct Fixture {
-    ctx: TestContext,
-    owner: users::User,
-    model: models::Model,
-    job: train_jobs::TrainJob,
-    sub: train_jobs::SubTrainJob,
+pub struct Fixture {
+    pub ctx: TestContext,
+    pub owner: users::User,
+    pub model: models::Model,
+    pub job: train_jobs::TrainJob,
+    pub sub: train_jobs::SubTrainJob,
 }
 
-async fn fixture() -> Fixture {
+pub async fn fixture() -> Fixture {
     let ctx = duma_testkit::context().await;
     let client = ctx.pool.get().await.unwrap();
     let owner = user(&client, "app@x.io", UserType::AppDeveloper).await;
