@@ -174,7 +174,7 @@ impl Serving {
                 replies.extend(requests.into_iter().map(|r| {
                     (
                         r,
-                        Reply::Error("this replica no longer serves the trial".into()),
+                        Reply::Unavailable("this replica no longer serves the trial".into()),
                     )
                 }));
                 continue;

@@ -153,27 +153,40 @@ async fn answer(predictor: &Predictor, job: &str, body: &[u8], request_id: &str)
 
     let mut answers: Vec<Vec<Value>> = Vec::new();
     let mut rejected: Option<String> = None;
+    let mut unavailable: Option<String> = None;
     for reply in replies {
         match reply {
             Ok(bytes) => match serde_json::from_slice::<Vec<Value>>(&bytes) {
                 Ok(predictions) if predictions.len() == queries.len() => answers.push(predictions),
                 _ => tracing::warn!(request_id, "a worker answered with a malformed batch"),
             },
+            // The queries' fault: the caller can fix it.
             Err(RpcError::Remote(message)) => rejected = Some(message),
+            // The platform's fault, with nothing to wait for: say so at once.
+            Err(error @ (RpcError::Unavailable(_) | RpcError::Unsent(_))) => {
+                tracing::warn!(request_id, %error, "a served trial cannot answer");
+                unavailable = Some(error.to_string());
+            }
             Err(other) => {
                 tracing::debug!(request_id, error = %other, "a served trial did not answer")
             }
         }
     }
     if answers.is_empty() {
-        return match rejected {
-            Some(message) => error(
+        return match (rejected, unavailable) {
+            (Some(message), _) => error(
                 StatusCode::BAD_REQUEST,
                 "InvalidQueryError",
                 message,
                 request_id,
             ),
-            None => error(
+            (None, Some(_)) => error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailableError",
+                "the model is not available right now; retry shortly",
+                request_id,
+            ),
+            (None, None) => error(
                 StatusCode::GATEWAY_TIMEOUT,
                 "TimeoutError",
                 format!("no prediction within {} ms", predictor.deadline.as_millis()),

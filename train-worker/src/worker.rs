@@ -287,7 +287,12 @@ impl TrainWorker {
             }
             let reply = match self.rpc.call(&target, &propose, ADVISOR_TIMEOUT).await {
                 Ok(body) => serde_json::from_slice::<AdvisorReply>(&body)?,
-                Err(RpcError::Timeout(_) | RpcError::Expired | RpcError::Unsent(_)) => {
+                Err(
+                    RpcError::Timeout(_)
+                    | RpcError::Expired
+                    | RpcError::Unsent(_)
+                    | RpcError::Unavailable(_),
+                ) => {
                     // No advisor holds the sub job right now (one will take it over), or the
                     // sub job ended meanwhile.
                     self.pause(&cancel, ADVISOR_RETRY).await;

@@ -45,6 +45,7 @@ const REQUEST_ID_LEN: usize = 32;
 const STATUS_OK: u8 = b'O';
 const STATUS_ERROR: u8 = b'E';
 const STATUS_EXPIRED: u8 = b'X';
+const STATUS_UNAVAILABLE: u8 = b'U';
 /// Local only: the request could not be written to Redis.
 const STATUS_SEND_FAILED: u8 = b'R';
 
@@ -54,8 +55,12 @@ pub enum RpcError {
     Timeout(Duration),
     #[error("the request expired before a worker took it")]
     Expired,
+    /// The request was refused: the caller's input is at fault (e.g. a query the model rejects).
     #[error("the worker failed: {0}")]
     Remote(String),
+    /// The worker could not serve the request through no fault of the caller's.
+    #[error("the worker cannot serve this now: {0}")]
+    Unavailable(String),
     #[error("the request could not be sent: {0}")]
     Unsent(String),
 }
@@ -130,11 +135,14 @@ impl RpcClient {
             payload: payload.to_vec(),
         });
         let result = match queued {
-            Err(_) => Err(RpcError::Remote("the RPC client is shut down".into())),
+            Err(_) => Err(RpcError::Unavailable("the RPC client is shut down".into())),
             Ok(()) => match tokio::time::timeout(timeout, receiver).await {
                 Ok(Ok((STATUS_OK, body))) => Ok(body),
                 Ok(Ok((STATUS_EXPIRED, _))) => Err(RpcError::Expired),
                 Ok(Ok((STATUS_SEND_FAILED, body))) => Err(RpcError::Unsent(
+                    String::from_utf8_lossy(&body).into_owned(),
+                )),
+                Ok(Ok((STATUS_UNAVAILABLE, body))) => Err(RpcError::Unavailable(
                     String::from_utf8_lossy(&body).into_owned(),
                 )),
                 Ok(Ok((_, body))) => Err(RpcError::Remote(
@@ -521,6 +529,7 @@ impl RpcServer {
             let (status, body): (u8, &[u8]) = match reply {
                 Reply::Ok(body) => (STATUS_OK, body),
                 Reply::Error(message) => (STATUS_ERROR, message.as_bytes()),
+                Reply::Unavailable(message) => (STATUS_UNAVAILABLE, message.as_bytes()),
                 Reply::Expired => (STATUS_EXPIRED, b""),
             };
             let mut frame = Vec::with_capacity(REQUEST_ID_LEN + 1 + body.len());
@@ -555,7 +564,10 @@ impl RpcServer {
 #[derive(Debug, Clone)]
 pub enum Reply {
     Ok(Bytes),
+    /// The request itself is at fault; the caller gets a 4xx.
     Error(String),
+    /// A platform fault (e.g. this replica no longer serves the target); the caller gets a 5xx.
+    Unavailable(String),
     Expired,
 }
 

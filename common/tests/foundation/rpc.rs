@@ -28,6 +28,8 @@ async fn echo_server(mut server: RpcServer, stream: String, stop: CancellationTo
             .map(|r| {
                 let reply = if r.payload.as_ref() == b"fail" {
                     Reply::Error("asked to fail".into())
+                } else if r.payload.as_ref() == b"unavailable" {
+                    Reply::Unavailable("not serving this".into())
                 } else {
                     Reply::Ok(Bytes::from(r.payload.to_ascii_uppercase()))
                 };
@@ -77,6 +79,15 @@ async fn calls_get_their_own_replies_and_errors() {
         .unwrap_err();
     assert!(
         matches!(err, RpcError::Remote(ref m) if m == "asked to fail"),
+        "{err}"
+    );
+    // A platform fault stays distinct from a refused request all the way to the caller.
+    let err = client
+        .call("echo", b"unavailable", Duration::from_secs(5))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, RpcError::Unavailable(ref m) if m == "not serving this"),
         "{err}"
     );
 

@@ -502,3 +502,42 @@ async fn wait_for_presence_grace(stack: &Stack) {
         tokio::time::sleep(Duration::from_secs_f64(11.0 - up)).await;
     }
 }
+
+/// Redis gone: the predictor cannot queue a query and says so at once with 503 (a platform
+/// fault), instead of waiting out its deadline for a 504.
+#[tokio::test]
+async fn a_predictor_whose_redis_is_gone_answers_503_at_once() {
+    let stack = spawn_stack(1).await;
+    stack.start_inference_worker();
+    let (predictor, _) = stack.start_predictor().await;
+    let models = stack.builtin_models(TASK, &["LogisticRegression"]).await;
+    let url = deploy(&stack, "no-redis", &models, &predictor).await;
+    wait_running(&stack, "no-redis").await;
+
+    // A second predictor on a Redis of its own, which then dies.
+    let mut redis = duma_testkit::RedisServer::start();
+    let mut settings = stack.settings.clone();
+    settings.redis.url = secrecy::SecretString::from(redis.url());
+    let lonely = duma_predictor::Application::build(settings).await.unwrap();
+    let lonely_base = format!("http://127.0.0.1:{}", lonely.port());
+    tokio::spawn(lonely.run_until_stopped(stack.stop.child_token()));
+    redis.kill();
+    let lonely_url = url.replacen(&predictor, &lonely_base, 1);
+    let sent = Instant::now();
+    let response = stack
+        .http
+        .post(&lonely_url)
+        .json(&json!({"query": query(1)}))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"], "ServiceUnavailableError", "{body}");
+    assert!(
+        sent.elapsed() < Duration::from_millis(stack.settings.predictor.deadline_ms),
+        "answered only after {:?}",
+        sent.elapsed()
+    );
+}
