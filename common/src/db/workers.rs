@@ -95,15 +95,18 @@ pub async fn deregister(db: &impl GenericClient, id: WorkerId) -> DbResult<()> {
     Ok(())
 }
 
-/// The advisory-lock class of presence locks (the two-key form, a key space of its own); the
-/// second key is derived from the worker id in SQL (`PRESENCE_KEY`).
+/// The advisory-lock class of presence locks (the two-key form, a key space of its own).
 const PRESENCE_CLASS: i32 = 0x0d0a;
-const PRESENCE_KEY: &str = "(hashtext(id::text) & 2147483647)"; // as in `reclaim_departed`
 /// The capability a worker that holds a presence lock registers with.
 pub const PRESENCE_CAPABILITY: &str = "presence_lock";
 /// Presence locks are not trusted this soon after PostgreSQL (re)started: every worker is
 /// re-taking its lock then.
 const PRESENCE_GRACE: Duration = Duration::from_secs(10);
+
+/// The second key of the presence lock of the worker whose id is in SQL column `id`.
+fn presence_key(id: &str) -> String {
+    format!("(hashtext({id}::text) & 2147483647)")
+}
 
 /// Takes the worker's presence lock on this connection's session. Postgres holds it exactly as
 /// long as the connection lives, so a worker that dies is noticed at once, by Postgres itself: its
@@ -111,7 +114,10 @@ const PRESENCE_GRACE: Duration = Duration::from_secs(10);
 /// holds the same key (two ids that hash alike): that worker's death then shows by its lease
 /// expiry alone.
 pub async fn hold_presence(db: &impl GenericClient, id: WorkerId) -> DbResult<bool> {
-    let sql = format!("SELECT pg_try_advisory_lock($1, {PRESENCE_KEY}) FROM workers WHERE id = $2");
+    let sql = format!(
+        "SELECT pg_try_advisory_lock($1, {}) FROM workers WHERE id = $2",
+        presence_key("id")
+    );
     Ok(db
         .query_opt(&sql, &[&PRESENCE_CLASS, &id])
         .await?
@@ -125,19 +131,16 @@ pub async fn hold_presence(db: &impl GenericClient, id: WorkerId) -> DbResult<bo
 /// the process died).
 pub async fn reclaim_departed(db: &impl GenericClient) -> DbResult<Vec<(Lease, u64)>> {
     let sql = format!(
-        "SELECT {} FROM work_leases l JOIN workers w ON w.id = l.worker_id \
-         WHERE w.capabilities @> jsonb_build_object($1::text, true) \
-           AND pg_postmaster_start_time() < now() - make_interval(secs => $2) \
-           AND NOT EXISTS (SELECT 1 FROM pg_locks p WHERE p.locktype = 'advisory' \
-               AND p.granted AND p.objsubid = 2 AND p.classid::bigint = $3 \
-               AND p.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
-               AND p.objid::bigint = (hashtext(w.id::text) & 2147483647)) \
-         FOR UPDATE OF l SKIP LOCKED",
-        LEASE_COLUMNS
-            .split(", ")
-            .map(|c| format!("l.{c}"))
-            .collect::<Vec<_>>()
-            .join(", ")
+        "SELECT {LEASE_COLUMNS} FROM work_leases \
+         WHERE pg_postmaster_start_time() < now() - make_interval(secs => $2) \
+           AND worker_id IN (SELECT w.id FROM workers w \
+               WHERE w.capabilities @> jsonb_build_object($1::text, true) \
+                 AND NOT EXISTS (SELECT 1 FROM pg_locks p WHERE p.locktype = 'advisory' \
+                     AND p.granted AND p.objsubid = 2 AND p.classid::bigint = $3 \
+                     AND p.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+                     AND p.objid::bigint = {})) \
+         FOR UPDATE SKIP LOCKED",
+        presence_key("w.id")
     );
     let departed = db
         .query(
