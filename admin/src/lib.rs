@@ -82,6 +82,7 @@ impl Application {
             postgres: Some(pool.clone()),
             redis: Some(redis.clone()),
             liveness: liveness.clone(),
+            pending: Default::default(),
         });
         let state = web::Data::new(AppState::new(settings, pool, redis, store));
         let server = HttpServer::new(move || {

@@ -115,9 +115,10 @@ impl AdvisorService {
         };
         let handled = isolate(async {
             match message {
-                AdvisorRequest::Propose { worker_id } => {
-                    sub_job.propose(&pool, worker_id).await.map(Some)
-                }
+                AdvisorRequest::Propose {
+                    worker_id,
+                    lease_id,
+                } => sub_job.propose(&pool, worker_id, lease_id).await.map(Some),
                 AdvisorRequest::Feedback {
                     trial_id,
                     knobs,
@@ -162,7 +163,7 @@ impl AdvisorService {
 
     async fn housekeeping(&mut self) -> anyhow::Result<()> {
         // Leases we lost (expired while we stalled) belong to someone else now.
-        for (_, sub_job) in self.held.forget_lost(&self.pool, self.id).await? {
+        for (_, sub_job) in self.held.reconcile(&self.pool, self.id).await? {
             tracing::warn!(sub_train_job_id = %sub_job.sub_job.id, "lost the lease of a sub job");
         }
         let pool = self.pool.clone();

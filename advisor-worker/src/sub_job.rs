@@ -33,6 +33,8 @@ pub struct SubJobAdvisor {
     next_no: u32,
     created: u32,
     in_flight: HashSet<TrialId>,
+    /// The trial last handed to each slot (TRAIN lease), while it is in flight.
+    handed: HashMap<LeaseId, (TrialId, Proposal)>,
     consecutive_failures: u32,
     last_error: Option<String>,
 }
@@ -86,6 +88,7 @@ impl SubJobAdvisor {
             .unwrap_or(DateTime::<Utc>::MAX_UTC);
         let (mut next_no, mut consecutive_failures) = (1, 0);
         let mut in_flight = HashSet::new();
+        let mut handed = HashMap::new();
         for trial in &history {
             next_no = next_no.max(u32::try_from(trial.no).unwrap_or(0) + 1);
             match trial.status {
@@ -99,6 +102,9 @@ impl SubJobAdvisor {
                 TrialStatus::Pending | TrialStatus::Running => {
                     advisor.resume(&trial.proposal.knobs);
                     in_flight.insert(trial.id);
+                    if let Some(lease) = trial.lease_id {
+                        handed.insert(lease, (trial.id, trial.proposal.clone()));
+                    }
                 }
             }
         }
@@ -118,6 +124,7 @@ impl SubJobAdvisor {
             next_no,
             created,
             in_flight,
+            handed,
             consecutive_failures,
             last_error: None,
         };
@@ -129,12 +136,18 @@ impl SubJobAdvisor {
         self.trial_limit.is_some_and(|limit| self.created >= limit) || Utc::now() >= self.deadline
     }
 
-    /// Handles a request for the next trial from `worker_id`.
+    /// Handles a request for the next trial from the slot of `worker_id` holding `lease_id`.
     pub async fn propose(
         &mut self,
         pool: &PgPool,
         worker_id: WorkerId,
+        lease_id: Option<LeaseId>,
     ) -> anyhow::Result<AdvisorReply> {
+        if let Some(lease) = lease_id
+            && let Some(reply) = self.hand_over_again(pool, lease).await?
+        {
+            return Ok(reply);
+        }
         if self.budget_spent() {
             return Ok(self.spent_reply());
         }
@@ -149,6 +162,7 @@ impl SubJobAdvisor {
             self.sub_job.id,
             self.model.id,
             Some(worker_id),
+            lease_id,
             &proposal,
         )
         .await
@@ -171,6 +185,9 @@ impl SubJobAdvisor {
         self.next_no += 1;
         self.created += 1;
         self.in_flight.insert(trial.id);
+        if let Some(lease) = lease_id {
+            self.handed.insert(lease, (trial.id, proposal.clone()));
+        }
         if self.sub_job.status == JobStatus::Started {
             if let Some(sub) =
                 train_jobs::set_sub_job_status(&db, self.sub_job.id, JobStatus::Running, None)
@@ -187,6 +204,33 @@ impl SubJobAdvisor {
             trial_id: trial.id,
             proposal,
         })
+    }
+
+    /// The trial last handed to the slot holding `lease`, if it is still RUNNING: a slot asks
+    /// only when it runs nothing, so that trial's reply was lost on the way (Redis restarted, or
+    /// the advisor died before replying) and the slot gets the same trial again — left alone,
+    /// it would stay RUNNING under a live worker, and the sub job would wait for it for good.
+    async fn hand_over_again(
+        &mut self,
+        pool: &PgPool,
+        lease: LeaseId,
+    ) -> anyhow::Result<Option<AdvisorReply>> {
+        let Some((trial_id, proposal)) = self.handed.remove(&lease) else {
+            return Ok(None);
+        };
+        if !self.in_flight.contains(&trial_id) {
+            return Ok(None);
+        }
+        let db = pool.get().await?;
+        let still_running = trials::by_id(&db, trial_id)
+            .await?
+            .is_some_and(|t| t.status == TrialStatus::Running);
+        if !still_running {
+            return Ok(None); // it ended; `reconcile` learns how
+        }
+        tracing::info!(sub_train_job_id = %self.sub_job.id, %trial_id, lease_id = %lease, "handing a trial over again: its slot never received it");
+        self.handed.insert(lease, (trial_id, proposal.clone()));
+        Ok(Some(AdvisorReply::Trial { trial_id, proposal }))
     }
 
     fn spent_reply(&self) -> AdvisorReply {

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{InferenceJobId, Knobs, Proposal, SubTrainJobId, TrialId, WorkerId};
+use crate::domain::{InferenceJobId, Knobs, LeaseId, Proposal, SubTrainJobId, TrialId, WorkerId};
 
 /// The RPC target of the advisor of a sub train job.
 pub fn advisor_target(sub_train_job_id: SubTrainJobId) -> String {
@@ -19,8 +19,14 @@ pub fn serving_target(inference_job_id: InferenceJobId, trial_id: TrialId) -> St
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum AdvisorRequest {
-    /// Asks for the next trial; the advisor creates the trial row (RUNNING, held by `worker_id`).
-    Propose { worker_id: WorkerId },
+    /// Asks for the next trial for the slot holding TRAIN lease `lease_id`; the advisor creates
+    /// the trial row (RUNNING, held by `worker_id`). A slot asks only when it runs nothing, so
+    /// if its last trial is still RUNNING the reply was lost, and the advisor sends it again.
+    Propose {
+        worker_id: WorkerId,
+        #[serde(default)]
+        lease_id: Option<LeaseId>,
+    },
     /// Reports how a trial ended, so the advisor learns from it.
     Feedback {
         trial_id: TrialId,

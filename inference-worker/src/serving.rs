@@ -11,7 +11,7 @@ use duma_common::config::WorkerSettings;
 use duma_common::db::workers::{self, Lease};
 use duma_common::db::{PgPool, inference_jobs, models, trials};
 use duma_common::domain::{InferenceJobId, JobStatus, LeaseKind, WorkerId};
-use duma_common::ops::Probe;
+use duma_common::ops::{Pending, Probe};
 use duma_common::protocol::serving_target;
 use duma_common::redis::Redis;
 use duma_common::redis::events::{self, Event};
@@ -27,7 +27,9 @@ use tokio_util::sync::CancellationToken;
 const TICK: Duration = Duration::from_millis(250);
 const READ_BLOCK: Duration = Duration::from_millis(100);
 const READ_BATCH: usize = 256;
-/// Entries a dead replica read but never answered are taken over after this.
+/// Entries a dead replica read but never answered are taken over after this (a takeover does
+/// not wait: see `host`). A live replica busy longer than this with an entry has it served twice
+/// (the first answer wins), which costs work, never correctness.
 const RECLAIM_IDLE: Duration = Duration::from_secs(2);
 
 #[derive(Clone)]
@@ -117,6 +119,8 @@ pub struct Serving {
     hosted: LeasedStreams<Hosted>,
     /// The serving loop's; beaten while a model loads (bounded by `task_timeout_secs`).
     probe: Probe,
+    /// The worker is not ready while a model it holds the lease of is loading.
+    pending: Pending,
 }
 
 impl Serving {
@@ -139,6 +143,7 @@ impl Serving {
             metrics,
             server,
             probe,
+            pending: host.pending.clone(),
         })
     }
 
@@ -250,7 +255,7 @@ impl Serving {
     }
 
     async fn housekeeping(&mut self) -> anyhow::Result<()> {
-        for (_, hosted) in self.hosted.forget_lost(&self.pool, self.id).await? {
+        for (_, hosted) in self.hosted.reconcile(&self.pool, self.id).await? {
             tracing::info!(inference_job_id = %hosted.job, "no longer serving a trial (job stopped or lease lost)");
             self.metrics.forget_stream(&hosted.stream);
         }
@@ -295,6 +300,9 @@ impl Serving {
         };
         let started = Instant::now();
         let kill = KillSwitch::new();
+        let _loading = self
+            .pending
+            .begin(format!("trial {trial_id}: loading its model"));
         let loaded = self.probe.hold(self.load(trial_id, &kill)).await?;
         let model = match loaded {
             Ok(model) => model,
@@ -336,11 +344,19 @@ impl Serving {
             stream.clone(),
             Hosted {
                 job,
-                stream,
+                stream: stream.clone(),
                 model: Arc::new(Mutex::new(model)),
                 kill,
             },
         );
+        // One replica serves a trial, so whatever its stream holds read but unanswered was read
+        // by a replica that is gone (this is a takeover): answer it now, not after it idles.
+        // (More replicas per trial would have to claim only the gone replicas' entries.)
+        let orphans = self
+            .server
+            .reclaim(&stream, Duration::ZERO, READ_BATCH)
+            .await?;
+        self.serve_requests(orphans).await;
         Ok(())
     }
 

@@ -70,6 +70,7 @@ impl Application {
             postgres: Some(pool),
             redis: Some(redis.clone()),
             liveness: Default::default(),
+            pending: Default::default(),
         });
         let app_predictor = predictor.clone();
         let server = HttpServer::new(move || {

@@ -38,10 +38,22 @@ pub struct RedisServer {
     child: Option<Child>,
     dir: tempfile::TempDir,
     socket: PathBuf,
+    /// Keeps an append-only file, so a restart reloads the data (as `duma up` and compose do).
+    persistent: bool,
 }
 
 impl RedisServer {
     pub fn start() -> Self {
+        Self::start_with(false)
+    }
+
+    /// A server that keeps its data across restarts in an append-only file: a restart takes as
+    /// long as reloading it, and Redis answers `LOADING` meanwhile.
+    pub fn start_persistent() -> Self {
+        Self::start_with(true)
+    }
+
+    fn start_with(persistent: bool) -> Self {
         let dir = tempfile::Builder::new()
             .prefix(&format!("duma-testkit-dedicated-{}-", std::process::id()))
             .tempdir()
@@ -51,6 +63,7 @@ impl RedisServer {
             child: None,
             dir,
             socket,
+            persistent,
         };
         server.spawn();
         server
@@ -62,11 +75,13 @@ impl RedisServer {
     }
 
     fn spawn(&mut self) {
-        let mut child = redis_command(self.dir.path(), &self.socket)
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot start redis-server (install it: scripts/setup): {e}")
-            });
+        let mut command = redis_command(self.dir.path(), &self.socket);
+        if self.persistent {
+            command.args(["--appendonly", "yes"]);
+        }
+        let mut child = command.spawn().unwrap_or_else(|e| {
+            panic!("cannot start redis-server (install it: scripts/setup): {e}")
+        });
         if let Err(e) = wait_for_path(&self.socket, Duration::from_secs(10), &mut child) {
             panic!("redis-server did not start: {e}");
         }

@@ -28,12 +28,15 @@ use tokio_util::sync::CancellationToken;
 use crate::metrics::TrainMetrics;
 use duma_common::store::ObjectCache;
 
-/// How long a train worker waits for its advisor's answer.
-const ADVISOR_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a train worker waits for its advisor's answer (milliseconds, normally): a reply lost
+/// to a Redis restart is asked for again after this, and the advisor hands the same trial over.
+const ADVISOR_TIMEOUT: Duration = Duration::from_secs(3);
 /// Back-off when no advisor answers (none holds the sub job yet).
 const ADVISOR_RETRY: Duration = Duration::from_millis(250);
 /// Idle slots look for work at least this often, besides being woken by events.
 const IDLE_RECHECK: Duration = Duration::from_secs(1);
+/// Back-off of a lease give-back that Postgres refused: from the first to the last.
+const GIVE_BACK_RETRY: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(2));
 
 pub struct TrainWorker {
     pub id: WorkerId,
@@ -153,10 +156,9 @@ impl TrainWorker {
             match claimed {
                 Ok(Some(lease)) => {
                     if let Err(error) = self.work_on(&lease, probe, &shutdown).await {
+                        let reason = format!("the worker running this trial failed: {error:#}");
                         tracing::warn!(error = format!("{error:#}"), lease_id = %lease.id, "giving the lease back");
-                        if let Ok(db) = self.pool.get().await {
-                            let _ = workers::release(&db, lease.id, self.id).await;
-                        }
+                        self.give_back(&lease, &reason, probe, &shutdown).await;
                     }
                 }
                 Ok(None) => {
@@ -174,6 +176,39 @@ impl TrainWorker {
                     }
                 }
             }
+        }
+    }
+
+    /// Gives back a lease whose work failed midway (its trial ERRORED with `reason`), retrying
+    /// until Postgres takes it: the heartbeat keeps renewing a lease this worker holds, so one
+    /// left behind would be served by nobody, for good. (A stopping worker deregisters instead.)
+    async fn give_back(
+        &self,
+        lease: &Lease,
+        reason: &str,
+        probe: &Probe,
+        shutdown: &CancellationToken,
+    ) {
+        let mut backoff = GIVE_BACK_RETRY.0;
+        loop {
+            probe.beat();
+            let given = match self.pool.get().await {
+                Ok(db) => workers::abandon(&db, lease, reason)
+                    .await
+                    .map_err(anyhow::Error::from),
+                Err(error) => Err(error.into()),
+            };
+            match given {
+                Ok(_) => return,
+                Err(error) => {
+                    tracing::warn!(error = format!("{error:#}"), lease_id = %lease.id, "cannot give the lease back yet; retrying in {backoff:?}");
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(GIVE_BACK_RETRY.1);
         }
     }
 
@@ -276,7 +311,10 @@ impl TrainWorker {
         };
         let cancel = self.cancellation(context.train_job.id, shutdown);
         let target = advisor_target(context.sub_job.id);
-        let propose = serde_json::to_vec(&AdvisorRequest::Propose { worker_id: self.id })?;
+        let propose = serde_json::to_vec(&AdvisorRequest::Propose {
+            worker_id: self.id,
+            lease_id: Some(lease.id),
+        })?;
         let mut last_trial_end: Option<Instant> = None;
         loop {
             probe.beat();

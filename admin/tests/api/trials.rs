@@ -15,9 +15,16 @@ pub async fn completed_trial(app: &TestApp, train_job_id: &str, no: u32, score: 
     let sub = train_jobs::sub_jobs(&db, job).await.unwrap().remove(0);
     let mut knobs = Knobs::new();
     knobs.insert("k".into(), KnobValue::Int(no.into()));
-    let trial = trials::insert_running(&db, sub.id, sub.model_id, None, &Proposal::new(no, knobs))
-        .await
-        .unwrap();
+    let trial = trials::insert_running(
+        &db,
+        sub.id,
+        sub.model_id,
+        None,
+        None,
+        &Proposal::new(no, knobs),
+    )
+    .await
+    .unwrap();
     let stored = app
         .ctx
         .store

@@ -6,8 +6,8 @@ use tokio_postgres::Row;
 
 use super::{DbResult, GenericClient};
 use crate::domain::{
-    ModelId, Proposal, SubTrainJobId, TrainJobId, TrialId, TrialLogKind, TrialStatus, UserId,
-    WorkerId,
+    LeaseId, ModelId, Proposal, SubTrainJobId, TrainJobId, TrialId, TrialLogKind, TrialStatus,
+    UserId, WorkerId,
 };
 
 /// Violated when a sub job gets a second trial with the same number.
@@ -32,6 +32,8 @@ pub struct Trial {
     pub model_id: ModelId,
     pub model_name: String,
     pub worker_id: Option<WorkerId>,
+    /// The TRAIN lease (the worker's slot) the trial was handed to.
+    pub lease_id: Option<LeaseId>,
     pub proposal: Proposal,
     pub status: TrialStatus,
     pub score: Option<f64>,
@@ -65,6 +67,7 @@ impl Trial {
             model_id: row.try_get("model_id")?,
             model_name: row.try_get("model_name")?,
             worker_id: row.try_get("worker_id")?,
+            lease_id: row.try_get("lease_id")?,
             proposal,
             status: row.try_get("status")?,
             score: row.try_get("score")?,
@@ -80,7 +83,7 @@ impl Trial {
 }
 
 const SELECT: &str = "SELECT t.id, t.sub_train_job_id, s.train_job_id, j.user_id, t.no, \
-    t.model_id, m.name AS model_name, t.worker_id, t.proposal, t.status, t.score, t.params_path, \
+    t.model_id, m.name AS model_name, t.worker_id, t.lease_id, t.proposal, t.status, t.score, t.params_path, \
     t.params_sha256, t.params_size_bytes, t.datetime_started, t.datetime_stopped \
     FROM trials t JOIN sub_train_jobs s ON s.id = t.sub_train_job_id \
     JOIN train_jobs j ON j.id = s.train_job_id JOIN models m ON m.id = t.model_id";
@@ -91,19 +94,21 @@ pub async fn insert_running(
     sub_train_job_id: SubTrainJobId,
     model_id: ModelId,
     worker_id: Option<WorkerId>,
+    lease_id: Option<LeaseId>,
     proposal: &Proposal,
 ) -> DbResult<Trial> {
     let id = TrialId::new();
     let no = i32::try_from(proposal.trial_no).unwrap_or(i32::MAX);
     db.execute(
-        "INSERT INTO trials (id, sub_train_job_id, no, model_id, worker_id, proposal, status) \
-         VALUES ($1, $2, $3, $4, $5, $6, 'RUNNING')",
+        "INSERT INTO trials (id, sub_train_job_id, no, model_id, worker_id, lease_id, proposal, \
+         status) VALUES ($1, $2, $3, $4, $5, $6, $7, 'RUNNING')",
         &[
             &id,
             &sub_train_job_id,
             &no,
             &model_id,
             &worker_id,
+            &lease_id,
             &Json(proposal),
         ],
     )

@@ -88,7 +88,7 @@ pub async fn by_id(db: &impl GenericClient, id: WorkerId) -> DbResult<Option<Wor
 /// will finish them) and its leases become claimable at once.
 pub async fn deregister(db: &impl GenericClient, id: WorkerId) -> DbResult<()> {
     for lease in leases_held(db, id).await? {
-        free_lease_of_gone_holder(db, &lease, "the worker running this trial stopped").await?;
+        abandon(db, &lease, "the worker running this trial stopped").await?;
     }
     db.execute("DELETE FROM workers WHERE id = $1", &[&id])
         .await?;
@@ -99,9 +99,6 @@ pub async fn deregister(db: &impl GenericClient, id: WorkerId) -> DbResult<()> {
 const PRESENCE_CLASS: i32 = 0x0d0a;
 /// The capability a worker that holds a presence lock registers with.
 pub const PRESENCE_CAPABILITY: &str = "presence_lock";
-/// Presence locks are not trusted this soon after PostgreSQL (re)started: every worker is
-/// re-taking its lock then.
-const PRESENCE_GRACE: Duration = Duration::from_secs(10);
 
 /// The second key of the presence lock of the worker whose id is in SQL column `id`.
 fn presence_key(id: &str) -> String {
@@ -128,29 +125,24 @@ pub async fn hold_presence(db: &impl GenericClient, id: WorkerId) -> DbResult<bo
 
 /// Like [`reclaim_expired`], for leases whose holder is gone before they expire: it registered
 /// with a presence lock and nobody holds that lock any more (its connection to Postgres closed —
-/// the process died).
+/// the process died). Only a worker that has beaten since PostgreSQL last started counts: after a
+/// restart every live worker takes its lock anew before its next heartbeat, so until then a free
+/// lock says nothing (such a worker, if dead, is found by lease expiry).
 pub async fn reclaim_departed(db: &impl GenericClient) -> DbResult<Vec<(Lease, u64)>> {
     let sql = format!(
         "SELECT {LEASE_COLUMNS} FROM work_leases \
-         WHERE pg_postmaster_start_time() < now() - make_interval(secs => $2) \
-           AND worker_id IN (SELECT w.id FROM workers w \
+         WHERE worker_id IN (SELECT w.id FROM workers w \
                WHERE w.capabilities @> jsonb_build_object($1::text, true) \
+                 AND w.last_heartbeat > pg_postmaster_start_time() \
                  AND NOT EXISTS (SELECT 1 FROM pg_locks p WHERE p.locktype = 'advisory' \
-                     AND p.granted AND p.objsubid = 2 AND p.classid::bigint = $3 \
+                     AND p.granted AND p.objsubid = 2 AND p.classid::bigint = $2 \
                      AND p.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
                      AND p.objid::bigint = {})) \
          FOR UPDATE SKIP LOCKED",
         presence_key("w.id")
     );
     let departed = db
-        .query(
-            &sql,
-            &[
-                &PRESENCE_CAPABILITY,
-                &PRESENCE_GRACE.as_secs_f64(),
-                &i64::from(PRESENCE_CLASS),
-            ],
-        )
+        .query(&sql, &[&PRESENCE_CAPABILITY, &i64::from(PRESENCE_CLASS)])
         .await?;
     free_leases_of_gone_holders(
         db,
@@ -300,19 +292,16 @@ async fn free_leases_of_gone_holders(
     let mut freed = Vec::with_capacity(rows.len());
     for row in rows {
         let lease = Lease::from_row(row)?;
-        let lost = free_lease_of_gone_holder(db, &lease, reason).await?;
+        let lost = abandon(db, &lease, reason).await?;
         freed.push((lease, lost));
     }
     Ok(freed)
 }
 
-/// The one cleanup of a holder that is gone: its trials of the lease's sub job are ERRORED with
-/// `reason`, then the lease is freed. Returns how many trials were ERRORED.
-async fn free_lease_of_gone_holder(
-    db: &impl GenericClient,
-    lease: &Lease,
-    reason: &str,
-) -> DbResult<u64> {
+/// The one cleanup of work its holder will not finish (it died, stopped, or failed midway): the
+/// holder's RUNNING trials of the lease's sub job are ERRORED with `reason`, then the lease is
+/// freed for anyone to claim. Returns how many trials were ERRORED.
+pub async fn abandon(db: &impl GenericClient, lease: &Lease, reason: &str) -> DbResult<u64> {
     let Some(holder) = lease.worker_id else {
         return Ok(0);
     };

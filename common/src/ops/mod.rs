@@ -1,10 +1,13 @@
-//! What every service exposes to operators: `/metrics` (Prometheus), `/health` (ready when
-//! Postgres and Redis answer and no essential loop is stalled), HTTP request metrics, and the
-//! client side of `healthcheck`.
+//! What every service exposes to operators: `/metrics` (Prometheus), `/health` (readiness: ready
+//! when Postgres and Redis answer, no essential loop is stalled and nothing the service took on is
+//! pending), `/live` (liveness: no essential loop stalled), HTTP request metrics, and the client
+//! side of `healthcheck`.
 
 mod liveness;
+mod pending;
 
 pub use liveness::{Liveness, Probe};
+pub use pending::{Pending, PendingGuard};
 
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
@@ -23,12 +26,14 @@ use crate::redis::Redis;
 
 const DEPENDENCY_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// What a service needs to be healthy: the dependencies it uses, and its loops making progress.
+/// What a service needs to be ready: the dependencies it uses, its loops making progress, and
+/// nothing it took on still pending.
 #[derive(Clone, Default)]
 pub struct Readiness {
     pub postgres: Option<Pool>,
     pub redis: Option<Redis>,
     pub liveness: Liveness,
+    pub pending: Pending,
 }
 
 impl Readiness {
@@ -36,6 +41,7 @@ impl Readiness {
     /// failed.
     pub async fn check(&self) -> Result<(), String> {
         let mut failures = self.liveness.stalled();
+        failures.extend(self.pending.reasons());
         if let Some(pool) = &self.postgres {
             match tokio::time::timeout(DEPENDENCY_CHECK_TIMEOUT, crate::db::check(pool)).await {
                 Ok(Ok(())) => {}
@@ -67,6 +73,19 @@ pub async fn health(readiness: web::Data<Readiness>) -> HttpResponse {
     }
 }
 
+/// `GET /live`: 200 while every essential loop makes progress, 503 naming the stalled ones. For
+/// orchestrators' liveness probes: a service whose database is down is not ready, but restarting
+/// it would not help.
+pub async fn live(readiness: web::Data<Readiness>) -> HttpResponse {
+    let stalled = readiness.liveness.stalled();
+    if stalled.is_empty() {
+        HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+    } else {
+        HttpResponse::ServiceUnavailable()
+            .json(serde_json::json!({"status": "stalled", "reason": stalled.join("; ")}))
+    }
+}
+
 /// `GET /metrics` in the Prometheus text format.
 pub async fn metrics(registry: web::Data<Registry>) -> HttpResponse {
     let mut buffer = Vec::new();
@@ -78,11 +97,12 @@ pub async fn metrics(registry: web::Data<Registry>) -> HttpResponse {
     }
 }
 
-/// Adds `/health` and `/metrics` to an app; the app must hold `Data<Readiness>` and
+/// Adds `/health`, `/live` and `/metrics` to an app; the app must hold `Data<Readiness>` and
 /// `Data<Registry>`.
 pub fn configure(config: &mut web::ServiceConfig) {
     config
         .route("/health", web::get().to(health))
+        .route("/live", web::get().to(live))
         .route("/metrics", web::get().to(metrics));
 }
 

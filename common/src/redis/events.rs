@@ -32,12 +32,16 @@ pub enum Event {
     Resync,
 }
 
-/// Publishes an event; returns how many subscribers received it.
+/// Publishes an event; returns how many subscribers received it. (A repeat after a dead
+/// connection may deliver it twice; every subscriber treats events as idempotent hints.)
 pub async fn publish(redis: &Redis, event: &Event) -> redis::RedisResult<usize> {
     let payload = serde_json::to_string(event).unwrap_or_default();
+    let channel = redis.keys().events_channel();
     redis
-        .shared()
-        .publish(redis.keys().events_channel(), payload)
+        .retrying(|mut conn| {
+            let (channel, payload) = (&channel, &payload);
+            async move { conn.publish(channel, payload).await }
+        })
         .await
 }
 

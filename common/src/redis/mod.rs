@@ -76,9 +76,27 @@ impl Redis {
         &self.keys
     }
 
+    /// Runs `command` on the shared connection, and once more if the first attempt met a
+    /// connection that had died unnoticed (Redis restarted while it sat idle: the manager learns
+    /// of it only from that failure, and reconnects). Only for commands that are safe to repeat.
+    pub async fn retrying<T, F: Future<Output = redis::RedisResult<T>>>(
+        &self,
+        mut command: impl FnMut(ConnectionManager) -> F,
+    ) -> redis::RedisResult<T> {
+        match command(self.shared()).await {
+            Err(error) if error.is_connection_dropped() => {
+                tracing::debug!(%error, "the shared Redis connection had died; trying again");
+                command(self.shared()).await
+            }
+            other => other,
+        }
+    }
+
     /// Proves Redis answers.
     pub async fn ping(&self) -> redis::RedisResult<()> {
-        let mut conn = self.shared();
-        redis::cmd("PING").query_async::<()>(&mut conn).await
+        self.retrying(
+            |mut conn| async move { redis::cmd("PING").query_async::<()>(&mut conn).await },
+        )
+        .await
     }
 }

@@ -173,7 +173,6 @@ async fn write_requests(
     waiters: Waiters,
     shutdown: CancellationToken,
 ) {
-    let mut conn = redis.shared();
     let mut batch = Vec::with_capacity(WRITE_BATCH);
     loop {
         let first = tokio::select! {
@@ -229,7 +228,14 @@ async fn write_requests(
                 .arg(body)
                 .ignore();
         }
-        if let Err(error) = pipe.query_async::<()>(&mut conn).await {
+        // Entries that met a dead connection were not appended: sending them again is safe.
+        if let Err(error) = redis
+            .retrying(|mut conn| {
+                let pipe = &pipe;
+                async move { pipe.query_async::<()>(&mut conn).await }
+            })
+            .await
+        {
             let message = Bytes::from(error.to_string());
             let mut waiters = lock(&waiters);
             for request in &batch {
@@ -255,10 +261,7 @@ async fn read_replies(
         let mut active = match conn.take() {
             Some(active) => active,
             None => match redis.blocking_connection().await {
-                Ok(fresh) => {
-                    backoff = RECONNECT_BACKOFF.0;
-                    fresh
-                }
+                Ok(fresh) => fresh,
                 Err(error) => {
                     tracing::warn!(%error, "reply reader cannot connect to Redis; retrying in {backoff:?}");
                     tokio::select! {
@@ -276,6 +279,9 @@ async fn read_replies(
                 popped.unwrap_or_else(|_| Err(silent_connection()))
             }
         };
+        if popped.is_ok() {
+            backoff = RECONNECT_BACKOFF.0;
+        }
         match popped {
             Ok(None) => conn = Some(active),
             Ok(Some((_, first))) => {
@@ -291,7 +297,13 @@ async fn read_replies(
                 conn = Some(active);
             }
             Err(error) => {
-                tracing::warn!(%error, "reply reader lost its Redis connection; reconnecting");
+                // Redis restarting (refusing, or `LOADING` its data) is waited out, not hammered.
+                tracing::warn!(%error, "reply reader lost its Redis connection; reconnecting in {backoff:?}");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(RECONNECT_BACKOFF.1);
             }
         }
     }
@@ -398,6 +410,24 @@ impl RpcServer {
         result
     }
 
+    /// Runs `command` on the dedicated connection, and once more on a new connection if the
+    /// first had died unnoticed (Redis restarted while it sat idle, as a standby's does). A
+    /// command that timed out is not repeated.
+    async fn run<T, F: Future<Output = RedisResult<T>>>(
+        &mut self,
+        mut command: impl FnMut(MultiplexedConnection) -> F,
+    ) -> RedisResult<T> {
+        let first = command(self.connection().await?).await;
+        match self.checked(first) {
+            Err(error) if error.is_connection_dropped() => {
+                tracing::debug!(%error, "the request reader's connection had died; trying again");
+                let second = command(self.connection().await?).await;
+                self.checked(second)
+            }
+            other => other,
+        }
+    }
+
     /// The stream key of a target.
     pub fn stream(&self, target: &str) -> String {
         self.redis.keys().request_stream(target)
@@ -406,9 +436,14 @@ impl RpcServer {
     /// Creates the consumer group (and the stream) if missing; reads start at the beginning,
     /// so requests sent before any server existed are served.
     pub async fn ensure_group(&mut self, stream: &str) -> RedisResult<()> {
-        let mut conn = self.connection().await?;
-        let created: RedisResult<()> = conn.xgroup_create_mkstream(stream, &self.group, "0").await;
-        match self.checked(created) {
+        let group = self.group.clone();
+        let created: RedisResult<()> = self
+            .run(|mut conn| {
+                let group = &group;
+                async move { conn.xgroup_create_mkstream(stream, group, "0").await }
+            })
+            .await;
+        match created {
             Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
             other => other,
         }
@@ -435,14 +470,20 @@ impl RpcServer {
                     .unwrap_or(usize::MAX)
                     .max(1),
             );
-        let mut conn = self.connection().await?;
-        let reply: RedisResult<Option<StreamReadReply>> = tokio::time::timeout(
-            block + READ_GRACE,
-            conn.xread_options(streams, &ids, &options),
-        )
-        .await
-        .unwrap_or_else(|_| Err(silent_connection()));
-        let reply = match self.checked(reply) {
+        let reply: RedisResult<Option<StreamReadReply>> = self
+            .run(|mut conn| {
+                let (ids, options) = (&ids, &options);
+                async move {
+                    tokio::time::timeout(
+                        block + READ_GRACE,
+                        conn.xread_options(streams, ids, options),
+                    )
+                    .await
+                    .unwrap_or_else(|_| Err(silent_connection()))
+                }
+            })
+            .await;
+        let reply = match reply {
             Err(e) if e.code() == Some("NOGROUP") => {
                 for stream in streams {
                     self.ensure_group(stream).await?;
@@ -468,13 +509,19 @@ impl RpcServer {
         min_idle: Duration,
         count: usize,
     ) -> RedisResult<Vec<Request>> {
-        let options = StreamAutoClaimOptions::default().count(count);
         let idle = u64::try_from(min_idle.as_millis()).unwrap_or(u64::MAX);
-        let mut conn = self.connection().await?;
-        let reply: RedisResult<StreamAutoClaimReply> = conn
-            .xautoclaim_options(stream, &self.group, &self.consumer, idle, "0-0", options)
+        let (group, consumer) = (self.group.clone(), self.consumer.clone());
+        let reply: RedisResult<StreamAutoClaimReply> = self
+            .run(|mut conn| {
+                let (group, consumer) = (&group, &consumer);
+                let options = StreamAutoClaimOptions::default().count(count);
+                async move {
+                    conn.xautoclaim_options(stream, group, consumer, idle, "0-0", options)
+                        .await
+                }
+            })
             .await;
-        let reply = match self.checked(reply) {
+        let reply = match reply {
             Err(e) if e.code() == Some("NOGROUP") => return Ok(Vec::new()),
             other => other?,
         };
@@ -503,9 +550,12 @@ impl RpcServer {
             .cmd("XPENDING")
             .arg(stream)
             .arg(&self.group);
-        let mut conn = self.connection().await?;
-        let result = pipe.query_async(&mut conn).await;
-        let (length, pending): (u64, Value) = self.checked(result)?;
+        let (length, pending): (u64, Value) = self
+            .run(|mut conn| {
+                let pipe = &pipe;
+                async move { pipe.query_async(&mut conn).await }
+            })
+            .await?;
         let pending = match pending {
             Value::Array(summary) => match summary.first() {
                 Some(Value::Int(count)) => u64::try_from(*count).unwrap_or(0),
@@ -554,9 +604,11 @@ impl RpcServer {
             ids.dedup();
             pipe.xack(stream, &self.group, &ids).ignore();
         }
-        let mut conn = self.connection().await?;
-        let result = pipe.query_async::<()>(&mut conn).await;
-        self.checked(result)
+        self.run(|mut conn| {
+            let pipe = &pipe;
+            async move { pipe.query_async::<()>(&mut conn).await }
+        })
+        .await
     }
 }
 

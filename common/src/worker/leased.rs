@@ -66,9 +66,15 @@ impl<T> LeasedStreams<T> {
         self.held.is_empty()
     }
 
-    /// Drops what this worker no longer holds in Postgres (a lease expired and was reclaimed
-    /// while the worker stalled, or its job ended and the lease was deleted) and returns it.
-    pub async fn forget_lost(
+    /// Matches what is held here with what Postgres says this worker holds, both ways:
+    /// - drops (and returns) what the worker no longer holds there (a lease expired and was
+    ///   reclaimed while the worker stalled, or its job ended and the lease was deleted);
+    /// - gives back what it holds there but does not serve: a claim whose hosting failed midway
+    ///   (Redis or Postgres gone between the claim and [`Self::insert`]). Kept, such a lease would
+    ///   be renewed by every heartbeat and served by nobody, for good.
+    ///
+    /// Call it from the loop that claims, never concurrently with a claim in progress.
+    pub async fn reconcile(
         &mut self,
         pool: &PgPool,
         worker: WorkerId,
@@ -79,6 +85,10 @@ impl<T> LeasedStreams<T> {
             .into_iter()
             .map(|l| l.id)
             .collect();
+        for stray in still_held.iter().filter(|id| !self.held.contains_key(id)) {
+            tracing::warn!(lease_id = %stray, "giving back a lease claimed but never served");
+            workers::release(&db, *stray, worker).await?;
+        }
         drop(db);
         let lost: Vec<LeaseId> = self
             .held

@@ -20,7 +20,7 @@ use crate::Settings;
 use crate::config::WorkerSettings;
 use crate::db::{PgPool, workers};
 use crate::domain::{WorkerId, WorkerKind};
-use crate::ops::{Liveness, OpsServer, Readiness};
+use crate::ops::{Liveness, OpsServer, Pending, Readiness};
 use crate::redis::Redis;
 use crate::redis::events::Event;
 use crate::tasks::{supervise, watchdog};
@@ -39,6 +39,8 @@ pub struct WorkerHost {
     pub settings: WorkerSettings,
     /// Register the worker's essential loops here; `/health` and the watchdog read it.
     pub liveness: Liveness,
+    /// Work taken on but not yet doable (a model loading); `/health` is not ready meanwhile.
+    pub pending: Pending,
     stop: CancellationToken,
     tasks: JoinSet<anyhow::Result<()>>,
 }
@@ -63,10 +65,12 @@ impl WorkerHost {
         let redis = Redis::connect(&settings.redis).await?;
         let registry = Registry::new();
         let liveness = Liveness::default();
+        let pending = Pending::default();
         let readiness = Readiness {
             postgres: Some(pool.clone()),
             redis: Some(redis.clone()),
             liveness: liveness.clone(),
+            pending: pending.clone(),
         };
         let ops = OpsServer::bind(
             &worker_settings.host,
@@ -103,6 +107,7 @@ impl WorkerHost {
             registry,
             settings: worker_settings,
             liveness,
+            pending,
             stop,
             tasks,
         };

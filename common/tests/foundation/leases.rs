@@ -118,10 +118,16 @@ async fn no_interleaving_leaves_a_trial_running_without_a_live_holder_after_a_re
                 {
                     let proposal = Proposal::new(next_no, Knobs::default());
                     next_no += 1;
-                    let trial =
-                        trials::insert_running(&db, f.sub.id, f.model.id, Some(id), &proposal)
-                            .await
-                            .unwrap();
+                    let trial = trials::insert_running(
+                        &db,
+                        f.sub.id,
+                        f.model.id,
+                        Some(id),
+                        None,
+                        &proposal,
+                    )
+                    .await
+                    .unwrap();
                     fleet.get_mut(&id).unwrap().trial = Some(trial.id);
                 }
                 (3, Some(id)) if fleet[&id].alive => {

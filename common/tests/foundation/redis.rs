@@ -142,3 +142,79 @@ async fn the_event_feed_resubscribes_after_a_restart_and_says_so() {
     stop.cancel();
     running.await.unwrap().unwrap();
 }
+
+/// As under `duma up`: Redis is SIGKILLed and its supervisor restarts it a little later, while
+/// every task of the service keeps issuing commands (and reconnect attempts) the whole time. The
+/// shared connection must come back by itself within seconds of Redis.
+#[tokio::test]
+async fn shared_connection_comes_back_after_a_restart_under_steady_use() {
+    let mut server = RedisServer::start();
+    let redis = Redis::connect(&settings_for(server.url())).await.unwrap();
+    let key = redis.keys().key("k");
+    for round in 0..3 {
+        server.kill();
+        let down_until = Instant::now() + Duration::from_millis(300 + 400 * round);
+        while Instant::now() < down_until {
+            let _: redis::RedisResult<Option<String>> = redis.shared().get(&key).await;
+            let _ = redis.ping().await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        server.restart();
+        let back = Instant::now();
+        loop {
+            match redis.ping().await {
+                Ok(()) => break,
+                Err(error) => assert!(
+                    back.elapsed() < Duration::from_secs(5),
+                    "round {round}: still failing 5 s after the restart: {error}"
+                ),
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Redis with an append-only file takes a while to reload after a restart and answers `LOADING`
+/// meanwhile; the shared connection must not stay broken because it met Redis in that state.
+#[tokio::test]
+async fn shared_connection_comes_back_after_a_restart_that_reloads_data() {
+    let mut server = RedisServer::start_persistent();
+    let redis = Redis::connect(&settings_for(server.url())).await.unwrap();
+    let mut conn = redis.shared();
+    let filler = "x".repeat(100);
+    for chunk in 0..40 {
+        let mut pipe = redis::pipe();
+        for i in 0..5_000 {
+            pipe.set(redis.keys().key(&format!("fill:{chunk}:{i}")), &filler)
+                .ignore();
+        }
+        let _: () = pipe.query_async(&mut conn).await.unwrap();
+    }
+    for round in 0..4 {
+        server.kill();
+        if round % 2 == 0 {
+            let _ = redis.ping().await;
+        }
+        server.restart();
+        if round >= 2 {
+            // Idle across the restart: the first command after it meets the dead connection.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        let back = Instant::now();
+        let mut errors = Vec::new();
+        loop {
+            match redis.ping().await {
+                Ok(()) => break,
+                Err(error) => {
+                    errors.push(error.to_string());
+                    assert!(
+                        back.elapsed() < Duration::from_secs(10),
+                        "round {round}: still failing 10 s after the restart: {errors:?}"
+                    );
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        eprintln!("round {round}: back after {:?}", back.elapsed());
+    }
+}

@@ -411,7 +411,7 @@ async fn trials_and_logs_round_trip() {
     for no in 1..=3 {
         let proposal = Proposal::new(no, knobs.clone());
         started.push(
-            trials::insert_running(&db, f.sub.id, f.model.id, Some(worker.id), &proposal)
+            trials::insert_running(&db, f.sub.id, f.model.id, Some(worker.id), None, &proposal)
                 .await
                 .unwrap(),
         );
@@ -427,6 +427,7 @@ async fn trials_and_logs_round_trip() {
         &db,
         f.sub.id,
         f.model.id,
+        None,
         None,
         &Proposal::new(2, knobs.clone()),
     )
@@ -517,6 +518,7 @@ async fn inference_job_serving_one_trial(
         &client,
         f.sub.id,
         f.model.id,
+        None,
         None,
         &Proposal::new(1, Knobs::new()),
     )
@@ -671,6 +673,7 @@ async fn leases_are_claimed_once_renewed_by_heartbeats_and_reclaimed_after_expir
         f.sub.id,
         f.model.id,
         Some(a.id),
+        None,
         &Proposal::new(1, Knobs::default()),
     )
     .await
@@ -826,4 +829,46 @@ async fn an_inference_job_is_started_while_a_trial_has_no_ready_replica_and_runn
         Some(JobStatus::Running)
     );
     assert_eq!(status(&client).await, JobStatus::Running);
+}
+
+/// A lease claimed but never served (its hosting failed midway: Redis or Postgres went away
+/// between the claim and the insert) is given back by the next reconcile, instead of being renewed
+/// by every heartbeat and served by nobody; what is served stays held.
+#[tokio::test]
+async fn reconcile_gives_back_a_lease_claimed_but_never_served() {
+    let f = fixture().await;
+    let db = f.ctx.pool.get().await.unwrap();
+    let advisor = workers::register(&db, WorkerKind::Advisor, "a", &json!({}))
+        .await
+        .unwrap();
+    let ttl = Duration::from_secs(60);
+    let stray = workers::claim(&db, LeaseKind::Advise, advisor.id, ttl)
+        .await
+        .unwrap()
+        .expect("the job has an ADVISE lease");
+    let gauge = prometheus::IntGauge::new("held", "held").unwrap();
+    let mut held: duma_common::worker::LeasedStreams<()> =
+        duma_common::worker::LeasedStreams::new(gauge);
+
+    let lost = held.reconcile(&f.ctx.pool, advisor.id).await.unwrap();
+    assert!(lost.is_empty());
+    assert!(
+        workers::leases_held(&db, advisor.id)
+            .await
+            .unwrap()
+            .is_empty(),
+        "the stray lease was given back"
+    );
+    let again = workers::claim(&db, LeaseKind::Advise, advisor.id, ttl)
+        .await
+        .unwrap()
+        .expect("claimable again");
+    assert_eq!(again.id, stray.id);
+    held.insert(again.id, "stream".into(), ());
+    held.reconcile(&f.ctx.pool, advisor.id).await.unwrap();
+    assert_eq!(
+        workers::leases_held(&db, advisor.id).await.unwrap().len(),
+        1,
+        "a served lease stays held"
+    );
 }

@@ -452,7 +452,6 @@ async fn a_dead_inference_workers_model_is_taken_over_long_before_its_lease_expi
         settings.inference_worker.lease_ttl_ms = 30_000;
     })
     .await;
-    wait_for_presence_grace(&stack).await;
     let (predictor, _) = stack.start_predictor().await;
     let victim = stack.spawn_inference_worker();
     let models = stack.builtin_models(TASK, &["LogisticRegression"]).await;
@@ -481,26 +480,6 @@ async fn a_dead_inference_workers_model_is_taken_over_long_before_its_lease_expi
     }
     eprintln!("slowest answer after the kill: {slowest:?}");
     assert!(slowest < Duration::from_secs(2), "{slowest:?}");
-}
-
-/// Presence locks are trusted only once PostgreSQL has been up for a while (the test kit's may
-/// have just started).
-async fn wait_for_presence_grace(stack: &Stack) {
-    let db = stack.ctx.pool.get().await.unwrap();
-    loop {
-        let up: f64 = db
-            .query_one(
-                "SELECT extract(epoch FROM now() - pg_postmaster_start_time())::float8",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        if up > 11.0 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_secs_f64(11.0 - up)).await;
-    }
 }
 
 /// Redis gone: the predictor cannot queue a query and says so at once with 503 (a platform
