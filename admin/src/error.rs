@@ -15,6 +15,7 @@ pub mod class {
     pub const PAYLOAD_TOO_LARGE: &str = "PayloadTooLargeError";
     pub const INTERNAL: &str = "InternalError";
     pub const UNAVAILABLE: &str = "ServiceUnavailableError";
+    pub const TOO_MANY_REQUESTS: &str = "TooManyRequestsError";
     pub const INVALID_USER: &str = "InvalidUserError";
     pub const INVALID_PASSWORD: &str = "InvalidPasswordError";
     pub const USER_EXISTS: &str = "UserExistsError";
@@ -38,6 +39,14 @@ pub enum ApiError {
         status: StatusCode,
         class: &'static str,
         message: String,
+    },
+    /// Not now: the client may try again after `retry_after` (429, or 503 when we are busy).
+    #[error("{class}: {message}")]
+    RetryLater {
+        status: StatusCode,
+        class: &'static str,
+        message: String,
+        retry_after: std::time::Duration,
     },
     /// Our fault; the cause is logged, the client sees a generic message.
     #[error(transparent)]
@@ -90,7 +99,7 @@ impl ApiError {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            ApiError::Rejected { status, .. } => *status,
+            ApiError::Rejected { status, .. } | ApiError::RetryLater { status, .. } => *status,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -101,6 +110,20 @@ impl ResponseError for ApiError {
                 error: (*class).to_owned(),
                 message: message.clone(),
             },
+            ApiError::RetryLater {
+                class,
+                message,
+                retry_after,
+                ..
+            } => {
+                let seconds = retry_after.as_secs_f64().ceil().max(1.0);
+                return HttpResponse::build(self.status_code())
+                    .insert_header(("Retry-After", format!("{seconds:.0}")))
+                    .json(ErrorBody {
+                        error: (*class).to_owned(),
+                        message: message.clone(),
+                    });
+            }
             ApiError::Internal(cause) => {
                 tracing::error!(error = format!("{cause:#}"), "request failed");
                 ErrorBody {

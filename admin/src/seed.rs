@@ -27,7 +27,7 @@ pub async fn seed(settings: &Settings, pool: &PgPool) -> anyhow::Result<()> {
                     "SUPERADMIN_PASSWORD is not set: the superadmin {email} cannot be created without it"
                 ),
             };
-            let hash = hash_password(password)
+            let hash = hash_password(&tokio::sync::Semaphore::new(1), password)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             match users::insert(&db, email, &hash, UserType::Superadmin).await {

@@ -7,7 +7,7 @@ use duma_common::redis::Redis;
 use duma_common::store::ObjectStore;
 use secrecy::ExposeSecret;
 
-use crate::auth::TokenKeys;
+use crate::auth::{LoginThrottle, TokenKeys};
 
 /// What every handler can reach, shared by all workers of the server.
 pub struct AppState {
@@ -16,6 +16,7 @@ pub struct AppState {
     pub redis: Redis,
     pub store: ObjectStore,
     pub tokens: TokenKeys,
+    pub logins: LoginThrottle,
 }
 
 impl AppState {
@@ -24,7 +25,14 @@ impl AppState {
             settings.admin.jwt_secret.expose_secret().as_bytes(),
             Duration::from_secs(settings.admin.token_ttl_hours.saturating_mul(3600)),
         );
+        let logins = LoginThrottle::new(
+            settings.admin.login_failures_per_account,
+            settings.admin.login_failures_per_address,
+            Duration::from_secs(settings.admin.login_window_secs),
+            settings.admin.password_hashing_concurrency,
+        );
         Self {
+            logins,
             settings: Arc::new(settings),
             pool,
             redis,

@@ -193,6 +193,13 @@ pub struct AdminSettings {
     pub trial_parallelism: u32,
     /// How often the reconciler looks for dead workers and finished jobs.
     pub reconcile_interval_ms: u64,
+    /// Failed logins of one account within `login_window_secs` before it is locked out (429).
+    pub login_failures_per_account: usize,
+    /// Failed logins from one client address within `login_window_secs` before it is locked out.
+    pub login_failures_per_address: usize,
+    pub login_window_secs: u64,
+    /// Password hashes computed at once (each takes ~19 MiB); more wait their turn.
+    pub password_hashing_concurrency: usize,
 }
 
 impl Default for AdminSettings {
@@ -211,6 +218,10 @@ impl Default for AdminSettings {
             dataset_url_allow_private: false,
             trial_parallelism: 2,
             reconcile_interval_ms: 1_000,
+            login_failures_per_account: 10,
+            login_failures_per_address: 50,
+            login_window_secs: 300,
+            password_hashing_concurrency: 2,
         }
     }
 }
@@ -224,6 +235,10 @@ pub struct PredictorSettings {
     pub deadline_ms: u64,
     /// Requests in flight per inference job before new ones get 503.
     pub max_in_flight_per_job: usize,
+    /// Largest predict body accepted; larger ones get 413.
+    pub max_body_bytes: usize,
+    /// Most queries one predict request may carry; more get 413.
+    pub max_queries_per_request: usize,
 }
 
 impl Default for PredictorSettings {
@@ -233,6 +248,8 @@ impl Default for PredictorSettings {
             port: 3100,
             deadline_ms: 5_000,
             max_in_flight_per_job: 1024,
+            max_body_bytes: 4 << 20,
+            max_queries_per_request: 1_000,
         }
     }
 }
@@ -373,6 +390,21 @@ impl Settings {
         }
         if self.predictor.deadline_ms == 0 {
             return invalid("predictor.deadline_ms", "must be positive");
+        }
+        if self.admin.login_failures_per_account == 0 {
+            return invalid("admin.login_failures_per_account", "must be at least 1");
+        }
+        if self.admin.login_failures_per_address == 0 {
+            return invalid("admin.login_failures_per_address", "must be at least 1");
+        }
+        if self.admin.password_hashing_concurrency == 0 {
+            return invalid("admin.password_hashing_concurrency", "must be at least 1");
+        }
+        if self.predictor.max_body_bytes < 1024 {
+            return invalid("predictor.max_body_bytes", "must be at least 1024");
+        }
+        if self.predictor.max_queries_per_request == 0 {
+            return invalid("predictor.max_queries_per_request", "must be at least 1");
         }
         if self.predictor.max_in_flight_per_job == 0 {
             return invalid("predictor.max_in_flight_per_job", "must be at least 1");

@@ -184,7 +184,7 @@ impl Serving {
                 }));
                 continue;
             };
-            replies.extend(self.predict_batch(model, requests).await);
+            replies.extend(self.predict_batch(model, requests, &stream).await);
         }
         if let Err(error) = self.server.respond(replies).await {
             tracing::warn!(%error, "replying failed");
@@ -195,6 +195,7 @@ impl Serving {
         &self,
         model: Arc<Mutex<Box<dyn Model>>>,
         requests: Vec<Request>,
+        stream: &str,
     ) -> Vec<(Request, Reply)> {
         let mut replies = Vec::with_capacity(requests.len());
         let mut batch: Vec<(Request, usize)> = Vec::new();
@@ -216,7 +217,7 @@ impl Serving {
         }
         self.metrics.batch_size.observe(queries.len() as f64);
         let started = Instant::now();
-        let predicted = run_predict(model.clone(), queries).await;
+        let predicted = run_predict(model.clone(), queries, stream).await;
         self.metrics
             .predict_seconds
             .observe(started.elapsed().as_secs_f64());
@@ -236,7 +237,7 @@ impl Serving {
                 for (request, _) in batch {
                     let queries: Vec<Value> =
                         serde_json::from_slice(&request.payload).unwrap_or_default();
-                    let reply = match run_predict(model.clone(), queries).await {
+                    let reply = match run_predict(model.clone(), queries, stream).await {
                         Ok(predictions) => Reply::Ok(Bytes::from(
                             serde_json::to_vec(&predictions).unwrap_or_default(),
                         )),
@@ -395,19 +396,31 @@ impl Serving {
     }
 }
 
-/// One predict call on a blocking thread (models are CPU-bound, Python ones wait on a pipe).
+/// One predict call on a blocking thread (models are CPU-bound, Python ones wait on a pipe). A
+/// failure is logged in full here; the caller gets [`duma_runtime::TemplateError::public_message`].
 async fn run_predict(
     model: Arc<Mutex<Box<dyn Model>>>,
     queries: Vec<Value>,
+    stream: &str,
 ) -> Result<Vec<Value>, String> {
-    tokio::task::spawn_blocking(move || {
+    let predicted = tokio::task::spawn_blocking(move || {
         let model = model
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        model.predict(&queries).map_err(|e| e.to_string())
+        model.predict(&queries)
     })
-    .await
-    .map_err(|e| format!("predict panicked: {e}"))?
+    .await;
+    match predicted {
+        Ok(Ok(predictions)) => Ok(predictions),
+        Ok(Err(error)) => {
+            tracing::warn!(stream, error = %error, "a prediction failed");
+            Err(error.public_message())
+        }
+        Err(panic) => {
+            tracing::error!(stream, error = %panic, "a prediction panicked");
+            Err("the model failed on this query".to_owned())
+        }
+    }
 }
 
 impl StreamService for Serving {

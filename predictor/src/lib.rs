@@ -15,6 +15,7 @@ use actix_web::{App, HttpResponse, HttpServer, web};
 use duma_common::Settings;
 use duma_common::ops::{self, HttpMetrics, Readiness};
 use duma_common::redis::Redis;
+use duma_common::redis::events::Event;
 use duma_common::redis::rpc::RpcClient;
 use duma_common::tasks;
 use duma_common::worker::{event_feed, next_event};
@@ -22,11 +23,11 @@ use prometheus::Registry;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::predict::{PredictMetrics, Predictor};
+use crate::predict::{Limits, PredictMetrics, Predictor};
 use crate::routes::RouteTable;
 
-/// Query bodies are small; a batch of queries may be larger but not unbounded.
-const MAX_BODY_BYTES: usize = 16 << 20;
+/// Bodies of the routes other than predict (which has its own, configurable limit).
+const MAX_OTHER_BODY_BYTES: usize = 64 << 10;
 
 /// The predictor server, bound and ready to run (port 0 picks a free port).
 pub struct Application {
@@ -64,6 +65,10 @@ impl Application {
             rpc,
             deadline: Duration::from_millis(settings.predictor.deadline_ms),
             metrics: PredictMetrics::register(&registry)?,
+            limits: Limits {
+                max_body_bytes: settings.predictor.max_body_bytes,
+                max_queries: settings.predictor.max_queries_per_request,
+            },
         });
         let registry = web::Data::new(registry);
         let readiness = web::Data::new(Readiness {
@@ -80,7 +85,7 @@ impl Application {
                 .app_data(registry.clone())
                 .app_data(readiness.clone())
                 .app_data(app_predictor.clone())
-                .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
+                .app_data(web::PayloadConfig::new(MAX_OTHER_BODY_BYTES))
                 .configure(ops::configure)
                 .route("/", web::get().to(index))
                 .route(
@@ -130,7 +135,12 @@ impl Application {
                 tokio::select! {
                     _ = listener_stop.cancelled() => return Ok(()),
                     event = next_event(&mut receiver) => match event {
-                        Some(event) => predictor.routes.on_event(&event),
+                        Some(event) => {
+                            if let Event::InferenceJobStopped { inference_job_id } = &event {
+                                predictor.metrics.forget(*inference_job_id);
+                            }
+                            predictor.routes.on_event(&event);
+                        }
                         None => anyhow::bail!("the event feed closed"),
                     },
                 }

@@ -19,7 +19,30 @@ pub struct Predictor {
     pub rpc: RpcClient,
     pub deadline: Duration,
     pub metrics: PredictMetrics,
+    pub limits: Limits,
 }
+
+/// Bounds on one predict request.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    pub max_queries: usize,
+}
+
+/// The statuses a predict request can end with (the `status` label's whole range).
+const STATUSES: [StatusCode; 7] = [
+    StatusCode::OK,
+    StatusCode::BAD_REQUEST,
+    StatusCode::NOT_FOUND,
+    StatusCode::PAYLOAD_TOO_LARGE,
+    StatusCode::INTERNAL_SERVER_ERROR,
+    StatusCode::SERVICE_UNAVAILABLE,
+    StatusCode::GATEWAY_TIMEOUT,
+];
+
+/// The `inference_job` label of requests for no live job: ids that do not parse, are unknown or
+/// stopped never make series of their own (they are the caller's to choose).
+const NO_JOB: &str = "none";
 
 #[derive(Clone)]
 pub struct PredictMetrics {
@@ -60,6 +83,33 @@ impl PredictMetrics {
             in_flight,
         })
     }
+
+    /// Removes a stopped job's series, so they do not outlive it.
+    pub fn forget(&self, job: InferenceJobId) {
+        let job = job.to_string();
+        for status in STATUSES {
+            let _ = self
+                .latency
+                .remove_label_values(&[job.as_str(), status.as_str()]);
+        }
+        let _ = self.fan_out_wait.remove_label_values(&[job.as_str()]);
+    }
+}
+
+/// Counts a request in flight until dropped (also when the client goes away midway).
+struct InFlight(IntGauge);
+
+impl InFlight {
+    fn new(gauge: &IntGauge) -> Self {
+        gauge.inc();
+        Self(gauge.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 fn error(
@@ -76,24 +126,31 @@ fn error(
 pub async fn predict(
     predictor: web::Data<Predictor>,
     job: web::Path<String>,
-    body: web::Bytes,
+    body: web::Payload,
 ) -> HttpResponse {
     let started = Instant::now();
     let request_id = uuid::Uuid::new_v4().simple().to_string();
-    let response = answer(&predictor, &job, &body, &request_id).await;
-    let status = response.status().as_u16().to_string();
+    let (response, label) = answer(&predictor, &job, body, &request_id).await;
+    let status = response.status();
     predictor
         .metrics
         .latency
-        .with_label_values(&[job.as_str(), &status])
+        .with_label_values(&[label.as_str(), status.as_str()])
         .observe(started.elapsed().as_secs_f64());
-    if response.status().is_server_error() {
+    if status.is_server_error() {
         tracing::warn!(request_id, job = job.as_str(), %status, "predict failed");
     }
     response
 }
 
-async fn answer(predictor: &Predictor, job: &str, body: &[u8], request_id: &str) -> HttpResponse {
+/// The response, and the job label it is measured under.
+async fn answer(
+    predictor: &Predictor,
+    job: &str,
+    body: web::Payload,
+    request_id: &str,
+) -> (HttpResponse, String) {
+    let unlabelled = |response| (response, NO_JOB.to_owned());
     let not_running = || {
         error(
             StatusCode::NOT_FOUND,
@@ -103,40 +160,48 @@ async fn answer(predictor: &Predictor, job: &str, body: &[u8], request_id: &str)
         )
     };
     let Ok(id) = job.parse::<InferenceJobId>() else {
-        return not_running();
+        return unlabelled(not_running());
     };
-    let (queries, single) = match parse(body) {
+    let limits = predictor.limits;
+    let parsed = match read_body(body, limits.max_body_bytes).await {
+        Ok(body) => parse(&body, limits.max_queries),
+        Err(refused) => Err(refused),
+    };
+    let (queries, single) = match parsed {
         Ok(parsed) => parsed,
-        Err(message) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "InvalidQueryError",
-                message,
-                request_id,
-            );
+        Err((status, message)) => {
+            let class = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                "PayloadTooLargeError"
+            } else {
+                "InvalidQueryError"
+            };
+            return unlabelled(error(status, class, message, request_id));
         }
     };
     let route = match predictor.routes.get(id).await {
         Ok(Some(route)) => route,
-        Ok(None) => return not_running(),
+        Ok(None) => return unlabelled(not_running()),
         Err(e) => {
-            return error(
+            tracing::warn!(request_id, error = %e, "route lookup failed");
+            return unlabelled(error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "ServiceUnavailableError",
-                format!("route lookup failed: {e}"),
+                "the platform cannot look the inference job up right now; retry shortly",
                 request_id,
-            );
+            ));
         }
     };
+    let label = id.to_string();
     let Ok(_permit) = route.in_flight.clone().try_acquire_owned() else {
-        return error(
+        let busy = error(
             StatusCode::SERVICE_UNAVAILABLE,
             "ServiceUnavailableError",
             "too many requests in flight for this inference job; retry shortly",
             request_id,
         );
+        return (busy, label);
     };
-    predictor.metrics.in_flight.inc();
+    let in_flight = InFlight::new(&predictor.metrics.in_flight);
     let payload = serde_json::to_vec(&queries).unwrap_or_default();
     let waited = Instant::now();
     let calls = route
@@ -147,9 +212,9 @@ async fn answer(predictor: &Predictor, job: &str, body: &[u8], request_id: &str)
     predictor
         .metrics
         .fan_out_wait
-        .with_label_values(&[job])
+        .with_label_values(&[&label])
         .observe(waited.elapsed().as_secs_f64());
-    predictor.metrics.in_flight.dec();
+    drop(in_flight);
 
     let mut answers: Vec<Vec<Value>> = Vec::new();
     let mut rejected: Option<String> = None;
@@ -173,7 +238,7 @@ async fn answer(predictor: &Predictor, job: &str, body: &[u8], request_id: &str)
         }
     }
     if answers.is_empty() {
-        return match (rejected, unavailable) {
+        let failed = match (rejected, unavailable) {
             (Some(message), _) => error(
                 StatusCode::BAD_REQUEST,
                 "InvalidQueryError",
@@ -193,6 +258,7 @@ async fn answer(predictor: &Predictor, job: &str, body: &[u8], request_id: &str)
                 request_id,
             ),
         };
+        return (failed, label);
     }
     let predictions: Vec<Value> = (0..queries.len())
         .map(|i| ensemble(&answers.iter().map(|a| &a[i]).collect::<Vec<_>>()))
@@ -202,27 +268,66 @@ async fn answer(predictor: &Predictor, job: &str, body: &[u8], request_id: &str)
     } else {
         json!({"prediction": null, "predictions": predictions})
     };
-    HttpResponse::Ok()
+    let ok = HttpResponse::Ok()
         .insert_header(("X-Request-Id", request_id.to_owned()))
-        .json(body)
+        .json(body);
+    (ok, label)
 }
 
-/// `(queries, was a single query)`, or what is wrong with the body.
-fn parse(body: &[u8]) -> Result<(Vec<Value>, bool), String> {
-    let value: Value =
-        serde_json::from_slice(body).map_err(|e| format!("malformed JSON body: {e}"))?;
+/// Reads the body up to `limit` bytes; a larger one is refused as soon as it is known to be
+/// larger (once that many bytes came), never buffered whole.
+async fn read_body(
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<web::BytesMut, (StatusCode, String)> {
+    use futures::StreamExt;
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| {
+            (
+                StatusCode::BAD_REQUEST,
+                format!("reading the body failed: {e}"),
+            )
+        })?;
+        if body.len() + chunk.len() > limit {
+            return Err((
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "the body exceeds the limit of {limit} bytes; send fewer queries per request"
+                ),
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// `(queries, was a single query)`, or the status and what is wrong with the body.
+fn parse(body: &[u8], max_queries: usize) -> Result<(Vec<Value>, bool), (StatusCode, String)> {
+    let bad = |message: &str| (StatusCode::BAD_REQUEST, message.to_owned());
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| (StatusCode::BAD_REQUEST, format!("malformed JSON body: {e}")))?;
     let Value::Object(mut object) = value else {
-        return Err("the body must be a JSON object with `query` or `queries`".into());
+        return Err(bad(
+            "the body must be a JSON object with `query` or `queries`",
+        ));
     };
     if let Some(queries) = object.remove("queries") {
         return match queries {
+            Value::Array(queries) if queries.len() > max_queries => Err((
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "{} queries in one request; at most {max_queries} are accepted",
+                    queries.len()
+                ),
+            )),
             Value::Array(queries) if !queries.is_empty() => Ok((queries, false)),
-            Value::Array(_) => Err("`queries` is empty".into()),
-            _ => Err("`queries` must be a JSON array".into()),
+            Value::Array(_) => Err(bad("`queries` is empty")),
+            _ => Err(bad("`queries` must be a JSON array")),
         };
     }
     match object.remove("query") {
-        Some(Value::Null) | None => Err("missing `query` (or `queries`)".into()),
+        Some(Value::Null) | None => Err(bad("missing `query` (or `queries`)")),
         Some(query) => Ok((vec![query], true)),
     }
 }

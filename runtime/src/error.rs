@@ -44,7 +44,28 @@ pub enum TemplateError {
     Dependencies { detail: String },
 }
 
+/// The most of a template's own error message shown to an app user.
+const PUBLIC_MESSAGE_CHARS: usize = 500;
+
 impl TemplateError {
+    /// What an app user (who did not write the template) is told: no traceback, no runner
+    /// output, no server paths — those go to the serving worker's log. A Python exception keeps
+    /// its class and message (the template author's words, cut at 500 characters).
+    pub fn public_message(&self) -> String {
+        match self {
+            Self::Python { kind, message, .. } => {
+                let message: String = message.chars().take(PUBLIC_MESSAGE_CHARS).collect();
+                format!("the model raised {kind}: {message}")
+            }
+            Self::Runner { .. } | Self::Dependencies { .. } => {
+                "the model's process failed; the inference job's owner can find why in the \
+                 inference worker's log"
+                    .to_owned()
+            }
+            other => other.to_string(),
+        }
+    }
+
     pub(crate) fn dataset(reason: impl Into<String>) -> Self {
         Self::InvalidDataset {
             reason: reason.into(),

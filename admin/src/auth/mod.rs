@@ -2,6 +2,7 @@
 //! revokes tokens at once) and authorisation (user types and ownership).
 
 mod passwords;
+mod throttle;
 mod tokens;
 
 use std::future::Future;
@@ -14,6 +15,7 @@ use duma_common::db::users;
 use duma_common::domain::{UserId, UserType};
 
 pub use passwords::{hash_password, verify_password};
+pub use throttle::LoginThrottle;
 pub use tokens::TokenKeys;
 
 use crate::error::{ApiError, class};

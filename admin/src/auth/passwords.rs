@@ -1,13 +1,34 @@
-//! argon2id password hashes, computed off the async executor (they cost tens of milliseconds).
+//! argon2id password hashes, computed off the async executor (they cost tens of milliseconds and
+//! ~19 MiB each), at most `admin.password_hashing_concurrency` at once.
 
 use argon2::Argon2;
 use argon2::password_hash::{
     PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng,
 };
 
-use crate::error::ApiError;
+use std::time::Duration;
 
-pub async fn hash_password(password: String) -> Result<String, ApiError> {
+use tokio::sync::{Semaphore, SemaphorePermit};
+
+use crate::error::{ApiError, class};
+
+/// How long a request waits for its turn to hash before it is told to come back.
+const HASHING_WAIT: Duration = Duration::from_secs(10);
+
+async fn turn(hashing: &Semaphore) -> Result<SemaphorePermit<'_>, ApiError> {
+    match tokio::time::timeout(HASHING_WAIT, hashing.acquire()).await {
+        Ok(Ok(permit)) => Ok(permit),
+        _ => Err(ApiError::RetryLater {
+            status: actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+            class: class::UNAVAILABLE,
+            message: "too many logins at once; retry shortly".into(),
+            retry_after: Duration::from_secs(1),
+        }),
+    }
+}
+
+pub async fn hash_password(hashing: &Semaphore, password: String) -> Result<String, ApiError> {
+    let _turn = turn(hashing).await?;
     let hashed = actix_web::web::block(move || {
         let salt = SaltString::generate(&mut OsRng);
         Argon2::default()
@@ -20,7 +41,12 @@ pub async fn hash_password(password: String) -> Result<String, ApiError> {
 }
 
 /// False for a wrong password or an unreadable hash.
-pub async fn verify_password(password: String, hash: String) -> Result<bool, ApiError> {
+pub async fn verify_password(
+    hashing: &Semaphore,
+    password: String,
+    hash: String,
+) -> Result<bool, ApiError> {
+    let _turn = turn(hashing).await?;
     actix_web::web::block(move || {
         PasswordHash::new(&hash)
             .map(|parsed| {

@@ -1,4 +1,5 @@
-use actix_web::{HttpResponse, web};
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
 use duma_common::db::users;
 
 use crate::auth::verify_password;
@@ -10,19 +11,48 @@ use crate::views::TokenView;
 /// Log in: exchange email and password for a bearer token.
 #[utoipa::path(post, path = "/tokens", tag = "auth",
     request_body(content_type = "application/json", description = "`{email, password}`"),
-    responses((status = 200, body = TokenView), (status = 401, body = ErrorBody)))]
-pub async fn create(state: web::Data<AppState>, params: Params) -> ApiResult<HttpResponse> {
+    responses((status = 200, body = TokenView), (status = 401, body = ErrorBody),
+        (status = 429, description = "too many failed logins; see `Retry-After`", body = ErrorBody)))]
+pub async fn create(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    params: Params,
+) -> ApiResult<HttpResponse> {
     let email = params.str("email")?;
     let password = params.str("password")?;
+    let address = request
+        .peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default();
+    if let Some(wait) = state.logins.locked_for(email, &address) {
+        return Err(ApiError::RetryLater {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            class: class::TOO_MANY_REQUESTS,
+            message: format!(
+                "too many failed logins for this account or from this address; retry in {} s",
+                wait.as_secs().max(1)
+            ),
+            retry_after: wait,
+        });
+    }
+    let failed = |error: ApiError| {
+        state.logins.record_failure(email, &address);
+        error
+    };
     let db = state.pool.get().await?;
     let user = users::by_email(&db, email).await?.ok_or_else(|| {
-        ApiError::unauthorized(class::INVALID_USER, format!("no user with email {email}"))
+        failed(ApiError::unauthorized(
+            class::INVALID_USER,
+            format!("no user with email {email}"),
+        ))
     })?;
-    if !verify_password(password.to_owned(), user.password_hash.clone()).await? {
-        return Err(ApiError::unauthorized(
+    drop(db);
+    let hashing = &state.logins.hashing;
+    if !verify_password(hashing, password.to_owned(), user.password_hash.clone()).await? {
+        return Err(failed(ApiError::unauthorized(
             class::INVALID_PASSWORD,
             "wrong password",
-        ));
+        )));
     }
     if user.is_banned() {
         return Err(ApiError::unauthorized(

@@ -56,7 +56,7 @@ pub async fn create(
         ));
     }
     require_may_manage(&caller, user_type)?;
-    let hash = hash_password(password.to_owned()).await?;
+    let hash = hash_password(&state.logins.hashing, password.to_owned()).await?;
     let db = state.pool.get().await?;
     let user = users::insert(&db, email, &hash, user_type)
         .await

@@ -211,3 +211,55 @@ async fn banning_revokes_tokens_at_once_and_follows_the_rules() {
     )
     .await;
 }
+
+/// Brute force is throttled before any password is hashed: after `login_failures_per_account`
+/// failures the account answers 429 with `Retry-After` (even to the right password), other
+/// accounts still log in, and once the address has failed `login_failures_per_address` times it is
+/// locked out too. Successful logins never count.
+#[tokio::test]
+async fn failed_logins_lock_the_account_then_the_address_out_with_429() {
+    let app = crate::helpers::spawn_app_with(|settings| {
+        settings.admin.login_failures_per_account = 3;
+        settings.admin.login_failures_per_address = 5;
+    })
+    .await;
+    let login = |email: &str, password: &str| {
+        app.post(
+            None,
+            "/tokens",
+            json!({"email": email, "password": password}),
+        )
+    };
+    for _ in 0..10 {
+        assert_eq!(login(SUPERADMIN, PASSWORD).await.status(), 200);
+    }
+    for _ in 0..3 {
+        assert_eq!(login(SUPERADMIN, "wrong").await.status(), 401);
+    }
+    let locked = login(SUPERADMIN, PASSWORD).await;
+    assert_eq!(locked.status(), 429);
+    let retry_after: u64 = locked.headers()["Retry-After"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=300).contains(&retry_after), "{retry_after}");
+    let body: serde_json::Value = locked.json().await.unwrap();
+    assert_eq!(body["error"], "TooManyRequestsError", "{body}");
+
+    // Other accounts still work from this address until it has failed 5 times in all.
+    json_ok(
+        app.post(
+            Some(&app.superadmin),
+            "/users",
+            json!({"email": "dev@x.io", "password": "pw-dev", "user_type": "APP_DEVELOPER"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(login("dev@x.io", "pw-dev").await.status(), 200);
+    for email in ["nobody1@x.io", "nobody2@x.io"] {
+        assert_eq!(login(email, "x").await.status(), 401);
+    }
+    assert_eq!(login("dev@x.io", "pw-dev").await.status(), 429);
+}

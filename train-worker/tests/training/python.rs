@@ -239,6 +239,23 @@ async fn a_trained_python_template_is_served_by_the_predictor() {
         predictions[0][0].as_f64().unwrap() > 0.5 && predictions[1][1].as_f64().unwrap() > 0.5,
         "{body}"
     );
+
+    // A query the model raises on: the app user learns what the model said, not its traceback
+    // or the server's paths (those are in the inference worker's log).
+    let response = stack
+        .http
+        .post(&url)
+        .json(&json!({"query": "not a row"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.unwrap();
+    let message = body["message"].as_str().unwrap();
+    assert!(message.starts_with("the model raised "), "{body}");
+    for internal in ["Traceback", "File \"", "/duma/", ".py"] {
+        assert!(!message.contains(internal), "{internal} leaked: {body}");
+    }
 }
 
 #[tokio::test]

@@ -326,6 +326,23 @@ async fn two_predictors_behind_one_nginx_both_serve() {
             .unwrap();
         assert_eq!(response.status(), 200);
     }
+    // nginx passes on predictions and health only: metrics stay on the predictors' own ports.
+    for path in ["/metrics", "/inference_jobs/x/trials", "/admin"] {
+        let response = stack
+            .http
+            .get(format!("{}{path}", nginx.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 404, "{path}");
+    }
+    let health = stack
+        .http
+        .get(format!("{}/health", nginx.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
     for predictor in [first, second] {
         let metrics = stack
             .http
@@ -519,4 +536,117 @@ async fn a_predictor_whose_redis_is_gone_answers_503_at_once() {
         "answered only after {:?}",
         sent.elapsed()
     );
+}
+
+/// Bodies and batches are bounded (configurable): too large is 413 naming the limit, read no
+/// further; a request within the limits is answered as usual.
+#[tokio::test]
+async fn oversized_bodies_and_batches_get_413_naming_the_limit() {
+    let mut stack = spawn_stack(1).await;
+    stack.settings.predictor.max_body_bytes = 4096;
+    stack.settings.predictor.max_queries_per_request = 10;
+    stack.start_inference_worker();
+    let (predictor, _) = stack.start_predictor().await;
+    let models = stack.builtin_models(TASK, &["LogisticRegression"]).await;
+    let url = deploy(&stack, "bounded", &models, &predictor).await;
+    wait_running(&stack, "bounded").await;
+    let send = |body: Value| {
+        let request = stack.http.post(&url).json(&body);
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.unwrap())
+        }
+    };
+
+    let (status, body) = send(json!({"queries": vec![query(1); 11]})).await;
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(body["error"], "PayloadTooLargeError", "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("at most 10"),
+        "{body}"
+    );
+
+    let padding = "x".repeat(5_000);
+    let (status, body) = send(json!({"query": {"f1": 1.0, "pad": padding}})).await;
+    assert_eq!(status, 413, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("4096 bytes"),
+        "{body}"
+    );
+
+    let (status, body) = send(json!({"queries": vec![query(1); 10]})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["predictions"].as_array().unwrap().len(), 10);
+}
+
+/// The job label of the predictor's metrics comes only from live jobs' ids: paths an anonymous
+/// caller makes up add no series, and a job's series go when it stops.
+#[tokio::test]
+async fn made_up_job_ids_add_no_metric_series_and_a_stopped_jobs_series_go() {
+    let stack = spawn_stack(1).await;
+    stack.start_inference_worker();
+    let (predictor, _) = stack.start_predictor().await;
+    let models = stack.builtin_models(TASK, &["LogisticRegression"]).await;
+    let url = deploy(&stack, "labels", &models, &predictor).await;
+    wait_running(&stack, "labels").await;
+    let ok = stack
+        .http
+        .post(&url)
+        .json(&json!({"query": query(1)}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    for i in 0..30 {
+        let made_up = if i % 2 == 0 {
+            uuid::Uuid::new_v4().to_string()
+        } else {
+            format!("garbage-{i}")
+        };
+        let response = stack
+            .http
+            .post(format!("{predictor}/inference_jobs/{made_up}/predict"))
+            .json(&json!({"query": query(1)}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 404);
+    }
+    let job_labels = || async {
+        let metrics = stack
+            .http
+            .get(format!("{predictor}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let mut labels: Vec<String> = metrics
+            .lines()
+            .filter(|l| l.starts_with("duma_predict"))
+            .filter_map(|l| l.split("inference_job=\"").nth(1))
+            .filter_map(|rest| rest.split('"').next())
+            .map(str::to_owned)
+            .collect();
+        labels.sort();
+        labels.dedup();
+        labels
+    };
+    let job_id = url.split('/').rev().nth(1).unwrap().to_owned();
+    assert_eq!(job_labels().await, {
+        let mut expected = vec![job_id.clone(), "none".to_owned()];
+        expected.sort();
+        expected
+    });
+
+    stack
+        .post("/inference_jobs/labels/-1/stop", json!({}))
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while job_labels().await.contains(&job_id) {
+        assert!(Instant::now() < deadline, "the stopped job's series stayed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
