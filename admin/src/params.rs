@@ -147,6 +147,8 @@ impl Params {
             Some(Value::String(text)) if text.trim().is_empty() => Ok(None),
             Some(Value::String(text)) => match serde_json::from_str::<Value>(text) {
                 Ok(Value::Object(map)) => Ok(Some(map)),
+                // JSON text of null: what Rafiki's client sends for an absent value.
+                Ok(Value::Null) => Ok(None),
                 _ => Err(Self::wrong_type(key, "a JSON object")),
             },
             Some(_) => Err(Self::wrong_type(key, "a JSON object")),
@@ -160,6 +162,7 @@ impl Params {
             Some(Value::Array(items)) => items.clone(),
             Some(Value::String(text)) => match serde_json::from_str::<Value>(text) {
                 Ok(Value::Array(items)) => items,
+                Ok(Value::Null) => return Ok(None),
                 _ => return Err(Self::wrong_type(key, "a list of strings")),
             },
             Some(_) => return Err(Self::wrong_type(key, "a list of strings")),

@@ -261,7 +261,12 @@ async fn answer(
         return (failed, label);
     }
     let predictions: Vec<Value> = (0..queries.len())
-        .map(|i| ensemble(&answers.iter().map(|a| &a[i]).collect::<Vec<_>>()))
+        .map(|i| {
+            ensemble(
+                route.combine,
+                &answers.iter().map(|a| &a[i]).collect::<Vec<_>>(),
+            )
+        })
         .collect();
     let body = if single {
         json!({"prediction": predictions.into_iter().next(), "predictions": []})

@@ -4,15 +4,20 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use duma_common::db::{PgPool, inference_jobs};
+use duma_common::db::{PgPool, inference_jobs, train_jobs};
 use duma_common::domain::InferenceJobId;
 use duma_common::protocol::serving_target;
 use duma_common::redis::events::Event;
 use tokio::sync::Semaphore;
 
+use crate::ensemble::Combine;
+
 /// Where one inference job's queries go.
 pub struct Route {
+    /// Best trial first.
     pub targets: Vec<String>,
+    /// How the trials' answers combine (by the train job's task).
+    pub combine: Combine,
     /// Requests in flight for the job; a full bound answers 503 instead of queueing.
     pub in_flight: Arc<Semaphore>,
 }
@@ -49,6 +54,10 @@ impl RouteTable {
         if !job.status.is_live() {
             return Ok(None);
         }
+        let task = train_jobs::by_id(&db, job.train_job_id)
+            .await?
+            .map(|train_job| train_job.task)
+            .unwrap_or_default();
         let targets = inference_jobs::served_trials(&db, id)
             .await?
             .iter()
@@ -56,6 +65,7 @@ impl RouteTable {
             .collect();
         let route = Arc::new(Route {
             targets,
+            combine: Combine::for_task(&task),
             in_flight: Arc::new(Semaphore::new(self.max_in_flight)),
         });
         self.routes

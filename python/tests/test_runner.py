@@ -48,6 +48,8 @@ def test_full_trial_and_serving_cycle(runner, data, tmp_path):
     result, logs = runner.call("train", knobs=CENTROID_KNOBS, dataset_path=train, train_args={"features": ["x1", "x2"], "target": "y"})
     assert result == {}
     assert [(l["kind"], l["payload"]) for l in logs] == [
+        # What the template prints is in its trial log too (and never in the protocol stream).
+        ("MESSAGE", {"message": "this print must not corrupt the protocol"}),
         ("PLOT", {"title": "Loss Over Epochs", "metrics": ["loss"], "x_axis": "epoch"}),
         ("MESSAGE", {"message": "training on train.csv"}),
         ("METRICS", {"loss": 1.0, "epoch": 0}),
@@ -80,10 +82,9 @@ def test_full_trial_and_serving_cycle(runner, data, tmp_path):
     result, _ = runner.call("shutdown")
     assert result == {}
     assert runner.wait() == 0
-    # The template's print and raw fd-1 write went to stderr, not into the frames.
-    stderr = runner.stderr()
-    assert "this print must not corrupt the protocol" in stderr
-    assert "neither must this raw write to fd 1" in stderr
+    # The template's print went to its trial log (above) and its raw fd-1 write to stderr: neither
+    # into the frames.
+    assert "neither must this raw write to fd 1" in runner.stderr()
 
 
 def test_singa_auto_template_and_shared_params(runner, data, tmp_path):
@@ -280,3 +281,18 @@ def test_an_orphaned_runner_kills_its_group(tmp_path):
     while alive(runner_pid) or alive(helper_pid):
         assert time.monotonic() < deadline, f"still running: runner {alive(runner_pid)}, helper {alive(helper_pid)}"
         time.sleep(0.05)
+
+
+def test_prints_and_logging_become_trial_log_messages_in_order_and_capped(runner):
+    from duma.runner.capture import MAX_LINE_CHARS, MAX_LINES
+
+    runner.call("load", model_file=template("broken_models.py"), model_class="Chatty")
+    _, logs = runner.call("train", knobs={"k": 1}, dataset_path="t")
+    messages = [l["payload"]["message"] for l in logs if l["kind"] == "MESSAGE"]
+    assert messages[:4] == ["epoch 1 loss 0.5", "INFO chatty: halfway", "no newline yet ... done", "WARNING root: careful"]
+    assert len(messages) == MAX_LINES + 1, "capped, then one line says how many were dropped"
+    assert messages[4].startswith("x" * MAX_LINE_CHARS + "… (1000 more characters)")
+    assert messages[-1].startswith("… 1005 more lines of output were dropped")
+    _, logs = runner.call("evaluate", dataset_path="t")
+    assert [l["payload"] for l in logs] == [{"message": "evaluating"}]
+    runner.call("ping")

@@ -19,10 +19,23 @@ pub struct LogRecord {
 ///
 /// Templates run synchronously on a blocking thread, so the logger is a plain buffer: the caller
 /// drains it when `train` or `evaluate` returns (or between calls) and stores the records.
+///
+/// Bounded: at most [`MAX_RECORDS`] records per trial, each payload at most
+/// [`MAX_PAYLOAD_BYTES`] of JSON; what is over is dropped and counted, and the next drain ends
+/// with one message saying how much.
 #[derive(Debug, Default)]
 pub struct TrialLogger {
     records: Vec<LogRecord>,
+    /// Records kept over the logger's life (drained ones included).
+    kept: usize,
+    /// Records dropped since the last drain.
+    dropped: usize,
 }
+
+/// Log records one trial may keep.
+pub const MAX_RECORDS: usize = 20_000;
+/// The largest payload of one record, as JSON.
+pub const MAX_PAYLOAD_BYTES: usize = 16 << 10;
 
 impl TrialLogger {
     pub fn new() -> Self {
@@ -61,7 +74,7 @@ impl TrialLogger {
 
     /// A record written elsewhere (a Python template's logger), kept with its own time.
     pub fn record(&mut self, datetime: DateTime<Utc>, kind: TrialLogKind, payload: Value) {
-        self.records.push(LogRecord {
+        self.keep(LogRecord {
             datetime,
             kind,
             payload,
@@ -75,15 +88,36 @@ impl TrialLogger {
 
     /// Takes the records written so far, oldest first, leaving the logger empty.
     pub fn drain(&mut self) -> Vec<LogRecord> {
+        if self.dropped > 0 {
+            let note = format!(
+                "… {} more log records were dropped (a trial keeps at most {MAX_RECORDS}, each at most {MAX_PAYLOAD_BYTES} bytes)",
+                std::mem::take(&mut self.dropped)
+            );
+            self.records.push(LogRecord {
+                datetime: Utc::now(),
+                kind: TrialLogKind::Message,
+                payload: json!({ "message": note }),
+            });
+        }
         std::mem::take(&mut self.records)
     }
 
     fn push(&mut self, kind: TrialLogKind, payload: Value) {
-        self.records.push(LogRecord {
+        self.keep(LogRecord {
             datetime: Utc::now(),
             kind,
             payload,
         });
+    }
+
+    fn keep(&mut self, record: LogRecord) {
+        let size = serde_json::to_vec(&record.payload).map_or(usize::MAX, |b| b.len());
+        if self.kept >= MAX_RECORDS || size > MAX_PAYLOAD_BYTES {
+            self.dropped += 1;
+            return;
+        }
+        self.kept += 1;
+        self.records.push(record);
     }
 }
 
@@ -129,6 +163,32 @@ mod tests {
         assert_eq!(records[3].payload, json!({"bad": null}));
         assert!(records.windows(2).all(|w| w[0].datetime <= w[1].datetime));
         assert!(log.drain().is_empty());
+    }
+
+    #[test]
+    fn a_trial_keeps_a_bounded_log_and_says_what_it_dropped() {
+        let mut log = TrialLogger::new();
+        log.message("x".repeat(MAX_PAYLOAD_BYTES));
+        for i in 0..MAX_RECORDS + 5 {
+            log.message(format!("line {i}"));
+        }
+        let records = log.drain();
+        assert_eq!(records.len(), MAX_RECORDS + 1);
+        assert_eq!(
+            records[MAX_RECORDS].payload["message"]
+                .as_str()
+                .unwrap()
+                .split(' ')
+                .nth(1),
+            Some("6"),
+            "5 over the count and 1 over the size"
+        );
+        log.message("after the cap");
+        assert_eq!(
+            log.drain().len(),
+            1,
+            "only the note that one more was dropped"
+        );
     }
 
     #[test]

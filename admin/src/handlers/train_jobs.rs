@@ -10,24 +10,32 @@ use crate::params::{Params, app_version};
 use crate::state::AppState;
 use crate::views::{TrainJobRefView, TrainJobView, TrialView};
 
-const MAX_APP_LEN: usize = 64;
+const MAX_APP_CHARS: usize = 255;
 const DEFAULT_BEST_COUNT: i64 = 2;
 const DEFAULT_TRIAL_LIMIT: i64 = 1000;
 const MAX_TRIAL_LIMIT: i64 = 10_000;
 
-/// App names appear in URL paths: keep them to a safe alphabet.
+/// App names are free text as in Rafiki (they reach URL paths percent-encoded, and come back
+/// decoded): non-empty, at most 255 characters, no control characters and no `/` (which could
+/// not be told apart from a path separator).
 pub fn validate_app(app: &str) -> Result<(), ApiError> {
-    let ok = app.len() <= MAX_APP_LEN
-        && app
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
-    if ok {
-        Ok(())
+    let problem = if app.is_empty() {
+        Some("must not be empty")
+    } else if app.chars().count() > MAX_APP_CHARS {
+        Some("must be at most 255 characters")
+    } else if app.chars().any(char::is_control) {
+        Some("must not contain control characters")
+    } else if app.contains('/') {
+        Some("must not contain `/`")
     } else {
-        Err(ApiError::bad_request(
+        None
+    };
+    match problem {
+        None => Ok(()),
+        Some(problem) => Err(ApiError::bad_request(
             class::INVALID_TRAIN_JOB,
-            format!("app `{app}` must be at most {MAX_APP_LEN} letters, digits, `_`, `-` or `.`"),
-        ))
+            format!("app {app:?} {problem}"),
+        )),
     }
 }
 
@@ -254,15 +262,9 @@ pub async fn stop(
 ) -> ApiResult<HttpResponse> {
     caller.require(roles::DEVELOPERS)?;
     let job = find(&state, &caller, &path.0, &path.1).await?;
-    let stopped = stop_train_job(&state, &job).await?.ok_or_else(|| {
-        ApiError::conflict(
-            class::INVALID_TRAIN_JOB,
-            format!(
-                "train job {} v{} is not running (it is {})",
-                job.app, job.app_version, job.status
-            ),
-        )
-    })?;
+    // Stopping a job that already ended changes nothing and is not an error (Rafiki's client
+    // stops jobs without looking first).
+    let stopped = stop_train_job(&state, &job).await?.unwrap_or(job);
     Ok(super::json(TrainJobRefView::from(&stopped)))
 }
 

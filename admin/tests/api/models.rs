@@ -200,4 +200,9 @@ async fn model_uploads_validate_their_fields() {
     )
     .await;
     json_ok(upload("", "M", "").await.unwrap()).await;
+    // Rafiki's client sends `json.dumps(None)` when no dependencies are given.
+    let created = json_ok(upload("null", "M", "PRIVATE").await.unwrap()).await;
+    let id = created["id"].as_str().unwrap();
+    let model = json_ok(app.get(Some(&dev.token), &format!("/models/{id}")).await).await;
+    assert_eq!(model["dependencies"], serde_json::json!({}), "{model}");
 }

@@ -55,13 +55,16 @@ async fn create_list_get_and_stop_train_jobs_with_per_user_versions() {
     let job = json_ok(app.get(Some(&alice.token), "/train_jobs/fashion/-1").await).await;
     assert_eq!(job["status"], "STOPPED", "stopped when the call returns");
     assert!(job["datetime_stopped"].as_str().unwrap().ends_with(" GMT"));
-    expect_error(
+    // Stopping it again is a no-op (Rafiki's client stops without looking first).
+    let again = json_ok(
         app.post(Some(&alice.token), "/train_jobs/fashion/1/stop", json!({}))
             .await,
-        409,
-        "InvalidTrainJobError",
     )
     .await;
+    assert_eq!(again["id"], v1["id"]);
+    let unchanged = json_ok(app.get(Some(&alice.token), "/train_jobs/fashion/-1").await).await;
+    assert_eq!(unchanged["status"], "STOPPED");
+    assert_eq!(unchanged["datetime_stopped"], job["datetime_stopped"]);
 
     let v2 = json_ok(app.train_job(&alice, "fashion", TASK, &[]).await).await;
     assert_eq!(v2["app_version"], 2);
@@ -273,4 +276,39 @@ async fn a_model_in_use_cannot_be_deleted() {
         "ModelUsedError",
     )
     .await;
+}
+
+/// App names are free text as in Rafiki: spaces, punctuation and any script work, percent-encoded
+/// in paths; only empty names, control characters, `/` and names over 255 characters are refused.
+#[tokio::test]
+async fn app_names_are_free_text_without_slashes_or_control_characters() {
+    let app = spawn_app().await;
+    let dev = app.user("APP_DEVELOPER").await;
+    let name = "Fashion MNIST (v2) – Zürich ✓";
+    let created = json_ok(app.train_job(&dev, name, TASK, &[]).await).await;
+    assert_eq!(created["app"], name);
+    let encoded: String = url::form_urlencoded::byte_serialize(name.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20");
+    let job = json_ok(
+        app.get(Some(&dev.token), &format!("/train_jobs/{encoded}/1"))
+            .await,
+    )
+    .await;
+    assert_eq!(job["app"], name);
+    expect_error(
+        app.train_job(&dev, "", TASK, &[]).await,
+        400,
+        "InvalidRequestError",
+    )
+    .await;
+    for bad in ["a/b", "tab\there", &"x".repeat(256)] {
+        expect_error(
+            app.train_job(&dev, bad, TASK, &[]).await,
+            400,
+            "InvalidTrainJobError",
+        )
+        .await;
+    }
+    json_ok(app.train_job(&dev, &"y".repeat(255), TASK, &[]).await).await;
 }

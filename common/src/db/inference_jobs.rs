@@ -140,13 +140,15 @@ pub async fn list_live(db: &impl GenericClient) -> DbResult<Vec<InferenceJob>> {
         .collect()
 }
 
+/// The trials an inference job serves, best score first.
 pub async fn served_trials(
     db: &impl GenericClient,
     id: InferenceJobId,
 ) -> DbResult<Vec<ServedTrial>> {
     db.query(
-        "SELECT trial_id, desired_replicas FROM inference_job_trials WHERE inference_job_id = $1 \
-         ORDER BY trial_id",
+        "SELECT s.trial_id, s.desired_replicas FROM inference_job_trials s \
+         JOIN trials t ON t.id = s.trial_id WHERE s.inference_job_id = $1 \
+         ORDER BY t.score DESC NULLS LAST, s.trial_id",
         &[&id],
     )
     .await?

@@ -319,9 +319,9 @@ pub async fn set_sub_job_status(
         .transpose()
 }
 
-/// Derives a train job's status from its sub jobs (DESIGN §3.3): RUNNING once a sub job runs;
-/// when every sub job has ended, ERRORED if all of them errored (with their reasons), else
-/// STOPPED. The job row is locked, so concurrent roll-ups of one job are serialised.
+/// Derives a train job's status from its sub jobs: RUNNING once a sub job runs; when every sub
+/// job has ended, ERRORED if any of them errored (Rafiki's rule; `error` names each failed model
+/// and why, and the other models' trials stay listed), else STOPPED. The job row is locked, so concurrent roll-ups of one job are serialised.
 pub async fn roll_up(tx: &Transaction<'_>, id: TrainJobId) -> DbResult<Option<TrainJob>> {
     let sql = format!("SELECT {COLUMNS} FROM train_jobs WHERE id = $1 FOR UPDATE");
     let Some(row) = tx.query_opt(&sql, &[&id]).await? else {
@@ -338,8 +338,26 @@ pub async fn roll_up(tx: &Transaction<'_>, id: TrainJobId) -> DbResult<Option<Tr
         }
         return Ok(Some(job));
     }
-    if !subs.is_empty() && subs.iter().all(|s| s.status == JobStatus::Errored) {
-        let reasons: Vec<String> = subs.iter().filter_map(|s| s.error.clone()).collect();
+    if subs.iter().any(|s| s.status == JobStatus::Errored) {
+        // Rafiki's rule: one failed model fails the job; the other models' trials stay listed.
+        let failed = tx
+            .query(
+                "SELECT m.name, s.error FROM sub_train_jobs s JOIN models m ON m.id = s.model_id \
+                 WHERE s.train_job_id = $1 AND s.status = 'ERRORED' ORDER BY m.name",
+                &[&id],
+            )
+            .await?;
+        let reasons: Vec<String> = failed
+            .iter()
+            .map(|row| {
+                let model: String = row.get(0);
+                let error: Option<String> = row.get(1);
+                format!(
+                    "model {model}: {}",
+                    error.unwrap_or_else(|| "failed".into())
+                )
+            })
+            .collect();
         return set_status(tx, id, JobStatus::Errored, Some(&reasons.join("; "))).await;
     }
     set_status(tx, id, JobStatus::Stopped, None).await

@@ -12,7 +12,8 @@ from typing import Any, BinaryIO, Callable, Dict, Optional
 from .. import __version__, params as params_format
 from ..model import knob as knobs_mod
 from ..model.contract import call_train, check_predictions, check_score
-from ..model.log import LogRecord
+from ..model.log import LogRecord, LogType
+from .capture import captured
 from ..model.utils import load_model_class, logger as template_logger
 from .protocol import DEFAULT_MAX_FRAME_BYTES, PROTOCOL_VERSION, FrameError, read_frame, write_frame
 
@@ -226,13 +227,20 @@ class Runner:
         if "shared_params" in train_args:
             raise ProtocolError("train_args must not contain `shared_params`; use `shared_params_path`")
         shared_params = params_format.load(shared_params_path) if shared_params_path else None
-        model = self._new_model(knobs)
-        call_train(model, dataset_path, shared_params, train_args)
+        with captured(self._message):
+            model = self._new_model(knobs)
+            call_train(model, dataset_path, shared_params, train_args)
         return {}
 
     def cmd_evaluate(self, request):
         dataset_path = self._field(request, "dataset_path", str)
-        return {"score": check_score(self._require_model().evaluate(dataset_path))}
+        with captured(self._message):
+            score = self._require_model().evaluate(dataset_path)
+        return {"score": check_score(score)}
+
+    def _message(self, line: str) -> None:
+        """A line the template printed or logged, as a MESSAGE record of its trial log."""
+        self.log_sink(LogRecord(LogType.MESSAGE, {"message": line}))
 
     def cmd_dump_parameters(self, request):
         path = self._field(request, "path", str)

@@ -108,3 +108,23 @@ class OldStyleTrain(_Fine):
         from duma.model import logger
 
         logger.log("old style")
+
+
+class Chatty(_Fine):
+    """Prints and logs while it trains and evaluates, as Rafiki templates did."""
+
+    def train(self, dataset_path, shared_params=None, **train_args):
+        import logging
+
+        print("epoch 1", "loss 0.5")
+        logging.getLogger("chatty").info("halfway")
+        print("no newline yet", end="")
+        print(" ... done")
+        logging.warning("careful")
+        print("x" * 3000)
+        for i in range(6000):
+            print(f"line {i}")
+
+    def evaluate(self, dataset_path):
+        print("evaluating")
+        return 0.5

@@ -293,3 +293,48 @@ async fn a_template_whose_load_parameters_raises_makes_the_inference_job_errored
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// A query object reaches the model with its keys in the order the client sent them (models that
+/// build a DataFrame from a query dict depend on it).
+#[tokio::test]
+async fn a_query_reaches_the_model_with_its_keys_in_the_clients_order() {
+    let stack = spawn_stack(1).await;
+    stack.start_inference_worker();
+    let (predictor, _) = stack.start_predictor().await;
+    let model = stack
+        .upload_model(
+            "keys",
+            TASK,
+            template("key_order.py"),
+            "KeyOrder",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        train(&stack, "keyorder", &model, json!({"MODEL_TRIAL_COUNT": 1})).await["status"],
+        "STOPPED"
+    );
+    let job = stack
+        .post("/inference_jobs", json!({"app": "keyorder"}))
+        .await;
+    let url = crate::stack::predict_url(&job, &predictor);
+    // Raw text: a client's order, not any map's.
+    let body = r#"{"query": {"zeta": 1, "alpha": 2, "mid": 3, "b": 4}}"#;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let answer = loop {
+        let response = stack
+            .http
+            .post(&url)
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        if response.status() == 200 {
+            break response.json::<Value>().await.unwrap();
+        }
+        assert!(std::time::Instant::now() < deadline, "never served");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(answer["prediction"], json!(["zeta", "alpha", "mid", "b"]));
+}

@@ -498,6 +498,38 @@ async fn an_invalid_template_makes_its_sub_job_and_job_errored_with_the_reason()
     assert!(stack.trials("broken").await.is_empty());
 }
 
+/// Rafiki's rule: one failed model fails the job, with the model named; the trials of the model
+/// that worked stay listed.
+#[tokio::test]
+async fn one_invalid_model_among_valid_ones_ends_the_job_errored_naming_it() {
+    let stack = spawn_stack(2).await;
+    let broken = native_model(&stack, "Broken", "duma.tabular.DoesNotExist", None).await;
+    let mut models = stack
+        .builtin_models(CLASSIFICATION, &["LogisticRegression"])
+        .await;
+    models.push(broken);
+    start_job(
+        &stack,
+        "mixed",
+        CLASSIFICATION,
+        &models,
+        json!({"MODEL_TRIAL_COUNT": 2}),
+        classification_csv,
+    )
+    .await;
+    let job = stack.wait_for_end("mixed", Duration::from_secs(60)).await;
+    assert_eq!(job["status"], "ERRORED", "{job}");
+    let error = job["error"].as_str().unwrap();
+    assert!(error.starts_with("model Broken: "), "{job}");
+    assert!(!error.contains("LogisticRegression"), "{job}");
+    let trials = stack.trials("mixed").await;
+    assert_eq!(
+        statuses(&trials),
+        vec!["COMPLETED", "COMPLETED"],
+        "the valid model's trials stay listed"
+    );
+}
+
 #[tokio::test]
 async fn trials_failing_in_a_row_end_the_job_as_errored_with_their_error_in_the_logs() {
     let stack = spawn_stack(1).await;
