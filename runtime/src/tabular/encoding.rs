@@ -139,8 +139,10 @@ impl FeatureEncoder {
         Ok(rows)
     }
 
-    /// Encodes one query, a JSON object `{feature: value}`. Absent and `null` features are
-    /// imputed; keys that are not features are ignored, so a whole dataset row can be sent.
+    /// Encodes one query, a JSON object `{feature: value}`. Every feature the model was trained
+    /// on must be present (an absent one is an error naming it: a misspelt key must not be
+    /// silently imputed); `null` or an empty value is imputed, as missing cells were in training.
+    /// Keys that are not features are ignored, so a whole dataset row can be sent.
     pub(crate) fn encode_query(&self, query: &Value) -> Result<Vec<f64>, String> {
         let Value::Object(fields) = query else {
             return Err(format!(
@@ -148,6 +150,27 @@ impl FeatureEncoder {
                 json_kind(query)
             ));
         };
+        let absent: Vec<&str> = self
+            .columns
+            .iter()
+            .map(|c| c.name.as_str())
+            .filter(|name| !fields.contains_key(*name))
+            .collect();
+        if !absent.is_empty() {
+            let shown: Vec<String> = absent.iter().take(10).map(|n| format!("`{n}`")).collect();
+            let more = absent.len().saturating_sub(10);
+            return Err(format!(
+                "the query lacks {} of the {} features the model was trained on: {}{} (send null to have a value imputed)",
+                absent.len(),
+                self.columns.len(),
+                shown.join(", "),
+                if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                }
+            ));
+        }
         let mut row = vec![0.0; self.width()];
         let mut offset = 0;
         for feature in &self.columns {
@@ -388,10 +411,40 @@ mod tests {
 
         let query = json!({"x": 2, "colour": "blue", "unrelated": [1]});
         assert_eq!(encoder.encode_query(&query).unwrap(), [2.0, 1.0, 0.0]);
-        assert_eq!(encoder.encode_query(&json!({})).unwrap(), [3.0, 0.0, 1.0]);
         assert_eq!(
-            encoder.encode_query(&json!({"colour": "green"})).unwrap(),
+            encoder
+                .encode_query(&json!({"x": null, "colour": null}))
+                .unwrap(),
+            [3.0, 0.0, 1.0],
+            "null is imputed"
+        );
+        assert_eq!(
+            encoder
+                .encode_query(&json!({"x": "", "colour": "green"}))
+                .unwrap(),
             [3.0, 0.0, 0.0]
+        );
+    }
+
+    #[test]
+    fn an_absent_feature_is_an_error_naming_it_not_imputed() {
+        let t = table(
+            "x,colour
+1,red
+",
+        );
+        let (encoder, _) = FeatureEncoder::fit(&t, &features(&["x", "colour"]), false).unwrap();
+        let error = encoder.encode_query(&json!({})).unwrap_err();
+        assert!(
+            error.contains("lacks 2 of the 2 features") && error.contains("`x`, `colour`"),
+            "{error}"
+        );
+        let error = encoder
+            .encode_query(&json!({"X": 1, "colour": "red"}))
+            .unwrap_err();
+        assert!(
+            error.contains("lacks 1 of the 2 features") && error.contains("`x`"),
+            "{error}"
         );
     }
 
@@ -399,10 +452,12 @@ mod tests {
     fn wrong_query_types_are_explained() {
         let t = table("x,colour\n1,red\n");
         let (encoder, _) = FeatureEncoder::fit(&t, &features(&["x", "colour"]), false).unwrap();
-        let error = encoder.encode_query(&json!({"x": "ten"})).unwrap_err();
+        let error = encoder
+            .encode_query(&json!({"x": "ten", "colour": "red"}))
+            .unwrap_err();
         assert_eq!(error, "feature `x` must be a number, got a string");
         let error = encoder
-            .encode_query(&json!({"colour": {"r": 1}}))
+            .encode_query(&json!({"x": 1, "colour": {"r": 1}}))
             .unwrap_err();
         assert!(
             error.contains("`colour` must be a string or a number"),

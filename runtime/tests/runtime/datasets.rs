@@ -22,7 +22,7 @@ fn string_features_and_missing_values_are_encoded_and_imputed() {
 
         let queries = [
             json!({"colour": "blue", "size": 4.1}),
-            json!({"colour": "blue"}),
+            json!({"colour": "blue", "size": null}),
             json!({"colour": null, "size": 4.0}),
             json!({"colour": "mauve", "size": 4.0}),
             json!({"colour": "NA", "size": "NA"}),
@@ -42,11 +42,23 @@ fn wrong_query_types_name_the_query_and_feature() {
     let files = Files::new();
     let dataset = files.write("train.csv", &mixed_csv(&mut rng, 200));
     let model = train(CLASSIFIERS[0], &dataset, &no_args()).unwrap();
-    let queries = [json!({"colour": "red", "size": 1}), json!({"size": "big"})];
+    let queries = [
+        json!({"colour": "red", "size": 1}),
+        json!({"colour": "red", "size": "big"}),
+    ];
     match model.predict(&queries) {
         Err(TemplateError::InvalidQuery { index, reason }) => {
             assert_eq!(index, 1);
             assert_eq!(reason, "feature `size` must be a number, got a string");
+        }
+        other => panic!("expected InvalidQuery, got {other:?}"),
+    }
+    match model.predict(&[json!({"size": 1})]) {
+        Err(TemplateError::InvalidQuery { index: 0, reason }) => {
+            assert!(
+                reason.contains("lacks 1 of the 2 features") && reason.contains("`colour`"),
+                "{reason}"
+            );
         }
         other => panic!("expected InvalidQuery, got {other:?}"),
     }

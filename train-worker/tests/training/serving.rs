@@ -95,7 +95,16 @@ async fn train_deploy_predict_with_rafikis_shapes_and_errors() {
         ("{not json".to_owned(), "malformed JSON"),
         (json!({"q": 1}).to_string(), "missing `query`"),
         (json!({"queries": 5}).to_string(), "must be a JSON array"),
-        (json!({"query": {"f1": "not a number"}}).to_string(), "f1"),
+        (
+            json!({"query": {"f1": "not a number", "f2": 1, "f3": 1, "f4": 1, "colour": "red"}})
+                .to_string(),
+            "feature `f1` must be a number",
+        ),
+        // No features at all is not a query to impute: it names what is missing.
+        (
+            json!({"query": {}}).to_string(),
+            "lacks 5 of the 5 features the model was trained on: `f1`, `f2`, `f3`, `f4`, `colour`",
+        ),
     ] {
         let response = stack
             .http
