@@ -1,5 +1,5 @@
 use actix_web::{HttpResponse, web};
-use duma_common::db::users;
+use duma_common::db::{inference_jobs, train_jobs, users};
 use duma_common::domain::UserType;
 
 use crate::auth::{Caller, hash_password, roles};
@@ -115,6 +115,24 @@ pub async fn ban(
             format!("{email} is already banned"),
         )
     })?;
-    tracing::info!(user_id = %banned.id, by = %caller.id, "user banned");
+    // A banned user's work stops too: it would otherwise keep using workers (and serving).
+    let live_inference: Vec<_> = inference_jobs::list_live(&db)
+        .await?
+        .into_iter()
+        .filter(|job| job.user_id == banned.id)
+        .collect();
+    let live_train: Vec<_> = train_jobs::list_live(&db)
+        .await?
+        .into_iter()
+        .filter(|job| job.user_id == banned.id)
+        .collect();
+    drop(db);
+    for job in &live_inference {
+        super::inference_jobs::stop_inference_job(&state, job).await?;
+    }
+    for job in &live_train {
+        super::train_jobs::stop_train_job(&state, job).await?;
+    }
+    tracing::info!(user_id = %banned.id, by = %caller.id, train_jobs = live_train.len(), inference_jobs = live_inference.len(), "user banned; their jobs stopped");
     Ok(super::json(UserView::from(&banned)))
 }

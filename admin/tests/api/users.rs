@@ -263,3 +263,41 @@ async fn failed_logins_lock_the_account_then_the_address_out_with_429() {
     }
     assert_eq!(login("dev@x.io", "pw-dev").await.status(), 429);
 }
+
+/// Banning a user stops their running work at once; other users' jobs go on.
+#[tokio::test]
+async fn banning_a_user_stops_their_jobs_and_no_one_elses() {
+    let app = spawn_app().await;
+    let banned = app.user("APP_DEVELOPER").await;
+    let other = app.user("APP_DEVELOPER").await;
+    json_ok(
+        app.train_job(&banned, "theirs", "TABULAR_CLASSIFICATION", &[])
+            .await,
+    )
+    .await;
+    json_ok(
+        app.train_job(&other, "mine", "TABULAR_CLASSIFICATION", &[])
+            .await,
+    )
+    .await;
+    json_ok(
+        app.delete(
+            Some(&app.superadmin),
+            "/users",
+            Some(json!({"email": banned.email})),
+        )
+        .await,
+    )
+    .await;
+    let jobs = json_ok(
+        app.get(
+            Some(&app.superadmin),
+            &format!("/train_jobs?user_id={}", banned.id),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(jobs[0]["status"], "STOPPED", "{jobs}");
+    let mine = json_ok(app.get(Some(&other.token), "/train_jobs/mine/-1").await).await;
+    assert_eq!(mine["status"], "STARTED", "{mine}");
+}
