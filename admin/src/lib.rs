@@ -72,7 +72,7 @@ impl Application {
             })?;
         let port = listener.local_addr()?.port();
         let registry = Registry::new();
-        let reconciler = reconciler::Reconciler::new(pool.clone(), &registry)?;
+        let reconciler = reconciler::Reconciler::new(pool.clone(), redis.clone(), &registry)?;
         let reconcile_interval =
             std::time::Duration::from_millis(settings.admin.reconcile_interval_ms);
         let http_metrics = web::Data::new(HttpMetrics::register(&registry)?);

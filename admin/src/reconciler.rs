@@ -9,12 +9,17 @@
 //! - rolls up the status of live train jobs (sub jobs → job), and of live inference jobs (STARTED
 //!   while a served trial has no ready replica, RUNNING once each has one);
 //! - forgets workers that have been silent for long and hold nothing;
-//! - exports how much work waits for a worker.
+//! - exports how much work waits for a worker;
+//! - about once a minute, deletes the Redis request streams no live job owns (a stopped job's,
+//!   or one a late request re-created), so Redis holds only live work.
 
-use std::time::Duration;
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
 
 use duma_common::db::{PgPool, inference_jobs, train_jobs, workers};
 use duma_common::ops::Probe;
+use duma_common::protocol::Target;
+use duma_common::redis::Redis;
 use prometheus::{IntGaugeVec, Opts, Registry};
 use tokio_util::sync::CancellationToken;
 
@@ -23,15 +28,18 @@ const RECONCILER_LOCK: i64 = 0x0d0a_7ec0;
 const FORGET_WORKERS_AFTER: Duration = Duration::from_secs(600);
 /// A tick taking longer is abandoned (its transaction rolls back) and the next one starts.
 const TICK_DEADLINE: Duration = Duration::from_secs(30);
+/// How often the elected replica sweeps Redis for streams no live job owns.
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
 #[derive(Clone)]
 pub struct Reconciler {
     pool: PgPool,
+    redis: Redis,
     waiting: IntGaugeVec,
 }
 
 impl Reconciler {
-    pub fn new(pool: PgPool, registry: &Registry) -> prometheus::Result<Self> {
+    pub fn new(pool: PgPool, redis: Redis, registry: &Registry) -> prometheus::Result<Self> {
         let waiting = IntGaugeVec::new(
             Opts::new(
                 "duma_work_waiting",
@@ -40,13 +48,18 @@ impl Reconciler {
             &["kind"],
         )?;
         registry.register(Box::new(waiting.clone()))?;
-        Ok(Self { pool, waiting })
+        Ok(Self {
+            pool,
+            redis,
+            waiting,
+        })
     }
 
     /// Ticks every `interval` until `shutdown`, beating `probe` after each tick.
     pub async fn run(self, interval: Duration, probe: &Probe, shutdown: CancellationToken) {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_sweep = Instant::now();
         loop {
             probe.beat();
             tokio::select! {
@@ -54,6 +67,19 @@ impl Reconciler {
                 _ = ticker.tick() => {}
             }
             match tokio::time::timeout(TICK_DEADLINE, self.tick()).await {
+                Ok(Ok(true)) if last_sweep.elapsed() >= SWEEP_EVERY => {
+                    last_sweep = Instant::now();
+                    match tokio::time::timeout(TICK_DEADLINE, self.sweep_streams()).await {
+                        Ok(Ok(0)) => {}
+                        Ok(Ok(deleted)) => {
+                            tracing::info!(deleted, "deleted request streams no live job owns");
+                        }
+                        Ok(Err(error)) => {
+                            tracing::warn!(error = format!("{error:#}"), "sweeping streams failed");
+                        }
+                        Err(_) => tracing::warn!("sweeping streams took too long; abandoned"),
+                    }
+                }
                 Ok(Ok(_)) => {}
                 Ok(Err(error)) => {
                     tracing::warn!(error = format!("{error:#}"), "reconciler tick failed");
@@ -63,6 +89,30 @@ impl Reconciler {
                 ),
             }
         }
+    }
+
+    /// Deletes the request streams that no live job owns; returns how many.
+    pub async fn sweep_streams(&self) -> anyhow::Result<usize> {
+        let db = self.pool.get().await?;
+        let inference: HashSet<_> = inference_jobs::list_live(&db)
+            .await?
+            .into_iter()
+            .map(|job| job.id)
+            .collect();
+        let sub_jobs: HashSet<_> = train_jobs::live_sub_job_ids(&db)
+            .await?
+            .into_iter()
+            .collect();
+        drop(db);
+        let deleted = self
+            .redis
+            .delete_request_streams(|target| match Target::parse(target) {
+                Some(Target::Advisor(sub_job)) => !sub_jobs.contains(&sub_job),
+                Some(Target::Serving(job, _)) => !inference.contains(&job),
+                None => false, // not ours to judge
+            })
+            .await?;
+        Ok(deleted)
     }
 
     /// One pass; returns whether this replica held the lock.

@@ -15,6 +15,23 @@ pub fn serving_target(inference_job_id: InferenceJobId, trial_id: TrialId) -> St
     format!("serve:{inference_job_id}:{trial_id}")
 }
 
+/// What an RPC target names (the inverse of [`advisor_target`] and [`serving_target`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Advisor(SubTrainJobId),
+    Serving(InferenceJobId, TrialId),
+}
+
+impl Target {
+    pub fn parse(target: &str) -> Option<Self> {
+        if let Some(sub_job) = target.strip_prefix("advisor:") {
+            return sub_job.parse().ok().map(Target::Advisor);
+        }
+        let (job, trial) = target.strip_prefix("serve:")?.split_once(':')?;
+        Some(Target::Serving(job.parse().ok()?, trial.parse().ok()?))
+    }
+}
+
 /// Train worker → advisor.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -62,6 +79,22 @@ pub enum AdvisorReply {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn targets_parse_back_to_what_named_them() {
+        let sub_job = SubTrainJobId::new();
+        let (job, trial) = (InferenceJobId::new(), TrialId::new());
+        assert_eq!(
+            Target::parse(&advisor_target(sub_job)),
+            Some(Target::Advisor(sub_job))
+        );
+        assert_eq!(
+            Target::parse(&serving_target(job, trial)),
+            Some(Target::Serving(job, trial))
+        );
+        assert_eq!(Target::parse("serve:nope"), None);
+        assert_eq!(Target::parse("other:1"), None);
+    }
 
     #[test]
     fn messages_round_trip_with_readable_tags() {

@@ -50,3 +50,51 @@ async fn refuses_to_start_with_a_well_known_secret_outside_dev_mode() {
         .expect("must refuse");
     assert!(err.to_string().contains("DUMA_ADMIN__JWT_SECRET"), "{err}");
 }
+
+/// The reconciler's sweep deletes the request streams of work that ended (or never existed) and
+/// keeps those of live work, and what it cannot parse.
+#[tokio::test]
+async fn the_sweep_deletes_request_streams_no_live_job_owns() {
+    use duma_common::domain::{InferenceJobId, SubTrainJobId, TrialId};
+    use duma_common::protocol::{advisor_target, serving_target};
+    use redis::AsyncCommands;
+
+    let app = crate::helpers::spawn_app().await;
+    let dev = app.user("APP_DEVELOPER").await;
+    crate::helpers::json_ok(
+        app.train_job(&dev, "live", "TABULAR_CLASSIFICATION", &[])
+            .await,
+    )
+    .await;
+    let db = app.ctx.pool.get().await.unwrap();
+    let live: SubTrainJobId = db
+        .query_one("SELECT id FROM sub_train_jobs LIMIT 1", &[])
+        .await
+        .unwrap()
+        .get(0);
+    drop(db);
+    let keys = app.ctx.redis.keys();
+    let kept = keys.request_stream(&advisor_target(live));
+    let foreign = keys.request_stream("something:else");
+    let doomed = [
+        keys.request_stream(&advisor_target(SubTrainJobId::new())),
+        keys.request_stream(&serving_target(InferenceJobId::new(), TrialId::new())),
+    ];
+    let mut conn = app.ctx.redis.shared();
+    for key in doomed.iter().chain([&kept, &foreign]) {
+        let _: String = conn.xadd(key, "*", &[("body", "x")]).await.unwrap();
+    }
+    let reconciler = duma_admin::reconciler::Reconciler::new(
+        app.ctx.pool.clone(),
+        app.ctx.redis.clone(),
+        &prometheus::Registry::new(),
+    )
+    .unwrap();
+    assert_eq!(reconciler.sweep_streams().await.unwrap(), 2);
+    for key in &doomed {
+        assert!(!conn.exists::<_, bool>(key).await.unwrap(), "{key} stays");
+    }
+    for key in [&kept, &foreign] {
+        assert!(conn.exists::<_, bool>(key).await.unwrap(), "{key} went");
+    }
+}

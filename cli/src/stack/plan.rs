@@ -426,6 +426,10 @@ impl Plan {
             args.extend(["--unixsocketperm".into(), "700".into()]);
             args.extend(["--dir".into(), self.data.redis.clone().into()]);
             args.extend(["--appendonly".into(), "yes".into()]);
+            // Redis holds transient work only (requests, replies, events): bounded, and full means
+            // new requests are refused (503), never that queued ones are evicted.
+            args.extend(["--maxmemory".into(), "256mb".into()]);
+            args.extend(["--maxmemory-policy".into(), "noeviction".into()]);
             args.extend(["--maxclients".into(), "10000".into()]);
             processes.push(ProcessSpec {
                 name: "redis".into(),

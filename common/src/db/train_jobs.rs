@@ -211,6 +211,18 @@ pub async fn list_by_app(
 }
 
 /// Every STARTED or RUNNING train job.
+/// The ids of the sub jobs still STARTED or RUNNING.
+pub async fn live_sub_job_ids(db: &impl GenericClient) -> DbResult<Vec<SubTrainJobId>> {
+    db.query(
+        "SELECT id FROM sub_train_jobs WHERE status IN ('STARTED', 'RUNNING')",
+        &[],
+    )
+    .await?
+    .iter()
+    .map(|row| Ok(row.try_get(0)?))
+    .collect()
+}
+
 pub async fn list_live(db: &impl GenericClient) -> DbResult<Vec<TrainJob>> {
     let sql = format!(
         "SELECT {COLUMNS} FROM train_jobs WHERE status IN ('STARTED', 'RUNNING') ORDER BY datetime_started"

@@ -30,6 +30,17 @@ impl Keys {
         self.key(&format!("stream:{target}"))
     }
 
+    /// The pattern matching every request stream (for `SCAN`).
+    pub fn request_stream_pattern(&self) -> String {
+        self.key("stream:*")
+    }
+
+    /// The RPC target of a request stream key, if it is one.
+    pub fn target_of_stream<'a>(&self, key: &'a str) -> Option<&'a str> {
+        key.strip_prefix(self.prefix.as_str())?
+            .strip_prefix("stream:")
+    }
+
     /// Reply list of one requesting instance.
     pub fn reply_list(&self, instance: &str) -> String {
         self.key(&format!("replies:{instance}"))
@@ -45,6 +56,8 @@ mod tests {
         let keys = Keys::new("t1:");
         assert_eq!(keys.events_channel(), "t1:events");
         assert_eq!(keys.request_stream("trial-7"), "t1:stream:trial-7");
+        assert_eq!(keys.target_of_stream("t1:stream:trial-7"), Some("trial-7"));
+        assert_eq!(keys.target_of_stream("t2:stream:trial-7"), None);
         assert_eq!(keys.reply_list("p1"), "t1:replies:p1");
     }
 }

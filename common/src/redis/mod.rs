@@ -72,6 +72,45 @@ impl Redis {
         self.client.get_async_pubsub().await
     }
 
+    /// Deletes the request streams whose RPC target `orphaned` picks; returns how many. Walks
+    /// the keyspace with `SCAN` (a bounded number of steps), never `KEYS`.
+    pub async fn delete_request_streams(
+        &self,
+        mut orphaned: impl FnMut(&str) -> bool,
+    ) -> redis::RedisResult<usize> {
+        const SCAN_COUNT: usize = 1000;
+        const SCAN_STEPS: usize = 1000;
+        let pattern = self.keys.request_stream_pattern();
+        let mut conn = self.shared();
+        let (mut cursor, mut deleted) = (0_u64, 0);
+        for _ in 0..SCAN_STEPS {
+            let (next, found): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(SCAN_COUNT)
+                .query_async(&mut conn)
+                .await?;
+            let doomed: Vec<&String> = found
+                .iter()
+                .filter(|key| self.keys.target_of_stream(key).is_some_and(&mut orphaned))
+                .collect();
+            if !doomed.is_empty() {
+                let _: () = redis::cmd("UNLINK")
+                    .arg(&doomed)
+                    .query_async(&mut conn)
+                    .await?;
+                deleted += doomed.len();
+            }
+            cursor = next;
+            if cursor == 0 {
+                break;
+            }
+        }
+        Ok(deleted)
+    }
+
     pub fn keys(&self) -> &Keys {
         &self.keys
     }

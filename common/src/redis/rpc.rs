@@ -566,8 +566,8 @@ impl RpcServer {
         Ok((length, pending))
     }
 
-    /// Replies to a batch and acknowledges it, in one pipelined round trip: one `RPUSH` (and
-    /// expiry) per requesting instance, one `XACK` per stream.
+    /// Replies to a batch, acknowledges and deletes it, in one pipelined round trip: one `RPUSH`
+    /// (and expiry) per requesting instance, one `XACK` and one `XDEL` per stream.
     pub async fn respond(&mut self, replies: Vec<(Request, Reply)>) -> RedisResult<()> {
         if replies.is_empty() {
             return Ok(());
@@ -603,6 +603,8 @@ impl RpcServer {
             ids.sort_unstable();
             ids.dedup();
             pipe.xack(stream, &self.group, &ids).ignore();
+            // Answered is done: the entry goes, so a stream holds only unanswered requests.
+            pipe.xdel(stream, &ids).ignore();
         }
         self.run(|mut conn| {
             let pipe = &pipe;
