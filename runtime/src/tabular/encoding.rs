@@ -20,7 +20,11 @@ use serde_json::Value;
 use crate::error::TemplateError;
 use crate::linalg::Matrix;
 use crate::tabular::dataset::{Cell, Column, Table, parse_number};
-
+/// The most columns a table may encode to (one-hot columns included): width × width f64 is
+/// 134 MB.
+pub(crate) const MAX_ENCODED_WIDTH: usize = 4096;
+/// The most values (rows × encoded columns) an encoded table may hold: 400 MB of f64.
+pub(crate) const MAX_ENCODED_CELLS: usize = 50_000_000;
 /// Categories kept per categorical column. Caps the width an identifier-like column (every
 /// value distinct) would add; the rarer categories encode like unseen ones.
 pub(crate) const MAX_CATEGORIES: usize = 100;
@@ -84,6 +88,7 @@ impl FeatureEncoder {
             columns,
             standardization: None,
         };
+        encoder.check_size(table.n_rows())?;
         let mut rows = encoder.encode_table(table)?;
         if standardize {
             let standardization = Standardization::fit(&rows);
@@ -91,6 +96,41 @@ impl FeatureEncoder {
             encoder.standardization = Some(standardization);
         }
         Ok((encoder, rows))
+    }
+
+    /// Refuses, before anything is allocated, a dataset whose encoded form would be too large:
+    /// one-hot encoding turns a column of many distinct values into as many columns (a 150 KB
+    /// file of 500 text columns could ask for tens of GB), and models built on the encoded
+    /// table allocate width × width.
+    fn check_size(&self, rows: usize) -> Result<(), TemplateError> {
+        let width = self.width();
+        if width > MAX_ENCODED_WIDTH {
+            let mut widest: Vec<(&str, usize)> = self
+                .columns
+                .iter()
+                .map(|c| (c.name.as_str(), c.encoding.width()))
+                .filter(|(_, w)| *w > 1)
+                .collect();
+            widest.sort_by_key(|(_, width)| std::cmp::Reverse(*width));
+            let named: Vec<String> = widest
+                .iter()
+                .take(5)
+                .map(|(name, w)| format!("`{name}` ({w} distinct values)"))
+                .collect();
+            return Err(TemplateError::dataset(format!(
+                "the features encode to {width} columns, more than the {MAX_ENCODED_WIDTH} the \
+                 built-in models accept; text columns become one column per distinct value — the \
+                 widest: {}; leave such columns out with train_args `features`",
+                named.join(", ")
+            )));
+        }
+        if rows.saturating_mul(width.max(1)) > MAX_ENCODED_CELLS {
+            return Err(TemplateError::dataset(format!(
+                "{rows} rows × {width} encoded columns is more than the {MAX_ENCODED_CELLS} \
+                 values the built-in models hold in memory; sample the rows or use fewer features"
+            )));
+        }
+        Ok(())
     }
 
     /// Number of values in an encoded row.
@@ -446,6 +486,34 @@ mod tests {
             error.contains("lacks 1 of the 2 features") && error.contains("`x`"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn a_table_too_wide_or_too_large_once_encoded_is_refused_before_allocating() {
+        // 50 text columns of 100 distinct values each: 5000 one-hot columns.
+        let header: Vec<String> = (0..50).map(|c| format!("t{c}")).collect();
+        let mut csv = header.join(",") + "\n";
+        for row in 0..100 {
+            let cells: Vec<String> = (0..50).map(|c| format!("v{c}_{row}")).collect();
+            csv += &(cells.join(",") + "\n");
+        }
+        let t = table(&csv);
+        let error = FeatureEncoder::fit(&t, &header, false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("encode to 5000 columns") && error.contains("(100 distinct values)"),
+            "{error}"
+        );
+
+        let (encoder, _) =
+            FeatureEncoder::fit(&table("x,y\n1,2\n"), &features(&["x", "y"]), false).unwrap();
+        let error = encoder
+            .check_size(MAX_ENCODED_CELLS)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("× 2 encoded columns"), "{error}");
+        encoder.check_size(MAX_ENCODED_CELLS / 2).unwrap();
     }
 
     #[test]
