@@ -1,7 +1,9 @@
 //! The OpenAPI document, generated from the handlers' annotations and served at `/openapi.json`.
 
 use actix_web::HttpResponse;
+use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::{RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use crate::handlers::{
@@ -21,7 +23,7 @@ use crate::handlers::{
         inference_jobs::create, inference_jobs::list, inference_jobs::list_by_app, inference_jobs::get, inference_jobs::stop,
         actions::stop_all_jobs,
     ),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &Operations),
 )]
 pub struct ApiDoc;
 
@@ -34,6 +36,60 @@ impl Modify for BearerAuth {
             "bearer",
             SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
         );
+    }
+}
+
+/// Every operation gets an id unique in the document (the handlers' names repeat: `create`,
+/// `list`, …), derived from its method and path; every secured operation declares the 401 the
+/// authentication extractor answers, so clients and fuzzers know it.
+struct Operations;
+
+impl Modify for Operations {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let operations = [
+                ("get", &mut item.get),
+                ("post", &mut item.post),
+                ("put", &mut item.put),
+                ("delete", &mut item.delete),
+                ("patch", &mut item.patch),
+            ];
+            for (method, operation) in operations {
+                if let Some(operation) = operation {
+                    describe(method, path, operation);
+                }
+            }
+        }
+    }
+}
+
+fn describe(method: &str, path: &str, operation: &mut Operation) {
+    let words: Vec<String> = path
+        .split('/')
+        .filter(|segment| !segment.is_empty())
+        .map(|segment| match segment.strip_prefix('{') {
+            Some(parameter) => format!("by_{}", parameter.trim_end_matches('}')),
+            None => segment.to_owned(),
+        })
+        .collect();
+    operation.operation_id = Some(format!("{method}_{}", words.join("_")));
+    let secured = operation.security.as_ref().is_some_and(|s| !s.is_empty());
+    if secured && !operation.responses.responses.contains_key("401") {
+        let unauthorized = ResponseBuilder::new()
+            .description("no, invalid or expired token, or a banned user")
+            .content(
+                "application/json",
+                utoipa::openapi::ContentBuilder::new()
+                    .schema(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
+                        "ErrorBody",
+                    ))))
+                    .build(),
+            )
+            .build();
+        operation
+            .responses
+            .responses
+            .insert("401".to_owned(), RefOr::T(unauthorized));
     }
 }
 

@@ -200,3 +200,39 @@ async fn openapi_document_covers_every_route() {
         }
     }
 }
+
+/// What API clients and fuzzers rely on: operation ids unique in the document, and every secured
+/// operation declaring the 401 it answers without a valid token (with the error body's schema).
+#[tokio::test]
+async fn openapi_operations_have_unique_ids_and_secured_ones_declare_401() {
+    let app = spawn_app().await;
+    let doc = json_ok(app.get(None, "/openapi.json").await).await;
+    assert!(
+        doc["components"]["schemas"]["ErrorBody"].is_object(),
+        "the error body schema is in the document"
+    );
+    let mut ids = std::collections::HashSet::new();
+    let mut secured = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let id = operation["operationId"].as_str().unwrap_or_default();
+            assert!(!id.is_empty(), "{method} {path} has no operationId");
+            assert!(ids.insert(id.to_owned()), "operationId {id} repeats");
+            if operation["security"]
+                .as_array()
+                .is_some_and(|s| !s.is_empty())
+            {
+                secured += 1;
+                assert!(
+                    operation["responses"]["401"].is_object(),
+                    "{method} {path} is secured but does not declare 401"
+                );
+            }
+        }
+    }
+    assert!(secured >= 20, "only {secured} secured operations");
+    assert_eq!(
+        doc["paths"]["/train_jobs/{app}/{app_version}/stop"]["post"]["operationId"],
+        "post_train_jobs_by_app_by_app_version_stop"
+    );
+}
