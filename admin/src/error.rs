@@ -12,6 +12,7 @@ pub mod class {
     pub const INVALID_REQUEST: &str = "InvalidRequestError";
     pub const UNAUTHORIZED: &str = "UnauthorizedError";
     pub const NOT_FOUND: &str = "NotFoundError";
+    pub const METHOD_NOT_ALLOWED: &str = "MethodNotAllowedError";
     pub const PAYLOAD_TOO_LARGE: &str = "PayloadTooLargeError";
     pub const INTERNAL: &str = "InternalError";
     pub const UNAVAILABLE: &str = "ServiceUnavailableError";

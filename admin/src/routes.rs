@@ -1,8 +1,9 @@
 //! The route table: every route of Rafiki's admin API, in one place.
 
-use actix_web::{HttpResponse, web};
+use actix_web::http::{Method, header};
+use actix_web::{HttpRequest, HttpResponse, Resource, Route, web};
 
-use crate::error::{ApiError, class};
+use crate::error::{ApiError, ErrorBody, class};
 use crate::handlers::{
     actions, datasets, inference_jobs, models, tokens, train_jobs, trials, users,
 };
@@ -10,76 +11,136 @@ use crate::openapi;
 
 pub fn configure(config: &mut web::ServiceConfig) {
     config
-        .route("/", web::get().to(index))
-        .route("/openapi.json", web::get().to(openapi::document))
-        .route("/tokens", web::post().to(tokens::create))
-        .service(
-            web::resource("/users")
-                .route(web::post().to(users::create))
-                .route(web::get().to(users::list))
-                .route(web::delete().to(users::ban)),
-        )
-        .service(
-            web::resource("/datasets")
-                .route(web::post().to(datasets::create))
-                .route(web::get().to(datasets::list)),
-        )
-        .route("/models", web::post().to(models::create))
-        .route("/models/available", web::get().to(models::available))
-        .service(
-            web::resource("/models/{model_id}")
-                .route(web::get().to(models::get))
-                .route(web::delete().to(models::delete)),
-        )
-        .route(
+        .service(resource("/", vec![(Method::GET, web::to(index))]))
+        .service(resource(
+            "/openapi.json",
+            vec![(Method::GET, web::to(openapi::document))],
+        ))
+        .service(resource(
+            "/tokens",
+            vec![(Method::POST, web::to(tokens::create))],
+        ))
+        .service(resource(
+            "/users",
+            vec![
+                (Method::POST, web::to(users::create)),
+                (Method::GET, web::to(users::list)),
+                (Method::DELETE, web::to(users::ban)),
+            ],
+        ))
+        .service(resource(
+            "/datasets",
+            vec![
+                (Method::POST, web::to(datasets::create)),
+                (Method::GET, web::to(datasets::list)),
+            ],
+        ))
+        .service(resource(
+            "/models",
+            vec![(Method::POST, web::to(models::create))],
+        ))
+        .service(resource(
+            "/models/available",
+            vec![(Method::GET, web::to(models::available))],
+        ))
+        .service(resource(
+            "/models/{model_id}",
+            vec![
+                (Method::GET, web::to(models::get)),
+                (Method::DELETE, web::to(models::delete)),
+            ],
+        ))
+        .service(resource(
             "/models/{model_id}/model_file",
-            web::get().to(models::model_file),
-        )
-        .service(
-            web::resource("/train_jobs")
-                .route(web::post().to(train_jobs::create))
-                .route(web::get().to(train_jobs::list)),
-        )
-        .route("/train_jobs/{app}", web::get().to(train_jobs::list_by_app))
-        .route(
+            vec![(Method::GET, web::to(models::model_file))],
+        ))
+        .service(resource(
+            "/train_jobs",
+            vec![
+                (Method::POST, web::to(train_jobs::create)),
+                (Method::GET, web::to(train_jobs::list)),
+            ],
+        ))
+        .service(resource(
+            "/train_jobs/{app}",
+            vec![(Method::GET, web::to(train_jobs::list_by_app))],
+        ))
+        .service(resource(
             "/train_jobs/{app}/{app_version}",
-            web::get().to(train_jobs::get),
-        )
-        .route(
+            vec![(Method::GET, web::to(train_jobs::get))],
+        ))
+        .service(resource(
             "/train_jobs/{app}/{app_version}/stop",
-            web::post().to(train_jobs::stop),
-        )
-        .route(
+            vec![(Method::POST, web::to(train_jobs::stop))],
+        ))
+        .service(resource(
             "/train_jobs/{app}/{app_version}/trials",
-            web::get().to(train_jobs::trials),
-        )
-        .route("/trials/{trial_id}", web::get().to(trials::get))
-        .route("/trials/{trial_id}/logs", web::get().to(trials::logs))
-        .route(
+            vec![(Method::GET, web::to(train_jobs::trials))],
+        ))
+        .service(resource(
+            "/trials/{trial_id}",
+            vec![(Method::GET, web::to(trials::get))],
+        ))
+        .service(resource(
+            "/trials/{trial_id}/logs",
+            vec![(Method::GET, web::to(trials::logs))],
+        ))
+        .service(resource(
             "/trials/{trial_id}/parameters",
-            web::get().to(trials::parameters),
-        )
-        .service(
-            web::resource("/inference_jobs")
-                .route(web::post().to(inference_jobs::create))
-                .route(web::get().to(inference_jobs::list)),
-        )
-        .route(
+            vec![(Method::GET, web::to(trials::parameters))],
+        ))
+        .service(resource(
+            "/inference_jobs",
+            vec![
+                (Method::POST, web::to(inference_jobs::create)),
+                (Method::GET, web::to(inference_jobs::list)),
+            ],
+        ))
+        .service(resource(
             "/inference_jobs/{app}",
-            web::get().to(inference_jobs::list_by_app),
-        )
-        .route(
+            vec![(Method::GET, web::to(inference_jobs::list_by_app))],
+        ))
+        .service(resource(
             "/inference_jobs/{app}/{app_version}",
-            web::get().to(inference_jobs::get),
-        )
-        .route(
+            vec![(Method::GET, web::to(inference_jobs::get))],
+        ))
+        .service(resource(
             "/inference_jobs/{app}/{app_version}/stop",
-            web::post().to(inference_jobs::stop),
-        )
-        .route(
+            vec![(Method::POST, web::to(inference_jobs::stop))],
+        ))
+        .service(resource(
             "/actions/stop_all_jobs",
-            web::post().to(actions::stop_all_jobs),
-        );
+            vec![(Method::POST, web::to(actions::stop_all_jobs))],
+        ));
+}
+
+/// A resource answering `routes`, and 405 with an `Allow` header to any other method.
+fn resource(path: &str, routes: Vec<(Method, Route)>) -> Resource {
+    let allow = routes
+        .iter()
+        .map(|(method, _)| method.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut resource = web::resource(path);
+    for (method, route) in routes {
+        resource = resource.route(route.method(method));
+    }
+    resource.default_service(web::to(move |req: HttpRequest| {
+        let allow = allow.clone();
+        async move {
+            HttpResponse::MethodNotAllowed()
+                .insert_header((header::ALLOW, allow.clone()))
+                .json(ErrorBody {
+                    error: class::METHOD_NOT_ALLOWED.to_owned(),
+                    message: format!(
+                        "{} {} is not a route; {} is",
+                        req.method(),
+                        req.path(),
+                        allow
+                    ),
+                })
+        }
+    }))
 }
 
 async fn index() -> HttpResponse {

@@ -236,3 +236,31 @@ async fn openapi_operations_have_unique_ids_and_secured_ones_declare_401() {
         "post_train_jobs_by_app_by_app_version_stop"
     );
 }
+
+/// A method a known route does not answer is 405 naming the ones it does (`Allow`), not 404.
+#[tokio::test]
+async fn a_wrong_method_on_a_known_route_is_405_with_allow() {
+    let app = spawn_app().await;
+    for (method, path, allow) in [
+        ("TRACE", "/tokens", "POST"),
+        ("GET", "/tokens", "POST"),
+        ("PUT", "/datasets", "POST, GET"),
+        ("POST", "/trials/x/logs", "GET"),
+    ] {
+        let response = app
+            .http
+            .request(
+                reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+                app.url(path),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 405, "{method} {path}");
+        assert_eq!(response.headers()["allow"], allow, "{method} {path}");
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["error"], "MethodNotAllowedError", "{body}");
+    }
+    let unknown = app.get(None, "/no/such/route").await;
+    assert_eq!(unknown.status(), 404);
+}
