@@ -17,6 +17,7 @@ pub mod class {
     pub const INTERNAL: &str = "InternalError";
     pub const UNAVAILABLE: &str = "ServiceUnavailableError";
     pub const TOO_MANY_REQUESTS: &str = "TooManyRequestsError";
+    pub const QUOTA_EXCEEDED: &str = "QuotaExceededError";
     pub const INVALID_USER: &str = "InvalidUserError";
     pub const INVALID_PASSWORD: &str = "InvalidPasswordError";
     pub const USER_EXISTS: &str = "UserExistsError";

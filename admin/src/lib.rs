@@ -17,6 +17,7 @@ pub mod error;
 pub mod handlers;
 pub mod openapi;
 pub mod params;
+mod quotas;
 pub mod reconciler;
 pub mod routes;
 pub mod seed;

@@ -200,6 +200,11 @@ pub struct AdminSettings {
     pub login_window_secs: u64,
     /// Password hashes computed at once (each takes ~19 MiB); more wait their turn.
     pub password_hashing_concurrency: usize,
+    /// Per-user quotas (the superadmin has none): bytes of datasets and template files stored,
+    /// train jobs and inference jobs live at once.
+    pub quota_stored_bytes: u64,
+    pub quota_live_train_jobs: u32,
+    pub quota_live_inference_jobs: u32,
 }
 
 impl Default for AdminSettings {
@@ -222,6 +227,9 @@ impl Default for AdminSettings {
             login_failures_per_address: 50,
             login_window_secs: 300,
             password_hashing_concurrency: 2,
+            quota_stored_bytes: 20 << 30,
+            quota_live_train_jobs: 10,
+            quota_live_inference_jobs: 10,
         }
     }
 }
@@ -396,6 +404,12 @@ impl Settings {
         }
         if self.admin.login_failures_per_address == 0 {
             return invalid("admin.login_failures_per_address", "must be at least 1");
+        }
+        if self.admin.quota_live_train_jobs == 0 || self.admin.quota_live_inference_jobs == 0 {
+            return invalid(
+                "admin.quota_live_train_jobs",
+                "and quota_live_inference_jobs must be at least 1",
+            );
         }
         if self.admin.password_hashing_concurrency == 0 {
             return invalid("admin.password_hashing_concurrency", "must be at least 1");

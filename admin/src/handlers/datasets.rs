@@ -27,7 +27,11 @@ pub async fn create(
     caller.require(roles::DEVELOPERS)?;
     let id = DatasetId::new();
     let path = format!("datasets/{id}");
-    let limit = state.settings.admin.max_dataset_bytes;
+    let limit = {
+        let db = state.pool.get().await?;
+        crate::quotas::upload_limit(&db, &state, &caller, state.settings.admin.max_dataset_bytes)
+            .await?
+    };
     let (params, uploaded) = if uploads::is_multipart(&req) {
         let multipart = Multipart::new(req.headers(), payload.into_inner());
         let upload =

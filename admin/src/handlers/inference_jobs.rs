@@ -55,6 +55,7 @@ pub async fn create(
         ));
     }
     let mut db = state.pool.get().await?;
+    crate::quotas::check_live_inference_jobs(&db, &state, &caller).await?;
     let best = trials::best_per_sub_job(&db, train_job.id).await?;
     if best.is_empty() {
         return Err(ApiError::bad_request(

@@ -96,6 +96,16 @@ pub async fn create(
     }
     let id = ModelId::new();
     let path = format!("models/{id}/source.py");
+    let limit = {
+        let db = state.pool.get().await?;
+        crate::quotas::upload_limit(
+            &db,
+            &state,
+            &caller,
+            state.settings.admin.max_model_file_bytes,
+        )
+        .await?
+    };
     let multipart = Multipart::new(req.headers(), payload.into_inner());
     let upload = uploads::read_multipart(
         &req,
@@ -103,7 +113,7 @@ pub async fn create(
         "model_file_bytes",
         &state.store,
         &path,
-        state.settings.admin.max_model_file_bytes,
+        limit,
     )
     .await?;
     let created = async {

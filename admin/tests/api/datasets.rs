@@ -158,3 +158,35 @@ async fn dataset_url_downloads_when_private_addresses_are_allowed() {
     .await;
     assert!(created["size_bytes"].as_u64().unwrap() > 100);
 }
+
+/// Each user stores at most `admin.quota_stored_bytes`: an upload may use what is left (413 past
+/// it), and with nothing left the next is refused at once (403); other users are not affected.
+#[tokio::test]
+async fn uploads_stop_at_the_users_storage_quota() {
+    let app =
+        crate::helpers::spawn_app_with(|settings| settings.admin.quota_stored_bytes = 2000).await;
+    let dev = app.user("APP_DEVELOPER").await;
+    let other = app.user("APP_DEVELOPER").await;
+    let upload = |token: String, bytes: usize| {
+        let csv = format!("a\n{}\n", "1".repeat(bytes - 3)).into_bytes();
+        let app = &app;
+        async move { app.upload_dataset(&token, "d", "T", csv).await }
+    };
+    crate::helpers::json_ok(upload(dev.token.clone(), 1500).await).await;
+    let message = crate::helpers::expect_error(
+        upload(dev.token.clone(), 1500).await,
+        413,
+        "PayloadTooLargeError",
+    )
+    .await;
+    assert!(message.contains("500 bytes"), "{message}");
+    crate::helpers::json_ok(upload(dev.token.clone(), 500).await).await;
+    let message = crate::helpers::expect_error(
+        upload(dev.token.clone(), 10).await,
+        403,
+        "QuotaExceededError",
+    )
+    .await;
+    assert!(message.contains("your quota is 2000"), "{message}");
+    crate::helpers::json_ok(upload(other.token.clone(), 1500).await).await;
+}

@@ -312,3 +312,25 @@ async fn app_names_are_free_text_without_slashes_or_control_characters() {
     }
     json_ok(app.train_job(&dev, &"y".repeat(255), TASK, &[]).await).await;
 }
+
+/// Each user has at most `admin.quota_live_train_jobs` train jobs in progress.
+#[tokio::test]
+async fn live_train_jobs_stop_at_the_users_quota() {
+    let app =
+        crate::helpers::spawn_app_with(|settings| settings.admin.quota_live_train_jobs = 1).await;
+    let dev = app.user("APP_DEVELOPER").await;
+    json_ok(app.train_job(&dev, "first", TASK, &[]).await).await;
+    let message = expect_error(
+        app.train_job(&dev, "second", TASK, &[]).await,
+        403,
+        "QuotaExceededError",
+    )
+    .await;
+    assert!(message.contains("your quota is 1"), "{message}");
+    json_ok(
+        app.post(Some(&dev.token), "/train_jobs/first/1/stop", json!({}))
+            .await,
+    )
+    .await;
+    json_ok(app.train_job(&dev, "second", TASK, &[]).await).await;
+}

@@ -130,6 +130,17 @@ pub async fn list_by_app(
 }
 
 /// Every STARTED or RUNNING inference job.
+/// How many of the user's inference jobs are STARTED or RUNNING.
+pub async fn count_live_of_user(db: &impl GenericClient, user: UserId) -> DbResult<i64> {
+    let row = db
+        .query_one(
+            "SELECT count(*) FROM inference_jobs WHERE user_id = $1 AND status IN ('STARTED', 'RUNNING')",
+            &[&user],
+        )
+        .await?;
+    Ok(row.try_get(0)?)
+}
+
 pub async fn list_live(db: &impl GenericClient) -> DbResult<Vec<InferenceJob>> {
     let sql =
         format!("{SELECT} WHERE i.status IN ('STARTED', 'RUNNING') ORDER BY i.datetime_started");

@@ -211,6 +211,17 @@ pub async fn list_by_app(
 }
 
 /// Every STARTED or RUNNING train job.
+/// How many of the user's train jobs are STARTED or RUNNING.
+pub async fn count_live_of_user(db: &impl GenericClient, user: UserId) -> DbResult<i64> {
+    let row = db
+        .query_one(
+            "SELECT count(*) FROM train_jobs WHERE user_id = $1 AND status IN ('STARTED', 'RUNNING')",
+            &[&user],
+        )
+        .await?;
+    Ok(row.try_get(0)?)
+}
+
 /// The ids of the sub jobs still STARTED or RUNNING.
 pub async fn live_sub_job_ids(db: &impl GenericClient) -> DbResult<Vec<SubTrainJobId>> {
     db.query(

@@ -103,3 +103,15 @@ pub async fn set_password_hash(
         .await?;
     Ok(n == 1)
 }
+
+/// Bytes the user stores: their datasets and their uploaded template files.
+pub async fn stored_bytes(db: &impl GenericClient, id: UserId) -> DbResult<i64> {
+    let row = db
+        .query_one(
+            "SELECT (SELECT coalesce(sum(size_bytes), 0) FROM datasets WHERE user_id = $1)::bigint \
+                  + (SELECT coalesce(sum(source_size_bytes), 0) FROM models WHERE user_id = $1)::bigint",
+            &[&id],
+        )
+        .await?;
+    Ok(row.try_get(0)?)
+}

@@ -1,0 +1,72 @@
+//! Per-user quotas, checked where work or storage is created: bytes stored (datasets and template
+//! files), train jobs and inference jobs live at once. The superadmin has none. The job counts are
+//! read before the creating transaction, so two creations racing at the limit can both pass: a
+//! bound against runaway use, not an exact ledger.
+
+use duma_common::db::{GenericClient, inference_jobs, train_jobs, users};
+use duma_common::domain::UserType;
+
+use crate::auth::Caller;
+use crate::error::{ApiError, class};
+use crate::state::AppState;
+
+fn exceeded(message: String) -> ApiError {
+    ApiError::forbidden(class::QUOTA_EXCEEDED, message)
+}
+
+/// How many more bytes the caller may store, at most `cap`: the size limit of their next upload.
+pub async fn upload_limit(
+    db: &impl GenericClient,
+    state: &AppState,
+    caller: &Caller,
+    cap: u64,
+) -> Result<u64, ApiError> {
+    if caller.user_type == UserType::Superadmin {
+        return Ok(cap);
+    }
+    let quota = state.settings.admin.quota_stored_bytes;
+    let used = u64::try_from(users::stored_bytes(db, caller.id).await?).unwrap_or(0);
+    let left = quota.saturating_sub(used);
+    if left == 0 {
+        return Err(exceeded(format!(
+            "you store {used} bytes, your quota is {quota}: delete datasets or models first"
+        )));
+    }
+    Ok(left.min(cap))
+}
+
+pub async fn check_live_train_jobs(
+    db: &impl GenericClient,
+    state: &AppState,
+    caller: &Caller,
+) -> Result<(), ApiError> {
+    let quota = state.settings.admin.quota_live_train_jobs;
+    if caller.user_type == UserType::Superadmin {
+        return Ok(());
+    }
+    let live = train_jobs::count_live_of_user(db, caller.id).await?;
+    if live >= i64::from(quota) {
+        return Err(exceeded(format!(
+            "you have {live} train jobs in progress, your quota is {quota}: stop one first"
+        )));
+    }
+    Ok(())
+}
+
+pub async fn check_live_inference_jobs(
+    db: &impl GenericClient,
+    state: &AppState,
+    caller: &Caller,
+) -> Result<(), ApiError> {
+    let quota = state.settings.admin.quota_live_inference_jobs;
+    if caller.user_type == UserType::Superadmin {
+        return Ok(());
+    }
+    let live = inference_jobs::count_live_of_user(db, caller.id).await?;
+    if live >= i64::from(quota) {
+        return Err(exceeded(format!(
+            "you have {live} inference jobs serving, your quota is {quota}: stop one first"
+        )));
+    }
+    Ok(())
+}
