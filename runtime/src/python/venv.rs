@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant};
 
 use duma_common::domain::dependencies::{self, Dependencies};
 use sha2::{Digest, Sha256};
@@ -12,8 +12,6 @@ use crate::error::TemplateError;
 
 /// What every environment gets besides the template's own dependencies (the SDK needs numpy).
 const BASE_PACKAGES: &[&str] = &["numpy"];
-/// A lock older than this belongs to a process that died mid-install.
-const STALE_LOCK: Duration = Duration::from_secs(30 * 60);
 const LOCK_WAIT: Duration = Duration::from_secs(20 * 60);
 
 #[derive(Debug, Clone)]
@@ -76,19 +74,22 @@ impl VenvCache {
         std::fs::create_dir_all(&self.root)
             .map_err(|e| failed("creating the environment root", &e))?;
         let lock = self.root.join(format!("{key}.lock"));
-        let _guard = LockDir::acquire(&lock)?;
+        let _guard = InstallLock::acquire(&lock)?;
         if ready.exists() {
             return Ok(python); // another process built it while we waited
         }
         let _ = std::fs::remove_dir_all(&dir);
+        // One home for every install under this root: pip's download cache is shared by them.
+        let home = self.root.join(".pip-home");
+        std::fs::create_dir_all(&home).map_err(|e| failed("creating pip's home", &e))?;
         run(
-            Command::new(&self.base_python)
+            isolated(&mut Command::new(&self.base_python), &home)
                 .args(["-m", "venv"])
                 .arg(&dir),
             "creating the virtualenv",
         )?;
         run(
-            Command::new(&python)
+            isolated(&mut Command::new(&python), &home)
                 .args([
                     "-m",
                     "pip",
@@ -127,50 +128,82 @@ fn run(command: &mut Command, what: &str) -> Result<(), TemplateError> {
     })
 }
 
-/// A directory used as a cross-process lock (creating a directory is atomic).
-struct LockDir(PathBuf);
+/// An exclusive lock on a file, held across processes until dropped — or until the holder dies:
+/// the kernel releases it with the process, so a crash mid-install never leaves it stuck.
+struct InstallLock {
+    _held: std::fs::File,
+}
 
-impl LockDir {
+impl InstallLock {
     fn acquire(path: &Path) -> Result<Self, TemplateError> {
-        let started = SystemTime::now();
+        let failed = |e: &dyn std::fmt::Display| TemplateError::Dependencies {
+            detail: format!("locking {}: {e}", path.display()),
+        };
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .map_err(|e| failed(&e))?;
+        let deadline = Instant::now() + LOCK_WAIT;
         loop {
-            match std::fs::create_dir(path) {
-                Ok(()) => return Ok(Self(path.to_path_buf())),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let age = std::fs::metadata(path)
-                        .and_then(|m| m.modified())
-                        .ok()
-                        .and_then(|t| t.elapsed().ok());
-                    if age.is_some_and(|age| age > STALE_LOCK) {
-                        let _ = std::fs::remove_dir(path);
-                        continue;
-                    }
-                    if started.elapsed().unwrap_or_default() > LOCK_WAIT {
-                        return Err(TemplateError::Dependencies {
-                            detail: format!(
-                                "waited too long for another install ({})",
-                                path.display()
-                            ),
-                        });
-                    }
-                    // Installs take seconds to minutes; this wait is not on a request path.
+            match file.try_lock() {
+                Ok(()) => return Ok(Self { _held: file }),
+                Err(std::fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                    // Another process installs the same set (seconds to minutes); not a request
+                    // path.
                     std::thread::sleep(Duration::from_millis(250));
                 }
-                Err(e) => {
+                Err(std::fs::TryLockError::WouldBlock) => {
                     return Err(TemplateError::Dependencies {
-                        detail: format!("locking {}: {e}", path.display()),
+                        detail: format!(
+                            "waited {} s for another install of the same dependencies ({})",
+                            LOCK_WAIT.as_secs(),
+                            path.display()
+                        ),
                     });
                 }
+                Err(std::fs::TryLockError::Error(e)) => return Err(failed(&e)),
             }
         }
     }
 }
 
-impl Drop for LockDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir(&self.0);
+/// Runs pip and venv with nothing of the worker's environment: a dependency's build step is
+/// someone else's code, and must not read the database or Redis URLs or any secret. Only what
+/// locates programs and reaches a package index (proxies, index URLs, certificates) passes.
+fn isolated<'a>(command: &'a mut Command, home: &Path) -> &'a mut Command {
+    command
+        .env_clear()
+        .env(
+            "PATH",
+            std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()),
+        )
+        .env("HOME", home)
+        .env("LANG", "C.UTF-8");
+    for name in PASSED_TO_PIP {
+        if let Some(value) = std::env::var_os(name) {
+            command.env(name, value);
+        }
     }
+    command
 }
+
+/// Variables pip needs to reach an index behind a proxy or a mirror.
+const PASSED_TO_PIP: &[&str] = &[
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "PIP_INDEX_URL",
+    "PIP_EXTRA_INDEX_URL",
+    "PIP_TRUSTED_HOST",
+    "PIP_CERT",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+];
 
 #[cfg(test)]
 mod tests {
@@ -190,6 +223,38 @@ mod tests {
         );
         let numpy: Dependencies = [("numpy".to_owned(), "1.26.4".to_owned())].into();
         assert_eq!(VenvCache::requirements(&numpy), vec!["numpy==1.26.4"]);
+    }
+
+    #[test]
+    fn pip_and_venv_see_none_of_the_workers_environment() {
+        let home = tempfile::tempdir().unwrap();
+        let mut command = Command::new("python3");
+        // What the worker's own environment holds (set on the command, as if inherited).
+        command.env("DUMA_DATABASE__URL", "postgres://secret@db/duma");
+        let output = isolated(&mut command, home.path())
+            .args(["-c", "import os, json; print(json.dumps(dict(os.environ)))"])
+            .output()
+            .unwrap();
+        let seen: std::collections::HashMap<String, String> =
+            serde_json::from_slice(&output.stdout).unwrap();
+        // (A `python3` shim, like pyenv's, may add its own variables.)
+        assert!(!seen.keys().any(|k| k.starts_with("DUMA_")), "{seen:?}");
+        assert_eq!(seen["HOME"], home.path().to_str().unwrap());
+        assert_eq!(seen["LANG"], "C.UTF-8");
+    }
+
+    #[test]
+    fn an_install_lock_is_exclusive_and_freed_with_its_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.lock");
+        let held = InstallLock::acquire(&path).unwrap();
+        let again = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        assert!(matches!(
+            again.try_lock(),
+            Err(std::fs::TryLockError::WouldBlock)
+        ));
+        drop(held);
+        InstallLock::acquire(&path).unwrap();
     }
 
     #[test]
