@@ -109,35 +109,9 @@ impl PythonModel {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
-}
 
-impl Model for PythonModel {
-    fn train(
-        &mut self,
-        dataset: &Path,
-        train_args: &Map<String, Value>,
-        log: &mut TrialLogger,
-    ) -> Result<(), TemplateError> {
-        let request = json!({"cmd": "train", "knobs": self.knobs, "dataset_path": dataset, "train_args": train_args});
-        self.runner().request(request, Some(log))?;
-        Ok(())
-    }
-
-    fn evaluate(&mut self, dataset: &Path, log: &mut TrialLogger) -> Result<f64, TemplateError> {
-        let result = self.runner().request(
-            json!({"cmd": "evaluate", "dataset_path": dataset}),
-            Some(log),
-        )?;
-        result
-            .get("score")
-            .and_then(Value::as_f64)
-            .filter(|s| s.is_finite())
-            .ok_or_else(|| TemplateError::Runner {
-                detail: format!("evaluate returned {result}, not a finite score"),
-            })
-    }
-
-    fn predict(&self, queries: &[Value]) -> Result<Vec<Value>, TemplateError> {
+    /// One predict request to the runner, for a slice small enough for one frame.
+    fn predict_slice(&self, queries: &[Value]) -> Result<Vec<Value>, TemplateError> {
         let mut runner = self.runner();
         let result = runner.request(json!({"cmd": "predict", "queries": queries}), None)?;
         let predictions = match (
@@ -171,7 +145,76 @@ impl Model for PythonModel {
         }
         Ok(predictions)
     }
+}
 
+/// The most JSON one predict request to a runner carries (its frames hold at most 64 MiB).
+const MAX_PREDICT_BYTES: usize = 16 << 20;
+
+/// Consecutive ranges of items whose `sizes` add up to at most `limit` each (an item larger than
+/// `limit` gets a range of its own).
+fn slices_of_at_most(sizes: &[usize], limit: usize) -> Vec<std::ops::Range<usize>> {
+    let mut slices = Vec::new();
+    let (mut start, mut total) = (0, 0_usize);
+    for (i, size) in sizes.iter().enumerate() {
+        if i > start && total.saturating_add(*size) > limit {
+            slices.push(start..i);
+            (start, total) = (i, 0);
+        }
+        total = total.saturating_add(*size);
+    }
+    if start < sizes.len() {
+        slices.push(start..sizes.len());
+    }
+    slices
+}
+
+impl Model for PythonModel {
+    fn train(
+        &mut self,
+        dataset: &Path,
+        train_args: &Map<String, Value>,
+        log: &mut TrialLogger,
+    ) -> Result<(), TemplateError> {
+        let request = json!({"cmd": "train", "knobs": self.knobs, "dataset_path": dataset, "train_args": train_args});
+        self.runner().request(request, Some(log))?;
+        Ok(())
+    }
+
+    fn evaluate(&mut self, dataset: &Path, log: &mut TrialLogger) -> Result<f64, TemplateError> {
+        let result = self.runner().request(
+            json!({"cmd": "evaluate", "dataset_path": dataset}),
+            Some(log),
+        )?;
+        result
+            .get("score")
+            .and_then(Value::as_f64)
+            .filter(|s| s.is_finite())
+            .ok_or_else(|| TemplateError::Runner {
+                detail: format!("evaluate returned {result}, not a finite score"),
+            })
+    }
+
+    fn predict(&self, queries: &[Value]) -> Result<Vec<Value>, TemplateError> {
+        // A batch larger than a protocol frame would kill the runner: it goes in slices.
+        let sizes: Vec<usize> = queries
+            .iter()
+            .map(|q| serde_json::to_vec(q).map_or(usize::MAX, |b| b.len() + 1))
+            .collect();
+        if let Some(index) = sizes.iter().position(|size| *size > MAX_PREDICT_BYTES) {
+            return Err(TemplateError::InvalidQuery {
+                index,
+                reason: format!(
+                    "the query is {} bytes of JSON; a model takes at most {MAX_PREDICT_BYTES}",
+                    sizes[index]
+                ),
+            });
+        }
+        let mut predictions = Vec::with_capacity(queries.len());
+        for range in slices_of_at_most(&sizes, MAX_PREDICT_BYTES) {
+            predictions.extend(self.predict_slice(&queries[range])?);
+        }
+        Ok(predictions)
+    }
     fn dump_parameters(&self) -> Result<Vec<u8>, TemplateError> {
         let mut runner = self.runner();
         let path = runner.workdir().join("params");
@@ -181,5 +224,21 @@ impl Model for PythonModel {
         })?;
         let _ = std::fs::remove_file(&path);
         Ok(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::slices_of_at_most;
+
+    #[test]
+    fn a_batch_is_sliced_so_no_slice_passes_the_limit() {
+        assert_eq!(slices_of_at_most(&[4, 4, 4, 4], 8), vec![0..2, 2..4]);
+        assert_eq!(
+            slices_of_at_most(&[3, 6, 2, 9, 1], 8),
+            vec![0..1, 1..3, 3..4, 4..5]
+        );
+        assert_eq!(slices_of_at_most(&[1; 5], 100), vec![0..5]);
+        assert!(slices_of_at_most(&[], 8).is_empty());
     }
 }
