@@ -40,17 +40,15 @@ pub async fn check_live_train_jobs(
     state: &AppState,
     caller: &Caller,
 ) -> Result<(), ApiError> {
-    let quota = state.settings.admin.quota_live_train_jobs;
     if caller.user_type == UserType::Superadmin {
         return Ok(());
     }
     let live = train_jobs::count_live_of_user(db, caller.id).await?;
-    if live >= i64::from(quota) {
-        return Err(exceeded(format!(
-            "you have {live} train jobs in progress, your quota is {quota}: stop one first"
-        )));
-    }
-    Ok(())
+    within(
+        live,
+        state.settings.admin.quota_live_train_jobs,
+        "train jobs in progress",
+    )
 }
 
 pub async fn check_live_inference_jobs(
@@ -58,14 +56,22 @@ pub async fn check_live_inference_jobs(
     state: &AppState,
     caller: &Caller,
 ) -> Result<(), ApiError> {
-    let quota = state.settings.admin.quota_live_inference_jobs;
     if caller.user_type == UserType::Superadmin {
         return Ok(());
     }
     let live = inference_jobs::count_live_of_user(db, caller.id).await?;
+    within(
+        live,
+        state.settings.admin.quota_live_inference_jobs,
+        "inference jobs serving",
+    )
+}
+
+/// Whether one more job fits `quota`, with `live` already running.
+fn within(live: i64, quota: u32, what: &str) -> Result<(), ApiError> {
     if live >= i64::from(quota) {
         return Err(exceeded(format!(
-            "you have {live} inference jobs serving, your quota is {quota}: stop one first"
+            "you have {live} {what}, your quota is {quota}: stop one first"
         )));
     }
     Ok(())
