@@ -13,7 +13,6 @@
 //! | [`reconciler`] | dead workers, expired leases, job status roll-up |
 
 pub mod auth;
-pub mod error;
 pub mod handlers;
 pub mod openapi;
 pub mod params;
@@ -89,6 +88,7 @@ impl Application {
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(from_fn(ops::track_http))
+                .wrap(from_fn(ops::assign_request_id))
                 .app_data(http_metrics.clone())
                 .app_data(registry.clone())
                 .app_data(readiness.clone())

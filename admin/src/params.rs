@@ -10,7 +10,7 @@ use actix_web::{FromRequest, HttpRequest, web};
 use futures::StreamExt;
 use serde_json::{Map, Value};
 
-use crate::error::{ApiError, class};
+use duma_common::api_error::{ApiError, ErrorCode};
 
 /// Bodies of non-upload requests are small; anything larger is refused with 413.
 const MAX_BODY_BYTES: usize = 2 << 20;
@@ -176,27 +176,22 @@ impl Params {
             .map(Some)
     }
 
-    /// A required id parameter; `class` names the error a malformed id is reported as.
-    pub fn id<T: std::str::FromStr>(
-        &self,
-        key: &str,
-        error_class: &'static str,
-    ) -> Result<T, ApiError> {
+    /// A required id parameter; a malformed one is reported as `invalid`.
+    pub fn id<T: std::str::FromStr>(&self, key: &str, invalid: ErrorCode) -> Result<T, ApiError> {
         let raw = self.str(key)?;
-        raw.parse().map_err(|_| {
-            ApiError::bad_request(error_class, format!("`{key}` is not a valid id: {raw}"))
-        })
+        raw.parse()
+            .map_err(|_| ApiError::new(invalid, format!("`{key}` is not a valid id: {raw}")))
     }
 }
 
 /// Parses an id from a path segment; a malformed id cannot exist, so it is "not found".
 pub fn path_id<T: std::str::FromStr>(
     raw: &str,
-    error_class: &'static str,
+    not_found: ErrorCode,
     what: &str,
 ) -> Result<T, ApiError> {
     raw.parse()
-        .map_err(|_| ApiError::not_found(error_class, format!("no {what} with id {raw}")))
+        .map_err(|_| ApiError::new(not_found, format!("no {what} with id {raw}")))
 }
 
 /// The `app_version` path segment: a positive version or -1 for the latest.
@@ -204,8 +199,8 @@ pub fn app_version(raw: &str) -> Result<Option<i32>, ApiError> {
     match raw.parse::<i32>() {
         Ok(-1) => Ok(None),
         Ok(v) if v > 0 => Ok(Some(v)),
-        _ => Err(ApiError::bad_request(
-            class::INVALID_TRAIN_JOB,
+        _ => Err(ApiError::new(
+            ErrorCode::InvalidTrainJob,
             format!("app_version must be a positive integer or -1 (latest), not `{raw}`"),
         )),
     }

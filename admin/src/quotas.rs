@@ -7,11 +7,11 @@ use duma_common::db::{GenericClient, inference_jobs, train_jobs, users};
 use duma_common::domain::UserType;
 
 use crate::auth::Caller;
-use crate::error::{ApiError, class};
 use crate::state::AppState;
+use duma_common::api_error::{ApiError, ErrorCode};
 
 fn exceeded(message: String) -> ApiError {
-    ApiError::forbidden(class::QUOTA_EXCEEDED, message)
+    ApiError::new(ErrorCode::QuotaExceeded, message)
 }
 
 /// How many more bytes the caller may store, at most `cap`: the size limit of their next upload.

@@ -3,11 +3,11 @@
 use actix_web::http::{Method, header};
 use actix_web::{HttpRequest, HttpResponse, Resource, Route, web};
 
-use crate::error::{ApiError, ErrorBody, class};
 use crate::handlers::{
     actions, datasets, inference_jobs, models, tokens, train_jobs, trials, users,
 };
 use crate::openapi;
+use duma_common::api_error::{ApiError, ErrorCode};
 
 pub fn configure(config: &mut web::ServiceConfig) {
     config
@@ -128,17 +128,13 @@ fn resource(path: &str, routes: Vec<(Method, Route)>) -> Resource {
     resource.default_service(web::to(move |req: HttpRequest| {
         let allow = allow.clone();
         async move {
-            HttpResponse::MethodNotAllowed()
-                .insert_header((header::ALLOW, allow.clone()))
-                .json(ErrorBody {
-                    error: class::METHOD_NOT_ALLOWED.to_owned(),
-                    message: format!(
-                        "{} {} is not a route; {} is",
-                        req.method(),
-                        req.path(),
-                        allow
-                    ),
-                })
+            let refused = ApiError::new(
+                ErrorCode::MethodNotAllowed,
+                format!("{} {} is not a route; {allow} is", req.method(), req.path()),
+            );
+            let mut response = HttpResponse::build(refused.code().status());
+            response.insert_header((header::ALLOW, allow));
+            refused.respond(response)
         }
     }))
 }
@@ -151,8 +147,8 @@ async fn index() -> HttpResponse {
 
 /// Unknown routes and methods: a JSON 404/405 like every other error.
 pub async fn not_found(req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::not_found(
-        class::NOT_FOUND,
+    Err(ApiError::new(
+        ErrorCode::RouteNotFound,
         format!("no route {} {}", req.method(), req.path()),
     ))
 }

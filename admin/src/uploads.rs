@@ -11,8 +11,8 @@ use duma_common::store::{ObjectStore, StoredObject};
 use futures::{StreamExt, TryStreamExt};
 use serde_json::Value;
 
-use crate::error::{ApiError, class};
 use crate::params::Params;
+use duma_common::api_error::{ApiError, ErrorCode};
 
 /// Text fields of an upload are small; their total is bounded too.
 const MAX_TEXT_FIELD_BYTES: usize = 256 << 10;
@@ -122,7 +122,7 @@ pub async fn fetch_url(
     store: &ObjectStore,
     path: &str,
 ) -> Result<StoredObject, ApiError> {
-    let invalid = |message: String| ApiError::bad_request(class::INVALID_DATASET, message);
+    let invalid = |message: String| ApiError::new(ErrorCode::InvalidDataset, message);
     let parsed =
         url::Url::parse(url).map_err(|e| invalid(format!("dataset_url is not a URL: {e}")))?;
     if !matches!(parsed.scheme(), "http" | "https") {

@@ -13,6 +13,7 @@ use duma_common::tasks::isolate;
 use duma_common::worker::{LeasedStreams, WorkerHost};
 use prometheus::{Histogram, HistogramOpts, IntGauge, Registry};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::sub_job::{Loaded, SubJobAdvisor};
 
@@ -88,10 +89,16 @@ impl AdvisorService {
         let mut replies = Vec::with_capacity(requests.len());
         for request in requests {
             let started = Instant::now();
-            let reply = match self.handle(&request).await {
+            // `trace` is the train worker's lease: one id through both workers' logs.
+            let span = tracing::debug_span!("advisor request", lease = request.trace);
+            let reply = match self.handle(&request).instrument(span).await {
                 Ok(reply) => Reply::Ok(serde_json::to_vec(&reply).unwrap_or_default().into()),
                 Err(error) => {
-                    tracing::warn!(error = format!("{error:#}"), "advisor request failed");
+                    tracing::warn!(
+                        lease = request.trace,
+                        error = format!("{error:#}"),
+                        "advisor request failed"
+                    );
                     Reply::Error(format!("{error:#}"))
                 }
             };

@@ -2,6 +2,7 @@
 //!
 //! | module | what |
 //! |---|---|
+//! | [`api_error`] | the error table (code → class, status) and the JSON error of both HTTP APIs |
 //! | [`config`] | layered typed settings (defaults → TOML → `DUMA_*`) |
 //! | [`telemetry`] | tracing subscriber (JSON or pretty) |
 //! | [`ops`] | `/metrics`, `/health`, HTTP metrics, `healthcheck` |
@@ -16,6 +17,7 @@
 //! | [`worker`] | the worker host: registration, heartbeat, leases, event feed |
 //! | [`process`] | system PostgreSQL/Redis as child processes (test kit, `duma up`) |
 
+pub mod api_error;
 pub mod config;
 pub mod db;
 pub mod domain;

@@ -186,6 +186,7 @@ impl Serving {
             };
             replies.extend(self.predict_batch(model, requests, &stream).await);
         }
+        log_replies(&replies);
         if let Err(error) = self.server.respond(replies).await {
             tracing::warn!(%error, "replying failed");
         }
@@ -435,5 +436,26 @@ impl StreamService for Serving {
     }
     async fn serve(&mut self, requests: Vec<Request>) {
         self.serve_requests(requests).await
+    }
+}
+
+/// Each answer under the request id it was traced by (the HTTP request behind it), so one id
+/// follows a query from nginx to the model: failures always, successes at debug level.
+fn log_replies(replies: &[(Request, Reply)]) {
+    for (request, reply) in replies {
+        match reply {
+            Reply::Ok(_) => tracing::debug!(request_id = request.trace, "predicted"),
+            Reply::Error(error) => {
+                tracing::info!(
+                    request_id = request.trace,
+                    error,
+                    "the model refused the queries"
+                )
+            }
+            Reply::Unavailable(reason) => {
+                tracing::warn!(request_id = request.trace, reason, "cannot serve")
+            }
+            Reply::Expired => tracing::info!(request_id = request.trace, "expired unanswered"),
+        }
     }
 }

@@ -13,10 +13,11 @@ use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpResponse, HttpServer, web};
 use duma_common::Settings;
+use duma_common::api_error::{ApiError, ErrorCode};
 use duma_common::ops::{self, HttpMetrics, Readiness};
 use duma_common::redis::Redis;
 use duma_common::redis::events::Event;
-use duma_common::redis::rpc::RpcClient;
+use duma_common::redis::rpc::{RpcClient, RpcClientTasks};
 use duma_common::tasks;
 use duma_common::worker::{event_feed, next_event};
 use prometheus::Registry;
@@ -34,6 +35,7 @@ pub struct Application {
     server: Server,
     port: u16,
     predictor: web::Data<Predictor>,
+    rpc_tasks: RpcClientTasks,
     redis: Redis,
     stop: CancellationToken,
 }
@@ -55,10 +57,9 @@ impl Application {
         let registry = Registry::new();
         let http_metrics = web::Data::new(HttpMetrics::register(&registry)?);
         let stop = CancellationToken::new();
-        let rpc = RpcClient::start(
+        let (rpc, rpc_tasks) = RpcClient::new(
             redis.clone(),
             &format!("predictor-{}", uuid::Uuid::new_v4().simple()),
-            stop.clone(),
         );
         let predictor = web::Data::new(Predictor {
             routes: RouteTable::new(pool.clone(), settings.predictor.max_in_flight_per_job),
@@ -81,6 +82,7 @@ impl Application {
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(from_fn(ops::track_http))
+                .wrap(from_fn(ops::assign_request_id))
                 .app_data(http_metrics.clone())
                 .app_data(registry.clone())
                 .app_data(readiness.clone())
@@ -103,6 +105,7 @@ impl Application {
             server,
             port,
             predictor,
+            rpc_tasks,
             redis,
             stop,
         })
@@ -128,6 +131,14 @@ impl Application {
         let (events, feed) = event_feed(self.redis.clone(), stop.clone());
         let mut receiver = events.subscribe();
         tasks.spawn(async move { feed.run().await.map_err(|e| e.context("event feed")) });
+        let rpc_stop = stop.clone();
+        let rpc_tasks = self.rpc_tasks;
+        tasks.spawn(async move {
+            rpc_tasks
+                .run(rpc_stop)
+                .await
+                .map_err(|e| e.context("rpc client"))
+        });
         let predictor = self.predictor.clone();
         let listener_stop = stop.clone();
         tasks.spawn(async move {
@@ -168,11 +179,15 @@ async fn echo(body: web::Bytes) -> HttpResponse {
         .json(serde_json::json!({"prediction": null, "predictions": [], "bytes": body.len()}))
 }
 
-async fn not_found(req: actix_web::HttpRequest) -> HttpResponse {
-    HttpResponse::NotFound().json(serde_json::json!({
-        "error": "NotFoundError",
-        "message": format!("no route {} {}; predictions go to POST /inference_jobs/<id>/predict", req.method(), req.path()),
-    }))
+async fn not_found(req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::new(
+        ErrorCode::RouteNotFound,
+        format!(
+            "no route {} {}; predictions go to POST /inference_jobs/<id>/predict",
+            req.method(),
+            req.path()
+        ),
+    ))
 }
 
 /// Serves predictions until `shutdown` is cancelled.

@@ -5,8 +5,10 @@
 use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpResponse, ResponseError, web};
+use duma_common::api_error::{ApiError, ErrorCode};
 use duma_common::domain::InferenceJobId;
+use duma_common::ops::RequestId;
 use duma_common::redis::rpc::{RpcClient, RpcError};
 use prometheus::{HistogramOpts, HistogramVec, IntGauge, Opts, Registry};
 use serde_json::{Value, json};
@@ -112,25 +114,15 @@ impl Drop for InFlight {
     }
 }
 
-fn error(
-    status: StatusCode,
-    class: &str,
-    message: impl Into<String>,
-    request_id: &str,
-) -> HttpResponse {
-    HttpResponse::build(status)
-        .insert_header(("X-Request-Id", request_id.to_owned()))
-        .json(json!({"error": class, "message": message.into(), "request_id": request_id}))
-}
-
 pub async fn predict(
     predictor: web::Data<Predictor>,
     job: web::Path<String>,
+    request_id: RequestId,
     body: web::Payload,
 ) -> HttpResponse {
     let started = Instant::now();
-    let request_id = uuid::Uuid::new_v4().simple().to_string();
-    let (response, label) = answer(&predictor, &job, body, &request_id).await;
+    let (answered, label) = answer(&predictor, &job, body, &request_id).await;
+    let response = answered.unwrap_or_else(|refused| refused.error_response());
     let status = response.status();
     predictor
         .metrics
@@ -138,7 +130,7 @@ pub async fn predict(
         .with_label_values(&[label.as_str(), status.as_str()])
         .observe(started.elapsed().as_secs_f64());
     if status.is_server_error() {
-        tracing::warn!(request_id, job = job.as_str(), %status, "predict failed");
+        tracing::warn!(job = job.as_str(), %status, "predict failed");
     }
     response
 }
@@ -148,15 +140,13 @@ async fn answer(
     predictor: &Predictor,
     job: &str,
     body: web::Payload,
-    request_id: &str,
-) -> (HttpResponse, String) {
-    let unlabelled = |response| (response, NO_JOB.to_owned());
+    request_id: &RequestId,
+) -> (Result<HttpResponse, ApiError>, String) {
+    let unlabelled = |refused| (Err(refused), NO_JOB.to_owned());
     let not_running = || {
-        error(
-            StatusCode::NOT_FOUND,
-            "InvalidRunningInferenceJobError",
+        ApiError::new(
+            ErrorCode::RunningInferenceJobNotFound,
             format!("no running inference job {job}"),
-            request_id,
         )
     };
     let Ok(id) = job.parse::<InferenceJobId>() else {
@@ -169,45 +159,34 @@ async fn answer(
     };
     let (queries, single) = match parsed {
         Ok(parsed) => parsed,
-        Err((status, message)) => {
-            let class = if status == StatusCode::PAYLOAD_TOO_LARGE {
-                "PayloadTooLargeError"
-            } else {
-                "InvalidQueryError"
-            };
-            return unlabelled(error(status, class, message, request_id));
-        }
+        Err(refused) => return unlabelled(refused),
     };
     let route = match predictor.routes.get(id).await {
         Ok(Some(route)) => route,
         Ok(None) => return unlabelled(not_running()),
         Err(e) => {
-            tracing::warn!(request_id, error = %e, "route lookup failed");
-            return unlabelled(error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "ServiceUnavailableError",
+            tracing::warn!(error = %e, "route lookup failed");
+            return unlabelled(ApiError::new(
+                ErrorCode::Unavailable,
                 "the platform cannot look the inference job up right now; retry shortly",
-                request_id,
             ));
         }
     };
     let label = id.to_string();
     let Ok(_permit) = route.in_flight.clone().try_acquire_owned() else {
-        let busy = error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "ServiceUnavailableError",
+        let busy = ApiError::new(
+            ErrorCode::Unavailable,
             "too many requests in flight for this inference job; retry shortly",
-            request_id,
         );
-        return (busy, label);
+        return (Err(busy), label);
     };
     let in_flight = InFlight::new(&predictor.metrics.in_flight);
-    let payload = serde_json::to_vec(&queries).unwrap_or_default();
     let waited = Instant::now();
-    let calls = route
-        .targets
-        .iter()
-        .map(|target| predictor.rpc.call(target, &payload, predictor.deadline));
+    let calls = route.targets.iter().map(|target| {
+        predictor
+            .rpc
+            .call_json::<_, Vec<Value>>(target, &queries, request_id, predictor.deadline)
+    });
     let replies = futures::future::join_all(calls).await;
     predictor
         .metrics
@@ -218,47 +197,36 @@ async fn answer(
 
     let mut answers: Vec<Vec<Value>> = Vec::new();
     let mut rejected: Option<String> = None;
-    let mut unavailable: Option<String> = None;
+    let mut unavailable = false;
     for reply in replies {
         match reply {
-            Ok(bytes) => match serde_json::from_slice::<Vec<Value>>(&bytes) {
-                Ok(predictions) if predictions.len() == queries.len() => answers.push(predictions),
-                _ => tracing::warn!(request_id, "a worker answered with a malformed batch"),
-            },
+            Ok(predictions) if predictions.len() == queries.len() => answers.push(predictions),
+            Ok(_) | Err(RpcError::Malformed(_)) => {
+                tracing::warn!("a worker answered with a malformed batch")
+            }
             // The queries' fault: the caller can fix it.
             Err(RpcError::Remote(message)) => rejected = Some(message),
             // The platform's fault, with nothing to wait for: say so at once.
             Err(error @ (RpcError::Unavailable(_) | RpcError::Unsent(_))) => {
-                tracing::warn!(request_id, %error, "a served trial cannot answer");
-                unavailable = Some(error.to_string());
+                tracing::warn!(%error, "a served trial cannot answer");
+                unavailable = true;
             }
-            Err(other) => {
-                tracing::debug!(request_id, error = %other, "a served trial did not answer")
-            }
+            Err(other) => tracing::debug!(error = %other, "a served trial did not answer"),
         }
     }
     if answers.is_empty() {
         let failed = match (rejected, unavailable) {
-            (Some(message), _) => error(
-                StatusCode::BAD_REQUEST,
-                "InvalidQueryError",
-                message,
-                request_id,
-            ),
-            (None, Some(_)) => error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "ServiceUnavailableError",
+            (Some(message), _) => ApiError::new(ErrorCode::InvalidQuery, message),
+            (None, true) => ApiError::new(
+                ErrorCode::Unavailable,
                 "the model is not available right now; retry shortly",
-                request_id,
             ),
-            (None, None) => error(
-                StatusCode::GATEWAY_TIMEOUT,
-                "TimeoutError",
+            (None, false) => ApiError::new(
+                ErrorCode::Timeout,
                 format!("no prediction within {} ms", predictor.deadline.as_millis()),
-                request_id,
             ),
         };
-        return (failed, label);
+        return (Err(failed), label);
     }
     let predictions: Vec<Value> = (0..queries.len())
         .map(|i| {
@@ -273,45 +241,36 @@ async fn answer(
     } else {
         json!({"prediction": null, "predictions": predictions})
     };
-    let ok = HttpResponse::Ok()
-        .insert_header(("X-Request-Id", request_id.to_owned()))
-        .json(body);
-    (ok, label)
+    (Ok(HttpResponse::Ok().json(body)), label)
 }
 
 /// Reads the body up to `limit` bytes; a larger one is refused as soon as it is known to be
 /// larger (once that many bytes came), never buffered whole.
-async fn read_body(
-    mut payload: web::Payload,
-    limit: usize,
-) -> Result<web::BytesMut, (StatusCode, String)> {
+async fn read_body(mut payload: web::Payload, limit: usize) -> Result<web::BytesMut, ApiError> {
     use futures::StreamExt;
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| {
-            (
-                StatusCode::BAD_REQUEST,
-                format!("reading the body failed: {e}"),
-            )
-        })?;
+        let chunk = chunk.map_err(|e| invalid(format!("reading the body failed: {e}")))?;
         if body.len() + chunk.len() > limit {
-            return Err((
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!(
-                    "the body exceeds the limit of {limit} bytes; send fewer queries per request"
-                ),
-            ));
+            return Err(ApiError::too_large(format!(
+                "the body exceeds the limit of {limit} bytes; send fewer queries per request"
+            )));
         }
         body.extend_from_slice(&chunk);
     }
     Ok(body)
 }
 
-/// `(queries, was a single query)`, or the status and what is wrong with the body.
-fn parse(body: &[u8], max_queries: usize) -> Result<(Vec<Value>, bool), (StatusCode, String)> {
-    let bad = |message: &str| (StatusCode::BAD_REQUEST, message.to_owned());
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| (StatusCode::BAD_REQUEST, format!("malformed JSON body: {e}")))?;
+/// A body that is not a predict request: the queries never reached a model.
+fn invalid(message: impl Into<String>) -> ApiError {
+    ApiError::new(ErrorCode::InvalidQuery, message)
+}
+
+/// `(queries, was a single query)`, or what is wrong with the body.
+fn parse(body: &[u8], max_queries: usize) -> Result<(Vec<Value>, bool), ApiError> {
+    let bad = |message: &str| invalid(message);
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| invalid(format!("malformed JSON body: {e}")))?;
     let Value::Object(mut object) = value else {
         return Err(bad(
             "the body must be a JSON object with `query` or `queries`",
@@ -319,13 +278,12 @@ fn parse(body: &[u8], max_queries: usize) -> Result<(Vec<Value>, bool), (StatusC
     };
     if let Some(queries) = object.remove("queries") {
         return match queries {
-            Value::Array(queries) if queries.len() > max_queries => Err((
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!(
+            Value::Array(queries) if queries.len() > max_queries => {
+                Err(ApiError::too_large(format!(
                     "{} queries in one request; at most {max_queries} are accepted",
                     queries.len()
-                ),
-            )),
+                )))
+            }
             Value::Array(queries) if !queries.is_empty() => Ok((queries, false)),
             Value::Array(_) => Err(bad("`queries` is empty")),
             _ => Err(bad("`queries` must be a JSON array")),

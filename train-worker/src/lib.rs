@@ -25,11 +25,9 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     let mut host = WorkerHost::start(WorkerKind::Train, &settings, capabilities, shutdown).await?;
     let store = ObjectStore::from_settings(&settings.object_store)?;
     let stop = host.stop_token();
-    let rpc = RpcClient::start(
-        host.redis.clone(),
-        &format!("train-{}", host.id),
-        stop.clone(),
-    );
+    let (rpc, rpc_tasks) = RpcClient::new(host.redis.clone(), &format!("train-{}", host.id));
+    let rpc_stop = stop.clone();
+    host.spawn("rpc client", rpc_tasks.run(rpc_stop));
     let worker = Arc::new(TrainWorker::new(
         &host,
         store,

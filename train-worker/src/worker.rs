@@ -311,10 +311,12 @@ impl TrainWorker {
         };
         let cancel = self.cancellation(context.train_job.id, shutdown);
         let target = advisor_target(context.sub_job.id);
-        let propose = serde_json::to_vec(&AdvisorRequest::Propose {
+        let propose = AdvisorRequest::Propose {
             worker_id: self.id,
             lease_id: Some(lease.id),
-        })?;
+        };
+        // The advisor logs its proposals under the lease they serve.
+        let trace = lease.id;
         let mut last_trial_end: Option<Instant> = None;
         loop {
             probe.beat();
@@ -323,8 +325,12 @@ impl TrainWorker {
                 workers::release(&db, lease.id, self.id).await?;
                 return Ok(());
             }
-            let reply = match self.rpc.call(&target, &propose, ADVISOR_TIMEOUT).await {
-                Ok(body) => serde_json::from_slice::<AdvisorReply>(&body)?,
+            let reply = match self
+                .rpc
+                .call_json::<_, AdvisorReply>(&target, &propose, &trace, ADVISOR_TIMEOUT)
+                .await
+            {
+                Ok(reply) => reply,
                 Err(
                     RpcError::Timeout(_)
                     | RpcError::Expired
@@ -368,7 +374,12 @@ impl TrainWorker {
                         // Best effort: a restarted advisor rebuilds from the trial rows anyway.
                         if let Err(error) = self
                             .rpc
-                            .call(&target, &serde_json::to_vec(&feedback)?, ADVISOR_TIMEOUT)
+                            .call_json::<_, AdvisorReply>(
+                                &target,
+                                &feedback,
+                                &trace,
+                                ADVISOR_TIMEOUT,
+                            )
                             .await
                         {
                             tracing::debug!(%error, "feedback not delivered");

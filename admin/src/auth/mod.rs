@@ -18,8 +18,8 @@ pub use passwords::{hash_password, verify_password};
 pub use throttle::LoginThrottle;
 pub use tokens::TokenKeys;
 
-use crate::error::{ApiError, class};
 use crate::state::AppState;
+use duma_common::api_error::{ApiError, ErrorCode};
 
 /// The authenticated user making a request.
 #[derive(Debug, Clone)]
@@ -35,8 +35,8 @@ impl Caller {
         if self.user_type == UserType::Superadmin || allowed.contains(&self.user_type) {
             Ok(())
         } else {
-            Err(ApiError::forbidden(
-                class::UNAUTHORIZED,
+            Err(ApiError::new(
+                ErrorCode::Forbidden,
                 format!("a {} user may not do this", self.user_type),
             ))
         }
@@ -51,8 +51,8 @@ impl Caller {
         if self.is_admin() || owner == self.id {
             Ok(())
         } else {
-            Err(ApiError::forbidden(
-                class::UNAUTHORIZED,
+            Err(ApiError::new(
+                ErrorCode::Forbidden,
                 format!("this {what} belongs to another user"),
             ))
         }
@@ -82,14 +82,14 @@ impl FromRequest for Caller {
                 state.ok_or_else(|| ApiError::Internal(anyhow::anyhow!("app state missing")))?;
             let token = match header {
                 None => {
-                    return Err(ApiError::unauthorized(
-                        class::UNAUTHORIZED,
+                    return Err(ApiError::new(
+                        ErrorCode::Unauthenticated,
                         "missing Authorization header",
                     ));
                 }
                 Some(Err(_)) => {
-                    return Err(ApiError::unauthorized(
-                        class::UNAUTHORIZED,
+                    return Err(ApiError::new(
+                        ErrorCode::Unauthenticated,
                         "malformed Authorization header",
                     ));
                 }
@@ -99,19 +99,22 @@ impl FromRequest for Caller {
                 .strip_prefix("Bearer ")
                 .or_else(|| token.strip_prefix("bearer "))
                 .ok_or_else(|| {
-                    ApiError::unauthorized(
-                        class::UNAUTHORIZED,
+                    ApiError::new(
+                        ErrorCode::Unauthenticated,
                         "expected `Authorization: Bearer <token>`",
                     )
                 })?;
             let claims = state.tokens.verify(token.trim())?;
             let db = state.pool.get().await?;
             let user = users::by_id(&db, claims.user_id).await?.ok_or_else(|| {
-                ApiError::unauthorized(class::UNAUTHORIZED, "the token's user no longer exists")
+                ApiError::new(
+                    ErrorCode::Unauthenticated,
+                    "the token's user no longer exists",
+                )
             })?;
             if user.is_banned() {
-                return Err(ApiError::unauthorized(
-                    class::UNAUTHORIZED,
+                return Err(ApiError::new(
+                    ErrorCode::Unauthenticated,
                     "this user is banned",
                 ));
             }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio::sync::{Semaphore, SemaphorePermit};
 
-use crate::error::{ApiError, class};
+use duma_common::api_error::{ApiError, ErrorCode};
 
 /// How long a request waits for its turn to hash before it is told to come back.
 const HASHING_WAIT: Duration = Duration::from_secs(10);
@@ -18,12 +18,11 @@ const HASHING_WAIT: Duration = Duration::from_secs(10);
 async fn turn(hashing: &Semaphore) -> Result<SemaphorePermit<'_>, ApiError> {
     match tokio::time::timeout(HASHING_WAIT, hashing.acquire()).await {
         Ok(Ok(permit)) => Ok(permit),
-        _ => Err(ApiError::RetryLater {
-            status: actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
-            class: class::UNAVAILABLE,
-            message: "too many logins at once; retry shortly".into(),
-            retry_after: Duration::from_secs(1),
-        }),
+        _ => Err(ApiError::retry_later(
+            ErrorCode::Unavailable,
+            "too many logins at once; retry shortly",
+            Duration::from_secs(1),
+        )),
     }
 }
 

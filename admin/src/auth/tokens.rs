@@ -4,7 +4,7 @@ use duma_common::domain::{UserId, UserType};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{ApiError, class};
+use duma_common::api_error::{ApiError, ErrorCode};
 
 /// What a token carries (Rafiki's claims).
 #[derive(Debug, Serialize, Deserialize)]
@@ -50,6 +50,6 @@ impl TokenKeys {
         validation.leeway = 5;
         jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
             .map(|data| data.claims)
-            .map_err(|e| ApiError::unauthorized(class::UNAUTHORIZED, format!("invalid token: {e}")))
+            .map_err(|e| ApiError::new(ErrorCode::Unauthenticated, format!("invalid token: {e}")))
     }
 }

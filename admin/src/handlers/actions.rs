@@ -3,9 +3,9 @@ use duma_common::db::{inference_jobs, train_jobs};
 use duma_common::domain::UserType;
 
 use crate::auth::Caller;
-use crate::error::{ApiResult, ErrorBody};
 use crate::state::AppState;
 use crate::views::{IdView, StoppedJobsView};
+use duma_common::api_error::{ApiResult, ErrorBody};
 
 /// Stop every running train and inference job (superadmin only).
 #[utoipa::path(post, path = "/actions/stop_all_jobs", tag = "actions",

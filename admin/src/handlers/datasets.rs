@@ -6,11 +6,11 @@ use duma_common::db::datasets::{self, NewDataset};
 use duma_common::domain::DatasetId;
 
 use crate::auth::{Caller, roles};
-use crate::error::{ApiError, ApiResult, ErrorBody, class};
 use crate::params::Params;
 use crate::state::AppState;
 use crate::uploads::{self, FetchPolicy};
 use crate::views::DatasetView;
+use duma_common::api_error::{ApiError, ApiResult, ErrorBody, ErrorCode};
 
 /// Upload a dataset: multipart with fields `name`, `task` and file part `dataset`, or the field
 /// `dataset_url` to have the admin download it.
@@ -57,8 +57,8 @@ pub async fn create(
                 uploads::fetch_url(url, &policy, &state.store, &path).await?
             }
             (None, None) => {
-                return Err(ApiError::bad_request(
-                    class::INVALID_DATASET,
+                return Err(ApiError::new(
+                    ErrorCode::InvalidDataset,
                     "send the dataset as multipart file part `dataset`, or give `dataset_url`",
                 ));
             }

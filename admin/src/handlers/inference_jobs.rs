@@ -5,11 +5,11 @@ use duma_common::domain::{JobStatus, UserId};
 use duma_common::redis::events::Event;
 
 use crate::auth::{Caller, roles};
-use crate::error::{ApiError, ApiResult, ErrorBody, class};
 use crate::handlers::train_jobs;
 use crate::params::Params;
 use crate::state::AppState;
 use crate::views::{InferenceJobRefView, InferenceJobView};
+use duma_common::api_error::{ApiError, ApiResult, ErrorBody, ErrorCode};
 
 /// Where app users send queries for a job: `host:port[/path]/inference_jobs/<id>` (no scheme).
 pub fn predictor_host(state: &AppState, job: &InferenceJob) -> String {
@@ -46,8 +46,8 @@ pub async fn create(
     let budget = serde_json::Value::Object(params.opt_object("budget")?.unwrap_or_default());
     let train_job = train_jobs::find(&state, &caller, app, &version).await?;
     if train_job.status != JobStatus::Stopped {
-        return Err(ApiError::bad_request(
-            class::INVALID_TRAIN_JOB,
+        return Err(ApiError::new(
+            ErrorCode::InvalidTrainJob,
             format!(
                 "train job {app} v{} is {}; it must be STOPPED before it can be served",
                 train_job.app_version, train_job.status
@@ -58,8 +58,8 @@ pub async fn create(
     crate::quotas::check_live_inference_jobs(&db, &state, &caller).await?;
     let best = trials::best_per_sub_job(&db, train_job.id).await?;
     if best.is_empty() {
-        return Err(ApiError::bad_request(
-            class::INVALID_TRAIN_JOB,
+        return Err(ApiError::new(
+            ErrorCode::InvalidTrainJob,
             format!(
                 "train job {app} v{} has no completed trial with saved parameters",
                 train_job.app_version
@@ -78,8 +78,8 @@ pub async fn create(
         .await
         .map_err(|e| {
             if e.is_duplicate_of(inference_jobs::ONE_LIVE_PER_TRAIN_JOB) {
-                ApiError::conflict(
-                    class::RUNNING_INFERENCE_JOB_EXISTS,
+                ApiError::new(
+                    ErrorCode::RunningInferenceJobExists,
                     format!(
                         "train job {app} v{} is already being served",
                         train_job.app_version
@@ -109,7 +109,7 @@ pub async fn list(
     params: Params,
 ) -> ApiResult<HttpResponse> {
     caller.require(roles::DEVELOPERS)?;
-    let user_id: UserId = params.id("user_id", class::INVALID_USER)?;
+    let user_id: UserId = params.id("user_id", ErrorCode::InvalidUser)?;
     caller.require_owner_or_admin(user_id, "list of inference jobs")?;
     let db = state.pool.get().await?;
     let jobs = inference_jobs::list_by_user(&db, user_id).await?;
@@ -148,18 +148,17 @@ async fn find_running(
         .await
         .map_err(|e| match e {
             ApiError::Rejected {
-                status, message, ..
-            } if status == actix_web::http::StatusCode::NOT_FOUND => {
-                ApiError::not_found(class::INVALID_RUNNING_INFERENCE_JOB, message)
-            }
+                code: ErrorCode::TrainJobNotFound,
+                message,
+            } => ApiError::new(ErrorCode::RunningInferenceJobNotFound, message),
             other => other,
         })?;
     let db = state.pool.get().await?;
     inference_jobs::live_for_train_job(&db, train_job.id)
         .await?
         .ok_or_else(|| {
-            ApiError::not_found(
-                class::INVALID_RUNNING_INFERENCE_JOB,
+            ApiError::new(
+                ErrorCode::RunningInferenceJobNotFound,
                 format!(
                     "app {app} v{} has no running inference job",
                     train_job.app_version
@@ -195,8 +194,8 @@ pub async fn stop(
     caller.require(roles::DEVELOPERS)?;
     let job = find_running(&state, &caller, &path.0, &path.1).await?;
     let stopped = stop_inference_job(&state, &job).await?.ok_or_else(|| {
-        ApiError::not_found(
-            class::INVALID_RUNNING_INFERENCE_JOB,
+        ApiError::new(
+            ErrorCode::RunningInferenceJobNotFound,
             "the inference job stopped meanwhile",
         )
     })?;

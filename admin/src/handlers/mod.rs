@@ -15,7 +15,7 @@ use actix_web::http::header;
 use duma_common::store::ObjectStore;
 use serde::Serialize;
 
-use crate::error::ApiError;
+use duma_common::api_error::ApiError;
 
 /// 200 with `Content-Type: application/json` exactly (Rafiki's client rejects a charset suffix).
 pub fn json<T: Serialize>(body: T) -> HttpResponse {

@@ -5,11 +5,11 @@ use duma_common::db::models::{self, Dependencies, Model, NewModel};
 use duma_common::domain::{AccessRight, ModelId, TemplateKind, dependencies};
 
 use crate::auth::{Caller, roles};
-use crate::error::{ApiError, ApiResult, ErrorBody, class};
 use crate::params::{Params, path_id};
 use crate::state::AppState;
 use crate::uploads;
 use crate::views::{AvailableModelView, CreatedModelView, ModelView};
+use duma_common::api_error::{ApiError, ApiResult, ErrorBody, ErrorCode};
 
 const MAX_NAME_LEN: usize = 128;
 
@@ -24,7 +24,7 @@ struct ModelFields {
 }
 
 fn parse_fields(params: &Params) -> Result<ModelFields, ApiError> {
-    let invalid = |message: String| ApiError::bad_request(class::INVALID_MODEL, message);
+    let invalid = |message: String| ApiError::new(ErrorCode::InvalidModel, message);
     let name = params.str("name")?.trim().to_owned();
     if name.len() > MAX_NAME_LEN {
         return Err(invalid(format!(
@@ -89,8 +89,8 @@ pub async fn create(
 ) -> ApiResult<HttpResponse> {
     caller.require(roles::MODEL_DEVELOPERS)?;
     if !uploads::is_multipart(&req) {
-        return Err(ApiError::bad_request(
-            class::INVALID_MODEL,
+        return Err(ApiError::new(
+            ErrorCode::InvalidModel,
             "upload a model as multipart/form-data with file part `model_file_bytes`",
         ));
     }
@@ -119,7 +119,10 @@ pub async fn create(
     let created = async {
         let fields = parse_fields(&upload.params)?;
         let source = upload.file.as_ref().ok_or_else(|| {
-            ApiError::bad_request(class::INVALID_MODEL, "missing file part `model_file_bytes`")
+            ApiError::new(
+                ErrorCode::InvalidModel,
+                "missing file part `model_file_bytes`",
+            )
         })?;
         let db = state.pool.get().await?;
         let new = NewModel {
@@ -139,8 +142,8 @@ pub async fn create(
         };
         models::insert(&db, &new).await.map_err(|e| {
             if e.is_duplicate_of(models::NAME_TAKEN) {
-                ApiError::conflict(
-                    class::DUPLICATE_MODEL_NAME,
+                ApiError::new(
+                    ErrorCode::DuplicateModelName,
                     format!("you already have a model named {}", fields.name),
                 )
             } else {
@@ -182,11 +185,11 @@ pub async fn available(
 
 /// The model with `id`, if the caller may see it (owner or admin).
 async fn visible_model(state: &AppState, caller: &Caller, raw_id: &str) -> Result<Model, ApiError> {
-    let id: ModelId = path_id(raw_id, class::INVALID_MODEL, "model")?;
+    let id: ModelId = path_id(raw_id, ErrorCode::ModelNotFound, "model")?;
     let db = state.pool.get().await?;
-    let model = models::by_id(&db, id).await?.ok_or_else(|| {
-        ApiError::not_found(class::INVALID_MODEL, format!("no model with id {id}"))
-    })?;
+    let model = models::by_id(&db, id)
+        .await?
+        .ok_or_else(|| ApiError::new(ErrorCode::ModelNotFound, format!("no model with id {id}")))?;
     caller.require_owner_or_admin(model.user_id, "model")?;
     Ok(model)
 }
@@ -219,15 +222,15 @@ pub async fn delete(
     caller.require(roles::MODEL_DEVELOPERS)?;
     let model = visible_model(&state, &caller, &id).await?;
     if model.template_kind == TemplateKind::Native {
-        return Err(ApiError::forbidden(
-            class::INVALID_MODEL,
+        return Err(ApiError::new(
+            ErrorCode::BuiltInModel,
             "built-in templates cannot be deleted",
         ));
     }
     let db = state.pool.get().await?;
     let deleted = models::delete(&db, model.id).await.map_err(|e| match e {
-        DbError::ForeignKey { .. } => ApiError::conflict(
-            class::MODEL_USED,
+        DbError::ForeignKey { .. } => ApiError::new(
+            ErrorCode::ModelUsed,
             format!("model {} is used by a train job", model.name),
         ),
         other => other.into(),
@@ -253,8 +256,8 @@ pub async fn model_file(
     caller.require(roles::MODEL_DEVELOPERS)?;
     let model = visible_model(&state, &caller, &id).await?;
     let path = model.source_path.ok_or_else(|| {
-        ApiError::not_found(
-            class::INVALID_MODEL,
+        ApiError::new(
+            ErrorCode::ModelNotFound,
             "built-in templates have no source file",
         )
     })?;

@@ -1,12 +1,11 @@
-use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use duma_common::db::users;
 
 use crate::auth::verify_password;
-use crate::error::{ApiError, ApiResult, ErrorBody, class};
 use crate::params::Params;
 use crate::state::AppState;
 use crate::views::TokenView;
+use duma_common::api_error::{ApiError, ApiResult, ErrorBody, ErrorCode};
 
 /// Log in: exchange email and password for a bearer token.
 #[utoipa::path(post, path = "/tokens", tag = "auth",
@@ -25,15 +24,14 @@ pub async fn create(
         .map(|a| a.ip().to_string())
         .unwrap_or_default();
     if let Some(wait) = state.logins.locked_for(email, &address) {
-        return Err(ApiError::RetryLater {
-            status: StatusCode::TOO_MANY_REQUESTS,
-            class: class::TOO_MANY_REQUESTS,
-            message: format!(
+        return Err(ApiError::retry_later(
+            ErrorCode::TooManyRequests,
+            format!(
                 "too many failed logins for this account or from this address; retry in {} s",
                 wait.as_secs().max(1)
             ),
-            retry_after: wait,
-        });
+            wait,
+        ));
     }
     let failed = |error: ApiError| {
         state.logins.record_failure(email, &address);
@@ -41,24 +39,21 @@ pub async fn create(
     };
     let db = state.pool.get().await?;
     let user = users::by_email(&db, email).await?.ok_or_else(|| {
-        failed(ApiError::unauthorized(
-            class::INVALID_USER,
+        failed(ApiError::new(
+            ErrorCode::UnknownLogin,
             format!("no user with email {email}"),
         ))
     })?;
     drop(db);
     let hashing = &state.logins.hashing;
     if !verify_password(hashing, password.to_owned(), user.password_hash.clone()).await? {
-        return Err(failed(ApiError::unauthorized(
-            class::INVALID_PASSWORD,
+        return Err(failed(ApiError::new(
+            ErrorCode::WrongPassword,
             "wrong password",
         )));
     }
     if user.is_banned() {
-        return Err(ApiError::unauthorized(
-            class::INVALID_USER,
-            "this user is banned",
-        ));
+        return Err(ApiError::new(ErrorCode::BannedUser, "this user is banned"));
     }
     let token = state.tokens.issue(user.id, user.user_type)?;
     Ok(super::json(TokenView {

@@ -5,10 +5,10 @@ use duma_common::domain::{Budget, DatasetId, ModelId, UserId};
 use duma_common::redis::events::Event;
 
 use crate::auth::{Caller, roles};
-use crate::error::{ApiError, ApiResult, ErrorBody, class};
 use crate::params::{Params, app_version};
 use crate::state::AppState;
 use crate::views::{TrainJobRefView, TrainJobView, TrialView};
+use duma_common::api_error::{ApiError, ApiResult, ErrorBody, ErrorCode};
 
 const MAX_APP_CHARS: usize = 255;
 const DEFAULT_BEST_COUNT: i64 = 2;
@@ -32,8 +32,8 @@ pub fn validate_app(app: &str) -> Result<(), ApiError> {
     };
     match problem {
         None => Ok(()),
-        Some(problem) => Err(ApiError::bad_request(
-            class::INVALID_TRAIN_JOB,
+        Some(problem) => Err(ApiError::new(
+            ErrorCode::InvalidTrainJob,
             format!("app {app:?} {problem}"),
         )),
     }
@@ -46,17 +46,20 @@ async fn owned_dataset(
     task: &str,
 ) -> Result<(), ApiError> {
     let dataset = datasets::by_id(db, id).await?.ok_or_else(|| {
-        ApiError::not_found(class::INVALID_DATASET, format!("no dataset with id {id}"))
+        ApiError::new(
+            ErrorCode::DatasetNotFound,
+            format!("no dataset with id {id}"),
+        )
     })?;
     if dataset.user_id != caller.id {
-        return Err(ApiError::forbidden(
-            class::INVALID_DATASET,
+        return Err(ApiError::new(
+            ErrorCode::DatasetNotOwned,
             format!("dataset {id} belongs to another user"),
         ));
     }
     if dataset.task != task {
-        return Err(ApiError::bad_request(
-            class::INVALID_DATASET,
+        return Err(ApiError::new(
+            ErrorCode::InvalidDataset,
             format!("dataset {id} is for task {}, not {task}", dataset.task),
         ));
     }
@@ -77,17 +80,17 @@ pub async fn create(
     let app = params.str("app")?.to_owned();
     validate_app(&app)?;
     let task = params.str("task")?.to_owned();
-    let train_dataset_id: DatasetId = params.id("train_dataset_id", class::INVALID_DATASET)?;
-    let val_dataset_id: DatasetId = params.id("val_dataset_id", class::INVALID_DATASET)?;
+    let train_dataset_id: DatasetId = params.id("train_dataset_id", ErrorCode::InvalidDataset)?;
+    let val_dataset_id: DatasetId = params.id("val_dataset_id", ErrorCode::InvalidDataset)?;
     let budget: Budget = match params.opt_object("budget")? {
         None => Budget::default(),
         Some(map) => serde_json::from_value(serde_json::Value::Object(map)).map_err(|e| {
-            ApiError::bad_request(class::INVALID_TRAIN_JOB, format!("invalid budget: {e}"))
+            ApiError::new(ErrorCode::InvalidTrainJob, format!("invalid budget: {e}"))
         })?,
     };
     budget
         .validate()
-        .map_err(|e| ApiError::bad_request(class::INVALID_TRAIN_JOB, e.to_string()))?;
+        .map_err(|e| ApiError::new(ErrorCode::InvalidTrainJob, e.to_string()))?;
     let train_args = params.opt_object("train_args")?.unwrap_or_default();
     let requested: Option<Vec<ModelId>> = params
         .opt_str_list("model_ids")?
@@ -95,8 +98,8 @@ pub async fn create(
             ids.iter()
                 .map(|raw| {
                     raw.parse().map_err(|_| {
-                        ApiError::bad_request(
-                            class::INVALID_MODEL,
+                        ApiError::new(
+                            ErrorCode::InvalidModel,
                             format!("`{raw}` is not a valid model id"),
                         )
                     })
@@ -113,8 +116,8 @@ pub async fn create(
     // explicit empty list is Rafiki's NoModelsForTrainJobError.
     let model_ids = match requested {
         Some(ids) if ids.is_empty() => {
-            return Err(ApiError::bad_request(
-                class::NO_MODELS_FOR_TRAIN_JOB,
+            return Err(ApiError::new(
+                ErrorCode::NoModelsForTrainJob,
                 "model_ids is empty: a train job needs at least one model",
             ));
         }
@@ -129,7 +132,7 @@ pub async fn create(
                         }
                         Some(m) => format!("model {} is private to another user", m.name),
                     };
-                    return Err(ApiError::bad_request(class::INVALID_MODEL, reason));
+                    return Err(ApiError::new(ErrorCode::InvalidModel, reason));
                 }
             }
             let mut unique = ids;
@@ -139,8 +142,8 @@ pub async fn create(
         }
     };
     if model_ids.is_empty() {
-        return Err(ApiError::bad_request(
-            class::INVALID_MODEL,
+        return Err(ApiError::new(
+            ErrorCode::InvalidModel,
             format!("no models are available for task {task}"),
         ));
     }
@@ -164,8 +167,8 @@ pub async fn create(
     let tx = db.transaction().await?;
     let (job, subs) = train_jobs::create(&tx, &new).await.map_err(|e| {
         if e.is_duplicate_of(train_jobs::ONE_LIVE_PER_APP) {
-            ApiError::conflict(
-                class::INVALID_TRAIN_JOB,
+            ApiError::new(
+                ErrorCode::TrainJobInProgress,
                 format!("app {app} already has a train job in progress; stop it first"),
             )
         } else {
@@ -192,7 +195,7 @@ pub async fn list(
     params: Params,
 ) -> ApiResult<HttpResponse> {
     caller.require(roles::DEVELOPERS)?;
-    let user_id: UserId = params.id("user_id", class::INVALID_USER)?;
+    let user_id: UserId = params.id("user_id", ErrorCode::InvalidUser)?;
     caller.require_owner_or_admin(user_id, "list of train jobs")?;
     let db = state.pool.get().await?;
     let jobs = train_jobs::list_by_user(&db, user_id).await?;
@@ -230,8 +233,8 @@ pub async fn find(
         .await?
         .ok_or_else(|| {
             let which = version.map_or("any version".to_owned(), |v| format!("version {v}"));
-            ApiError::not_found(
-                class::INVALID_TRAIN_JOB,
+            ApiError::new(
+                ErrorCode::TrainJobNotFound,
                 format!("you have no train job for app {app} at {which}"),
             )
         })

@@ -4,19 +4,19 @@ use duma_common::domain::{TrialId, TrialLogKind};
 use serde_json::Value;
 
 use crate::auth::{Caller, roles};
-use crate::error::{ApiError, ApiResult, ErrorBody, class};
 use crate::params::path_id;
 use crate::state::AppState;
 use crate::views::{TrialLogsView, TrialView, http_date};
+use duma_common::api_error::{ApiError, ApiResult, ErrorBody, ErrorCode};
 
 /// The trial with `id`, if it belongs to one of the caller's train jobs (or the caller is an
 /// admin). Rafiki checked nothing here; Duma does.
 async fn visible_trial(state: &AppState, caller: &Caller, raw_id: &str) -> Result<Trial, ApiError> {
-    let id: TrialId = path_id(raw_id, class::INVALID_TRIAL, "trial")?;
+    let id: TrialId = path_id(raw_id, ErrorCode::TrialNotFound, "trial")?;
     let db = state.pool.get().await?;
-    let trial = trials::by_id(&db, id).await?.ok_or_else(|| {
-        ApiError::not_found(class::INVALID_TRIAL, format!("no trial with id {id}"))
-    })?;
+    let trial = trials::by_id(&db, id)
+        .await?
+        .ok_or_else(|| ApiError::new(ErrorCode::TrialNotFound, format!("no trial with id {id}")))?;
     caller.require_owner_or_admin(trial.user_id, "trial")?;
     Ok(trial)
 }
@@ -85,8 +85,8 @@ pub async fn parameters(
     caller.require(roles::DEVELOPERS)?;
     let trial = visible_trial(&state, &caller, &id).await?;
     let params = trial.params.ok_or_else(|| {
-        ApiError::not_found(
-            class::INVALID_TRIAL,
+        ApiError::new(
+            ErrorCode::TrialNotFound,
             format!("trial {} has no saved parameters", trial.id),
         )
     })?;

@@ -3,10 +3,10 @@ use duma_common::db::{inference_jobs, train_jobs, users};
 use duma_common::domain::UserType;
 
 use crate::auth::{Caller, hash_password, roles};
-use crate::error::{ApiError, ApiResult, ErrorBody, class};
 use crate::params::Params;
 use crate::state::AppState;
 use crate::views::UserView;
+use duma_common::api_error::{ApiError, ApiResult, ErrorBody, ErrorCode};
 
 const MAX_EMAIL_LEN: usize = 254;
 const MAX_PASSWORD_LEN: usize = 1024;
@@ -14,8 +14,8 @@ const MAX_PASSWORD_LEN: usize = 1024;
 /// Only a superadmin may create or ban admins and superadmins.
 fn require_may_manage(caller: &Caller, target: UserType) -> Result<(), ApiError> {
     if target.is_admin() && caller.user_type != UserType::Superadmin {
-        return Err(ApiError::forbidden(
-            class::UNAUTHORIZED,
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
             format!("only a superadmin may manage {target} users"),
         ));
     }
@@ -40,18 +40,18 @@ pub async fn create(
             .str("user_type")?
             .parse()
             .map_err(|e: duma_common::domain::UnknownVariant| {
-                ApiError::bad_request(class::INVALID_USER, e.to_string())
+                ApiError::new(ErrorCode::InvalidUser, e.to_string())
             })?;
     if email.len() > MAX_EMAIL_LEN || !email.contains('@') || email.chars().any(char::is_whitespace)
     {
-        return Err(ApiError::bad_request(
-            class::INVALID_USER,
+        return Err(ApiError::new(
+            ErrorCode::InvalidUser,
             format!("`{email}` is not an email address"),
         ));
     }
     if password.len() > MAX_PASSWORD_LEN {
-        return Err(ApiError::bad_request(
-            class::INVALID_PASSWORD,
+        return Err(ApiError::new(
+            ErrorCode::InvalidPassword,
             "the password is longer than 1024 bytes",
         ));
     }
@@ -62,8 +62,8 @@ pub async fn create(
         .await
         .map_err(|e| {
             if e.is_duplicate_of(users::EMAIL_TAKEN) {
-                ApiError::conflict(
-                    class::USER_EXISTS,
+                ApiError::new(
+                    ErrorCode::UserExists,
                     format!("a user with email {email} exists"),
                 )
             } else {
@@ -100,18 +100,21 @@ pub async fn ban(
     let email = params.str("email")?;
     let db = state.pool.get().await?;
     let user = users::by_email(&db, email).await?.ok_or_else(|| {
-        ApiError::not_found(class::INVALID_USER, format!("no user with email {email}"))
+        ApiError::new(
+            ErrorCode::UserNotFound,
+            format!("no user with email {email}"),
+        )
     })?;
     if user.id == caller.id {
-        return Err(ApiError::bad_request(
-            class::INVALID_USER,
+        return Err(ApiError::new(
+            ErrorCode::InvalidUser,
             "you cannot ban yourself",
         ));
     }
     require_may_manage(&caller, user.user_type)?;
     let banned = users::ban(&db, user.id).await?.ok_or_else(|| {
-        ApiError::conflict(
-            class::USER_ALREADY_BANNED,
+        ApiError::new(
+            ErrorCode::UserAlreadyBanned,
             format!("{email} is already banned"),
         )
     })?;

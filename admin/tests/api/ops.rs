@@ -98,3 +98,60 @@ async fn the_sweep_deletes_request_streams_no_live_job_owns() {
         assert!(conn.exists::<_, bool>(key).await.unwrap(), "{key} went");
     }
 }
+
+/// Every answer carries the request's id: the caller's (nginx's) when it is a plausible id, a
+/// fresh one otherwise — errors included.
+#[tokio::test]
+async fn every_response_carries_a_request_id() {
+    let app = crate::helpers::spawn_app().await;
+    let id_of = |response: &reqwest::Response| {
+        response.headers()["x-request-id"]
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+    let given = app
+        .http
+        .get(app.url("/models/available"))
+        .header("X-Request-Id", "nginx-3f2a.1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(given.status(), 401);
+    assert_eq!(id_of(&given), "nginx-3f2a.1");
+
+    let hostile = app
+        .http
+        .get(app.url("/no/such/route"))
+        .header("X-Request-Id", "a,b;c")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(hostile.status(), 404);
+    let fresh = id_of(&hostile);
+    assert_eq!(fresh.len(), 32, "{fresh}");
+    assert!(fresh.bytes().all(|b| b.is_ascii_hexdigit()), "{fresh}");
+    let other = id_of(&reqwest::get(app.url("/")).await.unwrap());
+    assert_ne!(fresh, other, "each request gets its own id");
+}
+
+/// A stored file the database still refers to but the store lost is a 404 naming it, not a 500.
+#[tokio::test]
+async fn a_lost_stored_file_is_not_found() {
+    let objects = tempfile::tempdir().unwrap();
+    let root = objects.path().to_owned();
+    let app = crate::helpers::spawn_app_with(|settings| settings.object_store.root = root).await;
+    let dev = app.user("MODEL_DEVELOPER").await;
+    let id = app
+        .model(&dev.token, "lost", "TABULAR_CLASSIFICATION", "PRIVATE")
+        .await;
+    std::fs::remove_dir_all(objects.path()).unwrap();
+    let message = crate::helpers::expect_error(
+        app.get(Some(&dev.token), &format!("/models/{id}/model_file"))
+            .await,
+        404,
+        "NotFoundError",
+    )
+    .await;
+    assert!(message.contains("missing"), "{message}");
+}

@@ -1,13 +1,15 @@
 //! What every service exposes to operators: `/metrics` (Prometheus), `/health` (readiness: ready
 //! when Postgres and Redis answer, no essential loop is stalled and nothing the service took on is
-//! pending), `/live` (liveness: no essential loop stalled), HTTP request metrics, and the client
-//! side of `healthcheck`.
+//! pending), `/live` (liveness: no essential loop stalled), HTTP request metrics, request ids,
+//! and the client side of `healthcheck`.
 
 mod liveness;
 mod pending;
+mod request_id;
 
 pub use liveness::{Liveness, Probe};
 pub use pending::{Pending, PendingGuard};
+pub use request_id::{RequestId, X_REQUEST_ID, assign_request_id};
 
 use std::net::TcpListener;
 use std::time::{Duration, Instant};

@@ -7,6 +7,13 @@ use duma_common::redis::rpc::{Reply, RpcClient, RpcError, RpcServer, ServeLoop, 
 use duma_testkit::RedisServer;
 use tokio_util::sync::CancellationToken;
 
+/// A client whose writer and reply reader run until `shutdown`.
+fn start_client(redis: Redis, instance: &str, shutdown: &CancellationToken) -> RpcClient {
+    let (client, tasks) = RpcClient::new(redis, instance);
+    tokio::spawn(tasks.run(shutdown.clone()));
+    client
+}
+
 /// Echo server: uppercases payloads, in batches, until `stop`.
 async fn echo_server(mut server: RpcServer, stream: String, stop: CancellationToken) -> Vec<usize> {
     let mut batch_sizes = Vec::new();
@@ -28,6 +35,8 @@ async fn echo_server(mut server: RpcServer, stream: String, stop: CancellationTo
             .map(|r| {
                 let reply = if r.payload.as_ref() == b"fail" {
                     Reply::Error("asked to fail".into())
+                } else if r.payload.as_ref() == b"trace" {
+                    Reply::Ok(Bytes::from(r.trace.clone()))
                 } else if r.payload.as_ref() == b"unavailable" {
                     Reply::Unavailable("not serving this".into())
                 } else {
@@ -45,7 +54,7 @@ async fn echo_server(mut server: RpcServer, stream: String, stop: CancellationTo
 async fn calls_get_their_own_replies_and_errors() {
     let ctx = duma_testkit::context().await;
     let shutdown = CancellationToken::new();
-    let client = RpcClient::start(ctx.redis.clone(), "client-1", shutdown.clone());
+    let client = start_client(ctx.redis.clone(), "client-1", &shutdown);
     let mut server = RpcServer::new(&ctx.redis, "workers", "w1").await.unwrap();
     let stream = server.stream("echo");
     server.ensure_group(&stream).await.unwrap();
@@ -57,7 +66,8 @@ async fn calls_get_their_own_replies_and_errors() {
             client
                 .call(
                     "echo",
-                    format!("msg-{i}").as_bytes(),
+                    format!("msg-{i}").into_bytes(),
+                    &format!("http-{i}"),
                     Duration::from_secs(5),
                 )
                 .await
@@ -82,8 +92,14 @@ async fn calls_get_their_own_replies_and_errors() {
         .await
         .unwrap();
     assert_eq!(left, 0, "answered entries are deleted");
+    // The caller's trace id (an HTTP request id) reaches the server, commas made harmless.
+    let traced = client
+        .call("echo", b"trace".to_vec(), "req-1,x", Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(traced.as_ref(), b"req-1_x");
     let err = client
-        .call("echo", b"fail", Duration::from_secs(5))
+        .call("echo", b"fail".to_vec(), "", Duration::from_secs(5))
         .await
         .unwrap_err();
     assert!(
@@ -92,7 +108,7 @@ async fn calls_get_their_own_replies_and_errors() {
     );
     // A platform fault stays distinct from a refused request all the way to the caller.
     let err = client
-        .call("echo", b"unavailable", Duration::from_secs(5))
+        .call("echo", b"unavailable".to_vec(), "", Duration::from_secs(5))
         .await
         .unwrap_err();
     assert!(
@@ -112,10 +128,10 @@ async fn calls_get_their_own_replies_and_errors() {
 async fn a_call_nobody_serves_times_out_at_its_deadline_and_then_expires() {
     let ctx = duma_testkit::context().await;
     let shutdown = CancellationToken::new();
-    let client = RpcClient::start(ctx.redis.clone(), "client-2", shutdown.clone());
+    let client = start_client(ctx.redis.clone(), "client-2", &shutdown);
     let started = Instant::now();
     let err = client
-        .call("nobody", b"hello", Duration::from_millis(300))
+        .call("nobody", b"hello".to_vec(), "", Duration::from_millis(300))
         .await
         .unwrap_err();
     assert!(matches!(err, RpcError::Timeout(_)), "{err}");
@@ -140,7 +156,7 @@ async fn a_call_nobody_serves_times_out_at_its_deadline_and_then_expires() {
 async fn entries_of_a_dead_consumer_are_reclaimed_by_another() {
     let ctx = duma_testkit::context().await;
     let shutdown = CancellationToken::new();
-    let client = RpcClient::start(ctx.redis.clone(), "client-3", shutdown.clone());
+    let client = start_client(ctx.redis.clone(), "client-3", &shutdown);
     let mut dead = RpcServer::new(&ctx.redis, "workers", "dead").await.unwrap();
     let stream = dead.stream("reclaim");
     dead.ensure_group(&stream).await.unwrap();
@@ -149,7 +165,7 @@ async fn entries_of_a_dead_consumer_are_reclaimed_by_another() {
         let client = client.clone();
         async move {
             client
-                .call("reclaim", b"orphan", Duration::from_secs(10))
+                .call("reclaim", b"orphan".to_vec(), "", Duration::from_secs(10))
                 .await
         }
     });
@@ -224,7 +240,7 @@ async fn serving_resumes_by_itself_after_redis_restarts() {
         .await
         .unwrap();
     let shutdown = CancellationToken::new();
-    let client = RpcClient::start(redis.clone(), "client-1", shutdown.clone());
+    let client = start_client(redis.clone(), "client-1", &shutdown);
     let mut server = RpcServer::new(&redis, "workers", "w1").await.unwrap();
     let stream = server.stream("echo");
     server.ensure_group(&stream).await.unwrap();
@@ -244,7 +260,12 @@ async fn serving_resumes_by_itself_after_redis_restarts() {
         let client = client.clone();
         async move {
             client
-                .call("echo", payload.as_bytes(), Duration::from_millis(500))
+                .call(
+                    "echo",
+                    payload.as_bytes().to_vec(),
+                    "",
+                    Duration::from_millis(500),
+                )
                 .await
         }
     };

@@ -1,0 +1,281 @@
+//! The requesting side: one [`RpcClient`] per process instance, shared by all its tasks.
+//!
+//! Calls are written by one writer task: a lone call goes out at once, and calls made while a
+//! write is in flight go out together in the next pipelined round trip (no batching delay).
+//! Requests to the same target in one round trip share one stream entry. One reader task
+//! blocks on the instance's reply list and hands each reply to its waiting call.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncCommands, RedisResult};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::wire::{self, Outgoing, Status};
+use super::{READ_GRACE, RECONNECT_BACKOFF, RpcError, silent_connection};
+use crate::redis::Redis;
+
+/// Bound on each request stream: a backlog past this is trimmed (those callers time out).
+const STREAM_MAX_LEN: usize = 100_000;
+/// How many queued replies the reader takes per extra round trip.
+const REPLY_DRAIN: usize = 512;
+/// How long the reply reader blocks per `BLPOP`.
+const REPLY_WAIT: Duration = Duration::from_secs(5);
+/// Requests written per pipelined round trip, at most.
+const WRITE_BATCH: usize = 256;
+
+type Waiters = Arc<Mutex<HashMap<String, oneshot::Sender<(Status, Bytes)>>>>;
+
+#[derive(Clone)]
+pub struct RpcClient {
+    redis: Redis,
+    waiters: Waiters,
+    outgoing: mpsc::UnboundedSender<Outgoing>,
+}
+
+/// The writer and the reply reader of an [`RpcClient`]: the owner runs them among its
+/// supervised tasks; calls wait (and time out) while they are not running.
+pub struct RpcClientTasks {
+    redis: Redis,
+    reply_list: String,
+    waiters: Waiters,
+    queue: mpsc::UnboundedReceiver<Outgoing>,
+}
+
+impl RpcClient {
+    /// A client for `instance` (unique per process), and the tasks that move its messages.
+    pub fn new(redis: Redis, instance: &str) -> (Self, RpcClientTasks) {
+        let waiters: Waiters = Arc::default();
+        let (outgoing, queue) = mpsc::unbounded_channel();
+        let tasks = RpcClientTasks {
+            reply_list: redis.keys().reply_list(instance),
+            redis: redis.clone(),
+            waiters: waiters.clone(),
+            queue,
+        };
+        let client = Self {
+            redis,
+            waiters,
+            outgoing,
+        };
+        (client, tasks)
+    }
+
+    /// Sends `payload` to `target` and waits up to `timeout` for the reply. `trace` (an HTTP
+    /// request id, a trial id) is logged by the server that answers.
+    pub async fn call(
+        &self,
+        target: &str,
+        payload: Vec<u8>,
+        trace: &str,
+        timeout: Duration,
+    ) -> Result<Bytes, RpcError> {
+        let request_id = uuid::Uuid::new_v4().simple().to_string();
+        let (sender, receiver) = oneshot::channel();
+        self.waiters.lock().insert(request_id.clone(), sender);
+        let deadline_ms = chrono::Utc::now().timestamp_millis()
+            + i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX / 2);
+        let queued = self.outgoing.send(Outgoing {
+            stream: self.redis.keys().request_stream(target),
+            request_id: request_id.clone(),
+            trace: wire::trace_field(trace),
+            deadline_ms,
+            payload,
+        });
+        let text = |body: Bytes| String::from_utf8_lossy(&body).into_owned();
+        let result = match queued {
+            Err(_) => Err(RpcError::Unavailable("the RPC client is shut down".into())),
+            Ok(()) => match tokio::time::timeout(timeout, receiver).await {
+                Ok(Ok((Status::Ok, body))) => Ok(body),
+                Ok(Ok((Status::Expired, _))) => Err(RpcError::Expired),
+                Ok(Ok((Status::SendFailed, body))) => Err(RpcError::Unsent(text(body))),
+                Ok(Ok((Status::Unavailable, body))) => Err(RpcError::Unavailable(text(body))),
+                Ok(Ok((Status::Error, body))) => Err(RpcError::Remote(text(body))),
+                Ok(Err(_)) | Err(_) => Err(RpcError::Timeout(timeout)),
+            },
+        };
+        self.waiters.lock().remove(&request_id);
+        result
+    }
+
+    /// [`call`](Self::call) with a JSON request and a JSON reply.
+    pub async fn call_json<Q: Serialize + ?Sized, A: DeserializeOwned>(
+        &self,
+        target: &str,
+        request: &Q,
+        trace: &(impl std::fmt::Display + ?Sized),
+        timeout: Duration,
+    ) -> Result<A, RpcError> {
+        let payload =
+            serde_json::to_vec(request).map_err(|e| RpcError::Malformed(e.to_string()))?;
+        let reply = self
+            .call(target, payload, &trace.to_string(), timeout)
+            .await?;
+        serde_json::from_slice(&reply).map_err(|e| RpcError::Malformed(e.to_string()))
+    }
+}
+
+impl RpcClientTasks {
+    /// Moves requests out and replies in until `shutdown`.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let reader = read_replies(
+            self.redis.clone(),
+            self.reply_list.clone(),
+            self.waiters.clone(),
+            shutdown.clone(),
+        );
+        let writer = write_requests(
+            self.redis,
+            self.reply_list,
+            self.queue,
+            self.waiters,
+            shutdown,
+        );
+        tokio::join!(reader, writer);
+        Ok(())
+    }
+}
+
+/// The one writer task of an instance: takes every request queued since its last write and
+/// appends them all in one pipeline.
+async fn write_requests(
+    redis: Redis,
+    reply_list: String,
+    mut queue: mpsc::UnboundedReceiver<Outgoing>,
+    waiters: Waiters,
+    shutdown: CancellationToken,
+) {
+    let mut batch = Vec::with_capacity(WRITE_BATCH);
+    loop {
+        let first = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            first = queue.recv() => match first { Some(first) => first, None => return },
+        };
+        batch.push(first);
+        while batch.len() < WRITE_BATCH {
+            match queue.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        // Requests to the same target share one stream entry: the server reads, acknowledges and
+        // answers them as a group.
+        let mut by_stream: HashMap<&str, Vec<&Outgoing>> = HashMap::new();
+        for request in &batch {
+            by_stream
+                .entry(request.stream.as_str())
+                .or_default()
+                .push(request);
+        }
+        let mut pipe = redis::pipe();
+        for (stream, requests) in by_stream {
+            let fields = wire::entry_fields(&requests, &reply_list);
+            let xadd = pipe
+                .cmd("XADD")
+                .arg(stream)
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(STREAM_MAX_LEN)
+                .arg("*");
+            for (field, value) in fields {
+                xadd.arg(field).arg(value);
+            }
+            xadd.ignore();
+        }
+        // Entries that met a dead connection were not appended: sending them again is safe.
+        if let Err(error) = redis
+            .retrying(|mut conn| {
+                let pipe = &pipe;
+                async move { pipe.query_async::<()>(&mut conn).await }
+            })
+            .await
+        {
+            let message = Bytes::from(error.to_string());
+            let mut waiters = waiters.lock();
+            for request in &batch {
+                if let Some(waiter) = waiters.remove(&request.request_id) {
+                    let _ = waiter.send((Status::SendFailed, message.clone()));
+                }
+            }
+        }
+        batch.clear();
+    }
+}
+
+/// The one reader task of an instance: blocks on its reply list on a dedicated connection.
+async fn read_replies(
+    redis: Redis,
+    reply_list: String,
+    waiters: Waiters,
+    shutdown: CancellationToken,
+) {
+    let mut conn: Option<MultiplexedConnection> = None;
+    let mut backoff = RECONNECT_BACKOFF.0;
+    while !shutdown.is_cancelled() {
+        let mut active = match conn.take() {
+            Some(active) => active,
+            None => match redis.blocking_connection().await {
+                Ok(fresh) => fresh,
+                Err(error) => {
+                    tracing::warn!(%error, "reply reader cannot connect to Redis; retrying in {backoff:?}");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(RECONNECT_BACKOFF.1);
+                    continue;
+                }
+            },
+        };
+        let popped: RedisResult<Option<(String, Vec<u8>)>> = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            popped = tokio::time::timeout(REPLY_WAIT + READ_GRACE, active.blpop(&reply_list, REPLY_WAIT.as_secs_f64())) => {
+                popped.unwrap_or_else(|_| Err(silent_connection()))
+            }
+        };
+        if popped.is_ok() {
+            backoff = RECONNECT_BACKOFF.0;
+        }
+        match popped {
+            Ok(None) => conn = Some(active),
+            Ok(Some((_, first))) => {
+                deliver(&waiters, &first);
+                let more: RedisResult<Option<Vec<Vec<u8>>>> = redis::cmd("LPOP")
+                    .arg(&reply_list)
+                    .arg(REPLY_DRAIN)
+                    .query_async(&mut active)
+                    .await;
+                for reply in more.ok().flatten().unwrap_or_default() {
+                    deliver(&waiters, &reply);
+                }
+                conn = Some(active);
+            }
+            Err(error) => {
+                // Redis restarting (refusing, or `LOADING` its data) is waited out, not hammered.
+                tracing::warn!(%error, "reply reader lost its Redis connection; reconnecting in {backoff:?}");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(RECONNECT_BACKOFF.1);
+            }
+        }
+    }
+}
+
+fn deliver(waiters: &Waiters, frame: &[u8]) {
+    let Some((id, status, body)) = wire::parse_reply_frame(frame) else {
+        return;
+    };
+    // A missing waiter gave up (timed out) already: the late reply is dropped.
+    if let Some(waiter) = waiters.lock().remove(id) {
+        let _ = waiter.send((status, body));
+    }
+}

@@ -1,0 +1,287 @@
+//! The serving side: [`RpcServer`] reads batches of requests as one consumer of a group,
+//! reclaims the entries of consumers that died, and answers a batch in one round trip.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use redis::aio::MultiplexedConnection;
+use redis::streams::{
+    StreamAutoClaimOptions, StreamAutoClaimReply, StreamReadOptions, StreamReadReply,
+};
+use redis::{AsyncCommands, RedisResult, Value};
+
+use super::wire::{self, Request, Status};
+use super::{READ_GRACE, silent_connection};
+use crate::redis::Redis;
+
+/// Replies nobody collects (the requester died) vanish after this.
+const REPLY_LIST_TTL_MS: i64 = 60_000;
+
+/// The serving side: reads batches of requests as one consumer of a group.
+///
+/// It owns a dedicated connection (blocking reads must not hold up other commands). A command
+/// that fails because the connection died drops it, and the next command connects anew: after a
+/// Redis restart the server resumes by itself, and a read that meets a consumer group Redis lost
+/// creates it again.
+pub struct RpcServer {
+    redis: Redis,
+    conn: Option<MultiplexedConnection>,
+    group: String,
+    consumer: String,
+}
+
+/// Whether a failed command means the connection is unusable (rather than a refused command).
+fn is_connection_error(error: &redis::RedisError) -> bool {
+    error.is_io_error()
+        || error.is_connection_dropped()
+        || error.is_connection_refusal()
+        || error.is_timeout()
+        || error.is_unrecoverable_error()
+}
+
+impl RpcServer {
+    pub async fn new(redis: &Redis, group: &str, consumer: &str) -> RedisResult<Self> {
+        let conn = redis.blocking_connection().await?;
+        Ok(Self {
+            redis: redis.clone(),
+            conn: Some(conn),
+            group: group.to_owned(),
+            consumer: consumer.to_owned(),
+        })
+    }
+
+    /// The dedicated connection, made anew if the last one died.
+    async fn connection(&mut self) -> RedisResult<MultiplexedConnection> {
+        match &self.conn {
+            Some(conn) => Ok(conn.clone()),
+            None => {
+                let conn = self.redis.blocking_connection().await?;
+                tracing::info!(group = self.group, "request reader reconnected to Redis");
+                self.conn = Some(conn.clone());
+                Ok(conn)
+            }
+        }
+    }
+
+    /// Passes `result` on; a connection failure drops the connection first.
+    fn checked<T>(&mut self, result: RedisResult<T>) -> RedisResult<T> {
+        if let Err(error) = &result
+            && is_connection_error(error)
+        {
+            self.conn = None;
+        }
+        result
+    }
+
+    /// Runs `command` on the dedicated connection, and once more on a new connection if the
+    /// first had died unnoticed (Redis restarted while it sat idle, as a standby's does). A
+    /// command that timed out is not repeated.
+    async fn run<T, F: Future<Output = RedisResult<T>>>(
+        &mut self,
+        mut command: impl FnMut(MultiplexedConnection) -> F,
+    ) -> RedisResult<T> {
+        let first = command(self.connection().await?).await;
+        match self.checked(first) {
+            Err(error) if error.is_connection_dropped() => {
+                tracing::debug!(%error, "the request reader's connection had died; trying again");
+                let second = command(self.connection().await?).await;
+                self.checked(second)
+            }
+            other => other,
+        }
+    }
+
+    /// The stream key of a target.
+    pub fn stream(&self, target: &str) -> String {
+        self.redis.keys().request_stream(target)
+    }
+
+    /// Creates the consumer group (and the stream) if missing; reads start at the beginning,
+    /// so requests sent before any server existed are served.
+    pub async fn ensure_group(&mut self, stream: &str) -> RedisResult<()> {
+        let group = self.group.clone();
+        let created: RedisResult<()> = self
+            .run(|mut conn| {
+                let group = &group;
+                async move { conn.xgroup_create_mkstream(stream, group, "0").await }
+            })
+            .await;
+        match created {
+            Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Reads up to `count` new requests from each of `streams`, waiting up to `block` for the
+    /// first. Requests already past their deadline are answered "expired" and acknowledged here.
+    pub async fn read(
+        &mut self,
+        streams: &[String],
+        count: usize,
+        block: Duration,
+    ) -> RedisResult<Vec<Request>> {
+        if streams.is_empty() {
+            tokio::time::sleep(block).await;
+            return Ok(Vec::new());
+        }
+        let ids = vec![">"; streams.len()];
+        let options = StreamReadOptions::default()
+            .group(&self.group, &self.consumer)
+            .count(count)
+            .block(
+                usize::try_from(block.as_millis())
+                    .unwrap_or(usize::MAX)
+                    .max(1),
+            );
+        let reply: RedisResult<Option<StreamReadReply>> = self
+            .run(|mut conn| {
+                let (ids, options) = (&ids, &options);
+                async move {
+                    tokio::time::timeout(
+                        block + READ_GRACE,
+                        conn.xread_options(streams, ids, options),
+                    )
+                    .await
+                    .unwrap_or_else(|_| Err(silent_connection()))
+                }
+            })
+            .await;
+        let reply = match reply {
+            Err(e) if e.code() == Some("NOGROUP") => {
+                for stream in streams {
+                    self.ensure_group(stream).await?;
+                }
+                return Ok(Vec::new());
+            }
+            other => other?,
+        };
+        let mut requests = Vec::new();
+        for key in reply.map(|r| r.keys).unwrap_or_default() {
+            for entry in key.ids {
+                requests.extend(wire::parse_entry(&key.key, entry.id, &entry.map));
+            }
+        }
+        self.drop_expired(requests).await
+    }
+
+    /// Takes over entries that another consumer read but did not acknowledge for `min_idle`
+    /// (it died mid-request).
+    pub async fn reclaim(
+        &mut self,
+        stream: &str,
+        min_idle: Duration,
+        count: usize,
+    ) -> RedisResult<Vec<Request>> {
+        let idle = u64::try_from(min_idle.as_millis()).unwrap_or(u64::MAX);
+        let (group, consumer) = (self.group.clone(), self.consumer.clone());
+        let reply: RedisResult<StreamAutoClaimReply> = self
+            .run(|mut conn| {
+                let (group, consumer) = (&group, &consumer);
+                let options = StreamAutoClaimOptions::default().count(count);
+                async move {
+                    conn.xautoclaim_options(stream, group, consumer, idle, "0-0", options)
+                        .await
+                }
+            })
+            .await;
+        let reply = match reply {
+            Err(e) if e.code() == Some("NOGROUP") => return Ok(Vec::new()),
+            other => other?,
+        };
+        let requests = reply
+            .claimed
+            .into_iter()
+            .flat_map(|e| wire::parse_entry(stream, e.id, &e.map))
+            .collect();
+        self.drop_expired(requests).await
+    }
+
+    async fn drop_expired(&mut self, requests: Vec<Request>) -> RedisResult<Vec<Request>> {
+        let (expired, live): (Vec<_>, Vec<_>) = requests.into_iter().partition(Request::is_expired);
+        if !expired.is_empty() {
+            let replies = expired.into_iter().map(|r| (r, Reply::Expired)).collect();
+            self.respond(replies).await?;
+        }
+        Ok(live)
+    }
+
+    /// `(entries in the stream, entries read but not yet acknowledged)` for monitoring.
+    pub async fn depth(&mut self, stream: &str) -> RedisResult<(u64, u64)> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("XLEN")
+            .arg(stream)
+            .cmd("XPENDING")
+            .arg(stream)
+            .arg(&self.group);
+        let (length, pending): (u64, Value) = self
+            .run(|mut conn| {
+                let pipe = &pipe;
+                async move { pipe.query_async(&mut conn).await }
+            })
+            .await?;
+        let pending = match pending {
+            Value::Array(summary) => match summary.first() {
+                Some(Value::Int(count)) => u64::try_from(*count).unwrap_or(0),
+                _ => 0,
+            },
+            _ => 0,
+        };
+        Ok((length, pending))
+    }
+
+    /// Replies to a batch, acknowledges and deletes it, in one pipelined round trip: one `RPUSH`
+    /// (and expiry) per requesting instance, one `XACK` and one `XDEL` per stream.
+    pub async fn respond(&mut self, replies: Vec<(Request, Reply)>) -> RedisResult<()> {
+        if replies.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        let mut frames: HashMap<&str, Vec<Vec<u8>>> = HashMap::new();
+        let mut acks: HashMap<&str, Vec<&str>> = HashMap::new();
+        for (request, reply) in &replies {
+            let (status, body): (Status, &[u8]) = match reply {
+                Reply::Ok(body) => (Status::Ok, body),
+                Reply::Error(message) => (Status::Error, message.as_bytes()),
+                Reply::Unavailable(message) => (Status::Unavailable, message.as_bytes()),
+                Reply::Expired => (Status::Expired, b""),
+            };
+            let frame = wire::reply_frame(&request.request_id, status, body);
+            frames
+                .entry(request.reply_to.as_str())
+                .or_default()
+                .push(frame);
+            acks.entry(request.stream.as_str())
+                .or_default()
+                .push(request.entry_id.as_str());
+        }
+        for (reply_list, frames) in frames {
+            pipe.rpush(reply_list, frames).ignore();
+            pipe.pexpire(reply_list, REPLY_LIST_TTL_MS).ignore();
+        }
+        for (stream, mut ids) in acks {
+            // Requests that shared an entry share its id.
+            ids.sort_unstable();
+            ids.dedup();
+            pipe.xack(stream, &self.group, &ids).ignore();
+            // Answered is done: the entry goes, so a stream holds only unanswered requests.
+            pipe.xdel(stream, &ids).ignore();
+        }
+        self.run(|mut conn| {
+            let pipe = &pipe;
+            async move { pipe.query_async::<()>(&mut conn).await }
+        })
+        .await
+    }
+}
+
+/// What a server answers to one request.
+#[derive(Debug, Clone)]
+pub enum Reply {
+    Ok(Bytes),
+    /// The request itself is at fault; the caller gets a 4xx.
+    Error(String),
+    /// A platform fault (e.g. this replica no longer serves the target); the caller gets a 5xx.
+    Unavailable(String),
+    Expired,
+}
