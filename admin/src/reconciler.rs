@@ -20,7 +20,7 @@ use duma_common::db::{PgPool, inference_jobs, train_jobs, workers};
 use duma_common::ops::Probe;
 use duma_common::protocol::Target;
 use duma_common::redis::Redis;
-use prometheus::{IntGaugeVec, Opts, Registry};
+use prometheus::{IntGaugeVec, Registry};
 use tokio_util::sync::CancellationToken;
 
 /// Arbitrary key of the advisory lock that elects the reconciling replica.
@@ -40,14 +40,12 @@ pub struct Reconciler {
 
 impl Reconciler {
     pub fn new(pool: PgPool, redis: Redis, registry: &Registry) -> prometheus::Result<Self> {
-        let waiting = IntGaugeVec::new(
-            Opts::new(
-                "duma_work_waiting",
-                "Work leases no live worker holds, by kind",
-            ),
+        let waiting = prometheus::register_int_gauge_vec_with_registry!(
+            "duma_work_waiting",
+            "Work leases no live worker holds, by kind",
             &["kind"],
+            registry
         )?;
-        registry.register(Box::new(waiting.clone()))?;
         Ok(Self {
             pool,
             redis,

@@ -11,7 +11,7 @@ use duma_common::protocol::{AdvisorReply, AdvisorRequest, advisor_target};
 use duma_common::redis::rpc::{Reply, Request, RpcServer, ServeLoop, StreamService};
 use duma_common::tasks::isolate;
 use duma_common::worker::{LeasedStreams, WorkerHost};
-use prometheus::{Histogram, HistogramOpts, IntGauge, Registry};
+use prometheus::{Histogram, IntGauge, Registry};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -33,20 +33,18 @@ pub struct AdvisorMetrics {
 
 impl AdvisorMetrics {
     pub fn register(registry: &Registry) -> prometheus::Result<Self> {
-        let suggestion_latency = Histogram::with_opts(
-            HistogramOpts::new(
+        Ok(Self {
+            suggestion_latency: prometheus::register_histogram_with_registry!(
                 "duma_advisor_suggestion_seconds",
                 "Time to answer a proposal request",
-            )
-            .buckets(prometheus::exponential_buckets(0.0001, 2.0, 16)?),
-        )?;
-        let sub_jobs_held =
-            IntGauge::new("duma_advisor_sub_jobs", "Sub train jobs this advisor holds")?;
-        registry.register(Box::new(suggestion_latency.clone()))?;
-        registry.register(Box::new(sub_jobs_held.clone()))?;
-        Ok(Self {
-            suggestion_latency,
-            sub_jobs_held,
+                prometheus::exponential_buckets(0.0001, 2.0, 16)?,
+                registry
+            )?,
+            sub_jobs_held: prometheus::register_int_gauge_with_registry!(
+                "duma_advisor_sub_jobs",
+                "Sub train jobs this advisor holds",
+                registry
+            )?,
         })
     }
 }

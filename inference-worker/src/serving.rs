@@ -3,7 +3,9 @@
 //! pipelined write for all replies.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -20,7 +22,7 @@ use duma_common::store::ObjectStore;
 use duma_common::worker::{LeasedStreams, WorkerHost};
 use duma_runtime::python::KillSwitch;
 use duma_runtime::{Model, TemplateResolver};
-use prometheus::{Histogram, HistogramOpts, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{Histogram, IntGauge, IntGaugeVec, Registry};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -44,45 +46,42 @@ pub struct ServingMetrics {
 
 impl ServingMetrics {
     pub fn register(registry: &Registry) -> prometheus::Result<Self> {
-        let histogram =
-            |name: &str, help: &str, buckets: Vec<f64>| -> prometheus::Result<Histogram> {
-                let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))?;
-                registry.register(Box::new(h.clone()))?;
-                Ok(h)
-            };
-        let models_hosted =
-            IntGauge::new("duma_inference_models", "Trial replicas this worker serves")?;
-        registry.register(Box::new(models_hosted.clone()))?;
-        let gauge = |name: &str, help: &str| -> prometheus::Result<IntGaugeVec> {
-            let g = IntGaugeVec::new(Opts::new(name, help), &["stream"])?;
-            registry.register(Box::new(g.clone()))?;
-            Ok(g)
-        };
         Ok(Self {
-            stream_depth: gauge(
+            stream_depth: prometheus::register_int_gauge_vec_with_registry!(
                 "duma_inference_stream_entries",
                 "Entries in a served trial's request stream",
+                &["stream"],
+                registry
             )?,
-            stream_pending: gauge(
+            stream_pending: prometheus::register_int_gauge_vec_with_registry!(
                 "duma_inference_stream_pending",
                 "Entries read but not yet answered",
+                &["stream"],
+                registry
             )?,
-            batch_size: histogram(
+            batch_size: prometheus::register_histogram_with_registry!(
                 "duma_inference_batch_queries",
                 "Queries per predict call",
                 prometheus::exponential_buckets(1.0, 2.0, 12)?,
+                registry
             )?,
-            predict_seconds: histogram(
+            predict_seconds: prometheus::register_histogram_with_registry!(
                 "duma_inference_predict_seconds",
                 "Time of one predict call",
                 prometheus::exponential_buckets(0.00005, 2.0, 18)?,
+                registry
             )?,
-            load_seconds: histogram(
+            load_seconds: prometheus::register_histogram_with_registry!(
                 "duma_inference_load_seconds",
                 "Time to load a model",
                 prometheus::exponential_buckets(0.001, 2.5, 14)?,
+                registry
             )?,
-            models_hosted,
+            models_hosted: prometheus::register_int_gauge_with_registry!(
+                "duma_inference_models",
+                "Trial replicas this worker serves",
+                registry
+            )?,
         })
     }
 
@@ -405,9 +404,7 @@ async fn run_predict(
     stream: &str,
 ) -> Result<Vec<Value>, String> {
     let predicted = tokio::task::spawn_blocking(move || {
-        let model = model
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let model = model.lock();
         model.predict(&queries)
     })
     .await;

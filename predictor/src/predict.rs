@@ -10,7 +10,7 @@ use duma_common::api_error::{ApiError, ErrorCode};
 use duma_common::domain::InferenceJobId;
 use duma_common::ops::RequestId;
 use duma_common::redis::rpc::{RpcClient, RpcError};
-use prometheus::{HistogramOpts, HistogramVec, IntGauge, Opts, Registry};
+use prometheus::{HistogramVec, IntGauge, Registry};
 use serde_json::{Value, json};
 
 use crate::ensemble::ensemble;
@@ -56,29 +56,25 @@ pub struct PredictMetrics {
 impl PredictMetrics {
     pub fn register(registry: &Registry) -> prometheus::Result<Self> {
         let buckets = prometheus::exponential_buckets(0.0001, 2.0, 18)?;
-        let latency = HistogramVec::new(
-            HistogramOpts::new(
-                "duma_predict_seconds",
-                "Predict requests by inference job and status",
-            )
-            .buckets(buckets.clone()),
+        let latency = prometheus::register_histogram_vec_with_registry!(
+            "duma_predict_seconds",
+            "Predict requests by inference job and status",
             &["inference_job", "status"],
+            buckets.clone(),
+            registry
         )?;
-        let fan_out_wait = HistogramVec::new(
-            HistogramOpts::new(
-                "duma_predict_fan_out_seconds",
-                "Wait for the served trials' replies",
-            )
-            .buckets(buckets),
+        let fan_out_wait = prometheus::register_histogram_vec_with_registry!(
+            "duma_predict_fan_out_seconds",
+            "Wait for the served trials' replies",
             &["inference_job"],
+            buckets,
+            registry
         )?;
-        let in_flight = IntGauge::with_opts(Opts::new(
+        let in_flight = prometheus::register_int_gauge_with_registry!(
             "duma_predict_in_flight",
             "Predict requests in flight",
-        ))?;
-        registry.register(Box::new(latency.clone()))?;
-        registry.register(Box::new(fan_out_wait.clone()))?;
-        registry.register(Box::new(in_flight.clone()))?;
+            registry
+        )?;
         Ok(Self {
             latency,
             fan_out_wait,

@@ -2,7 +2,9 @@
 //! filled from Postgres on first use, and invalidated by lifecycle events — not read per request.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
 
 use duma_common::db::{PgPool, inference_jobs, train_jobs};
 use duma_common::domain::InferenceJobId;
@@ -39,12 +41,7 @@ impl RouteTable {
 
     /// The route of a live job; `None` if the job does not exist or is not STARTED/RUNNING.
     pub async fn get(&self, id: InferenceJobId) -> anyhow::Result<Option<Arc<Route>>> {
-        if let Some(route) = self
-            .routes
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(&id)
-        {
+        if let Some(route) = self.routes.read().get(&id) {
             return Ok(Some(route.clone()));
         }
         let db = self.pool.get().await?;
@@ -68,10 +65,7 @@ impl RouteTable {
             combine: Combine::for_task(&task),
             in_flight: Arc::new(Semaphore::new(self.max_in_flight)),
         });
-        self.routes
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(id, route.clone());
+        self.routes.write().insert(id, route.clone());
         Ok(Some(route))
     }
 
@@ -83,17 +77,11 @@ impl RouteTable {
             Event::Resync => return self.clear(),
             _ => return,
         };
-        self.routes
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(&id);
+        self.routes.write().remove(&id);
     }
 
     /// Forgets everything (events may have been missed).
     pub fn clear(&self) {
-        self.routes
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clear();
+        self.routes.write().clear();
     }
 }

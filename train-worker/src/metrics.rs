@@ -1,4 +1,4 @@
-use prometheus::{Histogram, HistogramOpts, IntCounter, Registry};
+use prometheus::{Histogram, IntCounter, Registry};
 
 /// What operators watch on a train worker.
 #[derive(Clone)]
@@ -13,36 +13,33 @@ pub struct TrainMetrics {
 
 impl TrainMetrics {
     pub fn register(registry: &Registry) -> prometheus::Result<Self> {
-        let counter = |name: &str, help: &str| -> prometheus::Result<IntCounter> {
-            let c = IntCounter::new(name, help)?;
-            registry.register(Box::new(c.clone()))?;
-            Ok(c)
-        };
-        let histogram =
-            |name: &str, help: &str, buckets: Vec<f64>| -> prometheus::Result<Histogram> {
-                let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))?;
-                registry.register(Box::new(h.clone()))?;
-                Ok(h)
-            };
         Ok(Self {
-            trials_started: counter("duma_trials_started_total", "Trials this worker started")?,
-            trials_completed: counter(
+            trials_started: prometheus::register_int_counter_with_registry!(
+                "duma_trials_started_total",
+                "Trials this worker started",
+                registry
+            )?,
+            trials_completed: prometheus::register_int_counter_with_registry!(
                 "duma_trials_completed_total",
                 "Trials this worker completed",
+                registry
             )?,
-            trials_errored: counter(
+            trials_errored: prometheus::register_int_counter_with_registry!(
                 "duma_trials_errored_total",
                 "Trials that ended ERRORED on this worker",
+                registry
             )?,
-            trial_duration: histogram(
+            trial_duration: prometheus::register_histogram_with_registry!(
                 "duma_trial_duration_seconds",
                 "Wall time of a trial (data, train, evaluate, save)",
                 prometheus::exponential_buckets(0.01, 2.5, 14)?,
+                registry
             )?,
-            trial_gap: histogram(
+            trial_gap: prometheus::register_histogram_with_registry!(
                 "duma_trial_gap_seconds",
                 "Platform overhead: one trial's end to the next trial's start on a slot",
                 prometheus::exponential_buckets(0.0005, 2.0, 16)?,
+                registry
             )?,
         })
     }

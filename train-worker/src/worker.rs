@@ -3,7 +3,9 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -129,10 +131,8 @@ impl TrainWorker {
 
     fn lock_cancellations(
         &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<TrainJobId, CancellationToken>> {
-        self.cancellations
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    ) -> parking_lot::MutexGuard<'_, HashMap<TrainJobId, CancellationToken>> {
+        self.cancellations.lock()
     }
 
     fn cancellation(&self, job: TrainJobId, shutdown: &CancellationToken) -> CancellationToken {

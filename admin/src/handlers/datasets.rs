@@ -83,9 +83,8 @@ pub async fn create(
     match stored {
         Ok(dataset) => {
             tracing::info!(dataset_id = %dataset.id, size_bytes = dataset.size_bytes, "dataset stored");
-            Ok(super::json(serde_json::json!({
-                "id": dataset.id, "name": dataset.name, "task": dataset.task, "size_bytes": dataset.size_bytes,
-            })))
+            // The view the OpenAPI document promises, as `GET /datasets` lists it.
+            Ok(super::json(DatasetView::from(&dataset)))
         }
         Err(error) => {
             let _ = state.store.delete(&path).await;

@@ -21,6 +21,8 @@ async fn upload_and_list_own_datasets_by_task() {
     assert_eq!(created["name"], "iris");
     assert_eq!(created["task"], "TABULAR_CLASSIFICATION");
     assert_eq!(created["size_bytes"], content.len());
+    // The upload answers the same view the list shows (and the OpenAPI document promises).
+    assert!(created["datetime_created"].is_string(), "{created}");
     app.dataset(&dev.token, "IMAGE_CLASSIFICATION").await;
     app.dataset(&other.token, "TABULAR_CLASSIFICATION").await;
 

@@ -41,8 +41,6 @@ pub enum DbError {
     Pool(#[from] deadpool_postgres::PoolError),
     #[error("database error: {0}")]
     Postgres(tokio_postgres::Error),
-    #[error("unexpected value in column {column}: {value}")]
-    Decode { column: &'static str, value: String },
 }
 
 impl From<tokio_postgres::Error> for DbError {

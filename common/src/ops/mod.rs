@@ -19,9 +19,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{App, HttpResponse, HttpServer, web};
 use deadpool_postgres::Pool;
-use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
-};
+use prometheus::{Encoder, HistogramVec, IntCounterVec, Registry, TextEncoder};
 use tokio_util::sync::CancellationToken;
 
 use crate::redis::Redis;
@@ -118,25 +116,24 @@ pub struct HttpMetrics {
 
 impl HttpMetrics {
     pub fn register(registry: &Registry) -> prometheus::Result<Self> {
-        let requests = IntCounterVec::new(
-            Opts::new(
+        Ok(Self {
+            requests: prometheus::register_int_counter_vec_with_registry!(
                 "http_requests_total",
                 "HTTP requests by route, method and status",
-            ),
-            &["route", "method", "status"],
-        )?;
-        let duration = HistogramVec::new(
-            HistogramOpts::new("http_request_duration_seconds", "HTTP request latency").buckets(
+                &["route", "method", "status"],
+                registry
+            )?,
+            duration: prometheus::register_histogram_vec_with_registry!(
+                "http_request_duration_seconds",
+                "HTTP request latency",
+                &["route", "method"],
                 vec![
                     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
                     10.0,
                 ],
-            ),
-            &["route", "method"],
-        )?;
-        registry.register(Box::new(requests.clone()))?;
-        registry.register(Box::new(duration.clone()))?;
-        Ok(Self { requests, duration })
+                registry
+            )?,
+        })
     }
 }
 

@@ -9,8 +9,8 @@
 mod runner;
 mod venv;
 
+use parking_lot::Mutex;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use duma_common::domain::{KnobConfig, Knobs};
 use serde_json::{Map, Value, json};
@@ -104,10 +104,8 @@ struct PythonModel {
 }
 
 impl PythonModel {
-    fn runner(&self) -> std::sync::MutexGuard<'_, Runner> {
-        self.runner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn runner(&self) -> parking_lot::MutexGuard<'_, Runner> {
+        self.runner.lock()
     }
 
     /// One predict request to the runner, for a slice small enough for one frame.

@@ -6,7 +6,9 @@ use std::io::{BufReader, Read, Write};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use chrono::{DateTime, Utc};
 use duma_common::domain::TrialLogKind;
@@ -41,30 +43,18 @@ impl KillSwitch {
     }
 
     pub fn fire(&self) {
-        let mut state = self
-            .inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut state = self.inner.lock();
         state.fired = true;
         for child in state.children.drain(..) {
-            let mut child = child
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut child = child.lock();
             kill_process_tree(&mut child);
         }
     }
 
     fn register(&self, child: &Arc<Mutex<Child>>) {
-        let mut state = self
-            .inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut state = self.inner.lock();
         if state.fired {
-            kill_process_tree(
-                &mut child
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner),
-            );
+            kill_process_tree(&mut child.lock());
         }
         state.children.push(child.clone());
     }
@@ -133,9 +123,7 @@ impl Runner {
                     if n == 0 {
                         break;
                     }
-                    let mut tail = tail
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    let mut tail = tail.lock();
                     tail.extend(&buffer[..n]);
                     let excess = tail.len().saturating_sub(STDERR_TAIL_BYTES);
                     tail.drain(..excess);
@@ -254,22 +242,13 @@ impl Runner {
     /// A protocol or process failure, with the child's exit status and the tail of its stderr.
     fn broken(&self, what: &str) -> TemplateError {
         let status = {
-            let mut child = self
-                .child
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut child = self.child.lock();
             match child.try_wait() {
                 Ok(Some(status)) => format!(" (exit: {status})"),
                 _ => String::new(),
             }
         };
-        let tail: Vec<u8> = self
-            .stderr_tail
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .iter()
-            .copied()
-            .collect();
+        let tail: Vec<u8> = self.stderr_tail.lock().iter().copied().collect();
         let tail = String::from_utf8_lossy(&tail);
         TemplateError::Runner {
             detail: format!("{what}{status}; stderr: {}", tail.trim()),
@@ -279,10 +258,7 @@ impl Runner {
 
 impl Drop for Runner {
     fn drop(&mut self) {
-        let mut child = self
-            .child
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut child = self.child.lock();
         kill_process_tree(&mut child);
         let _ = child.wait();
     }
