@@ -4,7 +4,7 @@
 //! bound against runaway use, not an exact ledger.
 
 use duma_common::db::{GenericClient, inference_jobs, train_jobs, users};
-use duma_common::domain::UserType;
+use duma_domain::UserType;
 
 use crate::auth::Caller;
 use crate::state::AppState;

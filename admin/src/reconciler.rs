@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use duma_common::db::{PgPool, inference_jobs, train_jobs, workers};
 use duma_common::ops::Probe;
-use duma_common::protocol::Target;
 use duma_common::redis::Redis;
+use duma_domain::protocol::Target;
 use prometheus::{IntGaugeVec, Registry};
 use tokio_util::sync::CancellationToken;
 

@@ -3,7 +3,7 @@
 use duma_common::Settings;
 use duma_common::db::models::{self, NewModel};
 use duma_common::db::{PgPool, users};
-use duma_common::domain::{AccessRight, ModelId, TemplateKind, UserType};
+use duma_domain::{AccessRight, ModelId, TemplateKind, UserType};
 use secrecy::ExposeSecret;
 
 use crate::auth::hash_password;

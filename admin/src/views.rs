@@ -5,7 +5,7 @@ use duma_common::db::{
     datasets::Dataset, inference_jobs::InferenceJob, models::Model, train_jobs::TrainJob,
     trials::Trial, users::User,
 };
-use duma_common::domain::{AccessRight, JobStatus, TrialStatus, UserType};
+use duma_domain::{AccessRight, JobStatus, TrialStatus, UserType};
 use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;

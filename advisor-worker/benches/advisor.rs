@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use duma_advisor_worker::advisor::{
     Advisor, AdvisorKind, BayesianAdvisor, RandomAdvisor, advisor_kind,
 };
-use duma_common::domain::{KnobConfig, KnobValue, Knobs};
+use duma_domain::{KnobConfig, KnobValue, Knobs};
 use serde_json::json;
 
 const TRIALS: usize = 100;

@@ -7,9 +7,9 @@ mod service;
 mod sub_job;
 
 use duma_common::Settings;
-use duma_common::domain::WorkerKind;
 use duma_common::redis::rpc::RpcServer;
 use duma_common::worker::WorkerHost;
+use duma_domain::WorkerKind;
 use tokio_util::sync::CancellationToken;
 
 pub use sub_job::MAX_CONSECUTIVE_FAILURES;

@@ -5,12 +5,12 @@ use std::time::{Duration, Instant};
 
 use duma_common::config::WorkerSettings;
 use duma_common::db::{PgPool, train_jobs, workers};
-use duma_common::domain::{JobStatus, LeaseId, LeaseKind, WorkerId};
 use duma_common::ops::Probe;
-use duma_common::protocol::{AdvisorReply, AdvisorRequest, advisor_target};
 use duma_common::redis::rpc::{Reply, Request, RpcServer, ServeLoop, StreamService};
 use duma_common::tasks::isolate;
 use duma_common::worker::{LeasedStreams, WorkerHost};
+use duma_domain::protocol::{AdvisorReply, AdvisorRequest, advisor_target};
+use duma_domain::{JobStatus, LeaseId, LeaseKind, WorkerId};
 use prometheus::{Histogram, IntGauge, Registry};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;

@@ -8,11 +8,11 @@ use duma_common::db::models::Model;
 use duma_common::db::train_jobs::{self, SubTrainJob, TrainJob};
 use duma_common::db::trials::Trial;
 use duma_common::db::{GenericClient, PgPool, models, trials, workers};
-use duma_common::domain::{
+use duma_domain::protocol::{AdvisorReply, TrialOutcome};
+use duma_domain::{
     JobStatus, KnobConfig, LeaseId, Proposal, SubTrainJobId, TemplateKind, TrialId, TrialStatus,
     WorkerId,
 };
-use duma_common::protocol::{AdvisorReply, TrialOutcome};
 
 use crate::advisor::{Advisor, AdvisorKind, advisor_kind, make_advisor};
 
@@ -245,7 +245,7 @@ impl SubJobAdvisor {
     pub fn feedback(
         &mut self,
         trial_id: TrialId,
-        knobs: &duma_common::domain::Knobs,
+        knobs: &duma_domain::Knobs,
         outcome: &TrialOutcome,
     ) {
         if let TrialOutcome::Errored { error } = outcome {

@@ -1,4 +1,4 @@
-//! Shared plumbing of every Duma service.
+//! Shared plumbing of every Duma service (the domain types it carries live in `duma-domain`).
 //!
 //! | module | what |
 //! |---|---|
@@ -10,9 +10,7 @@
 //! | [`service`] | binary scaffolding: `--config`, runtime, exit codes |
 //! | [`db`] | Postgres pool, migrations, repositories |
 //! | [`redis`] | shared and blocking connections, key names, events, RPC |
-//! | [`protocol`] | messages services exchange over the RPC |
 //! | [`store`] | object store with size + sha256 on every write |
-//! | [`domain`] | ids, statuses, knobs, budgets, proposals |
 //! | [`tasks`] | supervised tasks, the stall watchdog, panic isolation |
 //! | [`worker`] | the worker host: registration, heartbeat, leases, event feed |
 //! | [`process`] | system PostgreSQL/Redis as child processes (test kit, `duma up`) |
@@ -20,10 +18,8 @@
 pub mod api_error;
 pub mod config;
 pub mod db;
-pub mod domain;
 pub mod ops;
 pub mod process;
-pub mod protocol;
 pub mod redis;
 pub mod service;
 pub mod shutdown;

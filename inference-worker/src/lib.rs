@@ -5,10 +5,10 @@
 mod serving;
 
 use duma_common::Settings;
-use duma_common::domain::WorkerKind;
 use duma_common::redis::rpc::RpcServer;
 use duma_common::store::{ObjectCache, ObjectStore};
 use duma_common::worker::WorkerHost;
+use duma_domain::WorkerKind;
 use duma_runtime::TemplateResolver;
 use duma_runtime::python::VenvCache;
 use tokio_util::sync::CancellationToken;

@@ -12,14 +12,14 @@ use bytes::Bytes;
 use duma_common::config::WorkerSettings;
 use duma_common::db::workers::{self, Lease};
 use duma_common::db::{PgPool, inference_jobs, models, trials};
-use duma_common::domain::{InferenceJobId, JobStatus, LeaseKind, WorkerId};
 use duma_common::ops::{Pending, Probe};
-use duma_common::protocol::serving_target;
 use duma_common::redis::Redis;
 use duma_common::redis::events::{self, Event};
 use duma_common::redis::rpc::{Reply, Request, RpcServer, ServeLoop, StreamService};
 use duma_common::store::ObjectStore;
 use duma_common::worker::{LeasedStreams, WorkerHost};
+use duma_domain::protocol::serving_target;
+use duma_domain::{InferenceJobId, JobStatus, LeaseKind, WorkerId};
 use duma_runtime::python::KillSwitch;
 use duma_runtime::{Model, TemplateResolver};
 use prometheus::{Histogram, IntGauge, IntGaugeVec, Registry};
@@ -364,7 +364,7 @@ impl Serving {
     /// `Ok(Err(reason))` when the model cannot be loaded (the user's problem), `Err` otherwise.
     async fn load(
         &self,
-        trial_id: duma_common::domain::TrialId,
+        trial_id: duma_domain::TrialId,
         kill: &KillSwitch,
     ) -> anyhow::Result<Result<Box<dyn Model>, String>> {
         let db = self.pool.get().await?;
@@ -378,7 +378,7 @@ impl Serving {
         let Some(params) = &trial.params else {
             return Ok(Err("the trial has no saved parameters".into()));
         };
-        let template = match self.resolver.resolve(&model_row).await? {
+        let template = match self.resolver.resolve(&model_row.template_source()).await? {
             Ok(template) => template,
             Err(reason) => return Ok(Err(reason)),
         };

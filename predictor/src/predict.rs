@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError, web};
 use duma_common::api_error::{ApiError, ErrorCode};
-use duma_common::domain::InferenceJobId;
 use duma_common::ops::RequestId;
 use duma_common::redis::rpc::{RpcClient, RpcError};
+use duma_domain::InferenceJobId;
 use prometheus::{HistogramVec, IntGauge, Registry};
 use serde_json::{Value, json};
 

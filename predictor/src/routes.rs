@@ -7,9 +7,9 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 
 use duma_common::db::{PgPool, inference_jobs, train_jobs};
-use duma_common::domain::InferenceJobId;
-use duma_common::protocol::serving_target;
 use duma_common::redis::events::Event;
+use duma_domain::InferenceJobId;
+use duma_domain::protocol::serving_target;
 use tokio::sync::Semaphore;
 
 use crate::ensemble::Combine;

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use duma_common::domain::{KnobConfig, Knobs};
+use duma_domain::{KnobConfig, Knobs};
 use serde_json::{Map, Value};
 
 use crate::error::TemplateError;

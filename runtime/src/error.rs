@@ -1,4 +1,4 @@
-use duma_common::domain::KnobError;
+use duma_domain::KnobError;
 
 /// Why a template could not be built, trained, evaluated, queried or loaded.
 ///

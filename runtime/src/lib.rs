@@ -16,7 +16,7 @@
 mod builtin;
 mod contract;
 mod error;
-mod linalg;
+pub mod linalg;
 mod logger;
 mod optim;
 pub mod params;

@@ -1,8 +1,8 @@
 //! Trial logs written by a template while it trains and evaluates (Rafiki's `utils.logger`).
 
 use chrono::{DateTime, Utc};
-use duma_common::db::trials::TrialLog;
-use duma_common::domain::TrialLogKind;
+use duma_domain::TrialLog;
+use duma_domain::TrialLogKind;
 use serde_json::{Map, Value, json};
 
 /// One log record, shaped like a row of `trial_logs`: the train worker stores it as is.

@@ -1,12 +1,11 @@
-//! From a model row to a runnable [`Template`]: built-ins by class name; uploaded Python
+//! From a model's [`TemplateSource`] to a runnable [`Template`]: built-ins by class name; uploaded Python
 //! templates by fetching their source (cached by checksum) and preparing the virtualenv of their
 //! dependencies. Shared by the train and inference workers.
 
 use std::path::PathBuf;
 
-use duma_common::db::models::Model;
-use duma_common::domain::TemplateKind;
 use duma_common::store::ObjectCache;
+use duma_domain::{TemplateKind, TemplateSource};
 
 use crate::python::{PythonEnv, PythonTemplate, VenvCache};
 use crate::template::Template;
@@ -24,17 +23,20 @@ pub struct TemplateResolver {
 impl TemplateResolver {
     /// `Ok(Err(reason))` when the template cannot run (unknown built-in, missing source,
     /// dependencies that do not install); `Err` for platform failures (store, disk).
-    pub async fn resolve(&self, model: &Model) -> anyhow::Result<Result<Template, String>> {
-        match model.template_kind {
-            TemplateKind::Native => Ok(crate::builtin_template(&model.model_class)
+    pub async fn resolve(
+        &self,
+        model: &TemplateSource,
+    ) -> anyhow::Result<Result<Template, String>> {
+        match model.kind {
+            TemplateKind::Native => Ok(crate::builtin_template(&model.class)
                 .map(Template::Builtin)
-                .ok_or_else(|| format!("no built-in template `{}`", model.model_class))),
+                .ok_or_else(|| format!("no built-in template `{}`", model.class))),
             TemplateKind::Onnx => Ok(Err(format!(
                 "{} is an ONNX model, which this Duma cannot run yet",
                 model.name
             ))),
             TemplateKind::Python => {
-                let (Some(path), Some(sha256)) = (&model.source_path, &model.source_sha256) else {
+                let Some((path, sha256)) = &model.file else {
                     return Ok(Err(format!("model {} has no source file", model.name)));
                 };
                 let source = self.cache.fetch(path, sha256, ".py").await?;
@@ -50,7 +52,7 @@ impl TemplateResolver {
                     };
                 Ok(Ok(Template::Python(PythonTemplate {
                     source,
-                    class_name: model.model_class.clone(),
+                    class_name: model.class.clone(),
                     env: PythonEnv {
                         python,
                         sdk_path: self.sdk_path.clone(),

@@ -1,6 +1,6 @@
 //! Any template a worker can run: built into the binary, or uploaded Python.
 
-use duma_common::domain::Knobs;
+use duma_domain::Knobs;
 
 use crate::contract::{BuiltinTemplate, Model};
 use crate::error::TemplateError;

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use duma_common::db::trials;
-use duma_common::domain::TrainJobId;
+use duma_domain::TrainJobId;
 use serde_json::json;
 
 const TRIALS: usize = 40;

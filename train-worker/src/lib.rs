@@ -8,10 +8,10 @@ mod worker;
 use std::sync::Arc;
 
 use duma_common::Settings;
-use duma_common::domain::WorkerKind;
 use duma_common::redis::rpc::RpcClient;
 use duma_common::store::ObjectStore;
 use duma_common::worker::{WorkerHost, next_event};
+use duma_domain::WorkerKind;
 use tokio_util::sync::CancellationToken;
 
 pub use worker::TrainWorker;

@@ -12,16 +12,17 @@ use bytes::Bytes;
 use duma_common::config::{PythonSettings, WorkerSettings};
 use duma_common::db::models::Model;
 use duma_common::db::train_jobs::{SubTrainJob, TrainJob};
-use duma_common::db::trials::{self, SavedParams, TrialLog};
+use duma_common::db::trials::{self, SavedParams};
 use duma_common::db::workers::{self, Lease};
 use duma_common::db::{PgPool, datasets, models, train_jobs};
-use duma_common::domain::{JobStatus, LeaseKind, TrainJobId, TrialId, WorkerId};
 use duma_common::ops::Probe;
-use duma_common::protocol::{AdvisorReply, AdvisorRequest, TrialOutcome, advisor_target};
 use duma_common::redis::events::Event;
 use duma_common::redis::rpc::{RpcClient, RpcError};
 use duma_common::store::ObjectStore;
 use duma_common::worker::WorkerHost;
+use duma_domain::TrialLog;
+use duma_domain::protocol::{AdvisorReply, AdvisorRequest, TrialOutcome, advisor_target};
+use duma_domain::{JobStatus, LeaseKind, TrainJobId, TrialId, WorkerId};
 use duma_runtime::python::{KillSwitch, VenvCache};
 use duma_runtime::{Template, TemplateResolver};
 use tokio::sync::Notify;
@@ -261,7 +262,7 @@ impl TrainWorker {
     /// knob config is read in Python and recorded for the advisor. `Err(reason)` when the
     /// template cannot run.
     async fn template(&self, model: &Model) -> anyhow::Result<Result<Template, String>> {
-        let template = match self.resolver.resolve(model).await? {
+        let template = match self.resolver.resolve(&model.template_source()).await? {
             Ok(template) => template,
             Err(reason) => return Ok(Err(reason)),
         };
@@ -416,7 +417,7 @@ impl TrainWorker {
         &self,
         context: &SubJobContext,
         trial_id: TrialId,
-        proposal: &duma_common::domain::Proposal,
+        proposal: &duma_domain::Proposal,
         probe: &Probe,
         cancel: &CancellationToken,
     ) -> anyhow::Result<Option<TrialOutcome>> {
@@ -476,7 +477,7 @@ impl TrainWorker {
     async fn train_and_evaluate(
         &self,
         context: &SubJobContext,
-        proposal: &duma_common::domain::Proposal,
+        proposal: &duma_domain::Proposal,
         probe: &Probe,
         cancel: &CancellationToken,
     ) -> TrialResult {

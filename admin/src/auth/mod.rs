@@ -12,7 +12,7 @@ use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest, web};
 use duma_common::db::users;
-use duma_common::domain::{UserId, UserType};
+use duma_domain::{UserId, UserType};
 
 pub use passwords::{hash_password, verify_password};
 pub use throttle::LoginThrottle;
@@ -61,7 +61,7 @@ impl Caller {
 
 /// The roles of Rafiki's routes.
 pub mod roles {
-    use duma_common::domain::UserType::{self, *};
+    use duma_domain::UserType::{self, *};
     pub const ADMINS: &[UserType] = &[Admin];
     pub const DEVELOPERS: &[UserType] = &[Admin, ModelDeveloper, AppDeveloper];
     pub const MODEL_DEVELOPERS: &[UserType] = &[Admin, ModelDeveloper];

@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use duma_common::domain::{UserId, UserType};
+use duma_domain::{UserId, UserType};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 

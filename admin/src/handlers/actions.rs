@@ -1,6 +1,6 @@
 use actix_web::{HttpResponse, web};
 use duma_common::db::{inference_jobs, train_jobs};
-use duma_common::domain::UserType;
+use duma_domain::UserType;
 
 use crate::auth::Caller;
 use crate::state::AppState;

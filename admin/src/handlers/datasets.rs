@@ -3,7 +3,7 @@ use std::time::Duration;
 use actix_multipart::Multipart;
 use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
 use duma_common::db::datasets::{self, NewDataset};
-use duma_common::domain::DatasetId;
+use duma_domain::DatasetId;
 
 use crate::auth::{Caller, roles};
 use crate::params::Params;

@@ -1,8 +1,8 @@
 use actix_web::{HttpResponse, web};
 use duma_common::db::inference_jobs::{self, InferenceJob, ServedTrial};
 use duma_common::db::trials;
-use duma_common::domain::{JobStatus, UserId};
 use duma_common::redis::events::Event;
+use duma_domain::{JobStatus, UserId};
 
 use crate::auth::{Caller, roles};
 use crate::handlers::train_jobs;

@@ -2,7 +2,7 @@ use actix_multipart::Multipart;
 use actix_web::{HttpRequest, HttpResponse, web};
 use duma_common::db::DbError;
 use duma_common::db::models::{self, Dependencies, Model, NewModel};
-use duma_common::domain::{AccessRight, ModelId, TemplateKind, dependencies};
+use duma_domain::{AccessRight, ModelId, TemplateKind, dependencies};
 
 use crate::auth::{Caller, roles};
 use crate::params::{Params, path_id};
@@ -60,7 +60,7 @@ fn parse_fields(params: &Params) -> Result<ModelFields, ApiError> {
         None | Some("") => AccessRight::Private,
         Some(raw) => raw
             .parse()
-            .map_err(|e: duma_common::domain::UnknownVariant| invalid(e.to_string()))?,
+            .map_err(|e: duma_domain::UnknownVariant| invalid(e.to_string()))?,
     };
     let docker_image = params
         .opt_str("docker_image")?

@@ -1,8 +1,8 @@
 use actix_web::{HttpResponse, web};
 use duma_common::db::train_jobs::{NewTrainJob, TrainJob};
 use duma_common::db::{datasets, models, train_jobs, trials};
-use duma_common::domain::{Budget, DatasetId, ModelId, UserId};
 use duma_common::redis::events::Event;
+use duma_domain::{Budget, DatasetId, ModelId, UserId};
 
 use crate::auth::{Caller, roles};
 use crate::params::{Params, app_version};

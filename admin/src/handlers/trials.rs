@@ -1,6 +1,6 @@
 use actix_web::{HttpResponse, web};
 use duma_common::db::trials::{self, Trial};
-use duma_common::domain::{TrialId, TrialLogKind};
+use duma_domain::{TrialId, TrialLogKind};
 use serde_json::Value;
 
 use crate::auth::{Caller, roles};

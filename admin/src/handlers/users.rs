@@ -1,6 +1,6 @@
 use actix_web::{HttpResponse, web};
 use duma_common::db::{inference_jobs, train_jobs, users};
-use duma_common::domain::UserType;
+use duma_domain::UserType;
 
 use crate::auth::{Caller, hash_password, roles};
 use crate::params::Params;
@@ -39,7 +39,7 @@ pub async fn create(
         params
             .str("user_type")?
             .parse()
-            .map_err(|e: duma_common::domain::UnknownVariant| {
+            .map_err(|e: duma_domain::UnknownVariant| {
                 ApiError::new(ErrorCode::InvalidUser, e.to_string())
             })?;
     if email.len() > MAX_EMAIL_LEN || !email.contains('@') || email.chars().any(char::is_whitespace)

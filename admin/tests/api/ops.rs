@@ -55,8 +55,8 @@ async fn refuses_to_start_with_a_well_known_secret_outside_dev_mode() {
 /// keeps those of live work, and what it cannot parse.
 #[tokio::test]
 async fn the_sweep_deletes_request_streams_no_live_job_owns() {
-    use duma_common::domain::{InferenceJobId, SubTrainJobId, TrialId};
-    use duma_common::protocol::{advisor_target, serving_target};
+    use duma_domain::protocol::{advisor_target, serving_target};
+    use duma_domain::{InferenceJobId, SubTrainJobId, TrialId};
     use redis::AsyncCommands;
 
     let app = crate::helpers::spawn_app().await;

@@ -1,6 +1,6 @@
 use bytes::Bytes;
 use duma_common::db::{train_jobs, trials};
-use duma_common::domain::{KnobValue, Knobs, Proposal, TrainJobId, TrialLogKind};
+use duma_domain::{KnobValue, Knobs, Proposal, TrainJobId, TrialLogKind};
 use serde_json::json;
 
 use crate::helpers::{TestApp, TestUser, expect_error, json_ok, spawn_app};
@@ -43,17 +43,17 @@ pub async fn completed_trial(app: &TestApp, train_job_id: &str, no: u32, score: 
         .await
         .unwrap();
     let logs = vec![
-        trials::TrialLog {
+        duma_domain::TrialLog {
             datetime: chrono::Utc::now(),
             kind: TrialLogKind::Plot,
             payload: json!({"title": "Loss", "metrics": ["loss"], "x_axis": "epoch"}),
         },
-        trials::TrialLog {
+        duma_domain::TrialLog {
             datetime: chrono::Utc::now(),
             kind: TrialLogKind::Metrics,
             payload: json!({"loss": 0.5, "epoch": 1}),
         },
-        trials::TrialLog {
+        duma_domain::TrialLog {
             datetime: chrono::Utc::now(),
             kind: TrialLogKind::Message,
             payload: json!({"message": "hello"}),

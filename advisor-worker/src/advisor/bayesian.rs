@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use duma_common::domain::{KnobConfig, KnobError, Knobs};
+use duma_domain::{KnobConfig, KnobError, Knobs};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
@@ -341,7 +341,7 @@ mod tests {
     use super::super::RandomAdvisor;
     use super::super::space::tests::all_kinds;
     use super::*;
-    use duma_common::domain::KnobValue;
+    use duma_domain::KnobValue;
     use serde_json::json;
 
     fn number(knobs: &Knobs, name: &str) -> f64 {

@@ -1,6 +1,6 @@
 //! The advisor of a config with nothing to choose: one proposal, then none.
 
-use duma_common::domain::{Knob, KnobConfig, KnobError, Knobs};
+use duma_domain::{Knob, KnobConfig, KnobError, Knobs};
 
 use super::Advisor;
 use super::space::Space;
@@ -44,7 +44,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
-    use duma_common::domain::KnobValue;
+    use duma_domain::KnobValue;
     use serde_json::json;
 
     fn fixed_config() -> KnobConfig {

@@ -8,8 +8,8 @@
 //! Kernel values are computed over arrays laid out so that the compiler vectorises them, with a
 //! polynomial `exp`: evaluating the kernel is most of the cost of a suggestion.
 
-use super::linalg::{cholesky, dot, inverse_from_cholesky, solve_cholesky};
 use super::space::{Coordinate, Point};
+use duma_runtime::linalg::{cholesky, dot, inverse_from_cholesky, solve_cholesky};
 
 const SQRT5: f64 = 2.236_067_977_499_79;
 /// Queries predicted together: their cross-covariances stay in cache.

@@ -15,12 +15,11 @@
 mod bayesian;
 mod fixed;
 mod gp;
-mod linalg;
 mod normal;
 mod random;
 mod space;
 
-use duma_common::domain::{Knob, KnobConfig, Knobs};
+use duma_domain::{Knob, KnobConfig, Knobs};
 
 pub use bayesian::BayesianAdvisor;
 pub use fixed::FixedAdvisor;
@@ -144,8 +143,8 @@ mod tests {
             4,
         );
         let knobs = fixed.propose().unwrap();
-        assert_eq!(knobs["epochs"], duma_common::domain::KnobValue::Int(3));
-        assert_eq!(knobs["skip"], duma_common::domain::KnobValue::Bool(false));
+        assert_eq!(knobs["epochs"], duma_domain::KnobValue::Int(3));
+        assert_eq!(knobs["skip"], duma_domain::KnobValue::Bool(false));
         assert!(fixed.propose().is_none());
     }
 

@@ -1,6 +1,6 @@
 //! Uniform random search.
 
-use duma_common::domain::{KnobConfig, KnobError, Knobs};
+use duma_domain::{KnobConfig, KnobError, Knobs};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
@@ -40,7 +40,7 @@ mod tests {
 
     use super::super::space::tests::all_kinds;
     use super::*;
-    use duma_common::domain::KnobValue;
+    use duma_domain::KnobValue;
     use serde_json::json;
 
     fn proposals(config: &KnobConfig, seed: u64, count: usize) -> Vec<Knobs> {

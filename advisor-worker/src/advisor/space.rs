@@ -6,7 +6,7 @@
 //! are categorical coordinates holding a choice index. Fixed knobs keep their value and policy
 //! knobs are off: neither is a choice.
 
-use duma_common::domain::{Knob, KnobConfig, KnobError, KnobValue, Knobs};
+use duma_domain::{Knob, KnobConfig, KnobError, KnobValue, Knobs};
 use rand::RngExt;
 
 /// A point of the space: one entry per coordinate; categorical ones hold the choice index.

@@ -2,7 +2,7 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::Row;
 
 use super::{DbResult, GenericClient};
-use crate::domain::{DatasetId, UserId};
+use duma_domain::{DatasetId, UserId};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Dataset {

@@ -6,7 +6,7 @@ use tokio_postgres::Row;
 
 use super::workers::{self, LeaseSubject};
 use super::{DbResult, GenericClient, Transaction};
-use crate::domain::{InferenceJobId, JobStatus, TrainJobId, TrialId, UserId};
+use duma_domain::{InferenceJobId, JobStatus, TrainJobId, TrialId, UserId};
 
 /// Violated when a train job already has a STARTED or RUNNING inference job.
 pub const ONE_LIVE_PER_TRAIN_JOB: &str = "inference_jobs_one_live_per_train_job";

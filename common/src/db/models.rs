@@ -3,12 +3,12 @@ use postgres_types::Json;
 use tokio_postgres::Row;
 
 use super::{DbResult, GenericClient};
-use crate::domain::{AccessRight, KnobConfig, ModelId, TemplateKind, UserId};
+use duma_domain::{AccessRight, KnobConfig, ModelId, TemplateKind, TemplateSource, UserId};
 
 /// Violated by a second model of the same name by the same user.
 pub const NAME_TAKEN: &str = "models_user_name_key";
 
-pub use crate::domain::dependencies::Dependencies;
+pub use duma_domain::dependencies::Dependencies;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Model {
@@ -29,6 +29,17 @@ pub struct Model {
 }
 
 impl Model {
+    /// What a runtime needs to run this model's template.
+    pub fn template_source(&self) -> TemplateSource {
+        TemplateSource {
+            name: self.name.clone(),
+            kind: self.template_kind,
+            class: self.model_class.clone(),
+            file: self.source_path.clone().zip(self.source_sha256.clone()),
+            dependencies: self.dependencies.clone(),
+        }
+    }
+
     fn from_row(row: &Row) -> DbResult<Self> {
         let knob_config: Option<Json<KnobConfig>> = row.try_get("knob_config")?;
         let Json(dependencies) = row.try_get("dependencies")?;

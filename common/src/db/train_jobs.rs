@@ -6,7 +6,7 @@ use tokio_postgres::Row;
 
 use super::workers::{self, LeaseSubject};
 use super::{DbResult, GenericClient, Transaction};
-use crate::domain::{
+use duma_domain::{
     Budget, DatasetId, JobStatus, LeaseKind, ModelId, SubTrainJobId, TrainJobId, UserId,
 };
 

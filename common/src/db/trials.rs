@@ -5,9 +5,9 @@ use postgres_types::Json;
 use tokio_postgres::Row;
 
 use super::{DbResult, GenericClient};
-use crate::domain::{
-    LeaseId, ModelId, Proposal, SubTrainJobId, TrainJobId, TrialId, TrialLogKind, TrialStatus,
-    UserId, WorkerId,
+use duma_domain::{
+    LeaseId, ModelId, Proposal, SubTrainJobId, TrainJobId, TrialId, TrialLog, TrialLogKind,
+    TrialStatus, UserId, WorkerId,
 };
 
 /// Violated when a sub job gets a second trial with the same number.
@@ -222,13 +222,6 @@ pub async fn mark_errored(db: &impl GenericClient, id: TrialId) -> DbResult<bool
     Ok(n == 1)
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct TrialLog {
-    pub datetime: DateTime<Utc>,
-    pub kind: TrialLogKind,
-    pub payload: serde_json::Value,
-}
-
 /// Appends log records in one statement, however many there are.
 pub async fn insert_logs(
     db: &impl GenericClient,
@@ -300,15 +293,4 @@ pub async fn error_trials_of_lost_worker(
             &[&worker_id, &sub_train_job_id, &reason],
         )
         .await?)
-}
-
-impl TrialLog {
-    /// A message record stamped now.
-    pub fn message(text: &str) -> Self {
-        Self {
-            datetime: Utc::now(),
-            kind: TrialLogKind::Message,
-            payload: serde_json::json!({ "message": text }),
-        }
-    }
 }

@@ -2,7 +2,7 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::Row;
 
 use super::{DbResult, GenericClient};
-use crate::domain::{UserId, UserType};
+use duma_domain::{UserId, UserType};
 
 /// Violated by a second account with the same email (case-insensitive).
 pub const EMAIL_TAKEN: &str = "users_email_key";

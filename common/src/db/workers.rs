@@ -7,7 +7,7 @@ use postgres_types::Json;
 use tokio_postgres::Row;
 
 use super::{DbResult, GenericClient, trials};
-use crate::domain::{
+use duma_domain::{
     InferenceJobId, LeaseId, LeaseKind, SubTrainJobId, TrialId, WorkerId, WorkerKind,
 };
 

@@ -7,7 +7,7 @@ use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 
 use super::Redis;
-use crate::domain::{InferenceJobId, TrainJobId};
+use duma_domain::{InferenceJobId, TrainJobId};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use prometheus::IntGauge;
 
 use crate::db::{PgPool, workers};
-use crate::domain::{LeaseId, LeaseKind, WorkerId};
+use duma_domain::{LeaseId, LeaseKind, WorkerId};
 
 /// What a worker holds: per lease, the stream it serves and its state `T`.
 pub struct LeasedStreams<T> {

@@ -19,11 +19,11 @@ use tokio_util::sync::CancellationToken;
 use crate::Settings;
 use crate::config::WorkerSettings;
 use crate::db::{PgPool, workers};
-use crate::domain::{WorkerId, WorkerKind};
 use crate::ops::{Liveness, OpsServer, Pending, Readiness};
 use crate::redis::Redis;
 use crate::redis::events::Event;
 use crate::tasks::{supervise, watchdog};
+use duma_domain::{WorkerId, WorkerKind};
 
 pub use events::{EventFeed, event_feed, next_event};
 pub use leased::LeasedStreams;

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use duma_common::db::{GenericClient, trials, workers};
-use duma_common::domain::{
+use duma_domain::{
     JobStatus, Knobs, LeaseId, LeaseKind, Proposal, TrialId, TrialStatus, WorkerId, WorkerKind,
 };
 use serde_json::json;
@@ -42,7 +42,7 @@ struct Worker {
 /// - after a reclaim, no RUNNING trial belongs to a dead worker.
 async fn check(
     db: &impl GenericClient,
-    sub: duma_common::domain::SubTrainJobId,
+    sub: duma_domain::SubTrainJobId,
     fleet: &HashMap<WorkerId, Worker>,
     reclaimed: bool,
     context: &str,

@@ -1,9 +1,9 @@
 use std::time::{Duration, Instant};
 
 use duma_common::config::RedisSettings;
-use duma_common::domain::TrainJobId;
 use duma_common::redis::Redis;
 use duma_common::redis::events::{self, Event};
+use duma_domain::TrainJobId;
 use duma_testkit::RedisServer;
 use futures::StreamExt;
 use redis::AsyncCommands;

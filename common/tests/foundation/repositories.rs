@@ -5,7 +5,7 @@ use duma_common::db::{
     self, DbError, GenericClient, datasets, inference_jobs, models, train_jobs, trials, users,
     workers,
 };
-use duma_common::domain::{
+use duma_domain::{
     AccessRight, Budget, DatasetId, JobStatus, KnobConfig, KnobValue, Knobs, LeaseKind, ModelId,
     Proposal, TemplateKind, TrialLogKind, TrialStatus, UserId, UserType, WorkerKind,
 };
@@ -489,8 +489,8 @@ async fn trials_and_logs_round_trip() {
         TrialStatus::Errored
     );
 
-    let logs: Vec<trials::TrialLog> = (0..500)
-        .map(|i| trials::TrialLog {
+    let logs: Vec<duma_domain::TrialLog> = (0..500)
+        .map(|i| duma_domain::TrialLog {
             datetime: Utc::now(),
             kind: if i == 0 {
                 TrialLogKind::Plot

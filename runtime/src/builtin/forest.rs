@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use duma_common::domain::{KnobConfig, KnobValue, Knobs};
+use duma_domain::{KnobConfig, KnobValue, Knobs};
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};

@@ -1,7 +1,7 @@
 //! Reading typed values out of [`Knobs`] that were already checked against a knob config. The
 //! errors only fire if a learner's `from_knobs` and `knob_config` disagree.
 
-use duma_common::domain::{Knob, KnobError, KnobValue, Knobs};
+use duma_domain::{Knob, KnobError, KnobValue, Knobs};
 
 use crate::error::TemplateError;
 

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use duma_common::domain::{KnobConfig, KnobValue, Knobs};
+use duma_domain::{KnobConfig, KnobValue, Knobs};
 use serde::{Deserialize, Serialize};
 
 use crate::builtin::knobs::{float, float_knob, knobs};

@@ -12,7 +12,7 @@ mod venv;
 use parking_lot::Mutex;
 use std::path::{Path, PathBuf};
 
-use duma_common::domain::{KnobConfig, Knobs};
+use duma_domain::{KnobConfig, Knobs};
 use serde_json::{Map, Value, json};
 
 pub use runner::KillSwitch;

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use chrono::{DateTime, Utc};
-use duma_common::domain::TrialLogKind;
 use duma_common::process::kill_process_tree;
+use duma_domain::TrialLogKind;
 use serde_json::{Value, json};
 
 use super::PythonEnv;

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use duma_common::domain::dependencies::{self, Dependencies};
+use duma_domain::dependencies::{self, Dependencies};
 use sha2::{Digest, Sha256};
 
 use crate::error::TemplateError;

@@ -7,7 +7,7 @@ pub(crate) mod encoding;
 pub(crate) mod model;
 pub(crate) mod target;
 
-use duma_common::domain::{KnobConfig, Knobs};
+use duma_domain::{KnobConfig, Knobs};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 

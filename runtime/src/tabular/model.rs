@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use duma_common::domain::Knobs;
+use duma_domain::Knobs;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 

@@ -1,4 +1,4 @@
-use duma_common::domain::{KnobError, KnobValue};
+use duma_domain::{KnobError, KnobValue};
 use duma_runtime::{TemplateError, builtin_template, builtin_templates};
 
 use crate::support::{CLASSIFIERS, REGRESSORS};

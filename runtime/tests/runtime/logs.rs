@@ -1,4 +1,4 @@
-use duma_common::domain::TrialLogKind;
+use duma_domain::TrialLogKind;
 use duma_runtime::TrialLogger;
 
 use crate::support::{

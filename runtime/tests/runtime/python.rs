@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use duma_common::domain::{KnobValue, Knobs, TrialLogKind};
+use duma_domain::{KnobValue, Knobs, TrialLogKind};
 use duma_runtime::python::{KillSwitch, PythonEnv, PythonTemplate, VenvCache};
 use duma_runtime::{TemplateError, TrialLogger};
 use serde_json::json;

@@ -3,7 +3,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use duma_common::db::{models, users, workers};
-use duma_common::domain::{AccessRight, KnobConfig, LeaseKind, ModelId, TemplateKind, WorkerKind};
+use duma_domain::{AccessRight, KnobConfig, LeaseKind, ModelId, TemplateKind, WorkerKind};
 use serde_json::{Value, json};
 
 use crate::stack::{Stack, classification_csv, regression_csv, spawn_stack, spawn_stack_with};
@@ -338,7 +338,7 @@ async fn newest_train_worker(stack: &Stack) -> Option<uuid::Uuid> {
     )
     .await
     .unwrap()
-    .map(|row| row.get::<_, duma_common::domain::WorkerId>(0).0)
+    .map(|row| row.get::<_, duma_domain::WorkerId>(0).0)
 }
 
 /// The race the fault drills found: a worker SIGKILLed mid-trial and restarted at once (as a

@@ -1,8 +1,8 @@
-//! Messages services exchange over the Redis RPC primitive ([`crate::redis::rpc`]).
+//! Messages services exchange over the Redis RPC primitive (`duma_common::redis::rpc`).
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{InferenceJobId, Knobs, LeaseId, Proposal, SubTrainJobId, TrialId, WorkerId};
+use crate::{InferenceJobId, Knobs, LeaseId, Proposal, SubTrainJobId, TrialId, WorkerId};
 
 /// The RPC target of the advisor of a sub train job.
 pub fn advisor_target(sub_train_job_id: SubTrainJobId) -> String {

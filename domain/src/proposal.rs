@@ -37,7 +37,7 @@ impl Proposal {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::KnobValue;
+    use crate::KnobValue;
 
     #[test]
     fn proposal_round_trips_and_defaults_flags() {

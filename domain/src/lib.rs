@@ -1,12 +1,17 @@
-//! Domain types shared by every service: ids, statuses, user types, knobs, budgets, proposals.
-//! All of them round-trip through serde with Rafiki's wire names, and through Postgres.
+//! Domain types shared by every service: ids, statuses, user types, knobs, budgets, proposals,
+//! trial log records, and the messages services exchange over the RPC ([`protocol`]). All of
+//! them round-trip through serde with Rafiki's wire names, and through Postgres. Nothing here
+//! does I/O: the runtime and pure logic build and test against this crate alone.
 
 mod budget;
 pub mod dependencies;
 mod ids;
 mod knobs;
 mod proposal;
+pub mod protocol;
 mod status;
+mod template;
+mod trial_log;
 
 pub use budget::{Budget, BudgetError};
 pub use ids::{
@@ -19,3 +24,5 @@ pub use status::{
     AccessRight, JobStatus, LeaseKind, TemplateKind, TrialLogKind, TrialStatus, UnknownVariant,
     UserType, WorkerKind,
 };
+pub use template::TemplateSource;
+pub use trial_log::TrialLog;
