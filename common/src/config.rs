@@ -49,6 +49,9 @@ pub struct PythonSettings {
     pub interpreter: PathBuf,
     /// The folder holding the `duma` SDK package (the repository's `python/`).
     pub sdk_path: PathBuf,
+    /// Where template environments are built: one folder shared by every worker of a host, so
+    /// what training installed, serving reuses.
+    pub env_dir: PathBuf,
 }
 
 impl Default for PythonSettings {
@@ -56,6 +59,7 @@ impl Default for PythonSettings {
         Self {
             interpreter: PathBuf::from("python3"),
             sdk_path: PathBuf::from("./python"),
+            env_dir: PathBuf::from("./.duma/envs"),
         }
     }
 }

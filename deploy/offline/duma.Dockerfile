@@ -9,6 +9,7 @@ COPY bin/ /usr/local/bin/
 COPY python/ /usr/local/lib/duma/python/
 ENV DUMA_OBJECT_STORE__ROOT=/var/lib/duma/objects \
     DUMA_PYTHON__SDK_PATH=/usr/local/lib/duma/python \
+    DUMA_PYTHON__ENV_DIR=/var/lib/duma/envs \
     DUMA_ADVISOR_WORKER__CACHE_DIR=/var/lib/duma/cache/advisor \
     DUMA_TRAIN_WORKER__CACHE_DIR=/var/lib/duma/cache/train \
     DUMA_INFERENCE_WORKER__CACHE_DIR=/var/lib/duma/cache/inference

@@ -26,7 +26,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     let cache_dir = &host.settings.cache_dir;
     let resolver = TemplateResolver {
         cache: ObjectCache::new(&cache_dir.join("objects"), store.clone())?,
-        venvs: VenvCache::new(&cache_dir.join("venvs"), &settings.python.interpreter),
+        venvs: VenvCache::new(&settings.python.env_dir, &settings.python.interpreter),
         sdk_path: settings.python.sdk_path.clone(),
         work_root: cache_dir.join("runners"),
     };

@@ -98,7 +98,7 @@ impl TrainWorker {
         let cache = ObjectCache::new(&settings.cache_dir.join("objects"), store.clone())?;
         let resolver = TemplateResolver {
             cache: cache.clone(),
-            venvs: VenvCache::new(&settings.cache_dir.join("venvs"), &python.interpreter),
+            venvs: VenvCache::new(&python.env_dir, &python.interpreter),
             sdk_path: python.sdk_path,
             work_root: settings.cache_dir.join("runners"),
         };

@@ -241,6 +241,12 @@ impl Plan {
             "DUMA_OBJECT_STORE__ROOT",
             data.path("objects").display().to_string(),
         );
+        // One environment folder for every worker: what training built, serving reuses.
+        default(
+            &mut service_env,
+            "DUMA_PYTHON__ENV_DIR",
+            data.path("envs").display().to_string(),
+        );
         if let Some(sdk) = python_sdk(&bin_dir) {
             default(
                 &mut service_env,

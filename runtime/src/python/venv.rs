@@ -1,5 +1,14 @@
-//! One virtualenv per dependency set, created on first use with pip (argv, never a shell string)
-//! and reused by every template declaring the same set.
+//! Python environments for templates, built with pip (argv, never a shell string):
+//!
+//! - **the base environment**: what Rafiki's worker image always had — numpy, pandas, Pillow,
+//!   requests, tqdm, scikit-learn, pinned — built once per root and used as it is by every
+//!   template that declares no dependencies;
+//! - **one environment per declared dependency set**, layered on the base: a virtualenv whose
+//!   `duma-base.pth` puts the base's packages on `sys.path` after its own, so it installs only
+//!   what the template declared (a declared version of a base package wins).
+//!
+//! The root is shared by every worker of a host (`python.env_dir`): what training built, serving
+//! reuses. Builds of one environment are serialised across processes by a kernel file lock.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -10,9 +19,18 @@ use sha2::{Digest, Sha256};
 
 use crate::error::TemplateError;
 
-/// What every environment gets besides the template's own dependencies (the SDK needs numpy).
-const BASE_PACKAGES: &[&str] = &["numpy"];
+/// The base environment's packages. numpy is also what the SDK itself needs.
+const BASE_PACKAGES: &[&str] = &[
+    "numpy==1.26.4",
+    "pandas==2.2.3",
+    "Pillow==11.0.0",
+    "requests==2.32.3",
+    "scikit-learn==1.5.2",
+    "tqdm==4.67.1",
+];
 const LOCK_WAIT: Duration = Duration::from_secs(20 * 60);
+/// The file that layers the base environment under a dependency set's own packages.
+const BASE_PTH: &str = "duma-base.pth";
 
 #[derive(Debug, Clone)]
 pub struct VenvCache {
@@ -29,35 +47,53 @@ impl VenvCache {
         }
     }
 
-    /// pip requirement strings, sorted: `numpy`, `scikit-learn==1.5.2`, `torch>=2`.
+    /// pip requirement strings of declared dependencies, sorted: `scikit-learn==1.5.2`,
+    /// `torch>=2`, `tqdm`.
     fn requirements(deps: &Dependencies) -> Vec<String> {
-        let mut requirements: Vec<String> = BASE_PACKAGES.iter().map(|p| (*p).to_owned()).collect();
-        for (name, version) in deps {
-            if BASE_PACKAGES.contains(&name.as_str()) {
-                requirements.retain(|r| r != name);
-            }
-            let pinned = if version.is_empty() {
-                name.clone()
-            } else if version.starts_with(|c: char| c.is_ascii_alphanumeric()) {
-                format!("{name}=={version}")
-            } else {
-                format!("{name}{version}")
-            };
-            requirements.push(pinned);
-        }
+        let mut requirements: Vec<String> = deps
+            .iter()
+            .map(|(name, version)| {
+                if version.is_empty() {
+                    name.clone()
+                } else if version.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+                    format!("{name}=={version}")
+                } else {
+                    format!("{name}{version}")
+                }
+            })
+            .collect();
         requirements.sort();
         requirements
     }
 
-    /// The interpreter of the environment for `deps`, creating it if needed.
+    /// The interpreter of the environment for `deps`, creating it (and the base) if needed.
     pub fn interpreter(&self, deps: &Dependencies) -> Result<PathBuf, TemplateError> {
         dependencies::validate(deps).map_err(|e| TemplateError::Dependencies {
             detail: e.to_string(),
         })?;
-        let requirements = Self::requirements(deps);
+        let base_requirements: Vec<String> =
+            BASE_PACKAGES.iter().map(|p| (*p).to_owned()).collect();
+        let (base_key, base) = self.environment("base", &base_requirements, None)?;
+        if deps.is_empty() {
+            return Ok(base);
+        }
+        self.environment(&base_key, &Self::requirements(deps), Some(&base))
+            .map(|(_, python)| python)
+    }
+
+    /// The environment installing `requirements` (over the environment of `base`, if given):
+    /// `(its key, its interpreter)`. `parent` names what it is layered on, for its key.
+    fn environment(
+        &self,
+        parent: &str,
+        requirements: &[String],
+        base: Option<&Path>,
+    ) -> Result<(String, PathBuf), TemplateError> {
         let mut hasher = Sha256::new();
         hasher.update(self.base_python.as_os_str().as_encoded_bytes());
-        for requirement in &requirements {
+        hasher.update(b"\n");
+        hasher.update(parent.as_bytes());
+        for requirement in requirements {
             hasher.update(b"\n");
             hasher.update(requirement.as_bytes());
         }
@@ -66,7 +102,7 @@ impl VenvCache {
         let python = dir.join("bin/python");
         let ready = dir.join(".duma-ready");
         if ready.exists() {
-            return Ok(python);
+            return Ok((key, python));
         }
         let failed = |what: &str, e: &dyn std::fmt::Display| TemplateError::Dependencies {
             detail: format!("{what}: {e}"),
@@ -76,7 +112,7 @@ impl VenvCache {
         let lock = self.root.join(format!("{key}.lock"));
         let _guard = InstallLock::acquire(&lock)?;
         if ready.exists() {
-            return Ok(python); // another process built it while we waited
+            return Ok((key, python)); // another process built it while we waited
         }
         let _ = std::fs::remove_dir_all(&dir);
         // One home for every install under this root: pip's download cache is shared by them.
@@ -88,6 +124,15 @@ impl VenvCache {
                 .arg(&dir),
             "creating the virtualenv",
         )?;
+        if let Some(base) = base {
+            let base_packages = site_packages(base, &home)?;
+            let own_packages = site_packages(&python, &home)?;
+            std::fs::write(
+                own_packages.join(BASE_PTH),
+                format!("{}\n", base_packages.display()),
+            )
+            .map_err(|e| failed("layering the base environment", &e))?;
+        }
         run(
             isolated(&mut Command::new(&python), &home)
                 .args([
@@ -98,13 +143,33 @@ impl VenvCache {
                     "--disable-pip-version-check",
                     "--quiet",
                 ])
-                .args(&requirements),
+                .args(requirements),
             &format!("pip install {}", requirements.join(" ")),
         )?;
         std::fs::write(&ready, requirements.join("\n"))
             .map_err(|e| failed("marking the environment ready", &e))?;
-        Ok(python)
+        Ok((key, python))
     }
+}
+
+/// The folder an interpreter installs pure-Python packages into.
+fn site_packages(python: &Path, home: &Path) -> Result<PathBuf, TemplateError> {
+    let output = isolated(&mut Command::new(python), home)
+        .args([
+            "-c",
+            "import sysconfig; print(sysconfig.get_paths()['purelib'])",
+        ])
+        .output()
+        .map_err(|e| TemplateError::Dependencies {
+            detail: format!("asking {} for its site-packages: {e}", python.display()),
+        })?;
+    let path = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    if !output.status.success() || path.is_empty() {
+        return Err(TemplateError::Dependencies {
+            detail: format!("{} did not name its site-packages", python.display()),
+        });
+    }
+    Ok(PathBuf::from(path))
 }
 
 fn run(command: &mut Command, what: &str) -> Result<(), TemplateError> {
@@ -210,7 +275,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn requirements_pin_versions_and_always_include_numpy() {
+    fn requirements_pin_versions_and_hold_only_what_was_declared() {
         let deps: Dependencies = [
             ("scikit-learn".to_owned(), "1.5.2".to_owned()),
             ("torch".to_owned(), ">=2".to_owned()),
@@ -219,10 +284,9 @@ mod tests {
         .into();
         assert_eq!(
             VenvCache::requirements(&deps),
-            vec!["numpy", "scikit-learn==1.5.2", "torch>=2", "tqdm"]
+            vec!["scikit-learn==1.5.2", "torch>=2", "tqdm"]
         );
-        let numpy: Dependencies = [("numpy".to_owned(), "1.26.4".to_owned())].into();
-        assert_eq!(VenvCache::requirements(&numpy), vec!["numpy==1.26.4"]);
+        assert!(VenvCache::requirements(&Dependencies::new()).is_empty());
     }
 
     #[test]

@@ -14,7 +14,7 @@ fn repository() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// The base environment (numpy only), built once per test process.
+/// The base environment (Rafiki's worker packages), built once per test cache.
 fn env() -> PythonEnv {
     static PYTHON: OnceLock<PathBuf> = OnceLock::new();
     let python = PYTHON.get_or_init(|| {
@@ -97,6 +97,33 @@ fn a_rafiki_template_trains_evaluates_saves_loads_and_predicts() {
         before,
         "same predictions after a save/load round trip"
     );
+}
+
+/// A template that imports pandas, scikit-learn and Pillow without declaring them trains, saves,
+/// loads and predicts; the queries reach its DataFrame with their keys in the order sent.
+#[test]
+fn the_base_environment_has_rafikis_worker_packages_and_key_order_holds() {
+    let template = template("base_env.py", "BaseEnvTree");
+    let kill = KillSwitch::new();
+    let dir = tempfile::tempdir().unwrap();
+    let (train, val) = (dataset(&dir, "train.csv"), dataset(&dir, "val.csv"));
+    let knobs: Knobs = [("max_depth".to_owned(), KnobValue::Int(2))].into();
+    let mut model = template.build(&knobs, &kill).unwrap();
+    let mut log = TrialLogger::new();
+    model.train(&train, &Default::default(), &mut log).unwrap();
+    let score = model.evaluate(&val, &mut log).unwrap();
+    assert!(score > 0.9, "{score}");
+    let params = model.dump_parameters().unwrap();
+    let loaded = template.load(&knobs, &params, &kill).unwrap();
+    let queries = vec![
+        json!({"f1": -2.0, "f2": -2.0}),
+        json!({"f1": 2.0, "f2": 2.0}),
+    ];
+    assert_eq!(loaded.predict(&queries).unwrap(), vec![json!(0), json!(1)]);
+    // Keys in another order than training's are the caller's mistake, and scikit-learn says so.
+    let swapped: Vec<serde_json::Value> =
+        vec![serde_json::from_str(r#"{"f2": -2.0, "f1": -2.0}"#).unwrap()];
+    assert!(loaded.predict(&swapped).is_err());
 }
 
 #[test]
@@ -235,5 +262,53 @@ fn the_runner_sees_no_platform_secrets() {
         ]
         .contains(n)),
         "{names:?}"
+    );
+}
+
+/// A declared dependency set installs only what it declares; the base packages come from the
+/// base environment, layered under it, not installed again.
+#[test]
+fn a_dependency_set_is_layered_on_the_base_environment() {
+    env(); // the base exists
+    let cache = VenvCache::new(
+        &repository().join("target/duma-test-cache/venvs"),
+        &PathBuf::from("python3"),
+    );
+    let deps = [("six".to_owned(), "1.16.0".to_owned())].into();
+    let started = Instant::now();
+    let python = cache.interpreter(&deps).unwrap();
+    let output = std::process::Command::new(&python)
+        .args([
+            "-c",
+            "import six, pandas, sklearn; print(six.__file__); print(pandas.__file__)",
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let mut files = stdout.lines();
+    let (six, pandas) = (files.next().unwrap(), files.next().unwrap());
+    let own = python
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .canonicalize()
+        .unwrap();
+    let inside = |file: &str| {
+        PathBuf::from(file)
+            .canonicalize()
+            .unwrap()
+            .starts_with(&own)
+    };
+    assert!(inside(six), "{six} outside {own:?}");
+    assert!(!inside(pandas), "pandas installed again: {pandas}");
+    // Built once: asking again is immediate.
+    let again = Instant::now();
+    assert_eq!(cache.interpreter(&deps).unwrap(), python);
+    assert!(
+        again.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
     );
 }

@@ -56,6 +56,7 @@ pub async fn spawn_stack_with(
         worker.cache_dir = repository.join("target/duma-test-cache");
     }
     settings.python.sdk_path = repository.join("python");
+    settings.python.env_dir = repository.join("target/duma-test-cache/venvs");
     settings.advisor_worker.capacity = 16;
     settings.train_worker.capacity = 1;
     settings.inference_worker.capacity = 4;
