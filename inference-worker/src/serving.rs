@@ -21,8 +21,8 @@ use duma_common::worker::{LeasedStreams, WorkerHost};
 use duma_domain::protocol::serving_target;
 use duma_domain::{InferenceJobId, JobStatus, LeaseKind, WorkerId};
 use duma_runtime::python::KillSwitch;
-use duma_runtime::{Model, TemplateResolver};
-use prometheus::{Histogram, IntGauge, IntGaugeVec, Registry};
+use duma_runtime::{Model, TemplateError, TemplateResolver};
+use prometheus::{Histogram, IntCounter, IntGauge, IntGaugeVec, Registry};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -33,6 +33,8 @@ const READ_BATCH: usize = 256;
 /// not wait: see `host`). A live replica busy longer than this with an entry has it served twice
 /// (the first answer wins), which costs work, never correctness.
 const RECLAIM_IDLE: Duration = Duration::from_secs(2);
+/// The least a predict call gets, however close its callers' deadlines (one was reclaimed late).
+const MIN_PREDICT_DEADLINE: Duration = Duration::from_millis(500);
 
 #[derive(Clone)]
 pub struct ServingMetrics {
@@ -42,6 +44,7 @@ pub struct ServingMetrics {
     pub predict_seconds: Histogram,
     pub load_seconds: Histogram,
     pub models_hosted: IntGauge,
+    pub models_restarted: IntCounter,
 }
 
 impl ServingMetrics {
@@ -80,6 +83,11 @@ impl ServingMetrics {
             models_hosted: prometheus::register_int_gauge_with_registry!(
                 "duma_inference_models",
                 "Trial replicas this worker serves",
+                registry
+            )?,
+            models_restarted: prometheus::register_int_counter_with_registry!(
+                "duma_inference_models_restarted_total",
+                "Models loaded again because their runner died or hung",
                 registry
             )?,
         })
@@ -173,8 +181,8 @@ impl Serving {
             let model = self
                 .hosted
                 .by_stream_mut(&stream)
-                .map(|(_, hosted)| hosted.model.clone());
-            let Some(model) = model else {
+                .map(|(_, hosted)| (hosted.model.clone(), hosted.kill.clone()));
+            let Some((model, kill)) = model else {
                 replies.extend(requests.into_iter().map(|r| {
                     (
                         r,
@@ -183,7 +191,11 @@ impl Serving {
                 }));
                 continue;
             };
-            replies.extend(self.predict_batch(model, requests, &stream).await);
+            let (answered, broken) = self.predict_batch(model, &kill, requests, &stream).await;
+            replies.extend(answered);
+            if let Some(reason) = broken {
+                self.rehost(&stream, &reason).await;
+            }
         }
         log_replies(&replies);
         if let Err(error) = self.server.respond(replies).await {
@@ -191,12 +203,15 @@ impl Serving {
         }
     }
 
+    /// The replies to a stream's requests, and why the model must be loaded again if it broke
+    /// (its process died, or it did not answer before the last caller stopped waiting).
     async fn predict_batch(
         &self,
         model: Arc<Mutex<Box<dyn Model>>>,
+        kill: &KillSwitch,
         requests: Vec<Request>,
         stream: &str,
-    ) -> Vec<(Request, Reply)> {
+    ) -> (Vec<(Request, Reply)>, Option<String>) {
         let mut replies = Vec::with_capacity(requests.len());
         let mut batch: Vec<(Request, usize)> = Vec::new();
         let mut queries: Vec<Value> = Vec::new();
@@ -213,16 +228,31 @@ impl Serving {
             }
         }
         if batch.is_empty() {
-            return replies;
+            return (replies, None);
         }
+        // Nobody waits for an answer after the last caller's deadline: a model still busy then
+        // is hung (or far too slow to be of use), and is killed and loaded again.
+        let deadline = batch
+            .iter()
+            .map(|(r, _)| r.time_left())
+            .max()
+            .unwrap_or_default()
+            .max(MIN_PREDICT_DEADLINE);
         self.metrics.batch_size.observe(queries.len() as f64);
         let started = Instant::now();
-        let predicted = run_predict(model.clone(), queries, stream).await;
+        let predicted = run_predict(model.clone(), kill, queries, stream, deadline).await;
         self.metrics
             .predict_seconds
             .observe(started.elapsed().as_secs_f64());
         match predicted {
-            Ok(predictions) => {
+            Predicted::Broken(reason) => {
+                let reply = Reply::Unavailable(format!(
+                    "{reason}; the model is being restarted, retry shortly"
+                ));
+                replies.extend(batch.into_iter().map(|(r, _)| (r, reply.clone())));
+                return (replies, Some(reason));
+            }
+            Predicted::Answered(predictions) => {
                 let mut rest = predictions.into_iter();
                 for (request, count) in batch {
                     let mine: Vec<Value> = rest.by_ref().take(count).collect();
@@ -232,27 +262,69 @@ impl Serving {
                     ));
                 }
             }
-            Err(_) if batch.len() > 1 => {
+            Predicted::Refused(_) if batch.len() > 1 => {
                 // One bad query failed the whole batch: answer each request on its own.
+                let mut broken = None;
                 for (request, _) in batch {
+                    if let Some(reason) = &broken {
+                        replies.push((
+                            request,
+                            Reply::Unavailable(format!("{reason}; retry shortly")),
+                        ));
+                        continue;
+                    }
                     let queries: Vec<Value> =
                         serde_json::from_slice(&request.payload).unwrap_or_default();
-                    let reply = match run_predict(model.clone(), queries, stream).await {
-                        Ok(predictions) => Reply::Ok(Bytes::from(
-                            serde_json::to_vec(&predictions).unwrap_or_default(),
-                        )),
-                        Err(error) => Reply::Error(error),
-                    };
+                    let reply =
+                        match run_predict(model.clone(), kill, queries, stream, deadline).await {
+                            Predicted::Answered(predictions) => Reply::Ok(Bytes::from(
+                                serde_json::to_vec(&predictions).unwrap_or_default(),
+                            )),
+                            Predicted::Refused(error) => Reply::Error(error),
+                            Predicted::Broken(reason) => {
+                                let reply = Reply::Unavailable(format!("{reason}; retry shortly"));
+                                broken = Some(reason);
+                                reply
+                            }
+                        };
                     replies.push((request, reply));
                 }
+                return (replies, broken);
             }
-            Err(error) => replies.extend(
+            Predicted::Refused(error) => replies.extend(
                 batch
                     .into_iter()
                     .map(|(r, _)| (r, Reply::Error(error.clone()))),
             ),
         }
-        replies
+        (replies, None)
+    }
+
+    /// Stops serving a model whose runner broke and frees its lease, so it is loaded again
+    /// (here or by another worker) at the next claim instead of failing every request.
+    async fn rehost(&mut self, stream: &str, reason: &str) {
+        let Some((lease, _)) = self.hosted.by_stream_mut(stream) else {
+            return;
+        };
+        if let Some(hosted) = self.hosted.remove(lease) {
+            tracing::warn!(inference_job_id = %hosted.job, stream, reason, "the model broke; loading it again");
+            self.metrics.models_restarted.inc();
+            self.metrics.forget_stream(&hosted.stream);
+            // Dropping it kills what is left of its runner.
+        }
+        let released = match self.pool.get().await {
+            Ok(db) => workers::release(&db, lease, self.id)
+                .await
+                .map_err(anyhow::Error::from),
+            Err(e) => Err(e.into()),
+        };
+        if let Err(error) = released {
+            // The lease expires by itself then, and the reconciler frees it.
+            tracing::warn!(
+                error = format!("{error:#}"),
+                "could not release the lease of a broken model"
+            );
+        }
     }
 
     async fn housekeeping(&mut self) -> anyhow::Result<()> {
@@ -396,27 +468,51 @@ impl Serving {
     }
 }
 
-/// One predict call on a blocking thread (models are CPU-bound, Python ones wait on a pipe). A
-/// failure is logged in full here; the caller gets [`duma_runtime::TemplateError::public_message`].
+/// How one predict call ended.
+enum Predicted {
+    Answered(Vec<Value>),
+    /// The model refused the queries (it raised, or a query is malformed): the caller's fault,
+    /// told with [`duma_runtime::TemplateError::public_message`].
+    Refused(String),
+    /// The model's runner died or hung: it has to be loaded again.
+    Broken(String),
+}
+
+/// One predict call on a blocking thread (models are CPU-bound, Python ones wait on a pipe),
+/// bounded by `deadline`: past it the runner is killed. A failure is logged in full here.
 async fn run_predict(
     model: Arc<Mutex<Box<dyn Model>>>,
+    kill: &KillSwitch,
     queries: Vec<Value>,
     stream: &str,
-) -> Result<Vec<Value>, String> {
-    let predicted = tokio::task::spawn_blocking(move || {
+    deadline: Duration,
+) -> Predicted {
+    let call = tokio::task::spawn_blocking(move || {
         let model = model.lock();
         model.predict(&queries)
-    })
-    .await;
-    match predicted {
-        Ok(Ok(predictions)) => Ok(predictions),
-        Ok(Err(error)) => {
-            tracing::warn!(stream, error = %error, "a prediction failed");
-            Err(error.public_message())
+    });
+    match tokio::time::timeout(deadline, call).await {
+        Err(_) => {
+            kill.fire();
+            let reason = format!(
+                "the model did not answer within {} ms",
+                deadline.as_millis()
+            );
+            tracing::warn!(stream, reason, "a prediction hung; its runner is killed");
+            Predicted::Broken(reason)
         }
-        Err(panic) => {
+        Ok(Ok(Ok(predictions))) => Predicted::Answered(predictions),
+        Ok(Ok(Err(error @ TemplateError::Runner { .. }))) => {
+            tracing::warn!(stream, error = %error, "a model's runner broke");
+            Predicted::Broken("the model's process ended".to_owned())
+        }
+        Ok(Ok(Err(error))) => {
+            tracing::warn!(stream, error = %error, "a prediction failed");
+            Predicted::Refused(error.public_message())
+        }
+        Ok(Err(panic)) => {
             tracing::error!(stream, error = %panic, "a prediction panicked");
-            Err("the model failed on this query".to_owned())
+            Predicted::Refused("the model failed on this query".to_owned())
         }
     }
 }

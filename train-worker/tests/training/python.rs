@@ -338,3 +338,68 @@ async fn a_query_reaches_the_model_with_its_keys_in_the_clients_order() {
     };
     assert_eq!(answer["prediction"], json!(["zeta", "alpha", "mid", "b"]));
 }
+
+/// A model that hangs on one query, or whose runner dies, costs that request (504, or 503) and
+/// a reload — never the serving of the queries after it.
+#[tokio::test]
+async fn a_hung_or_dead_runner_is_killed_and_its_model_loaded_again() {
+    let stack = spawn_stack(1).await;
+    stack.start_inference_worker();
+    let (predictor, _) = stack.start_predictor().await;
+    let model = stack
+        .upload_model(
+            "faults",
+            TASK,
+            template("predict_faults.py"),
+            "PredictFaults",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        train(&stack, "faults", &model, json!({"MODEL_TRIAL_COUNT": 1})).await["status"],
+        "STOPPED"
+    );
+    let job = stack
+        .post("/inference_jobs", json!({"app": "faults"}))
+        .await;
+    let url = crate::stack::predict_url(&job, &predictor);
+    let predict = |query: Value| {
+        let (http, url) = (stack.http.clone(), url.clone());
+        async move {
+            http.post(&url)
+                .json(&json!({ "query": query }))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let served_again = |why: &'static str| {
+        let predict = &predict;
+        async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            loop {
+                let response = predict(json!(21)).await;
+                if response.status() == 200 {
+                    let body: Value = response.json().await.unwrap();
+                    assert_eq!(body["prediction"], 42);
+                    return;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "not served again {why}: {}",
+                    response.status()
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    served_again("at first").await;
+
+    // The stack's predictor waits 2 s: the hung call is a 504, and the runner is killed then.
+    assert_eq!(predict(json!("hang")).await.status(), 504);
+    served_again("after a hung prediction").await;
+
+    let died = predict(json!("exit")).await.status();
+    assert!(died == 503 || died == 504, "{died}");
+    served_again("after its runner died").await;
+}

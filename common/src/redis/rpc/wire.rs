@@ -123,6 +123,12 @@ impl Request {
     pub fn is_expired(&self) -> bool {
         chrono::Utc::now().timestamp_millis() > self.deadline_ms
     }
+
+    /// How long the caller still waits for the reply (zero once it stopped).
+    pub fn time_left(&self) -> std::time::Duration {
+        let left = self.deadline_ms - chrono::Utc::now().timestamp_millis();
+        std::time::Duration::from_millis(u64::try_from(left).unwrap_or(0))
+    }
 }
 
 /// The requests of one stream entry; a truncated body ends the list where it breaks.
