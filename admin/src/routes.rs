@@ -4,7 +4,7 @@ use actix_web::http::{Method, header};
 use actix_web::{HttpRequest, HttpResponse, Resource, Route, web};
 
 use crate::handlers::{
-    actions, datasets, inference_jobs, models, tokens, train_jobs, trials, users,
+    actions, datasets, inference_jobs, models, prediction_keys, tokens, train_jobs, trials, users,
 };
 use crate::openapi;
 use duma_common::api_error::{ApiError, ErrorCode};
@@ -108,6 +108,17 @@ fn table() -> Vec<(&'static str, Vec<(Method, Route)>)> {
         (
             "/inference_jobs/{app}/{app_version}/stop",
             vec![(Method::POST, web::to(inference_jobs::stop))],
+        ),
+        (
+            "/apps/{app}/prediction_keys",
+            vec![
+                (Method::POST, web::to(prediction_keys::create)),
+                (Method::GET, web::to(prediction_keys::list)),
+            ],
+        ),
+        (
+            "/apps/{app}/prediction_keys/{key_id}",
+            vec![(Method::DELETE, web::to(prediction_keys::delete))],
         ),
         (
             "/actions/stop_all_jobs",

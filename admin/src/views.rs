@@ -297,3 +297,33 @@ mod tests {
         assert_eq!(http_date(&datetime), "Tue, 07 May 2019 10:00:00 GMT");
     }
 }
+
+/// A prediction key as listed: never the key itself.
+#[derive(Serialize, ToSchema)]
+pub struct PredictionKeyView {
+    pub id: Uuid,
+    pub app: String,
+    /// The key's first characters.
+    pub prefix: String,
+    pub datetime_created: String,
+}
+
+impl From<&duma_common::db::prediction_keys::PredictionKey> for PredictionKeyView {
+    fn from(key: &duma_common::db::prediction_keys::PredictionKey) -> Self {
+        Self {
+            id: key.id.0,
+            app: key.app.clone(),
+            prefix: key.prefix.clone(),
+            datetime_created: http_date(&key.datetime_created),
+        }
+    }
+}
+
+/// A prediction key just created: the only time the key is shown.
+#[derive(Serialize, ToSchema)]
+pub struct CreatedPredictionKeyView {
+    #[serde(flatten)]
+    pub view: PredictionKeyView,
+    /// Send it as `Authorization: Bearer <key>` or `X-API-Key: <key>` with predictions.
+    pub key: String,
+}

@@ -63,4 +63,6 @@ id_type!(
     WorkerId,
     /// A claimable unit of work.
     LeaseId,
+    /// A key that lets its bearer query an app's predictions.
+    PredictionKeyId,
 );

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, ResponseError, web};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use duma_common::api_error::{ApiError, ErrorCode};
 use duma_common::ops::RequestId;
 use duma_common::redis::rpc::{RpcClient, RpcError};
@@ -32,9 +32,10 @@ pub struct Limits {
 }
 
 /// The statuses a predict request can end with (the `status` label's whole range).
-const STATUSES: [StatusCode; 7] = [
+const STATUSES: [StatusCode; 8] = [
     StatusCode::OK,
     StatusCode::BAD_REQUEST,
+    StatusCode::UNAUTHORIZED,
     StatusCode::NOT_FOUND,
     StatusCode::PAYLOAD_TOO_LARGE,
     StatusCode::INTERNAL_SERVER_ERROR,
@@ -113,11 +114,13 @@ impl Drop for InFlight {
 pub async fn predict(
     predictor: web::Data<Predictor>,
     job: web::Path<String>,
+    request: HttpRequest,
     request_id: RequestId,
     body: web::Payload,
 ) -> HttpResponse {
     let started = Instant::now();
-    let (answered, label) = answer(&predictor, &job, body, &request_id).await;
+    let key = prediction_key(&request);
+    let (answered, label) = answer(&predictor, &job, key, body, &request_id).await;
     let response = answered.unwrap_or_else(|refused| refused.error_response());
     let status = response.status();
     predictor
@@ -135,6 +138,7 @@ pub async fn predict(
 async fn answer(
     predictor: &Predictor,
     job: &str,
+    key: Option<&str>,
     body: web::Payload,
     request_id: &RequestId,
 ) -> (Result<HttpResponse, ApiError>, String) {
@@ -148,15 +152,6 @@ async fn answer(
     let Ok(id) = job.parse::<InferenceJobId>() else {
         return unlabelled(not_running());
     };
-    let limits = predictor.limits;
-    let parsed = match read_body(body, limits.max_body_bytes).await {
-        Ok(body) => parse(&body, limits.max_queries),
-        Err(refused) => Err(refused),
-    };
-    let (queries, single) = match parsed {
-        Ok(parsed) => parsed,
-        Err(refused) => return unlabelled(refused),
-    };
     let route = match predictor.routes.get(id).await {
         Ok(Some(route)) => route,
         Ok(None) => return unlabelled(not_running()),
@@ -168,7 +163,24 @@ async fn answer(
             ));
         }
     };
+    // Before the body is read: a caller without the key costs no more than its headers.
+    if !route.admits(key) {
+        return unlabelled(ApiError::new(
+            ErrorCode::PredictionKeyRequired,
+            "this app requires a prediction key: send `Authorization: Bearer <key>` or \
+             `X-API-Key: <key>`",
+        ));
+    }
     let label = id.to_string();
+    let limits = predictor.limits;
+    let parsed = match read_body(body, limits.max_body_bytes).await {
+        Ok(body) => parse(&body, limits.max_queries),
+        Err(refused) => Err(refused),
+    };
+    let (queries, single) = match parsed {
+        Ok(parsed) => parsed,
+        Err(refused) => return (Err(refused), label),
+    };
     let Ok(_permit) = route.in_flight.clone().try_acquire_owned() else {
         let busy = ApiError::new(
             ErrorCode::Unavailable,
@@ -238,6 +250,12 @@ async fn answer(
         json!({"prediction": null, "predictions": predictions})
     };
     (Ok(HttpResponse::Ok().json(body)), label)
+}
+
+/// The prediction key a request carries: `X-API-Key`, or a bearer token.
+fn prediction_key(request: &HttpRequest) -> Option<&str> {
+    let header = |name| request.headers().get(name).and_then(|v| v.to_str().ok());
+    header("x-api-key").or_else(|| header("authorization")?.strip_prefix("Bearer "))
 }
 
 /// Reads the body up to `limit` bytes; a larger one is refused as soon as it is known to be

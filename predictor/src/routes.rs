@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 
-use duma_common::db::{PgPool, inference_jobs, train_jobs};
+use duma_common::db::{PgPool, inference_jobs, prediction_keys, train_jobs};
 use duma_common::redis::events::Event;
 use duma_domain::InferenceJobId;
 use duma_domain::protocol::serving_target;
@@ -22,6 +22,18 @@ pub struct Route {
     pub combine: Combine,
     /// Requests in flight for the job; a full bound answers 503 instead of queueing.
     pub in_flight: Arc<Semaphore>,
+    /// SHA-256 digests of the app's prediction keys; empty when the app is open to anyone.
+    pub key_digests: Vec<Vec<u8>>,
+}
+
+impl Route {
+    /// Whether a request carrying `key` (if any) may use this route.
+    pub fn admits(&self, key: Option<&str>) -> bool {
+        if self.key_digests.is_empty() {
+            return true;
+        }
+        key.is_some_and(|key| self.key_digests.contains(&prediction_keys::digest(key)))
+    }
 }
 
 pub struct RouteTable {
@@ -60,10 +72,12 @@ impl RouteTable {
             .iter()
             .map(|t| serving_target(id, t.trial_id))
             .collect();
+        let key_digests = prediction_keys::digests_for_inference_job(&db, id).await?;
         let route = Arc::new(Route {
             targets,
             combine: Combine::for_task(&task),
             in_flight: Arc::new(Semaphore::new(self.max_in_flight)),
+            key_digests,
         });
         self.routes.write().insert(id, route.clone());
         Ok(Some(route))
@@ -74,7 +88,7 @@ impl RouteTable {
             Event::InferenceJobCreated { inference_job_id }
             | Event::InferenceJobChanged { inference_job_id }
             | Event::InferenceJobStopped { inference_job_id } => *inference_job_id,
-            Event::Resync => return self.clear(),
+            Event::Resync | Event::PredictionKeysChanged => return self.clear(),
             _ => return,
         };
         self.routes.write().remove(&id);

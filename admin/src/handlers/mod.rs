@@ -5,6 +5,7 @@ pub mod actions;
 pub mod datasets;
 pub mod inference_jobs;
 pub mod models;
+pub mod prediction_keys;
 pub mod tokens;
 pub mod train_jobs;
 pub mod trials;

@@ -190,3 +190,65 @@ async fn stop_all_jobs_is_for_superadmins_and_stops_everything() {
     .await;
     assert_eq!(again, json!({"train_jobs": [], "inference_jobs": []}));
 }
+
+/// Prediction keys belong to an app's owner: others cannot list, create or revoke them, and an
+/// app must exist to have keys.
+#[tokio::test]
+async fn prediction_keys_are_managed_by_the_apps_owner_only() {
+    let app = crate::helpers::spawn_app().await;
+    let owner = app.user("APP_DEVELOPER").await;
+    let other = app.user("APP_DEVELOPER").await;
+    crate::helpers::json_ok(
+        app.train_job(&owner, "mine", "TABULAR_CLASSIFICATION", &[])
+            .await,
+    )
+    .await;
+
+    let created = crate::helpers::json_ok(
+        app.post(Some(&owner.token), "/apps/mine/prediction_keys", json!({}))
+            .await,
+    )
+    .await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    for (method, path) in [
+        ("GET", "/apps/mine/prediction_keys".to_owned()),
+        ("POST", "/apps/mine/prediction_keys".to_owned()),
+        ("DELETE", format!("/apps/mine/prediction_keys/{id}")),
+    ] {
+        let request = match method {
+            "GET" => app.http.get(app.url(&path)),
+            "POST" => app.http.post(app.url(&path)),
+            _ => app.http.delete(app.url(&path)),
+        };
+        let response = request.bearer_auth(&other.token).send().await.unwrap();
+        assert_eq!(response.status(), 404, "{method} {path} by another user");
+    }
+    crate::helpers::expect_error(
+        app.post(
+            Some(&owner.token),
+            "/apps/nothing-here/prediction_keys",
+            json!({}),
+        )
+        .await,
+        404,
+        "InvalidTrainJobError",
+    )
+    .await;
+    crate::helpers::expect_error(
+        app.delete(
+            Some(&owner.token),
+            "/apps/mine/prediction_keys/not-a-key",
+            None,
+        )
+        .await,
+        404,
+        "InvalidPredictionKeyError",
+    )
+    .await;
+    let listed = crate::helpers::json_ok(
+        app.get(Some(&owner.token), "/apps/mine/prediction_keys")
+            .await,
+    )
+    .await;
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+}

@@ -44,6 +44,13 @@ async fn every_route_checks_the_callers_user_type() {
         ("GET", "/inference_jobs/app".into(), developers),
         ("GET", "/inference_jobs/app/1".into(), developers),
         ("POST", "/inference_jobs/app/1/stop".into(), developers),
+        ("POST", "/apps/app/prediction_keys".into(), developers),
+        ("GET", "/apps/app/prediction_keys".into(), developers),
+        (
+            "DELETE",
+            format!("/apps/app/prediction_keys/{some_id}"),
+            developers,
+        ),
         ("POST", "/actions/stop_all_jobs".into(), &[SA]),
     ];
     for (method, path, allowed) in &routes {

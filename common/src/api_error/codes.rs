@@ -83,6 +83,10 @@ error_codes! {
     // Inference jobs and predictions.
     RunningInferenceJobNotFound => "InvalidRunningInferenceJobError", NOT_FOUND;
     RunningInferenceJobExists => "RunningInferenceJobExistsError", CONFLICT;
+    /// The app has prediction keys and the request carried none of them.
+    PredictionKeyRequired => "UnauthorizedError", UNAUTHORIZED;
+    PredictionKeyNotFound => "InvalidPredictionKeyError", NOT_FOUND;
+    TooManyPredictionKeys => "InvalidPredictionKeyError", CONFLICT;
     /// The model refused the queries: the caller's input is at fault.
     InvalidQuery => "InvalidQueryError", BAD_REQUEST;
 

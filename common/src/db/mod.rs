@@ -7,6 +7,7 @@ pub mod datasets;
 pub mod inference_jobs;
 pub mod migrations;
 pub mod models;
+pub mod prediction_keys;
 pub mod train_jobs;
 pub mod trials;
 pub mod users;

@@ -27,6 +27,8 @@ pub enum Event {
     InferenceJobStopped {
         inference_job_id: InferenceJobId,
     },
+    /// An app's prediction keys changed: predictors look its keys up again.
+    PredictionKeysChanged,
     /// Never published: the local event feed sends it after re-subscribing, because events sent
     /// while the subscription was down are lost. Whoever caches from events reloads.
     Resync,

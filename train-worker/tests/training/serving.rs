@@ -659,3 +659,62 @@ async fn made_up_job_ids_add_no_metric_series_and_a_stopped_jobs_series_go() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// An app with prediction keys answers only requests carrying one (either header); revoking a
+/// key refuses it at once, and an app whose keys are all gone is open again.
+#[tokio::test]
+async fn an_app_with_prediction_keys_answers_only_their_bearers() {
+    let stack = spawn_stack(1).await;
+    stack.start_inference_worker();
+    let (predictor, _) = stack.start_predictor().await;
+    let models = stack.builtin_models(TASK, &["LogisticRegression"]).await;
+    let url = deploy(&stack, "keyed", &models, &predictor).await;
+    wait_running(&stack, "keyed").await;
+    let send = |header: Option<(&'static str, String)>| {
+        let mut request = stack.http.post(&url).json(&json!({"query": query(1)}));
+        if let Some((name, value)) = header {
+            request = request.header(name, value);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.unwrap())
+        }
+    };
+    assert_eq!(send(None).await.0, 200, "an app without keys is open");
+
+    let created = stack.post("/apps/keyed/prediction_keys", json!({})).await;
+    let key = created["key"].as_str().unwrap().to_owned();
+    assert!(key.starts_with("duma_pk_") && key.len() > 40, "{created}");
+    let (status, body) = send(None).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"], "UnauthorizedError");
+    assert!(
+        body["message"].as_str().unwrap().contains("X-API-Key"),
+        "{body}"
+    );
+    assert_eq!(
+        send(Some(("X-API-Key", "duma_pk_wrong".into()))).await.0,
+        401
+    );
+    assert_eq!(send(Some(("X-API-Key", key.clone()))).await.0, 200);
+    let (status, body) = send(Some(("Authorization", format!("Bearer {key}")))).await;
+    assert_eq!(status, 200, "{body}");
+
+    let listed = stack.get("/apps/keyed/prediction_keys").await;
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert!(
+        listed[0].get("key").is_none(),
+        "a listed key is never shown: {listed}"
+    );
+    let id = created["id"].as_str().unwrap();
+    let revoked = stack
+        .http
+        .delete(stack.url(&format!("/apps/keyed/prediction_keys/{id}")))
+        .bearer_auth(&stack.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 200);
+    assert_eq!(send(None).await.0, 200, "no keys left: open again");
+}
