@@ -27,10 +27,9 @@ pub mod views;
 use std::net::TcpListener;
 
 use actix_web::dev::Server;
-use actix_web::middleware::from_fn;
-use actix_web::{App, HttpServer, web};
+use actix_web::{HttpServer, web};
 use duma_common::Settings;
-use duma_common::ops::{self, HttpMetrics, Liveness, Readiness};
+use duma_common::ops::{self, Liveness, OpsData, Readiness};
 use duma_common::redis::Redis;
 use duma_common::store::ObjectStore;
 use duma_common::tasks;
@@ -75,25 +74,21 @@ impl Application {
         let reconciler = reconciler::Reconciler::new(pool.clone(), redis.clone(), &registry)?;
         let reconcile_interval =
             std::time::Duration::from_millis(settings.admin.reconcile_interval_ms);
-        let http_metrics = web::Data::new(HttpMetrics::register(&registry)?);
-        let registry = web::Data::new(registry);
         let liveness = Liveness::default();
-        let readiness = web::Data::new(Readiness {
-            postgres: Some(pool.clone()),
-            redis: Some(redis.clone()),
-            liveness: liveness.clone(),
-            pending: Default::default(),
-        });
+        let ops = OpsData::new(
+            registry,
+            Readiness {
+                postgres: Some(pool.clone()),
+                redis: Some(redis.clone()),
+                liveness: liveness.clone(),
+                pending: Default::default(),
+            },
+        )?;
         let state = web::Data::new(AppState::new(settings, pool, redis, store));
         let server = HttpServer::new(move || {
-            App::new()
-                .wrap(from_fn(ops::track_http))
-                .wrap(from_fn(ops::assign_request_id))
-                .app_data(http_metrics.clone())
-                .app_data(registry.clone())
-                .app_data(readiness.clone())
+            ops.clone()
+                .app()
                 .app_data(state.clone())
-                .configure(ops::configure)
                 .configure(routes::configure)
                 .default_service(web::to(routes::not_found))
         })

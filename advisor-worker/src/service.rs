@@ -80,36 +80,6 @@ impl AdvisorService {
         every.run(&mut self, "advisor", probe, &shutdown).await;
     }
 
-    async fn serve_requests(&mut self, requests: Vec<Request>) {
-        if requests.is_empty() {
-            return;
-        }
-        let mut replies = Vec::with_capacity(requests.len());
-        for request in requests {
-            let started = Instant::now();
-            // `trace` is the train worker's lease: one id through both workers' logs.
-            let span = tracing::debug_span!("advisor request", lease = request.trace);
-            let reply = match self.handle(&request).instrument(span).await {
-                Ok(reply) => Reply::Ok(serde_json::to_vec(&reply).unwrap_or_default().into()),
-                Err(error) => {
-                    tracing::warn!(
-                        lease = request.trace,
-                        error = format!("{error:#}"),
-                        "advisor request failed"
-                    );
-                    Reply::Error(format!("{error:#}"))
-                }
-            };
-            self.metrics
-                .suggestion_latency
-                .observe(started.elapsed().as_secs_f64());
-            replies.push((request, reply));
-        }
-        if let Err(error) = self.server.respond(replies).await {
-            tracing::warn!(%error, "replying failed");
-        }
-    }
-
     /// Answers one request. A panic while advising a sub job ends that sub job ERRORED with the
     /// reason; the advisor goes on serving the others.
     async fn handle(&mut self, request: &Request) -> anyhow::Result<AdvisorReply> {
@@ -166,7 +136,28 @@ impl AdvisorService {
         }
     }
 
-    async fn housekeeping(&mut self) -> anyhow::Result<()> {
+    /// Starts serving a sub job, including requests a previous advisor left unanswered.
+    async fn take(&mut self, sub_job: SubJobAdvisor) -> anyhow::Result<()> {
+        let stream = self.server.stream(&advisor_target(sub_job.sub_job.id));
+        self.server.ensure_group(&stream).await?;
+        self.held.insert(sub_job.lease_id, stream.clone(), sub_job);
+        let orphans = self
+            .server
+            .reclaim(&stream, RECLAIM_IDLE, READ_BATCH)
+            .await?;
+        self.serve(orphans).await;
+        Ok(())
+    }
+}
+
+impl StreamService for AdvisorService {
+    fn streams(&self) -> Vec<String> {
+        self.held.streams()
+    }
+    fn server(&mut self) -> &mut RpcServer {
+        &mut self.server
+    }
+    async fn tick(&mut self) -> anyhow::Result<()> {
         // Leases we lost (expired while we stalled) belong to someone else now.
         for (_, sub_job) in self.held.reconcile(&self.pool, self.id).await? {
             tracing::warn!(sub_train_job_id = %sub_job.sub_job.id, "lost the lease of a sub job");
@@ -230,31 +221,33 @@ impl AdvisorService {
         Ok(())
     }
 
-    /// Starts serving a sub job, including requests a previous advisor left unanswered.
-    async fn take(&mut self, sub_job: SubJobAdvisor) -> anyhow::Result<()> {
-        let stream = self.server.stream(&advisor_target(sub_job.sub_job.id));
-        self.server.ensure_group(&stream).await?;
-        self.held.insert(sub_job.lease_id, stream.clone(), sub_job);
-        let orphans = self
-            .server
-            .reclaim(&stream, RECLAIM_IDLE, READ_BATCH)
-            .await?;
-        self.serve_requests(orphans).await;
-        Ok(())
-    }
-}
-
-impl StreamService for AdvisorService {
-    fn streams(&self) -> Vec<String> {
-        self.held.streams()
-    }
-    fn server(&mut self) -> &mut RpcServer {
-        &mut self.server
-    }
-    async fn tick(&mut self) -> anyhow::Result<()> {
-        self.housekeeping().await
-    }
     async fn serve(&mut self, requests: Vec<Request>) {
-        self.serve_requests(requests).await
+        if requests.is_empty() {
+            return;
+        }
+        let mut replies = Vec::with_capacity(requests.len());
+        for request in requests {
+            let started = Instant::now();
+            // `trace` is the train worker's lease: one id through both workers' logs.
+            let span = tracing::debug_span!("advisor request", lease = request.trace);
+            let reply = match self.handle(&request).instrument(span).await {
+                Ok(reply) => Reply::Ok(serde_json::to_vec(&reply).unwrap_or_default().into()),
+                Err(error) => {
+                    tracing::warn!(
+                        lease = request.trace,
+                        error = format!("{error:#}"),
+                        "advisor request failed"
+                    );
+                    Reply::Error(format!("{error:#}"))
+                }
+            };
+            self.metrics
+                .suggestion_latency
+                .observe(started.elapsed().as_secs_f64());
+            replies.push((request, reply));
+        }
+        if let Err(error) = self.server.respond(replies).await {
+            tracing::warn!(%error, "replying failed");
+        }
     }
 }

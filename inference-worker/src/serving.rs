@@ -164,45 +164,6 @@ impl Serving {
         every.run(&mut self, "serving", &probe, &shutdown).await;
     }
 
-    /// Answers a batch: per stream, all queries of all its requests in one predict call.
-    async fn serve_requests(&mut self, requests: Vec<Request>) {
-        if requests.is_empty() {
-            return;
-        }
-        let mut by_stream: HashMap<String, Vec<Request>> = HashMap::new();
-        for request in requests {
-            by_stream
-                .entry(request.stream.clone())
-                .or_default()
-                .push(request);
-        }
-        let mut replies = Vec::new();
-        for (stream, requests) in by_stream {
-            let model = self
-                .hosted
-                .by_stream_mut(&stream)
-                .map(|(_, hosted)| (hosted.model.clone(), hosted.kill.clone()));
-            let Some((model, kill)) = model else {
-                replies.extend(requests.into_iter().map(|r| {
-                    (
-                        r,
-                        Reply::Unavailable("this replica no longer serves the trial".into()),
-                    )
-                }));
-                continue;
-            };
-            let (answered, broken) = self.predict_batch(model, &kill, requests, &stream).await;
-            replies.extend(answered);
-            if let Some(reason) = broken {
-                self.rehost(&stream, &reason).await;
-            }
-        }
-        log_replies(&replies);
-        if let Err(error) = self.server.respond(replies).await {
-            tracing::warn!(%error, "replying failed");
-        }
-    }
-
     /// The replies to a stream's requests, and why the model must be loaded again if it broke
     /// (its process died, or it did not answer before the last caller stopped waiting).
     async fn predict_batch(
@@ -327,44 +288,6 @@ impl Serving {
         }
     }
 
-    async fn housekeeping(&mut self) -> anyhow::Result<()> {
-        for (_, hosted) in self.hosted.reconcile(&self.pool, self.id).await? {
-            tracing::info!(inference_job_id = %hosted.job, "no longer serving a trial (job stopped or lease lost)");
-            self.metrics.forget_stream(&hosted.stream);
-        }
-        for stream in self.hosted.streams() {
-            let orphans = self
-                .server
-                .reclaim(&stream, RECLAIM_IDLE, READ_BATCH)
-                .await?;
-            self.serve_requests(orphans).await;
-            let (length, pending) = self.server.depth(&stream).await?;
-            let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-            self.metrics
-                .stream_depth
-                .with_label_values(&[&stream])
-                .set(gauge(length));
-            self.metrics
-                .stream_pending
-                .with_label_values(&[&stream])
-                .set(gauge(pending));
-        }
-        while let Some(lease) = self
-            .hosted
-            .claim_next(
-                &self.pool,
-                LeaseKind::Serve,
-                self.id,
-                self.settings.capacity,
-                self.settings.lease_ttl(),
-            )
-            .await?
-        {
-            self.host(lease).await?;
-        }
-        Ok(())
-    }
-
     /// Loads a lease's model and starts serving it; a model that cannot load ends the
     /// inference job ERRORED with the reason.
     async fn host(&mut self, lease: Lease) -> anyhow::Result<()> {
@@ -429,7 +352,7 @@ impl Serving {
             .server
             .reclaim(&stream, Duration::ZERO, READ_BATCH)
             .await?;
-        self.serve_requests(orphans).await;
+        self.serve(orphans).await;
         Ok(())
     }
 
@@ -525,10 +448,80 @@ impl StreamService for Serving {
         &mut self.server
     }
     async fn tick(&mut self) -> anyhow::Result<()> {
-        self.housekeeping().await
+        for (_, hosted) in self.hosted.reconcile(&self.pool, self.id).await? {
+            tracing::info!(inference_job_id = %hosted.job, "no longer serving a trial (job stopped or lease lost)");
+            self.metrics.forget_stream(&hosted.stream);
+        }
+        for stream in self.hosted.streams() {
+            let orphans = self
+                .server
+                .reclaim(&stream, RECLAIM_IDLE, READ_BATCH)
+                .await?;
+            self.serve(orphans).await;
+            let (length, pending) = self.server.depth(&stream).await?;
+            let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+            self.metrics
+                .stream_depth
+                .with_label_values(&[&stream])
+                .set(gauge(length));
+            self.metrics
+                .stream_pending
+                .with_label_values(&[&stream])
+                .set(gauge(pending));
+        }
+        while let Some(lease) = self
+            .hosted
+            .claim_next(
+                &self.pool,
+                LeaseKind::Serve,
+                self.id,
+                self.settings.capacity,
+                self.settings.lease_ttl(),
+            )
+            .await?
+        {
+            self.host(lease).await?;
+        }
+        Ok(())
     }
+
+    /// Answers a batch: per stream, all queries of all its requests in one predict call.
     async fn serve(&mut self, requests: Vec<Request>) {
-        self.serve_requests(requests).await
+        if requests.is_empty() {
+            return;
+        }
+        let mut by_stream: HashMap<String, Vec<Request>> = HashMap::new();
+        for request in requests {
+            by_stream
+                .entry(request.stream.clone())
+                .or_default()
+                .push(request);
+        }
+        let mut replies = Vec::new();
+        for (stream, requests) in by_stream {
+            let model = self
+                .hosted
+                .by_stream_mut(&stream)
+                .map(|(_, hosted)| (hosted.model.clone(), hosted.kill.clone()));
+            let Some((model, kill)) = model else {
+                replies.extend(requests.into_iter().map(|r| {
+                    (
+                        r,
+                        Reply::Unavailable("this replica no longer serves the trial".into()),
+                    )
+                }));
+                continue;
+            };
+            let (answered, broken) = self.predict_batch(model, &kill, requests, &stream).await;
+            replies.extend(answered);
+            if let Some(reason) = broken {
+                self.rehost(&stream, &reason).await;
+            }
+        }
+        log_replies(&replies);
+        if let Err(error) = self.server.respond(replies).await {
+            tracing::warn!(%error, "replying failed");
+        }
     }
 }
 

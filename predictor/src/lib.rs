@@ -10,11 +10,10 @@ use std::net::TcpListener;
 use std::time::Duration;
 
 use actix_web::dev::Server;
-use actix_web::middleware::from_fn;
-use actix_web::{App, HttpResponse, HttpServer, web};
+use actix_web::{HttpResponse, HttpServer, web};
 use duma_common::Settings;
 use duma_common::api_error::{ApiError, ErrorCode};
-use duma_common::ops::{self, HttpMetrics, Readiness};
+use duma_common::ops::{self, OpsData, Readiness};
 use duma_common::redis::Redis;
 use duma_common::redis::events::Event;
 use duma_common::redis::rpc::{RpcClient, RpcClientTasks};
@@ -55,7 +54,6 @@ impl Application {
                 })?;
         let port = listener.local_addr()?.port();
         let registry = Registry::new();
-        let http_metrics = web::Data::new(HttpMetrics::register(&registry)?);
         let stop = CancellationToken::new();
         let (rpc, rpc_tasks) = RpcClient::new(
             redis.clone(),
@@ -71,24 +69,21 @@ impl Application {
                 max_queries: settings.predictor.max_queries_per_request,
             },
         });
-        let registry = web::Data::new(registry);
-        let readiness = web::Data::new(Readiness {
-            postgres: Some(pool),
-            redis: Some(redis.clone()),
-            liveness: Default::default(),
-            pending: Default::default(),
-        });
+        let ops = OpsData::new(
+            registry,
+            Readiness {
+                postgres: Some(pool),
+                redis: Some(redis.clone()),
+                liveness: Default::default(),
+                pending: Default::default(),
+            },
+        )?;
         let app_predictor = predictor.clone();
         let server = HttpServer::new(move || {
-            App::new()
-                .wrap(from_fn(ops::track_http))
-                .wrap(from_fn(ops::assign_request_id))
-                .app_data(http_metrics.clone())
-                .app_data(registry.clone())
-                .app_data(readiness.clone())
+            ops.clone()
+                .app()
                 .app_data(app_predictor.clone())
                 .app_data(web::PayloadConfig::new(MAX_OTHER_BODY_BYTES))
-                .configure(ops::configure)
                 .route("/", web::get().to(index))
                 .route(
                     "/inference_jobs/{job}/predict",

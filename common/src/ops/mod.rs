@@ -15,8 +15,8 @@ use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use actix_web::body::MessageBody;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::middleware::Next;
+use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::middleware::{Next, from_fn};
 use actix_web::{App, HttpResponse, HttpServer, web};
 use deadpool_postgres::Pool;
 use prometheus::{Encoder, HistogramVec, IntCounterVec, Registry, TextEncoder};
@@ -104,6 +104,49 @@ pub fn configure(config: &mut web::ServiceConfig) {
         .route("/health", web::get().to(health))
         .route("/live", web::get().to(live))
         .route("/metrics", web::get().to(metrics));
+}
+
+/// What an HTTP service (admin, predictor) shares with operators: its metrics registry, its
+/// HTTP metrics and its readiness.
+#[derive(Clone)]
+pub struct OpsData {
+    registry: web::Data<Registry>,
+    http_metrics: web::Data<HttpMetrics>,
+    readiness: web::Data<Readiness>,
+}
+
+impl OpsData {
+    /// Registers the HTTP metrics in `registry` (once per process).
+    pub fn new(registry: Registry, readiness: Readiness) -> prometheus::Result<Self> {
+        let http_metrics = web::Data::new(HttpMetrics::register(&registry)?);
+        Ok(Self {
+            registry: web::Data::new(registry),
+            http_metrics,
+            readiness: web::Data::new(readiness),
+        })
+    }
+
+    /// An app with request ids, HTTP metrics, `/health`, `/live` and `/metrics`; the service
+    /// adds its own data and routes.
+    pub fn app(
+        self,
+    ) -> App<
+        impl ServiceFactory<
+            ServiceRequest,
+            Config = (),
+            Response = ServiceResponse<impl MessageBody>,
+            Error = actix_web::Error,
+            InitError = (),
+        >,
+    > {
+        App::new()
+            .wrap(from_fn(track_http))
+            .wrap(from_fn(assign_request_id))
+            .app_data(self.http_metrics)
+            .app_data(self.registry)
+            .app_data(self.readiness)
+            .configure(configure)
+    }
 }
 
 /// Request counts and latencies by route pattern (never the raw path: ids would explode the
