@@ -7,8 +7,11 @@
 //! | [`auth`] | tokens, passwords, the [`auth::Caller`] extractor and role checks |
 //! | [`params`] | Rafiki's merged parameters (JSON / form / query) |
 //! | [`uploads`] | streamed multipart uploads and `dataset_url` downloads |
+//! | `requests` | request bodies, as the OpenAPI document describes them |
 //! | [`views`] | response bodies |
-//! | [`error`] | error classes and status codes |
+//! | [`openapi`] | the OpenAPI document, from the handlers' annotations |
+//! | `quotas` | per-user limits on stored bytes and live jobs |
+//! | errors | `duma_common::api_error`: the error table shared with the predictor |
 //! | [`seed`] | superadmin and built-in models at start |
 //! | [`reconciler`] | dead workers, expired leases, job status roll-up |
 
@@ -18,6 +21,7 @@ pub mod openapi;
 pub mod params;
 mod quotas;
 pub mod reconciler;
+mod requests;
 pub mod routes;
 pub mod seed;
 pub mod state;

@@ -15,7 +15,7 @@ use duma_common::api_error::{ApiError, ApiResult, ErrorBody, ErrorCode};
 /// Upload a dataset: multipart with fields `name`, `task` and file part `dataset`, or the field
 /// `dataset_url` to have the admin download it.
 #[utoipa::path(post, path = "/datasets", tag = "datasets",
-    request_body(content_type = "multipart/form-data", description = "fields `name`, `task`; file part `dataset` (or field `dataset_url`)"),
+    request_body(content = crate::requests::CreateDatasetForm, content_type = "multipart/form-data"),
     responses((status = 200, body = DatasetView), (status = 400, body = ErrorBody), (status = 413, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn create(

@@ -32,7 +32,7 @@ fn reference(state: &AppState, job: &InferenceJob, with_host: bool) -> Inference
 
 /// Serve a STOPPED train job: each model's best trial with saved parameters.
 #[utoipa::path(post, path = "/inference_jobs", tag = "inference jobs",
-    request_body(content_type = "application/json", description = "`{app, app_version (default -1), budget}`"),
+    request_body(content = crate::requests::CreateInferenceJobRequest, content_type = "application/json"),
     responses((status = 200, body = InferenceJobRefView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn create(

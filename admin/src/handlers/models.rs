@@ -78,7 +78,7 @@ fn parse_fields(params: &Params) -> Result<ModelFields, ApiError> {
 
 /// Upload a model template (Python source in file part `model_file_bytes`).
 #[utoipa::path(post, path = "/models", tag = "models",
-    request_body(content_type = "multipart/form-data", description = "file part `model_file_bytes`; fields `name, task, model_class, dependencies` (JSON text), `access_right` (PRIVATE|PUBLIC), `docker_image`"),
+    request_body(content = crate::requests::CreateModelForm, content_type = "multipart/form-data"),
     responses((status = 200, body = CreatedModelView), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn create(

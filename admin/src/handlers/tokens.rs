@@ -9,7 +9,7 @@ use duma_common::api_error::{ApiError, ApiResult, ErrorBody, ErrorCode};
 
 /// Log in: exchange email and password for a bearer token.
 #[utoipa::path(post, path = "/tokens", tag = "auth",
-    request_body(content_type = "application/json", description = "`{email, password}`"),
+    request_body(content = crate::requests::LoginRequest, content_type = "application/json"),
     responses((status = 200, body = TokenView), (status = 401, body = ErrorBody),
         (status = 429, description = "too many failed logins; see `Retry-After`", body = ErrorBody)))]
 pub async fn create(

@@ -68,7 +68,7 @@ async fn owned_dataset(
 
 /// Create a train job: the next version of the caller's app, tuning each model on the dataset.
 #[utoipa::path(post, path = "/train_jobs", tag = "train jobs",
-    request_body(content_type = "application/json", description = "`{app, task, train_dataset_id, val_dataset_id, budget, model_ids, train_args}`"),
+    request_body(content = crate::requests::CreateTrainJobRequest, content_type = "application/json"),
     responses((status = 200, body = TrainJobRefView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn create(

@@ -24,7 +24,7 @@ fn require_may_manage(caller: &Caller, target: UserType) -> Result<(), ApiError>
 
 /// Create a user.
 #[utoipa::path(post, path = "/users", tag = "users",
-    request_body(content_type = "application/json", description = "`{email, password, user_type}`"),
+    request_body(content = crate::requests::CreateUserRequest, content_type = "application/json"),
     responses((status = 200, body = UserView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn create(
@@ -88,7 +88,7 @@ pub async fn list(state: web::Data<AppState>, caller: Caller) -> ApiResult<HttpR
 
 /// Ban a user: they can no longer log in and their tokens stop working at once.
 #[utoipa::path(delete, path = "/users", tag = "users",
-    request_body(content_type = "application/json", description = "`{email}`"),
+    request_body(content = crate::requests::BanUserRequest, content_type = "application/json"),
     responses((status = 200, body = UserView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn ban(
