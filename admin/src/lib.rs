@@ -92,6 +92,7 @@ impl Application {
         let server = HttpServer::new(move || {
             ops.clone()
                 .app()
+                .wrap(actix_web::middleware::from_fn(params::refuse_nul_in_path))
                 .app_data(state.clone())
                 .configure(routes::configure)
                 .default_service(web::to(routes::not_found))

@@ -74,24 +74,39 @@ fn describe(method: &str, path: &str, operation: &mut Operation) {
         })
         .collect();
     operation.operation_id = Some(format!("{method}_{}", words.join("_")));
+    // Any request can be malformed (a body that is not JSON, a NUL character, a bad id).
+    if !operation.responses.responses.contains_key("400") {
+        operation.responses.responses.insert(
+            "400".to_owned(),
+            RefOr::T(error_response(
+                "malformed request: body, parameters or path",
+            )),
+        );
+    }
     let secured = operation.security.as_ref().is_some_and(|s| !s.is_empty());
     if secured && !operation.responses.responses.contains_key("401") {
-        let unauthorized = ResponseBuilder::new()
-            .description("no, invalid or expired token, or a banned user")
-            .content(
-                "application/json",
-                utoipa::openapi::ContentBuilder::new()
-                    .schema(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
-                        "ErrorBody",
-                    ))))
-                    .build(),
-            )
-            .build();
-        operation
-            .responses
-            .responses
-            .insert("401".to_owned(), RefOr::T(unauthorized));
+        operation.responses.responses.insert(
+            "401".to_owned(),
+            RefOr::T(error_response(
+                "no, invalid or expired token, or a banned user",
+            )),
+        );
     }
+}
+
+/// A documented error response with the `ErrorBody` schema.
+fn error_response(description: &str) -> utoipa::openapi::Response {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            utoipa::openapi::ContentBuilder::new()
+                .schema(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
+                    "ErrorBody",
+                ))))
+                .build(),
+        )
+        .build()
 }
 
 pub async fn document() -> HttpResponse {

@@ -40,6 +40,7 @@ impl FromRequest for Params {
             }
             let mut params = Params::from_body(&req, &body)?;
             params.merge_query(req.query_string())?;
+            params.refuse_nul()?;
             Ok(params)
         })
     }
@@ -90,6 +91,26 @@ impl Params {
             self.0.insert(key, Value::String(value));
         }
         Ok(())
+    }
+
+    /// PostgreSQL text cannot hold NUL characters: a parameter with one is the caller's error,
+    /// said here, rather than a failed query later.
+    pub fn refuse_nul(&self) -> Result<(), ApiError> {
+        fn has_nul(value: &Value) -> bool {
+            match value {
+                Value::String(s) => s.contains('\0'),
+                Value::Array(items) => items.iter().any(has_nul),
+                Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+                _ => false,
+            }
+        }
+        match self.0.iter().find(|(k, v)| k.contains('\0') || has_nul(v)) {
+            Some((key, _)) => Err(ApiError::invalid_request(format!(
+                "parameter `{}` contains a NUL character",
+                key.replace('\0', "\\0")
+            ))),
+            None => Ok(()),
+        }
     }
 
     pub fn insert(&mut self, key: impl Into<String>, value: Value) {
@@ -204,4 +225,19 @@ pub fn app_version(raw: &str) -> Result<Option<i32>, ApiError> {
             format!("app_version must be a positive integer or -1 (latest), not `{raw}`"),
         )),
     }
+}
+
+/// Middleware: a path with an encoded NUL (`%00`) is refused with 400 before routing, since no
+/// name or id can contain one (PostgreSQL text cannot).
+pub async fn refuse_nul_in_path(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
+) -> Result<actix_web::dev::ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
+    use actix_web::ResponseError;
+    if req.uri().path().to_ascii_lowercase().contains("%00") {
+        let refused = ApiError::invalid_request("the path contains a NUL character (%00)");
+        let response = refused.error_response();
+        return Ok(req.into_response(response));
+    }
+    Ok(next.call(req).await?.map_into_boxed_body())
 }

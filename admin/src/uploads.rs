@@ -105,6 +105,7 @@ async fn read_parts(
             params.insert(name, Value::String(text));
         }
     }
+    params.refuse_nul()?;
     Ok(Upload { params, file })
 }
 

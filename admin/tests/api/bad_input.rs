@@ -288,3 +288,32 @@ async fn every_documented_request_body_has_a_schema() {
     }
     assert!(bodies >= 7, "{bodies} request bodies documented");
 }
+
+/// A NUL character (which PostgreSQL text cannot hold) in a parameter or a path is a 400 naming
+/// it, not a failed query and a 500. Found by Schemathesis.
+#[tokio::test]
+async fn nul_characters_are_refused_with_400() {
+    let app = spawn_app().await;
+    let token = app.superadmin.clone();
+    for path in ["/datasets?task=%00x", "/train_jobs/a%00b"] {
+        let message = crate::helpers::expect_error(
+            app.get(Some(&token), path).await,
+            400,
+            "InvalidRequestError",
+        )
+        .await;
+        assert!(message.contains("NUL"), "{path}: {message}");
+    }
+    let message = crate::helpers::expect_error(
+        app.post(
+            Some(&token),
+            "/users",
+            serde_json::json!({"email": "a\u{0}@b.c", "password": "p", "user_type": "ADMIN"}),
+        )
+        .await,
+        400,
+        "InvalidRequestError",
+    )
+    .await;
+    assert!(message.contains("`email`"), "{message}");
+}
