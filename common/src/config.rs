@@ -209,6 +209,9 @@ pub struct AdminSettings {
     pub quota_stored_bytes: u64,
     pub quota_live_train_jobs: u32,
     pub quota_live_inference_jobs: u32,
+    /// Trials of one user's jobs running at once on the whole platform (train workers read it
+    /// when they claim work), so one user cannot take every train worker.
+    pub quota_concurrent_trials: u32,
 }
 
 impl Default for AdminSettings {
@@ -234,6 +237,7 @@ impl Default for AdminSettings {
             quota_stored_bytes: 20 << 30,
             quota_live_train_jobs: 10,
             quota_live_inference_jobs: 10,
+            quota_concurrent_trials: 8,
         }
     }
 }
@@ -408,6 +412,9 @@ impl Settings {
         }
         if self.admin.login_failures_per_address == 0 {
             return invalid("admin.login_failures_per_address", "must be at least 1");
+        }
+        if self.admin.quota_concurrent_trials == 0 {
+            return invalid("admin.quota_concurrent_trials", "must be at least 1");
         }
         if self.admin.quota_live_train_jobs == 0 || self.admin.quota_live_inference_jobs == 0 {
             return invalid(

@@ -33,6 +33,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         store,
         rpc,
         settings.python.clone(),
+        settings.admin.quota_concurrent_trials,
     )?);
 
     let mut events = host.events().subscribe();

@@ -22,7 +22,7 @@ use duma_common::store::ObjectStore;
 use duma_common::worker::WorkerHost;
 use duma_domain::TrialLog;
 use duma_domain::protocol::{AdvisorReply, AdvisorRequest, TrialOutcome, advisor_target};
-use duma_domain::{JobStatus, LeaseKind, TrainJobId, TrialId, WorkerId};
+use duma_domain::{JobStatus, TrainJobId, TrialId, WorkerId};
 use duma_runtime::python::{KillSwitch, VenvCache};
 use duma_runtime::{Template, TemplateResolver};
 use tokio::sync::Notify;
@@ -52,6 +52,8 @@ pub struct TrainWorker {
     pub resolver: TemplateResolver,
     /// Woken when a train job is created.
     pub work_available: Notify,
+    /// Trials of one user running at once, platform-wide (`admin.quota_concurrent_trials`).
+    trials_per_user: u32,
     cancellations: Mutex<HashMap<TrainJobId, CancellationToken>>,
 }
 
@@ -92,6 +94,7 @@ impl TrainWorker {
         store: ObjectStore,
         rpc: RpcClient,
         python: PythonSettings,
+        trials_per_user: u32,
     ) -> anyhow::Result<Self> {
         let (id, pool, settings) = (host.id, host.pool.clone(), host.settings.clone());
         let metrics = TrainMetrics::register(&host.registry)?;
@@ -112,6 +115,7 @@ impl TrainWorker {
             cache,
             resolver,
             work_available: Notify::new(),
+            trials_per_user,
             cancellations: Mutex::default(),
         })
     }
@@ -149,8 +153,14 @@ impl TrainWorker {
         while !shutdown.is_cancelled() {
             probe.beat();
             let claimed = match self.pool.get().await {
-                Ok(db) => {
-                    workers::claim(&db, LeaseKind::Train, self.id, self.settings.lease_ttl()).await
+                Ok(mut db) => {
+                    workers::claim_train(
+                        &mut db,
+                        self.id,
+                        self.settings.lease_ttl(),
+                        self.trials_per_user,
+                    )
+                    .await
                 }
                 Err(e) => Err(e.into()),
             };

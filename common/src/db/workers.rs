@@ -265,6 +265,56 @@ pub async fn claim(
         .transpose()
 }
 
+/// Claims a TRAIN lease of a job whose owner holds fewer than `per_user` TRAIN leases (the
+/// superadmin has no limit). TRAIN claims take turns platform-wide (a transaction-scoped
+/// advisory lock; a slot claims once per sub job, so they are rare), so concurrent claims
+/// cannot both pass the count and go past the quota.
+pub async fn claim_train(
+    db: &mut deadpool_postgres::Object,
+    worker_id: WorkerId,
+    ttl: Duration,
+    per_user: u32,
+) -> DbResult<Option<Lease>> {
+    let tx = db.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&TRAIN_CLAIM_LOCK])
+        .await?;
+    let sql = format!(
+        "UPDATE work_leases SET worker_id = $2, datetime_claimed = now(), ready = false, \
+         expires_at = now() + make_interval(secs => $3) \
+         WHERE id = ( \
+           SELECT l.id FROM work_leases l \
+           JOIN sub_train_jobs s ON s.id = l.sub_train_job_id \
+           JOIN train_jobs t ON t.id = s.train_job_id \
+           JOIN users u ON u.id = t.user_id \
+           WHERE l.kind = $1 AND l.worker_id IS NULL \
+             AND (u.user_type = 'SUPERADMIN' OR ( \
+               SELECT count(*) FROM work_leases h \
+               JOIN sub_train_jobs hs ON hs.id = h.sub_train_job_id \
+               JOIN train_jobs ht ON ht.id = hs.train_job_id \
+               WHERE h.kind = $1 AND h.worker_id IS NOT NULL AND ht.user_id = t.user_id) < $4) \
+           ORDER BY l.datetime_claimed NULLS FIRST, l.id LIMIT 1 FOR UPDATE OF l SKIP LOCKED) \
+         RETURNING {LEASE_COLUMNS}"
+    );
+    let claimed = tx
+        .query_opt(
+            &sql,
+            &[
+                &LeaseKind::Train,
+                &worker_id,
+                &ttl.as_secs_f64(),
+                &i64::from(per_user),
+            ],
+        )
+        .await?
+        .map(|r| Lease::from_row(&r))
+        .transpose()?;
+    tx.commit().await?;
+    Ok(claimed)
+}
+
+/// The advisory lock TRAIN claims take turns on (any constant unique to this use).
+const TRAIN_CLAIM_LOCK: i64 = 0x0064_756d_6174_726e; // "dumatrn"
+
 /// Frees every lease held past its expiry (its holder died or hangs), after cleaning up the
 /// holder's work: the trials it was running for a TRAIN lease become ERRORED. Rows another
 /// reclaimer is handling are skipped. Run it inside a transaction so cleanup and freeing land

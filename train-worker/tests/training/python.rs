@@ -403,3 +403,40 @@ async fn a_hung_or_dead_runner_is_killed_and_its_model_loaded_again() {
     assert!(died == 503 || died == 504, "{died}");
     served_again("after its runner died").await;
 }
+
+/// `admin.quota_concurrent_trials` holds across workers: with a quota of 1, two idle train
+/// workers run one user's trials one after the other, never side by side.
+#[tokio::test]
+async fn a_users_trials_run_no_more_at_once_than_the_quota() {
+    let stack = crate::stack::spawn_stack_with(2, |settings| {
+        settings.admin.quota_concurrent_trials = 1;
+    })
+    .await;
+    let model = stack
+        .upload_model(
+            "slow",
+            TASK,
+            template("slow_train.py"),
+            "SlowTrain",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        train(&stack, "quota", &model, json!({"MODEL_TRIAL_COUNT": 3})).await["status"],
+        "STOPPED"
+    );
+    let parse =
+        |value: &Value| chrono::DateTime::parse_from_rfc2822(value.as_str().unwrap()).unwrap();
+    let mut spans: Vec<_> = stack
+        .trials("quota")
+        .await
+        .iter()
+        .map(|t| (parse(&t["datetime_started"]), parse(&t["datetime_stopped"])))
+        .collect();
+    assert_eq!(spans.len(), 3);
+    spans.sort();
+    for pair in spans.windows(2) {
+        // (Second resolution: a trial may start in the second the previous one stopped.)
+        assert!(pair[1].0 >= pair[0].1, "trials overlapped: {spans:?}");
+    }
+}
