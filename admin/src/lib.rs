@@ -28,8 +28,6 @@ pub mod state;
 pub mod uploads;
 pub mod views;
 
-use std::net::TcpListener;
-
 use actix_web::dev::Server;
 use actix_web::{HttpServer, web};
 use duma_common::Settings;
@@ -65,14 +63,7 @@ impl Application {
         let redis = Redis::connect(&settings.redis).await?;
         let store = ObjectStore::from_settings(&settings.object_store)?;
         seed::seed(&settings, &pool).await?;
-        let listener = TcpListener::bind((settings.admin.host.as_str(), settings.admin.port))
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "cannot listen on {}:{}: {e}",
-                    settings.admin.host,
-                    settings.admin.port
-                )
-            })?;
+        let listener = ops::listen(&settings.admin.host, settings.admin.port)?;
         let port = listener.local_addr()?.port();
         let registry = Registry::new();
         let reconciler = reconciler::Reconciler::new(pool.clone(), redis.clone(), &registry)?;

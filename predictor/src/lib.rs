@@ -6,7 +6,6 @@ mod ensemble;
 mod predict;
 mod routes;
 
-use std::net::TcpListener;
 use std::time::Duration;
 
 use actix_web::dev::Server;
@@ -43,15 +42,7 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let pool = duma_common::db::pool(&settings.database)?;
         let redis = Redis::connect(&settings.redis).await?;
-        let listener =
-            TcpListener::bind((settings.predictor.host.as_str(), settings.predictor.port))
-                .map_err(|e| {
-                    anyhow::anyhow!(
-                        "cannot listen on {}:{}: {e}",
-                        settings.predictor.host,
-                        settings.predictor.port
-                    )
-                })?;
+        let listener = ops::listen(&settings.predictor.host, settings.predictor.port)?;
         let port = listener.local_addr()?.port();
         let registry = Registry::new();
         let stop = CancellationToken::new();

@@ -225,10 +225,8 @@ impl OpsServer {
         registry: Registry,
         readiness: Readiness,
     ) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind((host, port))
-            .map_err(|e| anyhow::anyhow!("cannot listen on {host}:{port}: {e}"))?;
         Ok(Self {
-            listener,
+            listener: listen(host, port)?,
             registry,
             readiness,
         })
@@ -258,6 +256,12 @@ impl OpsServer {
         .run();
         stop_on(server, shutdown).await
     }
+}
+
+/// A listener on `host:port` (port 0: any free port), with an error that names the address.
+pub fn listen(host: &str, port: u16) -> anyhow::Result<TcpListener> {
+    TcpListener::bind((host, port))
+        .map_err(|e| anyhow::anyhow!("cannot listen on {host}:{port}: {e}"))
 }
 
 /// Runs an actix server until it ends or `shutdown` is cancelled (then stops it gracefully).
