@@ -4,6 +4,7 @@
 //! |---|---|
 //! | [`routes`] | the route table |
 //! | [`handlers`] | one module per resource |
+//! | [`jobs`] | job operations several handlers share (find, stop) |
 //! | [`auth`] | tokens, passwords, the [`auth::Caller`] extractor and role checks |
 //! | [`params`] | Rafiki's merged parameters (JSON / form / query) |
 //! | [`uploads`] | streamed multipart uploads and `dataset_url` downloads |
@@ -17,6 +18,7 @@
 
 pub mod auth;
 pub mod handlers;
+pub mod jobs;
 pub mod openapi;
 pub mod params;
 mod quotas;

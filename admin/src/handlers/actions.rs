@@ -21,7 +21,7 @@ pub async fn stop_all_jobs(state: web::Data<AppState>, caller: Caller) -> ApiRes
         inference_jobs: Vec::new(),
     };
     for job in &live_inference {
-        if super::inference_jobs::stop_inference_job(&state, job)
+        if crate::jobs::stop_inference_job(&state, job)
             .await?
             .is_some()
         {
@@ -29,10 +29,7 @@ pub async fn stop_all_jobs(state: web::Data<AppState>, caller: Caller) -> ApiRes
         }
     }
     for job in &live_train {
-        if super::train_jobs::stop_train_job(&state, job)
-            .await?
-            .is_some()
-        {
+        if crate::jobs::stop_train_job(&state, job).await?.is_some() {
             stopped.train_jobs.push(IdView { id: job.id.0 });
         }
     }

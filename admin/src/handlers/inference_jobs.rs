@@ -5,7 +5,7 @@ use duma_common::redis::events::Event;
 use duma_domain::{JobStatus, UserId};
 
 use crate::auth::{Caller, roles};
-use crate::handlers::train_jobs;
+use crate::jobs;
 use crate::params::Params;
 use crate::state::AppState;
 use crate::views::{InferenceJobRefView, InferenceJobView};
@@ -44,7 +44,7 @@ pub async fn create(
     let app = params.str("app")?;
     let version = params.opt_i64("app_version")?.unwrap_or(-1).to_string();
     let budget = serde_json::Value::Object(params.opt_object("budget")?.unwrap_or_default());
-    let train_job = train_jobs::find(&state, &caller, app, &version).await?;
+    let train_job = jobs::find_train_job(&state, &caller, app, &version).await?;
     if train_job.status != JobStatus::Stopped {
         return Err(ApiError::new(
             ErrorCode::InvalidTrainJob,
@@ -144,7 +144,7 @@ async fn find_running(
     app: &str,
     version: &str,
 ) -> Result<InferenceJob, ApiError> {
-    let train_job = train_jobs::find(state, caller, app, version)
+    let train_job = jobs::find_train_job(state, caller, app, version)
         .await
         .map_err(|e| match e {
             ApiError::Rejected {
@@ -193,29 +193,13 @@ pub async fn stop(
 ) -> ApiResult<HttpResponse> {
     caller.require(roles::DEVELOPERS)?;
     let job = find_running(&state, &caller, &path.0, &path.1).await?;
-    let stopped = stop_inference_job(&state, &job).await?.ok_or_else(|| {
-        ApiError::new(
-            ErrorCode::RunningInferenceJobNotFound,
-            "the inference job stopped meanwhile",
-        )
-    })?;
+    let stopped = jobs::stop_inference_job(&state, &job)
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::RunningInferenceJobNotFound,
+                "the inference job stopped meanwhile",
+            )
+        })?;
     Ok(super::json(reference(&state, &stopped, false)))
-}
-
-/// Stops a live job and tells predictors and workers; `None` if it was not live.
-pub async fn stop_inference_job(
-    state: &AppState,
-    job: &InferenceJob,
-) -> Result<Option<InferenceJob>, ApiError> {
-    let db = state.pool.get().await?;
-    let stopped = inference_jobs::set_status(&db, job.id, JobStatus::Stopped, None).await?;
-    if stopped.is_some() {
-        tracing::info!(inference_job_id = %job.id, "inference job stopped");
-        state
-            .publish(Event::InferenceJobStopped {
-                inference_job_id: job.id,
-            })
-            .await;
-    }
-    Ok(stopped)
 }

@@ -1,11 +1,12 @@
 use actix_web::{HttpResponse, web};
-use duma_common::db::train_jobs::{NewTrainJob, TrainJob};
+use duma_common::db::train_jobs::NewTrainJob;
 use duma_common::db::{datasets, models, train_jobs, trials};
 use duma_common::redis::events::Event;
 use duma_domain::{Budget, DatasetId, ModelId, UserId};
 
 use crate::auth::{Caller, roles};
-use crate::params::{Params, app_version};
+use crate::jobs;
+use crate::params::Params;
 use crate::state::AppState;
 use crate::views::{TrainJobRefView, TrainJobView, TrialView};
 use duma_common::api_error::{ApiError, ApiResult, ErrorBody, ErrorCode};
@@ -220,26 +221,6 @@ pub async fn list_by_app(
     ))
 }
 
-/// The caller's train job of `app` at `app_version` (-1: the latest).
-pub async fn find(
-    state: &AppState,
-    caller: &Caller,
-    app: &str,
-    version: &str,
-) -> Result<TrainJob, ApiError> {
-    let version = app_version(version)?;
-    let db = state.pool.get().await?;
-    train_jobs::by_app_version(&db, caller.id, app, version)
-        .await?
-        .ok_or_else(|| {
-            let which = version.map_or("any version".to_owned(), |v| format!("version {v}"));
-            ApiError::new(
-                ErrorCode::TrainJobNotFound,
-                format!("you have no train job for app {app} at {which}"),
-            )
-        })
-}
-
 /// One version of one of the caller's apps.
 #[utoipa::path(get, path = "/train_jobs/{app}/{app_version}", tag = "train jobs",
     params(("app" = String, Path), ("app_version" = i32, Path, description = "-1 for the latest")),
@@ -250,7 +231,7 @@ pub async fn get(
     path: web::Path<(String, String)>,
 ) -> ApiResult<HttpResponse> {
     caller.require(roles::DEVELOPERS)?;
-    let job = find(&state, &caller, &path.0, &path.1).await?;
+    let job = jobs::find_train_job(&state, &caller, &path.0, &path.1).await?;
     Ok(super::json(TrainJobView::from(&job)))
 }
 
@@ -265,31 +246,11 @@ pub async fn stop(
     path: web::Path<(String, String)>,
 ) -> ApiResult<HttpResponse> {
     caller.require(roles::DEVELOPERS)?;
-    let job = find(&state, &caller, &path.0, &path.1).await?;
+    let job = jobs::find_train_job(&state, &caller, &path.0, &path.1).await?;
     // Stopping a job that already ended changes nothing and is not an error (Rafiki's client
     // stops jobs without looking first).
-    let stopped = stop_train_job(&state, &job).await?.unwrap_or(job);
+    let stopped = jobs::stop_train_job(&state, &job).await?.unwrap_or(job);
     Ok(super::json(TrainJobRefView::from(&stopped)))
-}
-
-/// Stops a live job and tells the workers; `None` if it was not live.
-pub async fn stop_train_job(
-    state: &AppState,
-    job: &TrainJob,
-) -> Result<Option<TrainJob>, ApiError> {
-    let mut db = state.pool.get().await?;
-    let tx = db.transaction().await?;
-    let stopped = train_jobs::stop(&tx, job.id).await?;
-    tx.commit().await?;
-    if stopped.is_some() {
-        tracing::info!(train_job_id = %job.id, "train job stopped");
-        state
-            .publish(Event::TrainJobStopped {
-                train_job_id: job.id,
-            })
-            .await;
-    }
-    Ok(stopped)
 }
 
 /// Trials of a train job: all (with `limit`/`offset`), or the best (`type=best`, `max_count`).
@@ -306,7 +267,7 @@ pub async fn trials(
     params: Params,
 ) -> ApiResult<HttpResponse> {
     caller.require(roles::DEVELOPERS)?;
-    let job = find(&state, &caller, &path.0, &path.1).await?;
+    let job = jobs::find_train_job(&state, &caller, &path.0, &path.1).await?;
     let non_negative = |key: &str, value: i64| {
         if value < 0 {
             Err(ApiError::invalid_request(format!(

@@ -131,10 +131,10 @@ pub async fn ban(
         .collect();
     drop(db);
     for job in &live_inference {
-        super::inference_jobs::stop_inference_job(&state, job).await?;
+        crate::jobs::stop_inference_job(&state, job).await?;
     }
     for job in &live_train {
-        super::train_jobs::stop_train_job(&state, job).await?;
+        crate::jobs::stop_train_job(&state, job).await?;
     }
     tracing::info!(user_id = %banned.id, by = %caller.id, train_jobs = live_train.len(), inference_jobs = live_inference.len(), "user banned; their jobs stopped");
     Ok(super::json(UserView::from(&banned)))
