@@ -529,7 +529,8 @@ impl Plan {
             let args = vec![
                 format!("--config.file={}", dir.join("prometheus.yml").display()).into(),
                 format!("--storage.tsdb.path={}", dir.join("data").display()).into(),
-                format!("--web.listen-address=:{}", self.ports.prometheus).into(),
+                // Loopback only: its metrics name every job and worker.
+                format!("--web.listen-address=127.0.0.1:{}", self.ports.prometheus).into(),
             ];
             processes.push(ProcessSpec {
                 name: "prometheus".into(),
