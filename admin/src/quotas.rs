@@ -35,40 +35,36 @@ pub async fn upload_limit(
     Ok(left.min(cap))
 }
 
-pub async fn check_live_train_jobs(
+/// The kinds of job a user has a live quota of.
+#[derive(Debug, Clone, Copy)]
+pub enum LiveJobs {
+    Train,
+    Inference,
+}
+
+/// 403 when the caller already has their quota of live jobs of `kind`.
+pub async fn check_live_jobs(
     db: &impl GenericClient,
     state: &AppState,
     caller: &Caller,
+    kind: LiveJobs,
 ) -> Result<(), ApiError> {
     if caller.user_type == UserType::Superadmin {
         return Ok(());
     }
-    let live = train_jobs::count_live_of_user(db, caller.id).await?;
-    within(
-        live,
-        state.settings.admin.quota_live_train_jobs,
-        "train jobs in progress",
-    )
-}
-
-pub async fn check_live_inference_jobs(
-    db: &impl GenericClient,
-    state: &AppState,
-    caller: &Caller,
-) -> Result<(), ApiError> {
-    if caller.user_type == UserType::Superadmin {
-        return Ok(());
-    }
-    let live = inference_jobs::count_live_of_user(db, caller.id).await?;
-    within(
-        live,
-        state.settings.admin.quota_live_inference_jobs,
-        "inference jobs serving",
-    )
-}
-
-/// Whether one more job fits `quota`, with `live` already running.
-fn within(live: i64, quota: u32, what: &str) -> Result<(), ApiError> {
+    let quotas = &state.settings.admin;
+    let (live, quota, what) = match kind {
+        LiveJobs::Train => (
+            train_jobs::count_live_of_user(db, caller.id).await?,
+            quotas.quota_live_train_jobs,
+            "train jobs in progress",
+        ),
+        LiveJobs::Inference => (
+            inference_jobs::count_live_of_user(db, caller.id).await?,
+            quotas.quota_live_inference_jobs,
+            "inference jobs serving",
+        ),
+    };
     if live >= i64::from(quota) {
         return Err(exceeded(format!(
             "you have {live} {what}, your quota is {quota}: stop one first"

@@ -3,13 +3,15 @@
 //! query string on top; numbers may come as text), so these types are the documented shape
 //! clients and fuzzers build requests from.
 
+// Never built: they exist for their schemas.
+#![allow(dead_code)]
+
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 /// `POST /tokens`
 #[derive(ToSchema)]
-#[allow(dead_code)]
 pub struct LoginRequest {
     #[schema(example = "superadmin@rafiki")]
     pub email: String,
@@ -18,7 +20,6 @@ pub struct LoginRequest {
 
 /// `POST /users`
 #[derive(ToSchema)]
-#[allow(dead_code)]
 pub struct CreateUserRequest {
     /// An email address, at most 255 characters.
     pub email: String,
@@ -33,14 +34,12 @@ pub struct CreateUserRequest {
 
 /// `DELETE /users`
 #[derive(ToSchema)]
-#[allow(dead_code)]
 pub struct BanUserRequest {
     pub email: String,
 }
 
 /// `POST /datasets` (multipart/form-data)
 #[derive(ToSchema)]
-#[allow(dead_code)]
 pub struct CreateDatasetForm {
     pub name: String,
     #[schema(example = "TABULAR_CLASSIFICATION")]
@@ -54,7 +53,6 @@ pub struct CreateDatasetForm {
 
 /// `POST /models` (multipart/form-data)
 #[derive(ToSchema)]
-#[allow(dead_code)]
 pub struct CreateModelForm {
     /// Unique among the caller's models.
     pub name: String,
@@ -74,7 +72,6 @@ pub struct CreateModelForm {
 
 /// `POST /train_jobs`
 #[derive(ToSchema)]
-#[allow(dead_code)]
 pub struct CreateTrainJobRequest {
     /// Any non-empty text up to 255 characters, without `/` or control characters.
     pub app: String,
@@ -93,7 +90,6 @@ pub struct CreateTrainJobRequest {
 
 /// `POST /inference_jobs`
 #[derive(ToSchema)]
-#[allow(dead_code)]
 pub struct CreateInferenceJobRequest {
     pub app: String,
     /// The train job's version; -1 or absent: the latest.

@@ -55,7 +55,8 @@ pub async fn create(
         ));
     }
     let mut db = state.pool.get().await?;
-    crate::quotas::check_live_inference_jobs(&db, &state, &caller).await?;
+    crate::quotas::check_live_jobs(&db, &state, &caller, crate::quotas::LiveJobs::Inference)
+        .await?;
     let best = trials::best_per_sub_job(&db, train_job.id).await?;
     if best.is_empty() {
         return Err(ApiError::new(

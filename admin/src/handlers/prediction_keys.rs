@@ -3,7 +3,7 @@
 
 use actix_web::{HttpResponse, web};
 use argon2::password_hash::rand_core::{OsRng, RngCore};
-use duma_common::db::{prediction_keys, train_jobs};
+use duma_common::db::{GenericClient, prediction_keys, train_jobs};
 use duma_common::redis::events::{self, Event};
 use duma_domain::PredictionKeyId;
 
@@ -17,10 +17,8 @@ use duma_common::api_error::{ApiError, ApiResult, ErrorBody, ErrorCode};
 const MAX_KEYS_PER_APP: usize = 20;
 
 /// The caller must own an app of that name (a train job of it, any version).
-async fn require_app(state: &AppState, caller: &Caller, app: &str) -> ApiResult<()> {
-    caller.require(roles::DEVELOPERS)?;
-    let db = state.pool.get().await?;
-    if train_jobs::list_by_app(&db, caller.id, app)
+async fn require_app(db: &impl GenericClient, caller: &Caller, app: &str) -> ApiResult<()> {
+    if train_jobs::list_by_app(db, caller.id, app)
         .await?
         .is_empty()
     {
@@ -50,8 +48,9 @@ pub async fn create(
     caller: Caller,
     app: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    require_app(&state, &caller, &app).await?;
+    caller.require(roles::DEVELOPERS)?;
     let db = state.pool.get().await?;
+    require_app(&db, &caller, &app).await?;
     if prediction_keys::list(&db, caller.id, &app).await?.len() >= MAX_KEYS_PER_APP {
         return Err(ApiError::new(
             ErrorCode::TooManyPredictionKeys,
@@ -81,8 +80,9 @@ pub async fn list(
     caller: Caller,
     app: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    require_app(&state, &caller, &app).await?;
+    caller.require(roles::DEVELOPERS)?;
     let db = state.pool.get().await?;
+    require_app(&db, &caller, &app).await?;
     let keys = prediction_keys::list(&db, caller.id, &app).await?;
     Ok(super::json(
         keys.iter().map(PredictionKeyView::from).collect::<Vec<_>>(),
@@ -100,9 +100,10 @@ pub async fn delete(
     path: web::Path<(String, String)>,
 ) -> ApiResult<HttpResponse> {
     let (app, raw_id) = path.into_inner();
-    require_app(&state, &caller, &app).await?;
-    let id: PredictionKeyId = path_id(&raw_id, ErrorCode::PredictionKeyNotFound, "prediction key")?;
+    caller.require(roles::DEVELOPERS)?;
     let db = state.pool.get().await?;
+    require_app(&db, &caller, &app).await?;
+    let id: PredictionKeyId = path_id(&raw_id, ErrorCode::PredictionKeyNotFound, "prediction key")?;
     if !prediction_keys::delete(&db, caller.id, &app, id).await? {
         return Err(ApiError::new(
             ErrorCode::PredictionKeyNotFound,

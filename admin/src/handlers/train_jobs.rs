@@ -164,7 +164,7 @@ pub async fn create(
         model_ids,
         train_slots: i32::try_from(train_slots).unwrap_or(1),
     };
-    crate::quotas::check_live_train_jobs(&db, &state, &caller).await?;
+    crate::quotas::check_live_jobs(&db, &state, &caller, crate::quotas::LiveJobs::Train).await?;
     let tx = db.transaction().await?;
     let (job, subs) = train_jobs::create(&tx, &new).await.map_err(|e| {
         if e.is_duplicate_of(train_jobs::ONE_LIVE_PER_APP) {
