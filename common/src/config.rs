@@ -52,14 +52,72 @@ pub struct PythonSettings {
     /// Where template environments are built: one folder shared by every worker of a host, so
     /// what training installed, serving reuses.
     pub env_dir: PathBuf,
+    /// How template processes (runners and pip) are confined (`docs/security.md`).
+    pub sandbox: SandboxSettings,
 }
 
 impl Default for PythonSettings {
     fn default() -> Self {
         Self {
-            interpreter: PathBuf::from("python3"),
+            // The system's Python: its prefix is readable by the sandbox's unprivileged uids
+            // (an interpreter under a private home, such as pyenv's in /root, is not).
+            interpreter: PathBuf::from("/usr/bin/python3"),
             sdk_path: PathBuf::from("./python"),
             env_dir: PathBuf::from("./.duma/envs"),
+            sandbox: SandboxSettings::default(),
+        }
+    }
+}
+
+/// Whether model code runs confined.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SandboxMode {
+    /// Every template process runs in a bubblewrap sandbox; where one cannot be made, Python
+    /// templates are refused with the reason.
+    Bubblewrap,
+    /// Template processes run unconfined, as the worker: only for a single trusted user.
+    Off,
+}
+
+/// The confinement and limits of every process that runs model code (`docs/security.md`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SandboxSettings {
+    pub mode: SandboxMode,
+    /// The bubblewrap program.
+    pub bwrap: PathBuf,
+    /// A worker running as root runs each template process as a uid of its own, drawn from
+    /// `uid_base .. uid_base + uid_count` (uids no account uses).
+    pub uid_base: u32,
+    pub uid_count: u32,
+    /// Address space of one template process, in MiB.
+    pub memory_mib: u64,
+    /// CPU seconds of one training process (serving processes are bounded per call instead).
+    pub train_cpu_seconds: u64,
+    /// Processes and threads of one sandbox.
+    pub processes: u64,
+    /// Open files of one template process.
+    pub open_files: u64,
+    /// The largest file a template process may write, in MiB (its saved parameters too).
+    pub file_mib: u64,
+    /// The template's scratch space (its working directory, `HOME` and `/tmp`), in MiB of memory.
+    pub scratch_mib: u64,
+}
+
+impl Default for SandboxSettings {
+    fn default() -> Self {
+        Self {
+            mode: SandboxMode::Bubblewrap,
+            bwrap: PathBuf::from("bwrap"),
+            uid_base: 200_000,
+            uid_count: 10_000,
+            memory_mib: 4096,
+            train_cpu_seconds: 4 * 3600,
+            processes: 256,
+            open_files: 1024,
+            file_mib: 2048,
+            scratch_mib: 512,
         }
     }
 }
@@ -453,6 +511,29 @@ impl Settings {
                     "must be at least 1000 (one second)",
                 );
             }
+        }
+        let sandbox = &self.python.sandbox;
+        for (key, value) in [
+            ("python.sandbox.memory_mib", sandbox.memory_mib),
+            (
+                "python.sandbox.train_cpu_seconds",
+                sandbox.train_cpu_seconds,
+            ),
+            ("python.sandbox.processes", sandbox.processes),
+            ("python.sandbox.open_files", sandbox.open_files),
+            ("python.sandbox.file_mib", sandbox.file_mib),
+            ("python.sandbox.scratch_mib", sandbox.scratch_mib),
+            ("python.sandbox.uid_count", u64::from(sandbox.uid_count)),
+        ] {
+            if value == 0 {
+                return invalid(key, "must be at least 1");
+            }
+        }
+        if sandbox.uid_base < 1000 || sandbox.uid_base.checked_add(sandbox.uid_count).is_none() {
+            return invalid(
+                "python.sandbox.uid_base",
+                "must be at least 1000, and uid_base + uid_count must fit in 32 bits",
+            );
         }
         if self.object_store.kind == ObjectStoreKind::S3 && self.object_store.bucket.is_empty() {
             return invalid(

@@ -7,12 +7,16 @@ use std::collections::BTreeMap;
 pub type Dependencies = BTreeMap<String, String>;
 
 const MAX_LEN: usize = 100;
+/// Names pip would take for a local archive or wheel file rather than a package on the index.
+const FILE_SUFFIXES: &[&str] = &[
+    ".zip", ".whl", ".tar", ".gz", ".tgz", ".bz2", ".tbz", ".xz", ".txz", ".egg", ".py",
+];
 const OPERATORS: &[&str] = &["==", ">=", "<=", "~=", "!=", "<", ">"];
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DependencyError {
     #[error(
-        "`{0}` is not a valid package name (letters, digits, `.`, `_`, `-`; starting and ending with a letter or digit)"
+        "`{0}` is not a valid package name (letters, digits, `.`, `_`, `-`; starting and ending with a letter or digit; not a file name such as `x.tar.gz`)"
     )]
     Name(String),
     #[error(
@@ -30,7 +34,10 @@ pub fn validate(dependencies: &Dependencies) -> Result<(), DependencyError> {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
             && name.starts_with(|c: char| c.is_ascii_alphanumeric())
-            && name.ends_with(|c: char| c.is_ascii_alphanumeric());
+            && name.ends_with(|c: char| c.is_ascii_alphanumeric())
+            && !FILE_SUFFIXES
+                .iter()
+                .any(|suffix| name.to_ascii_lowercase().ends_with(suffix));
         if !name_ok {
             return Err(DependencyError::Name(name.clone()));
         }
@@ -88,6 +95,10 @@ mod tests {
             ("numpy", "-e ."),
             ("", "1"),
             ("np", "$(x)"),
+            ("loot.tar.gz", ""),
+            ("evil.whl", ""),
+            ("pkg.ZIP", ""),
+            ("setup.py", ""),
         ] {
             assert!(
                 validate(&deps(&[(name, version)])).is_err(),

@@ -10,7 +10,6 @@ use duma_common::store::{ObjectCache, ObjectStore};
 use duma_common::worker::WorkerHost;
 use duma_domain::WorkerKind;
 use duma_runtime::TemplateResolver;
-use duma_runtime::python::VenvCache;
 use tokio_util::sync::CancellationToken;
 
 /// Runs the worker until `shutdown` is cancelled (or a vital task fails).
@@ -24,12 +23,11 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     let store = ObjectStore::from_settings(&settings.object_store)?;
     let server = RpcServer::new(&host.redis, "inference", &host.id.to_string()).await?;
     let cache_dir = &host.settings.cache_dir;
-    let resolver = TemplateResolver {
-        cache: ObjectCache::new(&cache_dir.join("objects"), store.clone())?,
-        venvs: VenvCache::new(&settings.python.env_dir, &settings.python.interpreter),
-        sdk_path: settings.python.sdk_path.clone(),
-        work_root: cache_dir.join("runners"),
-    };
+    let resolver = TemplateResolver::new(
+        ObjectCache::new(&cache_dir.join("objects"), store.clone())?,
+        &settings.python,
+        cache_dir.join("runners"),
+    );
     let probe = host
         .liveness
         .probe("serving loop", host.settings.stall_timeout());

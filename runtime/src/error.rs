@@ -39,6 +39,9 @@ pub enum TemplateError {
     /// protocol; `detail` includes the tail of its stderr.
     #[error("python runner: {detail}")]
     Runner { detail: String },
+    /// This host cannot confine model code (and the operator did not opt out): the reason.
+    #[error("model code cannot run on this worker: {detail}")]
+    Sandbox { detail: String },
     /// The template's declared dependencies could not be installed.
     #[error("installing dependencies failed: {detail}")]
     Dependencies { detail: String },
@@ -57,7 +60,7 @@ impl TemplateError {
                 let message: String = message.chars().take(PUBLIC_MESSAGE_CHARS).collect();
                 format!("the model raised {kind}: {message}")
             }
-            Self::Runner { .. } | Self::Dependencies { .. } => {
+            Self::Runner { .. } | Self::Dependencies { .. } | Self::Sandbox { .. } => {
                 "the model's process failed; the inference job's owner can find why in the \
                  inference worker's log"
                     .to_owned()

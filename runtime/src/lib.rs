@@ -8,6 +8,7 @@
 //! | [`TrialLogger`] | messages, metrics and plot definitions a model logs while it trains |
 //! | [`params`] | the versioned binary format of saved parameters |
 //! | [`python`] | Python templates in a child process, virtualenvs per dependency set |
+//! | [`sandbox`] | the bubblewrap sandbox and limits of every process that runs model code |
 //!
 //! Tabular templates read Rafiki's CSV datasets (header row; `features` and `target` train args)
 //! and answer queries shaped `{feature: value}`: class probabilities for classification, a number
@@ -22,6 +23,7 @@ mod optim;
 pub mod params;
 pub mod python;
 mod resolve;
+pub mod sandbox;
 mod tabular;
 mod template;
 

@@ -3,11 +3,14 @@
 //! dependencies. Shared by the train and inference workers.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
+use duma_common::config::PythonSettings;
 use duma_common::store::ObjectCache;
 use duma_domain::{TemplateKind, TemplateSource};
 
 use crate::python::{PythonEnv, PythonTemplate, VenvCache};
+use crate::sandbox::Sandbox;
 use crate::template::Template;
 
 #[derive(Clone)]
@@ -18,6 +21,28 @@ pub struct TemplateResolver {
     pub sdk_path: PathBuf,
     /// Parent of Python runners' working directories.
     pub work_root: PathBuf,
+    pub sandbox: Arc<Sandbox>,
+}
+
+impl TemplateResolver {
+    /// Python templates get environments under `python.env_dir` and run in the sandbox of
+    /// `python.sandbox` (checked now: a host that cannot confine model code is logged once and
+    /// refuses Python templates).
+    pub fn new(cache: ObjectCache, python: &PythonSettings, work_root: PathBuf) -> Self {
+        let sandbox = Arc::new(Sandbox::new(
+            &python.sandbox,
+            &python.interpreter,
+            &python.env_dir,
+            &python.sdk_path,
+        ));
+        Self {
+            cache,
+            venvs: VenvCache::new(&python.env_dir, &python.interpreter, sandbox.clone()),
+            sdk_path: python.sdk_path.clone(),
+            work_root,
+            sandbox,
+        }
+    }
 }
 
 impl TemplateResolver {
@@ -57,6 +82,7 @@ impl TemplateResolver {
                         python,
                         sdk_path: self.sdk_path.clone(),
                         work_root: self.work_root.clone(),
+                        sandbox: self.sandbox.clone(),
                     },
                 })))
             }

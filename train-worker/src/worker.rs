@@ -23,7 +23,7 @@ use duma_common::worker::WorkerHost;
 use duma_domain::TrialLog;
 use duma_domain::protocol::{AdvisorReply, AdvisorRequest, TrialOutcome, advisor_target};
 use duma_domain::{JobStatus, TrainJobId, TrialId, WorkerId};
-use duma_runtime::python::{KillSwitch, VenvCache};
+use duma_runtime::python::KillSwitch;
 use duma_runtime::{Template, TemplateResolver};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -99,12 +99,8 @@ impl TrainWorker {
         let (id, pool, settings) = (host.id, host.pool.clone(), host.settings.clone());
         let metrics = TrainMetrics::register(&host.registry)?;
         let cache = ObjectCache::new(&settings.cache_dir.join("objects"), store.clone())?;
-        let resolver = TemplateResolver {
-            cache: cache.clone(),
-            venvs: VenvCache::new(&python.env_dir, &python.interpreter),
-            sdk_path: python.sdk_path,
-            work_root: settings.cache_dir.join("runners"),
-        };
+        let resolver =
+            TemplateResolver::new(cache.clone(), &python, settings.cache_dir.join("runners"));
         Ok(Self {
             id,
             pool,
@@ -278,9 +274,18 @@ impl TrainWorker {
         };
         if let (Template::Python(python), None) = (&template, &model.knob_config) {
             let reading = python.clone();
-            match tokio::task::spawn_blocking(move || reading.knob_config(&KillSwitch::new()))
-                .await?
-            {
+            let kill = KillSwitch::new();
+            let switch = kill.clone();
+            let read = tokio::task::spawn_blocking(move || reading.knob_config(&switch));
+            // Importing the template runs its code: bounded like a trial.
+            let Ok(read) = tokio::time::timeout(self.settings.task_timeout(), read).await else {
+                kill.fire();
+                return Ok(Err(format!(
+                    "template {} did not give its knob config within the {}s timeout",
+                    model.name, self.settings.task_timeout_secs
+                )));
+            };
+            match read? {
                 Ok(config) => {
                     let db = self.pool.get().await?;
                     models::set_knob_config(&db, model.id, &config).await?;

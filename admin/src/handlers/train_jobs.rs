@@ -2,7 +2,7 @@ use actix_web::{HttpResponse, web};
 use duma_common::db::train_jobs::NewTrainJob;
 use duma_common::db::{datasets, models, train_jobs, trials};
 use duma_common::redis::events::Event;
-use duma_domain::{Budget, DatasetId, ModelId, UserId};
+use duma_domain::{Budget, DatasetId, ModelId, TemplateKind, UserId};
 
 use crate::auth::{Caller, roles};
 use crate::jobs;
@@ -113,8 +113,9 @@ pub async fn create(
     owned_dataset(&db, &caller, train_dataset_id, &task).await?;
     owned_dataset(&db, &caller, val_dataset_id, &task).await?;
     let available = models::list_available(&db, caller.id, Some(&task)).await?;
-    // No list means every model available for the task (Rafiki's client sends them all); an
-    // explicit empty list is Rafiki's NoModelsForTrainJobError.
+    // No list means the built-in templates and the caller's own (Rafiki's client names every
+    // model it wants); another user's PUBLIC template runs on the caller's data only when named.
+    // An explicit empty list is Rafiki's NoModelsForTrainJobError.
     let model_ids = match requested {
         Some(ids) if ids.is_empty() => {
             return Err(ApiError::new(
@@ -122,7 +123,11 @@ pub async fn create(
                 "model_ids is empty: a train job needs at least one model",
             ));
         }
-        None => available.iter().map(|m| m.id).collect(),
+        None => available
+            .iter()
+            .filter(|m| m.template_kind == TemplateKind::Native || m.user_id == caller.id)
+            .map(|m| m.id)
+            .collect(),
         Some(ids) => {
             for id in &ids {
                 if !available.iter().any(|m| m.id == *id) {
@@ -145,7 +150,10 @@ pub async fn create(
     if model_ids.is_empty() {
         return Err(ApiError::new(
             ErrorCode::InvalidModel,
-            format!("no models are available for task {task}"),
+            format!(
+                "no models are available for task {task} among the built-in templates and your \
+                 own; name another user's PUBLIC model in model_ids to use it"
+            ),
         ));
     }
 

@@ -242,6 +242,28 @@ async fn creation_validates_datasets_models_and_budget() {
 }
 
 #[tokio::test]
+async fn another_users_public_model_trains_on_my_data_only_when_i_name_it() {
+    let app = spawn_app().await;
+    let alice = app.user("APP_DEVELOPER").await;
+    let mallory = app.user("MODEL_DEVELOPER").await;
+    let task = "PUBLIC_ONLY_TASK";
+    let public = app.model(&mallory.token, "m-public", task, "PUBLIC").await;
+    let message = expect_error(
+        app.train_job(&alice, "unnamed", task, &[]).await,
+        400,
+        "InvalidModelError",
+    )
+    .await;
+    assert!(
+        message.contains("name another user's PUBLIC model"),
+        "{message}"
+    );
+    json_ok(app.train_job(&alice, "named", task, &[&public]).await).await;
+    // Its owner uses it without naming it.
+    json_ok(app.train_job(&mallory, "own", task, &[]).await).await;
+}
+
+#[tokio::test]
 async fn concurrent_creations_for_one_app_let_exactly_one_through() {
     let app = spawn_app().await;
     let alice = app.user("APP_DEVELOPER").await;

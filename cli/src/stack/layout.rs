@@ -31,8 +31,22 @@ impl DataDir {
         fs::set_permissions(root, fs::Permissions::from_mode(mode))
             .with_context(|| format!("cannot restrict {}", root.display()))?;
         let data = Self::existing(root)?;
-        for folder in ["logs", "objects", "cache", "redis", "nginx", "prometheus"] {
+        for folder in ["redis", "nginx", "prometheus"] {
             fs::create_dir_all(data.path(folder))?;
+        }
+        // Stored objects and logs stay private; the sandboxes of model code (their own uids when
+        // the workers run as root) pass through the caches and environments to what they are
+        // given, without listing them.
+        for (folder, mode) in [
+            ("logs", 0o700),
+            ("objects", 0o700),
+            ("cache", 0o711),
+            ("envs", 0o711),
+        ] {
+            let path = data.path(folder);
+            fs::create_dir_all(&path)?;
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode))
+                .with_context(|| format!("cannot set the mode of {}", path.display()))?;
         }
         private_dir(&data.path("secrets"))?;
         Ok(data)

@@ -78,6 +78,9 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--max-inline-bytes", type=int, default=None, help="predictions larger than this go to a file"
     )
+    parser.add_argument(
+        "--output-dir", default=None, help="where predictions too large for a frame are written (default: the workdir)"
+    )
     args = parser.parse_args(argv)
     if args.workdir:
         os.chdir(args.workdir)
@@ -91,6 +94,8 @@ def main(argv=None) -> int:
         options["max_frame_bytes"] = args.max_frame_bytes
     if args.max_inline_bytes is not None:
         options["max_inline_bytes"] = args.max_inline_bytes
+    if args.output_dir:
+        options["output_dir"] = args.output_dir
     return Runner(inp, out, **options).serve()
 
 

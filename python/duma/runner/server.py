@@ -61,8 +61,10 @@ class Runner:
         out: BinaryIO,
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
         max_inline_bytes: int = DEFAULT_MAX_INLINE_BYTES,
+        output_dir: Optional[str] = None,
     ):
         self.inp, self.out = inp, out
+        self.output_dir = output_dir
         self.max_frame_bytes = max_frame_bytes
         self.max_inline_bytes = max_inline_bytes
         self._write_lock = threading.Lock()
@@ -277,7 +279,9 @@ class Runner:
             body = json.dumps(predictions, allow_nan=False, separators=(",", ":"))
             if len(body) <= self.max_inline_bytes:
                 return {"predictions": predictions}
-            predictions_path = f"predictions-{os.getpid()}-{self._current_id}.json"
+            predictions_path = os.path.join(
+                self.output_dir or ".", f"predictions-{os.getpid()}-{self._current_id}.json"
+            )
         else:
             body = json.dumps(predictions, allow_nan=False, separators=(",", ":"))
         tmp = predictions_path + ".tmp"

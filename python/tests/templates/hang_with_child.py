@@ -1,5 +1,6 @@
 """A template whose training starts a process of its own and then never ends: killing the trial
-must kill that process too. Writes the child's pid to `train_args["pid_file"]`."""
+must kill that process too. The child's command line carries `train_args["marker"]`, so a test can
+find it from outside the sandbox; the template logs once the child runs."""
 
 import subprocess
 import sys
@@ -17,9 +18,8 @@ class HangWithChild(BaseModel):
         super().__init__(**knobs)
 
     def train(self, dataset_path, shared_params=None, **train_args):
-        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"])
-        with open(train_args["pid_file"], "w") as f:
-            f.write(str(child.pid))
+        marker = train_args["marker"]
+        subprocess.Popen([sys.executable, "-c", f"import time; time.sleep(3600) # {marker}"])
         time.sleep(3600)
 
     def evaluate(self, dataset_path):

@@ -2,15 +2,16 @@
 //! framed protocol of `python/PROTOCOL.md` (`python -m duma.runner`), behind the same [`Model`]
 //! contract as the built-in templates.
 //!
-//! The child gets a scrubbed environment (no platform secrets: only `PATH`, a `HOME` in its own
-//! working directory, and the SDK on `PYTHONPATH`), its own working directory, and is killed when
-//! the model is dropped or its [`KillSwitch`] fires (cancel, timeout).
+//! The child runs in a sandbox ([`crate::sandbox`]): nothing of the worker's environment, only
+//! the files the worker staged for it, no network, and limits. It is killed when the model is
+//! dropped or its [`KillSwitch`] fires (cancel, timeout).
 
 mod runner;
 mod venv;
 
 use parking_lot::Mutex;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use duma_domain::{KnobConfig, Knobs};
 use serde_json::{Map, Value, json};
@@ -22,6 +23,7 @@ pub use venv::VenvCache;
 use crate::contract::Model;
 use crate::error::TemplateError;
 use crate::logger::TrialLogger;
+use crate::sandbox::{Purpose, Sandbox};
 
 /// Where and with what a Python template runs.
 #[derive(Debug, Clone)]
@@ -32,6 +34,8 @@ pub struct PythonEnv {
     pub sdk_path: PathBuf,
     /// Parent of the runners' working directories.
     pub work_root: PathBuf,
+    /// What confines the runners.
+    pub sandbox: Arc<Sandbox>,
 }
 
 /// An uploaded template: its source file and class name.
@@ -43,10 +47,15 @@ pub struct PythonTemplate {
 }
 
 impl PythonTemplate {
-    fn start(&self, kill: &KillSwitch) -> Result<(Runner, KnobConfig), TemplateError> {
-        let mut runner = Runner::start(&self.env, kill)?;
+    fn start(
+        &self,
+        purpose: Purpose,
+        kill: &KillSwitch,
+    ) -> Result<(Runner, KnobConfig), TemplateError> {
+        let mut runner = Runner::start(&self.env, purpose, kill)?;
+        let model_file = runner.stage(&self.source)?;
         let result = runner.request(
-            json!({"cmd": "load", "model_file": self.source, "model_class": self.class_name}),
+            json!({"cmd": "load", "model_file": model_file, "model_class": self.class_name}),
             None,
         )?;
         let config: KnobConfig =
@@ -59,7 +68,7 @@ impl PythonTemplate {
 
     /// Imports the template and reads its knob config (the check that a template is usable).
     pub fn knob_config(&self, kill: &KillSwitch) -> Result<KnobConfig, TemplateError> {
-        let (runner, config) = self.start(kill)?;
+        let (runner, config) = self.start(Purpose::Train, kill)?;
         runner.shutdown();
         config.validate()?;
         Ok(config)
@@ -67,7 +76,7 @@ impl PythonTemplate {
 
     /// A model to train with `knobs`.
     pub fn build(&self, knobs: &Knobs, kill: &KillSwitch) -> Result<Box<dyn Model>, TemplateError> {
-        let (runner, config) = self.start(kill)?;
+        let (runner, config) = self.start(Purpose::Train, kill)?;
         config.check(knobs)?;
         Ok(Box::new(PythonModel {
             runner: Mutex::new(runner),
@@ -82,11 +91,8 @@ impl PythonTemplate {
         parameters: &[u8],
         kill: &KillSwitch,
     ) -> Result<Box<dyn Model>, TemplateError> {
-        let (mut runner, _) = self.start(kill)?;
-        let path = runner.workdir().join("loaded-params");
-        std::fs::write(&path, parameters).map_err(|e| TemplateError::Runner {
-            detail: format!("writing parameters for the runner: {e}"),
-        })?;
+        let (mut runner, _) = self.start(Purpose::Serve, kill)?;
+        let path = runner.write_input("loaded-params", parameters)?;
         runner.request(
             json!({"cmd": "load_parameters", "path": path, "knobs": knobs}),
             None,
@@ -118,10 +124,17 @@ impl PythonModel {
         ) {
             (Some(Value::Array(predictions)), _) => predictions.clone(),
             (_, Some(path)) => {
-                let text = std::fs::read(path).map_err(|e| TemplateError::Runner {
+                let path = runner
+                    .output_named(path)
+                    .ok_or_else(|| TemplateError::Runner {
+                        detail: format!(
+                            "predictions were written outside the output folder: {path}"
+                        ),
+                    })?;
+                let text = std::fs::read(&path).map_err(|e| TemplateError::Runner {
                     detail: format!("reading predictions: {e}"),
                 })?;
-                let _ = std::fs::remove_file(path);
+                let _ = std::fs::remove_file(&path);
                 serde_json::from_slice(&text).map_err(|e| TemplateError::Runner {
                     detail: format!("predictions are not JSON: {e}"),
                 })?
@@ -173,13 +186,17 @@ impl Model for PythonModel {
         train_args: &Map<String, Value>,
         log: &mut TrialLogger,
     ) -> Result<(), TemplateError> {
+        let mut runner = self.runner();
+        let dataset = runner.stage(dataset)?;
         let request = json!({"cmd": "train", "knobs": self.knobs, "dataset_path": dataset, "train_args": train_args});
-        self.runner().request(request, Some(log))?;
+        runner.request(request, Some(log))?;
         Ok(())
     }
 
     fn evaluate(&mut self, dataset: &Path, log: &mut TrialLogger) -> Result<f64, TemplateError> {
-        let result = self.runner().request(
+        let mut runner = self.runner();
+        let dataset = runner.stage(dataset)?;
+        let result = runner.request(
             json!({"cmd": "evaluate", "dataset_path": dataset}),
             Some(log),
         )?;
@@ -215,12 +232,12 @@ impl Model for PythonModel {
     }
     fn dump_parameters(&self) -> Result<Vec<u8>, TemplateError> {
         let mut runner = self.runner();
-        let path = runner.workdir().join("params");
-        runner.request(json!({"cmd": "dump_parameters", "path": path}), None)?;
-        let bytes = std::fs::read(&path).map_err(|e| TemplateError::Runner {
+        let (host, inside) = runner.output("params");
+        runner.request(json!({"cmd": "dump_parameters", "path": inside}), None)?;
+        let bytes = std::fs::read(&host).map_err(|e| TemplateError::Runner {
             detail: format!("reading parameters: {e}"),
         })?;
-        let _ = std::fs::remove_file(&path);
+        let _ = std::fs::remove_file(&host);
         Ok(bytes)
     }
 }

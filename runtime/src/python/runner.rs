@@ -2,10 +2,12 @@
 //! 4-byte big-endian length + a JSON object, both ways.
 
 use std::collections::VecDeque;
+use std::fs::Permissions;
 use std::io::{BufReader, Read, Write};
-use std::os::unix::process::CommandExt;
-use std::path::Path;
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Stdio};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -15,9 +17,12 @@ use duma_common::process::kill_process_tree;
 use duma_domain::TrialLogKind;
 use serde_json::{Value, json};
 
+use duma_common::config::SandboxMode;
+
 use super::PythonEnv;
 use crate::error::TemplateError;
 use crate::logger::TrialLogger;
+use crate::sandbox::{Folders, INPUT_DIR, OUTPUT_DIR, Purpose, Sandbox};
 
 /// Frames larger than this are a protocol error (bulk data travels through files).
 const MAX_FRAME_BYTES: usize = 64 << 20;
@@ -65,42 +70,95 @@ pub struct Runner {
     stdin: ChildStdin,
     stdout: BufReader<ChildStdout>,
     stderr_tail: Arc<Mutex<VecDeque<u8>>>,
-    workdir: tempfile::TempDir,
+    folders: RunnerFolders,
+    sandbox: Arc<Sandbox>,
     next_id: u64,
 }
 
+/// The host folders of one runner: what it reads (staged by the worker), what it writes back.
+struct RunnerFolders {
+    /// Removed with the runner.
+    _root: tempfile::TempDir,
+    input: PathBuf,
+    output: PathBuf,
+    /// Only when unsandboxed; a sandbox gets a size-capped tmpfs.
+    scratch: Option<PathBuf>,
+}
+
+impl RunnerFolders {
+    fn create(work_root: &Path, sandboxed: bool) -> std::io::Result<Self> {
+        std::fs::create_dir_all(work_root)?;
+        let root = tempfile::Builder::new()
+            .prefix("runner-")
+            .tempdir_in(work_root)?;
+        // Traversable (not listable) by the sandbox's uid, which bubblewrap binds from.
+        std::fs::set_permissions(root.path(), Permissions::from_mode(0o711))?;
+        let folder = |name: &str| {
+            let path = root.path().join(name);
+            std::fs::create_dir(&path)?;
+            std::fs::set_permissions(&path, Permissions::from_mode(0o755))?;
+            Ok::<_, std::io::Error>(path)
+        };
+        Ok(Self {
+            input: folder("in")?,
+            output: folder("out")?,
+            scratch: if sandboxed {
+                None
+            } else {
+                Some(folder("scratch")?)
+            },
+            _root: root,
+        })
+    }
+
+    fn sandbox_folders(&self) -> Folders {
+        Folders {
+            input: Some(self.input.clone()),
+            output: Some(self.output.clone()),
+            scratch: self.scratch.clone(),
+            writable: Vec::new(),
+        }
+    }
+}
+
 impl Runner {
-    pub fn start(env: &PythonEnv, kill: &KillSwitch) -> Result<Self, TemplateError> {
+    pub fn start(
+        env: &PythonEnv,
+        purpose: Purpose,
+        kill: &KillSwitch,
+    ) -> Result<Self, TemplateError> {
         let failed = |what: &str, e: &dyn std::fmt::Display| TemplateError::Runner {
             detail: format!("{what}: {e}"),
         };
-        std::fs::create_dir_all(&env.work_root)
-            .map_err(|e| failed("creating the work root", &e))?;
-        let workdir = tempfile::Builder::new()
-            .prefix("runner-")
-            .tempdir_in(&env.work_root)
-            .map_err(|e| failed("creating a working directory", &e))?;
-        let mut command = Command::new(&env.python);
+        let sandboxed = env.sandbox.mode() == SandboxMode::Bubblewrap;
+        let folders = RunnerFolders::create(&env.work_root, sandboxed)
+            .map_err(|e| failed("creating the runner's folders", &e))?;
+        let sdk = env.sdk_path.as_os_str();
+        let mut command = env.sandbox.command(
+            purpose,
+            &folders.sandbox_folders(),
+            &env.python,
+            &[
+                ("PYTHONUNBUFFERED", "1".as_ref()),
+                ("PYTHONDONTWRITEBYTECODE", "1".as_ref()),
+                ("PYTHONPATH", sdk),
+            ],
+        )?;
+        let output_inside = env
+            .sandbox
+            .inside(&folders.output, &folders.output, OUTPUT_DIR);
         command
-            .args(["-m", "duma.runner", "--workdir"])
-            .arg(workdir.path())
-            .current_dir(workdir.path())
-            // Nothing of the worker's environment (database and Redis URLs, secrets) reaches
-            // user code.
-            .env_clear()
-            .env(
-                "PATH",
-                std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()),
-            )
-            .env("HOME", workdir.path())
-            .env("LANG", "C.UTF-8")
-            .env("PYTHONUNBUFFERED", "1")
-            .env("PYTHONDONTWRITEBYTECODE", "1")
-            .env("PYTHONPATH", &env.sdk_path)
+            .args(["-m", "duma.runner", "--output-dir"])
+            .arg(&output_inside);
+        if let Some(scratch) = &folders.scratch {
+            command.arg("--workdir").arg(scratch).current_dir(scratch);
+        }
+        command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            // Its own process group, so a kill also reaches the processes user code starts.
+            // Its own process group, so a kill also reaches the processes user code starts
+            // (in a sandbox, bubblewrap: the sandbox dies with it).
             .process_group(0);
         let mut child = command
             .spawn()
@@ -137,7 +195,8 @@ impl Runner {
             stdin,
             stdout: BufReader::new(stdout),
             stderr_tail,
-            workdir,
+            folders,
+            sandbox: env.sandbox.clone(),
             next_id: 1,
         };
         let ready = runner.read_frame()?;
@@ -147,8 +206,48 @@ impl Runner {
         Ok(runner)
     }
 
-    pub fn workdir(&self) -> &Path {
-        self.workdir.path()
+    /// Makes a host file readable by the runner (a link, else a copy, in its input folder):
+    /// the path the runner sees it at.
+    pub fn stage(&self, host: &Path) -> Result<PathBuf, TemplateError> {
+        let failed = |e: std::io::Error| TemplateError::Runner {
+            detail: format!("staging {} for the runner: {e}", host.display()),
+        };
+        let name = host.file_name().ok_or_else(|| TemplateError::Runner {
+            detail: format!("{} is not a file", host.display()),
+        })?;
+        let staged = self.folders.input.join(name);
+        if !staged.exists() {
+            if std::fs::hard_link(host, &staged).is_err() {
+                std::fs::copy(host, &staged).map_err(failed)?;
+            }
+            std::fs::set_permissions(&staged, Permissions::from_mode(0o644)).map_err(failed)?;
+        }
+        Ok(self.sandbox.inside(&staged, &self.folders.input, INPUT_DIR))
+    }
+
+    /// Writes `bytes` into the runner's input folder: the path the runner sees them at.
+    pub fn write_input(&self, name: &str, bytes: &[u8]) -> Result<PathBuf, TemplateError> {
+        let path = self.folders.input.join(name);
+        std::fs::write(&path, bytes)
+            .and_then(|()| std::fs::set_permissions(&path, Permissions::from_mode(0o644)))
+            .map_err(|e| TemplateError::Runner {
+                detail: format!("writing {name} for the runner: {e}"),
+            })?;
+        Ok(self.sandbox.inside(&path, &self.folders.input, INPUT_DIR))
+    }
+
+    /// A file the runner may write in its output folder: `(host path, the runner's path)`.
+    pub fn output(&self, name: &str) -> (PathBuf, PathBuf) {
+        let host = self.folders.output.join(name);
+        let inside = self.sandbox.inside(&host, &self.folders.output, OUTPUT_DIR);
+        (host, inside)
+    }
+
+    /// The host path of a file the runner named in its output folder; `None` for any other.
+    pub fn output_named(&self, inside: &str) -> Option<PathBuf> {
+        let name = Path::new(inside).file_name()?.to_str()?;
+        let (host, expected) = self.output(name);
+        (expected == Path::new(inside)).then_some(host)
     }
 
     /// Sends a command and waits for its reply, passing log frames to `log`.
@@ -193,9 +292,18 @@ impl Runner {
                             .unwrap_or_default()
                             .to_owned()
                     };
+                    let (kind, mut message) = (text("type"), text("message"));
+                    let errno_text = message.split("] ").nth(1).unwrap_or_default().to_owned();
+                    let hint = self
+                        .sandbox
+                        .limit_hit(None, Some(&kind))
+                        .or_else(|| self.sandbox.limit_hit(None, Some(errno_text.trim())));
+                    if let Some(hint) = hint {
+                        message = format!("{message} ({hint})");
+                    }
                     return Err(TemplateError::Python {
-                        kind: text("type"),
-                        message: text("message"),
+                        kind,
+                        message,
                         traceback: text("traceback"),
                     });
                 }
@@ -244,7 +352,16 @@ impl Runner {
         let status = {
             let mut child = self.child.lock();
             match child.try_wait() {
-                Ok(Some(status)) => format!(" (exit: {status})"),
+                Ok(Some(status)) => {
+                    // bubblewrap exits 128 + the signal that ended the sandboxed process.
+                    let signal = status
+                        .signal()
+                        .or_else(|| status.code().filter(|c| *c > 128).map(|c| c - 128));
+                    match self.sandbox.limit_hit(signal, None) {
+                        Some(hint) => format!(" (exit: {status}: {hint})"),
+                        None => format!(" (exit: {status})"),
+                    }
+                }
                 _ => String::new(),
             }
         };

@@ -10,14 +10,19 @@
 //! The root is shared by every worker of a host (`python.env_dir`): what training built, serving
 //! reuses. Builds of one environment are serialised across processes by a kernel file lock.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use duma_common::config::SandboxMode;
 
 use duma_domain::dependencies::{self, Dependencies};
 use sha2::{Digest, Sha256};
 
 use crate::error::TemplateError;
+use crate::sandbox::{Folders, Purpose, Sandbox};
 
 /// The base environment's packages. numpy is also what the SDK itself needs.
 const BASE_PACKAGES: &[&str] = &[
@@ -36,14 +41,17 @@ const BASE_PTH: &str = "duma-base.pth";
 pub struct VenvCache {
     root: PathBuf,
     base_python: PathBuf,
+    /// pip runs in it: a dependency's build step is someone else's code.
+    sandbox: Arc<Sandbox>,
 }
 
 impl VenvCache {
-    /// `base_python` creates the environments (`python3`).
-    pub fn new(root: &Path, base_python: &Path) -> Self {
+    /// `base_python` creates the environments (`/usr/bin/python3`).
+    pub fn new(root: &Path, base_python: &Path, sandbox: Arc<Sandbox>) -> Self {
         Self {
             root: root.to_path_buf(),
             base_python: base_python.to_path_buf(),
+            sandbox,
         }
     }
 
@@ -115,35 +123,63 @@ impl VenvCache {
             return Ok((key, python)); // another process built it while we waited
         }
         let _ = std::fs::remove_dir_all(&dir);
-        // One home for every install under this root: pip's download cache is shared by them.
-        let home = self.root.join(".pip-home");
-        std::fs::create_dir_all(&home).map_err(|e| failed("creating pip's home", &e))?;
+        // pip's home, cache and build folders: its own, removed afterwards (a shared cache could
+        // be poisoned by one install's build step for the next).
+        let build = tempfile::Builder::new()
+            .prefix(&format!(".build-{key}-"))
+            .tempdir_in(&self.root)
+            .map_err(|e| failed("creating pip's build folder", &e))?;
+        let home = build.path();
+        std::fs::set_permissions(home, std::fs::Permissions::from_mode(0o755))
+            .map_err(|e| failed("opening pip's build folder", &e))?;
         run(
-            isolated(&mut Command::new(&self.base_python), &home)
+            isolated(&mut Command::new(&self.base_python), home)
                 .args(["-m", "venv"])
                 .arg(&dir),
             "creating the virtualenv",
         )?;
         if let Some(base) = base {
-            let base_packages = site_packages(base, &home)?;
-            let own_packages = site_packages(&python, &home)?;
+            let base_packages = site_packages(base, home)?;
+            let own_packages = site_packages(&python, home)?;
             std::fs::write(
                 own_packages.join(BASE_PTH),
                 format!("{}\n", base_packages.display()),
             )
             .map_err(|e| failed("layering the base environment", &e))?;
         }
+        let passed: Vec<(&str, std::ffi::OsString)> = PASSED_TO_PIP
+            .iter()
+            .filter_map(|name| std::env::var_os(name).map(|value| (*name, value)))
+            .collect();
+        let passed: Vec<(&str, &std::ffi::OsStr)> = passed
+            .iter()
+            .map(|(name, value)| (*name, value.as_os_str()))
+            .collect();
+        let folders = Folders {
+            input: None,
+            output: None,
+            scratch: Some(home.to_path_buf()),
+            writable: vec![dir.clone()],
+        };
+        let mut pip = self
+            .sandbox
+            .command(Purpose::Install, &folders, &python, &passed)?;
+        if self.sandbox.mode() == SandboxMode::Off {
+            pip.current_dir(home);
+        }
         run(
-            isolated(&mut Command::new(&python), &home)
-                .args([
-                    "-m",
-                    "pip",
-                    "install",
-                    "--no-input",
-                    "--disable-pip-version-check",
-                    "--quiet",
-                ])
-                .args(requirements),
+            pip.args([
+                "-m",
+                "pip",
+                "install",
+                "--no-input",
+                "--disable-pip-version-check",
+                "--no-cache-dir",
+                "--timeout",
+                "60",
+                "--quiet",
+            ])
+            .args(requirements),
             &format!("pip install {}", requirements.join(" ")),
         )?;
         std::fs::write(&ready, requirements.join("\n"))
@@ -154,8 +190,11 @@ impl VenvCache {
 
 /// The folder an interpreter installs pure-Python packages into.
 fn site_packages(python: &Path, home: &Path) -> Result<PathBuf, TemplateError> {
+    // Asked before pip installs anything into this environment (site must run: it is what
+    // makes the prefix the virtualenv's).
     let output = isolated(&mut Command::new(python), home)
         .args([
+            "-I",
             "-c",
             "import sysconfig; print(sysconfig.get_paths()['purelib'])",
         ])
@@ -234,9 +273,8 @@ impl InstallLock {
     }
 }
 
-/// Runs pip and venv with nothing of the worker's environment: a dependency's build step is
-/// someone else's code, and must not read the database or Redis URLs or any secret. Only what
-/// locates programs and reaches a package index (proxies, index URLs, certificates) passes.
+/// Runs `venv` and the site-packages query (the interpreter's own code, never a package's) with
+/// nothing of the worker's environment. pip, which runs packages' build steps, runs sandboxed.
 fn isolated<'a>(command: &'a mut Command, home: &Path) -> &'a mut Command {
     command
         .env_clear()
@@ -245,16 +283,10 @@ fn isolated<'a>(command: &'a mut Command, home: &Path) -> &'a mut Command {
             std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()),
         )
         .env("HOME", home)
-        .env("LANG", "C.UTF-8");
-    for name in PASSED_TO_PIP {
-        if let Some(value) = std::env::var_os(name) {
-            command.env(name, value);
-        }
-    }
-    command
+        .env("LANG", "C.UTF-8")
 }
 
-/// Variables pip needs to reach an index behind a proxy or a mirror.
+/// Variables pip needs to reach an index behind a proxy or a mirror: passed into its sandbox.
 const PASSED_TO_PIP: &[&str] = &[
     "HTTP_PROXY",
     "HTTPS_PROXY",
@@ -323,7 +355,17 @@ mod tests {
 
     #[test]
     fn invalid_dependencies_are_refused_before_anything_runs() {
-        let cache = VenvCache::new(Path::new("/nonexistent"), Path::new("python3"));
+        let sandbox = Sandbox::new(
+            &duma_common::config::SandboxSettings::default(),
+            Path::new("python3"),
+            Path::new("/nonexistent"),
+            Path::new("/nonexistent"),
+        );
+        let cache = VenvCache::new(
+            Path::new("/nonexistent"),
+            Path::new("python3"),
+            Arc::new(sandbox),
+        );
         let deps: Dependencies = [("x; rm -rf /".to_owned(), String::new())].into();
         assert!(matches!(
             cache.interpreter(&deps),

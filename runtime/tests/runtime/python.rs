@@ -1,12 +1,14 @@
 //! Python templates through the real runner (`python -m duma.runner`) in a virtualenv that the
 //! cache builds once (numpy) under `target/`.
 
-use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use duma_common::config::SandboxSettings;
 use duma_domain::{KnobValue, Knobs, TrialLogKind};
 use duma_runtime::python::{KillSwitch, PythonEnv, PythonTemplate, VenvCache};
+use duma_runtime::sandbox::Sandbox;
 use duma_runtime::{TemplateError, TrialLogger};
 use serde_json::json;
 
@@ -14,15 +16,36 @@ fn repository() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+const INTERPRETER: &str = "/usr/bin/python3";
+
+fn venvs_root() -> PathBuf {
+    repository().join("target/duma-test-cache/venvs")
+}
+
+/// The sandbox of the default settings, as a worker makes it.
+fn sandbox() -> Arc<Sandbox> {
+    static SANDBOX: OnceLock<Arc<Sandbox>> = OnceLock::new();
+    SANDBOX
+        .get_or_init(|| {
+            Arc::new(Sandbox::new(
+                &SandboxSettings::default(),
+                Path::new(INTERPRETER),
+                &venvs_root(),
+                &repository().join("python"),
+            ))
+        })
+        .clone()
+}
+
+fn venv_cache() -> VenvCache {
+    VenvCache::new(&venvs_root(), Path::new(INTERPRETER), sandbox())
+}
+
 /// The base environment (Rafiki's worker packages), built once per test cache.
 fn env() -> PythonEnv {
     static PYTHON: OnceLock<PathBuf> = OnceLock::new();
     let python = PYTHON.get_or_init(|| {
-        let cache = VenvCache::new(
-            &repository().join("target/duma-test-cache/venvs"),
-            &PathBuf::from("python3"),
-        );
-        cache
+        venv_cache()
             .interpreter(&Default::default())
             .expect("a virtualenv with numpy (needs PyPI or a warm cache)")
     });
@@ -30,6 +53,7 @@ fn env() -> PythonEnv {
         python: python.clone(),
         sdk_path: repository().join("python"),
         work_root: std::env::temp_dir().join("duma-runtime-tests"),
+        sandbox: sandbox(),
     }
 }
 
@@ -180,25 +204,25 @@ fn a_hanging_template_is_killed_by_its_switch() {
 #[test]
 fn killing_a_trial_also_kills_the_processes_its_template_started() {
     let dir = tempfile::tempdir().unwrap();
-    let pid_file = dir.path().join("grandchild.pid");
+    let marker = format!("duma-test-child-{}", std::process::id());
     let template = template("hang_with_child.py", "HangWithChild");
     let kill = KillSwitch::new();
     let mut model = template
         .build(&[("k".to_owned(), KnobValue::Int(1))].into(), &kill)
         .unwrap();
     let firing = kill.clone();
-    let watched = pid_file.clone();
-    std::thread::spawn(move || {
+    let watched = marker.clone();
+    let child = std::thread::spawn(move || {
         let deadline = Instant::now() + Duration::from_secs(30);
-        while !watched.exists() && Instant::now() < deadline {
+        let mut found = None;
+        while found.is_none() && Instant::now() < deadline {
+            found = processes_with(&watched).into_iter().next();
             std::thread::sleep(Duration::from_millis(20));
         }
         firing.fire();
+        found
     });
-    let train_args = serde_json::Map::from_iter([(
-        "pid_file".to_owned(),
-        json!(pid_file.display().to_string()),
-    )]);
+    let train_args = serde_json::Map::from_iter([("marker".to_owned(), json!(marker))]);
     model
         .train(
             &dataset(&dir, "d.csv"),
@@ -206,15 +230,34 @@ fn killing_a_trial_also_kills_the_processes_its_template_started() {
             &mut TrialLogger::new(),
         )
         .unwrap_err();
-    let pid = std::fs::read_to_string(&pid_file).expect("the template wrote its child's pid");
+    let pid = child
+        .join()
+        .unwrap()
+        .expect("the template's child was seen running");
     let deadline = Instant::now() + Duration::from_secs(5);
-    while is_alive(pid.trim()) {
+    while is_alive(&pid) {
         assert!(
             Instant::now() < deadline,
             "the template's child {pid} outlived the killed trial"
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// The host pids of processes whose command line holds `marker`.
+fn processes_with(marker: &str) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|pid| pid.chars().all(|c| c.is_ascii_digit()))
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|cmdline| String::from_utf8_lossy(&cmdline).contains(marker))
+        })
+        .collect()
 }
 
 /// A process that exists and is not a zombie waiting to be reaped.
@@ -258,6 +301,8 @@ fn the_runner_sees_no_platform_secrets() {
             "PYTHONUNBUFFERED",
             "PYTHONDONTWRITEBYTECODE",
             "PYTHONPATH",
+            "TMPDIR",
+            "PWD",
             "LC_CTYPE"
         ]
         .contains(n)),
@@ -270,10 +315,7 @@ fn the_runner_sees_no_platform_secrets() {
 #[test]
 fn a_dependency_set_is_layered_on_the_base_environment() {
     env(); // the base exists
-    let cache = VenvCache::new(
-        &repository().join("target/duma-test-cache/venvs"),
-        &PathBuf::from("python3"),
-    );
+    let cache = venv_cache();
     let deps = [("six".to_owned(), "1.16.0".to_owned())].into();
     let started = Instant::now();
     let python = cache.interpreter(&deps).unwrap();
@@ -311,4 +353,107 @@ fn a_dependency_set_is_layered_on_the_base_environment() {
         "{:?}",
         started.elapsed()
     );
+}
+
+/// A template like `template`, run in a sandbox with small limits.
+fn limited(file: &str, class: &str, settings: SandboxSettings) -> PythonTemplate {
+    let mut template = template(file, class);
+    template.env.sandbox = Arc::new(Sandbox::new(
+        &settings,
+        Path::new(INTERPRETER),
+        &venvs_root(),
+        &repository().join("python"),
+    ));
+    template
+}
+
+/// Trains the hostile probe in `mode` (a limit it hits without catching anything): the error.
+fn hit(mode: &str, settings: SandboxSettings) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let template = limited("hostile_probe.py", "HostileProbe", settings);
+    let kill = KillSwitch::new();
+    let mut model = template
+        .build(&[("k".to_owned(), KnobValue::Int(1))].into(), &kill)
+        .unwrap();
+    let train_args = serde_json::Map::from_iter([("mode".to_owned(), json!(mode))]);
+    let started = Instant::now();
+    let error = model
+        .train(
+            &dataset(&dir, "d.csv"),
+            &train_args,
+            &mut TrialLogger::new(),
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(started.elapsed() < Duration::from_secs(60), "{mode}");
+    error
+}
+
+#[test]
+fn each_limit_hit_ends_the_trial_with_the_limit_named() {
+    // (Each case leaves the other limits clear of what it hits.)
+    let small = |file_mib, train_cpu_seconds| SandboxSettings {
+        memory_mib: 1024,
+        train_cpu_seconds,
+        processes: 32,
+        file_mib,
+        scratch_mib: 16,
+        ..SandboxSettings::default()
+    };
+    for (mode, file_mib, cpu, named) in [
+        ("memory", 8, 600, "memory limit of 1024 MiB"),
+        ("processes", 8, 600, "limit of 32 processes"),
+        ("scratch", 64, 600, "scratch space of 16 MiB"),
+        ("file", 8, 600, "limit of 8 MiB"),
+        ("cpu", 8, 3, "CPU-time limit of 3 s"),
+    ] {
+        let error = hit(mode, small(file_mib, cpu));
+        assert!(error.contains(named), "{mode}: {error}");
+    }
+}
+
+#[test]
+fn a_sandboxed_template_reaches_no_host_file_socket_or_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "s3cret").unwrap();
+    let written = dir.path().join("written-by-the-template");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let template = template("hostile_probe.py", "HostileProbe");
+    let mut model = template
+        .build(
+            &[("k".to_owned(), KnobValue::Int(1))].into(),
+            &KillSwitch::new(),
+        )
+        .unwrap();
+    let targets = json!({
+        "files": [secret, "/etc/shadow"],
+        "dirs": [dir.path(), "/root", "/home"],
+        "writes": [written, "/usr/lib/duma-test-was-here"],
+        "tcp": [["127.0.0.1", port]],
+        "max_processes": 400,
+        "memory_bomb_bytes": 8_u64 << 30,
+    });
+    let mut log = TrialLogger::new();
+    let train_args = serde_json::Map::from_iter([("targets".to_owned(), targets)]);
+    model
+        .train(&dataset(&dir, "d.csv"), &train_args, &mut log)
+        .unwrap();
+    let outcomes: Vec<String> = log
+        .drain()
+        .into_iter()
+        .filter(|r| r.kind == TrialLogKind::Message)
+        .filter_map(|r| r.payload["message"].as_str().map(str::to_owned))
+        .collect();
+    assert!(outcomes.len() >= 12, "{outcomes:?}");
+    let leaked: Vec<&String> = outcomes
+        .iter()
+        .filter(|o| {
+            !o.split_once(": ")
+                .is_some_and(|(_, r)| r.starts_with("blocked"))
+        })
+        .collect();
+    assert!(leaked.is_empty(), "{leaked:#?}");
+    assert!(!written.exists());
 }

@@ -1,0 +1,390 @@
+//! Every process that runs model code — a Python template's runner, and pip building its
+//! dependencies — runs confined by [bubblewrap](https://github.com/containers/bubblewrap)
+//! (`docs/security.md`):
+//!
+//! - its own user, PID, IPC, UTS, cgroup and network namespaces (no network at all, but for pip),
+//!   no capabilities, `no_new_privs`, dying with its worker;
+//! - a new root holding only the system's programs and libraries (read-only), the Python
+//!   interpreter's prefix and the environments root (read-only), the SDK (read-only), and the
+//!   folders of this one process: `/job/in` (read-only, staged by the worker), `/job/out`
+//!   (writable, what the worker asked for) and `/tmp` (its scratch space, a size-capped tmpfs);
+//! - when the worker runs as root, a uid of its own from `uid_base..uid_base + uid_count`;
+//! - limits set by `prlimit` inside the sandbox: address space, CPU seconds (training), processes,
+//!   open files and file size.
+//!
+//! `mode = "off"` runs the same programs unconfined, in host folders: for one trusted user only.
+
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use duma_common::config::{SandboxMode, SandboxSettings};
+
+use crate::error::TemplateError;
+
+/// Where a sandboxed process sees its staged inputs, its outputs and its scratch space.
+pub const INPUT_DIR: &str = "/job/in";
+pub const OUTPUT_DIR: &str = "/job/out";
+pub const SCRATCH_DIR: &str = "/tmp";
+
+/// System files a template process may read besides `/usr` (none of them holds a secret).
+const RUNNER_ETC: &[&str] = &["/etc/ld.so.cache", "/etc/localtime"];
+/// What pip needs on top to resolve names and reach an index over TLS.
+const INSTALL_ETC: &[&str] = &[
+    "/etc/resolv.conf",
+    "/etc/hosts",
+    "/etc/nsswitch.conf",
+    "/etc/gai.conf",
+    "/etc/ssl",
+    "/etc/ca-certificates",
+    "/etc/pip.conf",
+];
+const PRLIMIT: &str = "/usr/bin/prlimit";
+
+/// What the process is for: it decides the network and the CPU-time limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// A training runner: CPU seconds capped.
+    Train,
+    /// A serving runner: long-lived, bounded per call by the worker instead.
+    Serve,
+    /// pip installing dependencies: the network, and a writable environment.
+    Install,
+}
+
+/// The folders of one sandboxed process, as host paths.
+#[derive(Debug, Clone)]
+pub struct Folders {
+    /// Staged inputs, seen read-only at [`INPUT_DIR`].
+    pub input: Option<PathBuf>,
+    /// Outputs, seen writable at [`OUTPUT_DIR`].
+    pub output: Option<PathBuf>,
+    /// Scratch space: a host folder seen at [`SCRATCH_DIR`]; `None` for a size-capped tmpfs.
+    pub scratch: Option<PathBuf>,
+    /// Host folders seen writable at their own path (the environment pip builds).
+    pub writable: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Sandbox {
+    settings: SandboxSettings,
+    /// Read-only at their own path in every sandbox: the interpreter's prefix (when not under
+    /// `/usr`), the environments root and the SDK.
+    shared: Vec<PathBuf>,
+    /// Why no sandbox can be made on this host; templates are refused with it.
+    unavailable: Option<String>,
+    /// Whether the worker is root, so each process gets a uid of its own.
+    as_root: bool,
+}
+
+impl Sandbox {
+    /// Checks once that a sandbox can run `interpreter` here; when it cannot, the reason is kept
+    /// and every template process is refused with it (never run unconfined by surprise).
+    pub fn new(
+        settings: &SandboxSettings,
+        interpreter: &Path,
+        env_root: &Path,
+        sdk_path: &Path,
+    ) -> Self {
+        let as_root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
+        let mut shared = vec![absolute(env_root), absolute(sdk_path)];
+        if let Some(prefix) = interpreter_prefix(interpreter)
+            && !prefix.starts_with("/usr")
+        {
+            shared.push(prefix);
+        }
+        let mut sandbox = Self {
+            settings: settings.clone(),
+            shared,
+            unavailable: None,
+            as_root,
+        };
+        if settings.mode == SandboxMode::Bubblewrap {
+            sandbox.unavailable = sandbox.probe(interpreter).err();
+            match &sandbox.unavailable {
+                Some(reason) => tracing::error!(
+                    %reason,
+                    "model code cannot be sandboxed: Python templates will be refused"
+                ),
+                None => {
+                    tracing::info!(own_uids = as_root, "model code runs sandboxed (bubblewrap)")
+                }
+            }
+        } else {
+            tracing::warn!(
+                "python.sandbox.mode = off: model code runs unconfined, as this worker; only for \
+                 a single trusted user"
+            );
+        }
+        sandbox
+    }
+
+    pub fn mode(&self) -> SandboxMode {
+        self.settings.mode
+    }
+
+    /// Runs `interpreter -c pass` in a sandbox, to find out now rather than at the first trial.
+    fn probe(&self, interpreter: &Path) -> Result<(), String> {
+        let scratch = tempfile::tempdir().map_err(|e| format!("creating a probe folder: {e}"))?;
+        let folders = Folders {
+            input: None,
+            output: None,
+            scratch: None,
+            writable: Vec::new(),
+        };
+        let mut command = self
+            .command(Purpose::Serve, &folders, interpreter, &[])
+            .map_err(|e| e.to_string())?;
+        let output = command
+            .args(["-c", "pass"])
+            .current_dir(scratch.path())
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| {
+                format!(
+                    "cannot start {} ({e}): install bubblewrap, or set \
+                     python.sandbox.bwrap to where it is",
+                    self.settings.bwrap.display()
+                )
+            })?;
+        if output.status.success() {
+            return Ok(());
+        }
+        Err(format!(
+            "a sandbox could not run {} ({}): {}. The host must allow unprivileged user \
+             namespaces (in a container: the seccomp and /proc settings of docs/security.md), and \
+             the interpreter's folder must be readable by other users",
+            interpreter.display(),
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
+    }
+
+    /// A command running `program` confined for `purpose`, with `folders` and the environment
+    /// variables `env` (nothing of the worker's own environment passes). Arguments and the
+    /// working directory are the caller's to add; paths it passes must be inside paths
+    /// ([`Self::inside`]).
+    pub fn command(
+        &self,
+        purpose: Purpose,
+        folders: &Folders,
+        program: &Path,
+        env: &[(&str, &std::ffi::OsStr)],
+    ) -> Result<Command, TemplateError> {
+        let scratch_inside = self.inside_scratch(folders);
+        let mut variables: Vec<(&str, &std::ffi::OsStr)> = vec![
+            ("PATH", "/usr/local/bin:/usr/bin:/bin".as_ref()),
+            ("HOME", scratch_inside.as_os_str()),
+            ("TMPDIR", scratch_inside.as_os_str()),
+            ("LANG", "C.UTF-8".as_ref()),
+        ];
+        variables.extend_from_slice(env);
+        if self.settings.mode == SandboxMode::Off {
+            let mut command = Command::new(program);
+            command.env_clear();
+            for (name, value) in variables {
+                command.env(name, value);
+            }
+            return Ok(command);
+        }
+        if let Some(reason) = &self.unavailable {
+            return Err(TemplateError::Sandbox {
+                detail: reason.clone(),
+            });
+        }
+        let mut command = Command::new(&self.settings.bwrap);
+        // bubblewrap's own environment too: its reaper is PID 1 inside, with a readable environ.
+        command.env_clear();
+        command.args([
+            "--unshare-all",
+            "--die-with-parent",
+            "--new-session",
+            "--hostname",
+            "duma-sandbox",
+            "--clearenv",
+        ]);
+        if purpose == Purpose::Install {
+            command.arg("--share-net");
+        }
+        for (name, value) in &variables {
+            command.arg("--setenv").arg(name).arg(value);
+        }
+        command.args(["--ro-bind", "/usr", "/usr"]);
+        for (link, target) in [
+            ("/bin", "usr/bin"),
+            ("/sbin", "usr/sbin"),
+            ("/lib", "usr/lib"),
+            ("/lib64", "usr/lib64"),
+        ] {
+            if std::fs::symlink_metadata(link).is_ok_and(|m| m.file_type().is_symlink()) {
+                command.args(["--symlink", target, link]);
+            } else {
+                command.args(["--ro-bind-try", link, link]);
+            }
+        }
+        let etc = if purpose == Purpose::Install {
+            [RUNNER_ETC, INSTALL_ETC].concat()
+        } else {
+            RUNNER_ETC.to_vec()
+        };
+        for path in etc {
+            command.args(["--ro-bind-try", path, path]);
+        }
+        command.args(["--proc", "/proc", "--dev", "/dev"]);
+        // Scratch first: host folders under /tmp are bound over it afterwards.
+        match &folders.scratch {
+            Some(host) => {
+                command.arg("--bind").arg(host).arg(SCRATCH_DIR);
+            }
+            None => {
+                command
+                    .arg("--size")
+                    .arg((self.settings.scratch_mib << 20).to_string())
+                    .args(["--tmpfs", SCRATCH_DIR]);
+            }
+        }
+        for path in &self.shared {
+            command.arg("--ro-bind").arg(path).arg(path);
+        }
+        if let Some(input) = &folders.input {
+            command.arg("--ro-bind").arg(input).arg(INPUT_DIR);
+        }
+        if let Some(output) = &folders.output {
+            command.arg("--bind").arg(output).arg(OUTPUT_DIR);
+        }
+        for path in &folders.writable {
+            command.arg("--bind").arg(path).arg(path);
+        }
+        command.args(["--chdir", SCRATCH_DIR, "--", PRLIMIT]);
+        let limits = &self.settings;
+        let mut limit = |name: &str, value: u64| {
+            command.arg(format!("--{name}={value}"));
+        };
+        limit("as", limits.memory_mib << 20);
+        limit("nproc", limits.processes);
+        limit("nofile", limits.open_files);
+        limit("fsize", limits.file_mib << 20);
+        if purpose == Purpose::Train {
+            // SIGXCPU at the soft limit (reported as such), SIGKILL a little later.
+            command.arg(format!(
+                "--cpu={}:{}",
+                limits.train_cpu_seconds,
+                limits.train_cpu_seconds + 5
+            ));
+        }
+        command.arg("--").arg(program);
+        if self.as_root {
+            let uid = self.next_uid();
+            command.uid(uid).gid(uid);
+            for folder in folders.output.iter().chain(&folders.writable) {
+                chown_tree(folder, uid)?;
+            }
+            if let Some(scratch) = &folders.scratch {
+                chown_tree(scratch, uid)?;
+            }
+        }
+        Ok(command)
+    }
+
+    /// A uid for the next process: its own among this worker's, spread over the range by the
+    /// worker's pid so workers of one host rarely share one.
+    fn next_uid(&self) -> u32 {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let count = self.settings.uid_count.max(1);
+        let offset = std::process::id().wrapping_mul(7919);
+        self.settings.uid_base + offset.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed)) % count
+    }
+
+    /// The scratch folder as the process sees it.
+    fn inside_scratch(&self, folders: &Folders) -> PathBuf {
+        match (&self.settings.mode, &folders.scratch) {
+            (SandboxMode::Off, Some(host)) => host.clone(),
+            _ => PathBuf::from(SCRATCH_DIR),
+        }
+    }
+
+    /// The path the process sees for `host`, a file in `folder` (one of [`Folders`]), seen at
+    /// `inside` in a sandbox.
+    pub fn inside(&self, host: &Path, folder: &Path, inside: &str) -> PathBuf {
+        match (self.settings.mode, host.strip_prefix(folder)) {
+            (SandboxMode::Bubblewrap, Ok(relative)) => Path::new(inside).join(relative),
+            _ => host.to_path_buf(),
+        }
+    }
+
+    /// The limit an exit status or a Python error points at, in words, if any.
+    pub fn limit_hit(&self, signal: Option<i32>, python_error: Option<&str>) -> Option<String> {
+        if self.settings.mode == SandboxMode::Off {
+            return None;
+        }
+        let limits = &self.settings;
+        match (signal, python_error) {
+            (Some(24), _) => Some(format!(
+                "it reached the sandbox's CPU-time limit of {} s (python.sandbox.train_cpu_seconds)",
+                limits.train_cpu_seconds
+            )),
+            (Some(25), _) | (_, Some("File too large")) => Some(format!(
+                "it wrote a file over the sandbox's limit of {} MiB (python.sandbox.file_mib)",
+                limits.file_mib
+            )),
+            (_, Some("MemoryError")) => Some(format!(
+                "it ran out of the sandbox's memory limit of {} MiB (python.sandbox.memory_mib)",
+                limits.memory_mib
+            )),
+            (_, Some("Resource temporarily unavailable")) => Some(format!(
+                "it reached the sandbox's limit of {} processes and threads \
+                 (python.sandbox.processes)",
+                limits.processes
+            )),
+            (_, Some("No space left on device")) => Some(format!(
+                "it filled the sandbox's scratch space of {} MiB (python.sandbox.scratch_mib)",
+                limits.scratch_mib
+            )),
+            (_, Some("Too many open files")) => Some(format!(
+                "it reached the sandbox's limit of {} open files (python.sandbox.open_files)",
+                limits.open_files
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// The folder an interpreter belongs to (`/usr` for `/usr/bin/python3`), following links.
+fn interpreter_prefix(interpreter: &Path) -> Option<PathBuf> {
+    let resolved = which(interpreter)?.canonicalize().ok()?;
+    resolved.parent()?.parent().map(Path::to_path_buf)
+}
+
+/// `program` as given when it has a folder, else found on `PATH`.
+fn which(program: &Path) -> Option<PathBuf> {
+    if program.components().count() > 1 {
+        return Some(program.to_path_buf());
+    }
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// Gives a folder and everything in it to `uid`, so a process of that uid can write there.
+fn chown_tree(root: &Path, uid: u32) -> Result<(), TemplateError> {
+    let failed = |path: &Path, e: std::io::Error| TemplateError::Sandbox {
+        detail: format!("handing {} to the sandbox's uid: {e}", path.display()),
+    };
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(path) = pending.pop() {
+        std::os::unix::fs::lchown(&path, Some(uid), Some(uid)).map_err(|e| failed(&path, e))?;
+        let metadata = std::fs::symlink_metadata(&path).map_err(|e| failed(&path, e))?;
+        if metadata.is_dir() {
+            for entry in std::fs::read_dir(&path).map_err(|e| failed(&path, e))? {
+                pending.push(entry.map_err(|e| failed(&path, e))?.path());
+            }
+        }
+    }
+    Ok(())
+}
