@@ -172,16 +172,19 @@ def main():
     other = users["APP_DEVELOPER"]
 
     marker = uuid.uuid4().hex[:12]
+    # (The sandbox's own /tmp is its scratch space: writing there is allowed, and must not reach
+    # the host's /tmp, checked from here afterwards.)
     host_writes = [
         os.path.join(data, f"hostile-{marker}"),
-        f"/tmp/hostile-{marker}",
+        f"/var/tmp/hostile-{marker}",
         os.path.join(data, "envs", f"hostile-{marker}.pth"),
         f"/usr/lib/hostile-{marker}",
     ]
+    scratch_write = f"/tmp/hostile-{marker}"
     secrets = sorted(glob.glob(os.path.join(data, "secrets", "*")))
     sockets = unix_sockets(data)
     targets = {
-        "files": secrets + ["/etc/shadow", "/proc/1/environ", os.path.join(data, "state.json")],
+        "files": secrets + ["/etc/shadow", os.path.join(data, "state.json")],
         "dirs": [data, os.path.join(data, "objects"), os.path.join(data, "secrets"), "/root", "/home"],
         "writes": host_writes,
         "tcp": [["127.0.0.1", port] for port in listening_tcp_ports()] + [["1.1.1.1", 53]],
@@ -259,13 +262,14 @@ def main():
             trials = steps.run(f"a {mode} bomb ends its trial", lambda: train(
                 f"hostile-{mode}-{marker}", plain["id"], {"mode": mode}, client=attacker,
                 data_id=attacker_data["id"]))
-            errors = [t.get("error") or "" for t in trials]
-            print(f"    {mode}: {errors[0][:160]!r}", flush=True)
-            if [t["status"] for t in trials] != ["ERRORED"] or expected not in errors[0]:
-                failures.append(f"the {mode} bomb's trial: {trials}")
+            logs = attacker.get_trial_logs(trials[0]["id"])["messages"] if trials else []
+            error = next((m["message"] for m in logs if expected in m["message"]), "")
+            print(f"    {mode}: {error[:200]!r}", flush=True)
+            if [t["status"] for t in trials] != ["ERRORED"] or not error:
+                failures.append(f"the {mode} bomb's trial: {trials} {logs}")
 
         # 4. Nothing reached the host; another user's training is unaffected.
-        for path in host_writes:
+        for path in host_writes + [scratch_write]:
             if os.path.exists(path):
                 failures.append(f"{path} was written on the host")
         builtin = [m for m in other.get_available_models(TASK) if m["name"] == "LogisticRegression"][0]
