@@ -8,14 +8,14 @@
 //!   interpreter's prefix and the environments root (read-only), the SDK (read-only), and the
 //!   folders of this one process: `/job/in` (read-only, staged by the worker), `/job/out`
 //!   (writable, what the worker asked for) and `/tmp` (its scratch space, a size-capped tmpfs);
-//! - when the worker runs as root, a uid of its own from `uid_base..uid_base + uid_count`;
+//! - when the worker runs as root, a uid of its own from `uid_base..uid_base + uid_count` (set by
+//!   `setpriv` inside, after bubblewrap bound everything as root), with no capabilities;
 //! - limits set by `prlimit` inside the sandbox: address space, CPU seconds (training), processes,
 //!   open files and file size.
 //!
 //! `mode = "off"` runs the same programs unconfined, in host folders: for one trusted user only.
 
 use std::os::unix::fs::MetadataExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -33,6 +33,8 @@ pub const SCRATCH_DIR: &str = "/tmp";
 const RUNNER_ETC: &[&str] = &["/etc/ld.so.cache", "/etc/localtime"];
 /// What pip needs on top to resolve names and reach an index over TLS.
 const INSTALL_ETC: &[&str] = &[
+    "/etc/debian_version",
+    "/etc/os-release",
     "/etc/resolv.conf",
     "/etc/hosts",
     "/etc/nsswitch.conf",
@@ -42,6 +44,7 @@ const INSTALL_ETC: &[&str] = &[
     "/etc/pip.conf",
 ];
 const PRLIMIT: &str = "/usr/bin/prlimit";
+const SETPRIV: &str = "/usr/bin/setpriv";
 
 /// What the process is for: it decides the network and the CPU-time limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -197,17 +200,34 @@ impl Sandbox {
         let mut command = Command::new(&self.settings.bwrap);
         // bubblewrap's own environment too: its reaper is PID 1 inside, with a readable environ.
         command.env_clear();
+        // As root, bubblewrap makes the namespaces and binds as root (so it can bind what only
+        // root may traverse) and `setpriv` drops to the process's own uid inside, with no
+        // capabilities left: a plain unprivileged process of a uid no service has, and no user
+        // namespace. As another user, an unprivileged user namespace does it all.
+        let uid = self.as_root.then(|| self.next_uid());
+        if uid.is_some() {
+            command.args([
+                "--unshare-pid",
+                "--unshare-ipc",
+                "--unshare-uts",
+                "--unshare-cgroup-try",
+            ]);
+            if purpose != Purpose::Install {
+                command.arg("--unshare-net");
+            }
+        } else {
+            command.arg("--unshare-all");
+            if purpose == Purpose::Install {
+                command.arg("--share-net");
+            }
+        }
         command.args([
-            "--unshare-all",
             "--die-with-parent",
             "--new-session",
             "--hostname",
             "duma-sandbox",
             "--clearenv",
         ]);
-        if purpose == Purpose::Install {
-            command.arg("--share-net");
-        }
         for (name, value) in &variables {
             command.arg("--setenv").arg(name).arg(value);
         }
@@ -229,6 +249,8 @@ impl Sandbox {
         } else {
             RUNNER_ETC.to_vec()
         };
+        // (Folders bubblewrap creates as root are private unless made otherwise.)
+        command.args(["--perms", "0755", "--dir", "/etc"]);
         for path in etc {
             command.args(["--ro-bind-try", path, path]);
         }
@@ -240,13 +262,29 @@ impl Sandbox {
             }
             None => {
                 command
-                    .arg("--size")
+                    .args(["--perms", "1777", "--size"])
                     .arg((self.settings.scratch_mib << 20).to_string())
                     .args(["--tmpfs", SCRATCH_DIR]);
             }
         }
         for path in &self.shared {
+            // The folders above it are made traversable (bubblewrap copies their host modes,
+            // and a private home such as /root would lock the sandbox's uid out).
+            for ancestor in path
+                .ancestors()
+                .skip(1)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+            {
+                if ancestor != Path::new("/") && !ancestor.starts_with("/usr") {
+                    command.args(["--perms", "0755", "--dir"]).arg(ancestor);
+                }
+            }
             command.arg("--ro-bind").arg(path).arg(path);
+        }
+        if folders.input.is_some() || folders.output.is_some() {
+            command.args(["--perms", "0755", "--dir", "/job"]);
         }
         if let Some(input) = &folders.input {
             command.arg("--ro-bind").arg(input).arg(INPUT_DIR);
@@ -257,7 +295,18 @@ impl Sandbox {
         for path in &folders.writable {
             command.arg("--bind").arg(path).arg(path);
         }
-        command.args(["--chdir", SCRATCH_DIR, "--", PRLIMIT]);
+        command.args(["--chdir", SCRATCH_DIR]);
+        if let Some(uid) = uid {
+            let id = uid.to_string();
+            command
+                .args(["--cap-drop", "ALL", "--cap-add", "CAP_SETUID"])
+                .args(["--cap-add", "CAP_SETGID", "--", SETPRIV, "--reuid"])
+                .arg(&id)
+                .arg("--regid")
+                .arg(&id)
+                .args(["--clear-groups", "--inh-caps=-all", "--bounding-set=-all"]);
+        }
+        command.args(["--", PRLIMIT]);
         let limits = &self.settings;
         let mut limit = |name: &str, value: u64| {
             command.arg(format!("--{name}={value}"));
@@ -275,9 +324,7 @@ impl Sandbox {
             ));
         }
         command.arg("--").arg(program);
-        if self.as_root {
-            let uid = self.next_uid();
-            command.uid(uid).gid(uid);
+        if let Some(uid) = uid {
             for folder in folders.output.iter().chain(&folders.writable) {
                 chown_tree(folder, uid)?;
             }
