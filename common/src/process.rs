@@ -67,6 +67,15 @@ pub fn kill_process_tree(child: &mut Child) {
     let _ = child.kill();
 }
 
+/// `name` in the folders of `PATH`, then in `extra` folders.
+pub fn find_program(name: &std::ffi::OsStr, extra: &[&str]) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(extra.iter().map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+}
+
 /// SIGKILLs every process of the group `leader` leads.
 pub fn kill_group(leader: u32) {
     if let Ok(pgid) = libc::pid_t::try_from(leader) {

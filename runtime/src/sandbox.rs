@@ -166,8 +166,8 @@ impl Sandbox {
     }
 
     /// A command running `program` confined for `purpose`, with `folders` and the environment
-    /// variables `env` (nothing of the worker's own environment passes). Arguments and the
-    /// working directory are the caller's to add; paths it passes must be inside paths
+    /// variables `env` (nothing of the worker's own environment passes), in its scratch folder.
+    /// Arguments are the caller's to add; paths it passes must be inside paths
     /// ([`Self::inside`]).
     pub fn command(
         &self,
@@ -189,6 +189,9 @@ impl Sandbox {
             command.env_clear();
             for (name, value) in variables {
                 command.env(name, value);
+            }
+            if let Some(scratch) = &folders.scratch {
+                command.current_dir(scratch);
             }
             return Ok(command);
         }
@@ -361,41 +364,83 @@ impl Sandbox {
         }
     }
 
-    /// The limit an exit status or a Python error points at, in words, if any.
-    pub fn limit_hit(&self, signal: Option<i32>, python_error: Option<&str>) -> Option<String> {
+    /// The limit a signal that ended the process points at, in words, if any.
+    pub fn limit_of_signal(&self, signal: i32) -> Option<String> {
+        match signal {
+            libc_signal::XCPU => self.describe(Limit::CpuTime),
+            libc_signal::XFSZ => self.describe(Limit::FileSize),
+            _ => None,
+        }
+    }
+
+    /// The limit a Python exception (its class and message) points at, in words, if any.
+    pub fn limit_of_exception(&self, kind: &str, message: &str) -> Option<String> {
+        let limit = if kind == "MemoryError" {
+            Limit::Memory
+        } else if message.contains("File too large") {
+            Limit::FileSize
+        } else if message.contains("Resource temporarily unavailable") {
+            Limit::Processes
+        } else if message.contains("No space left on device") {
+            Limit::Scratch
+        } else if message.contains("Too many open files") {
+            Limit::OpenFiles
+        } else {
+            return None;
+        };
+        self.describe(limit)
+    }
+
+    fn describe(&self, limit: Limit) -> Option<String> {
         if self.settings.mode == SandboxMode::Off {
             return None;
         }
         let limits = &self.settings;
-        match (signal, python_error) {
-            (Some(24), _) => Some(format!(
+        Some(match limit {
+            Limit::CpuTime => format!(
                 "it reached the sandbox's CPU-time limit of {} s (python.sandbox.train_cpu_seconds)",
                 limits.train_cpu_seconds
-            )),
-            (Some(25), _) | (_, Some("File too large")) => Some(format!(
+            ),
+            Limit::FileSize => format!(
                 "it wrote a file over the sandbox's limit of {} MiB (python.sandbox.file_mib)",
                 limits.file_mib
-            )),
-            (_, Some("MemoryError")) => Some(format!(
+            ),
+            Limit::Memory => format!(
                 "it ran out of the sandbox's memory limit of {} MiB (python.sandbox.memory_mib)",
                 limits.memory_mib
-            )),
-            (_, Some("Resource temporarily unavailable")) => Some(format!(
+            ),
+            Limit::Processes => format!(
                 "it reached the sandbox's limit of {} processes and threads \
                  (python.sandbox.processes)",
                 limits.processes
-            )),
-            (_, Some("No space left on device")) => Some(format!(
+            ),
+            Limit::Scratch => format!(
                 "it filled the sandbox's scratch space of {} MiB (python.sandbox.scratch_mib)",
                 limits.scratch_mib
-            )),
-            (_, Some("Too many open files")) => Some(format!(
+            ),
+            Limit::OpenFiles => format!(
                 "it reached the sandbox's limit of {} open files (python.sandbox.open_files)",
                 limits.open_files
-            )),
-            _ => None,
-        }
+            ),
+        })
     }
+}
+
+/// The limits a sandboxed process can hit.
+#[derive(Debug, Clone, Copy)]
+enum Limit {
+    CpuTime,
+    FileSize,
+    Memory,
+    Processes,
+    Scratch,
+    OpenFiles,
+}
+
+/// The signals the kernel sends at the CPU-time and file-size limits (Linux numbers).
+mod libc_signal {
+    pub const XCPU: i32 = 24;
+    pub const XFSZ: i32 = 25;
 }
 
 /// The folder an interpreter belongs to (`/usr` for `/usr/bin/python3`), following links.
@@ -409,9 +454,7 @@ fn which(program: &Path) -> Option<PathBuf> {
     if program.components().count() > 1 {
         return Some(program.to_path_buf());
     }
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|dir| dir.join(program))
-        .find(|candidate| candidate.is_file())
+    duma_common::process::find_program(program.as_os_str(), &[])
 }
 
 fn absolute(path: &Path) -> PathBuf {

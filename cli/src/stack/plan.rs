@@ -716,11 +716,7 @@ fn check_socket_path(path: &Path) -> anyhow::Result<()> {
 
 /// `name` on PATH, or in the sbin folders Debian puts daemons in.
 fn find_program(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin".into(), "/sbin".into()])
-        .map(|dir| dir.join(name))
-        .find(|candidate| candidate.is_file())
+    duma_common::process::find_program(name.as_ref(), &["/usr/sbin", "/sbin"])
 }
 
 /// The folder holding the `duma` Python package: the checkout's `python/` (from the working

@@ -150,9 +150,6 @@ impl Runner {
         command
             .args(["-m", "duma.runner", "--output-dir"])
             .arg(&output_inside);
-        if let Some(scratch) = &folders.scratch {
-            command.arg("--workdir").arg(scratch).current_dir(scratch);
-        }
         command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -293,12 +290,7 @@ impl Runner {
                             .to_owned()
                     };
                     let (kind, mut message) = (text("type"), text("message"));
-                    let errno_text = message.split("] ").nth(1).unwrap_or_default().to_owned();
-                    let hint = self
-                        .sandbox
-                        .limit_hit(None, Some(&kind))
-                        .or_else(|| self.sandbox.limit_hit(None, Some(errno_text.trim())));
-                    if let Some(hint) = hint {
+                    if let Some(hint) = self.sandbox.limit_of_exception(&kind, &message) {
                         message = format!("{message} ({hint})");
                     }
                     return Err(TemplateError::Python {
@@ -357,7 +349,7 @@ impl Runner {
                     let signal = status
                         .signal()
                         .or_else(|| status.code().filter(|c| *c > 128).map(|c| c - 128));
-                    match self.sandbox.limit_hit(signal, None) {
+                    match signal.and_then(|s| self.sandbox.limit_of_signal(s)) {
                         Some(hint) => format!(" (exit: {status}: {hint})"),
                         None => format!(" (exit: {status})"),
                     }

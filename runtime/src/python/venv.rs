@@ -16,8 +16,6 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use duma_common::config::SandboxMode;
-
 use duma_domain::dependencies::{self, Dependencies};
 use sha2::{Digest, Sha256};
 
@@ -164,9 +162,6 @@ impl VenvCache {
         let mut pip = self
             .sandbox
             .command(Purpose::Install, &folders, &python, &passed)?;
-        if self.sandbox.mode() == SandboxMode::Off {
-            pip.current_dir(home);
-        }
         run(
             pip.args([
                 "-m",

@@ -457,3 +457,30 @@ fn a_sandboxed_template_reaches_no_host_file_socket_or_process() {
     assert!(leaked.is_empty(), "{leaked:#?}");
     assert!(!written.exists());
 }
+
+/// The documented opt-out: unconfined, in host folders, and still a working template.
+#[test]
+fn with_the_sandbox_off_a_template_still_trains_and_predicts() {
+    let settings = SandboxSettings {
+        mode: duma_common::config::SandboxMode::Off,
+        ..SandboxSettings::default()
+    };
+    let template = limited("rafiki_centroid.py", "RafikiCentroid", settings);
+    let dir = tempfile::tempdir().unwrap();
+    let kill = KillSwitch::new();
+    let mut model = template.build(&knobs(), &kill).unwrap();
+    model
+        .train(
+            &dataset(&dir, "train.csv"),
+            &Default::default(),
+            &mut TrialLogger::new(),
+        )
+        .unwrap();
+    let params = model.dump_parameters().unwrap();
+    let loaded = template.load(&knobs(), &params, &kill).unwrap();
+    let queries = [json!({"f1": 2.0, "f2": 2.0})];
+    assert_eq!(
+        loaded.predict(&queries).unwrap(),
+        model.predict(&queries).unwrap()
+    );
+}
