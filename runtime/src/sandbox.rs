@@ -105,7 +105,12 @@ impl Sandbox {
             as_root,
         };
         if settings.mode == SandboxMode::Bubblewrap {
-            sandbox.unavailable = sandbox.probe(interpreter).err();
+            // The environment folder is shared into every sandbox, so it must exist before the
+            // first one (on a fresh host nothing has been built in it yet).
+            sandbox.unavailable = std::fs::create_dir_all(env_root)
+                .map_err(|e| format!("creating {}: {e}", env_root.display()))
+                .and_then(|()| sandbox.probe(interpreter))
+                .err();
             match &sandbox.unavailable {
                 Some(reason) => tracing::error!(
                     %reason,

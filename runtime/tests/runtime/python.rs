@@ -484,3 +484,36 @@ fn with_the_sandbox_off_a_template_still_trains_and_predicts() {
         model.predict(&queries).unwrap()
     );
 }
+
+/// On a fresh host no environment has been built yet: the sandbox must not depend on one.
+#[test]
+fn a_sandbox_on_a_fresh_host_runs_before_any_environment_exists() {
+    let fresh = tempfile::tempdir().unwrap();
+    let env_root = fresh.path().join("data/envs");
+    let sandbox = Sandbox::new(
+        &SandboxSettings::default(),
+        Path::new(INTERPRETER),
+        &env_root,
+        &repository().join("python"),
+    );
+    let folders = duma_runtime::sandbox::Folders {
+        input: None,
+        output: None,
+        scratch: None,
+        writable: Vec::new(),
+    };
+    let output = sandbox
+        .command(
+            duma_runtime::sandbox::Purpose::Serve,
+            &folders,
+            Path::new(INTERPRETER),
+            &[],
+        )
+        .expect("the sandbox is available")
+        .args(["-c", "print(6 * 7)"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "42");
+    assert!(env_root.is_dir());
+}
