@@ -159,6 +159,33 @@ pub struct DatabaseSettings {
     /// How long a caller waits for a free pooled connection before failing.
     pub acquire_timeout_ms: u64,
     pub statement_timeout_ms: u64,
+    /// Passwords `duma-admin migrate` gives the services' own roles (`crate::accounts`); only
+    /// the migration reads them. A role without one cannot log in.
+    pub role_passwords: RolePasswords,
+}
+
+/// One password per service role (`DUMA_DATABASE__ROLE_PASSWORDS__PREDICTOR`, …).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RolePasswords {
+    pub admin: Option<SecretString>,
+    pub predictor: Option<SecretString>,
+    pub advisor_worker: Option<SecretString>,
+    pub train_worker: Option<SecretString>,
+    pub inference_worker: Option<SecretString>,
+}
+
+impl RolePasswords {
+    pub fn of(&self, account: crate::accounts::Account) -> Option<&SecretString> {
+        use crate::accounts::Account;
+        match account {
+            Account::Admin => self.admin.as_ref(),
+            Account::Predictor => self.predictor.as_ref(),
+            Account::AdvisorWorker => self.advisor_worker.as_ref(),
+            Account::TrainWorker => self.train_worker.as_ref(),
+            Account::InferenceWorker => self.inference_worker.as_ref(),
+        }
+    }
 }
 
 impl Default for DatabaseSettings {
@@ -169,6 +196,7 @@ impl Default for DatabaseSettings {
             connect_timeout_ms: 5_000,
             acquire_timeout_ms: 5_000,
             statement_timeout_ms: 30_000,
+            role_passwords: RolePasswords::default(),
         }
     }
 }
@@ -582,6 +610,18 @@ impl Settings {
             && is_well_known(&String::from_utf8_lossy(&password))
         {
             return refuse("database.url", "the password is a well-known one");
+        }
+        for account in crate::accounts::Account::ALL {
+            if let Some(password) = self.database.role_passwords.of(account) {
+                let password = password.expose_secret();
+                if is_well_known(password) || password.len() < 16 {
+                    let key = format!(
+                        "database.role_passwords.{}",
+                        account.name().replace('-', "_")
+                    );
+                    return refuse(&key, "set a random password of at least 16 characters");
+                }
+            }
         }
         let redis_password = redis::Client::open(self.redis.url.expose_secret())
             .ok()

@@ -2,6 +2,7 @@
 //!
 //! | module | what |
 //! |---|---|
+//! | [`accounts`] | each service's own PostgreSQL role and Redis ACL user |
 //! | [`api_error`] | the error table (code → class, status) and the JSON error of both HTTP APIs |
 //! | [`config`] | layered typed settings (defaults → TOML → `DUMA_*`) |
 //! | [`telemetry`] | tracing subscriber (JSON or pretty) |
@@ -15,6 +16,7 @@
 //! | [`worker`] | the worker host: registration, heartbeat, leases, event feed |
 //! | [`process`] | system PostgreSQL/Redis as child processes (test kit, `duma up`) |
 
+pub mod accounts;
 pub mod api_error;
 pub mod config;
 pub mod db;

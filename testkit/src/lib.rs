@@ -9,6 +9,7 @@
 mod process;
 mod servers;
 
+use duma_common::accounts::Account;
 use duma_common::config::{ObjectStoreKind, Settings};
 use duma_common::db::PgPool;
 use duma_common::redis::Redis;
@@ -16,7 +17,7 @@ use duma_common::store::ObjectStore;
 use secrecy::SecretString;
 
 pub use process::RedisServer;
-pub use servers::shared_servers;
+pub use servers::{ROLE_PASSWORD, shared_servers};
 
 /// Everything one test needs, isolated from every other test.
 pub struct TestContext {
@@ -66,6 +67,7 @@ pub async fn context() -> TestContext {
         .unwrap_or_else(|e| panic!("cannot connect to the test Redis: {e}"));
     let store = ObjectStore::from_settings(&settings.object_store)
         .unwrap_or_else(|e| panic!("cannot open the test object store: {e}"));
+    create_redis_users(&redis, &settings.redis.key_prefix).await;
     TestContext {
         settings,
         pool,
@@ -106,6 +108,49 @@ impl TestContext {
                 s.admin.superadmin_password.expose_secret().to_owned(),
             ),
         ]
+    }
+}
+
+/// `settings` as the service `account` connects: its own PostgreSQL role and, on the shared
+/// test Redis, its own ACL user for this test's key prefix (`duma_common::accounts`). A service
+/// built from these meets the same refusals it would in production when it reaches for more.
+pub fn as_account(settings: &Settings, account: Account) -> Settings {
+    use secrecy::ExposeSecret;
+    let mut settings = settings.clone();
+    settings.database.url = SecretString::from(servers::with_user(
+        settings.database.url.expose_secret(),
+        account.database_role(),
+        ROLE_PASSWORD,
+    ));
+    if settings.redis.url.expose_secret() == shared_servers().redis_url {
+        let user = redis_user(&settings.redis.key_prefix, account);
+        settings.redis.url = SecretString::from(format!(
+            "{}?user={user}&pass={ROLE_PASSWORD}",
+            shared_servers().redis_url
+        ));
+    }
+    settings
+}
+
+/// The shared Redis serves many tests at once: each test's ACL users are named for its prefix.
+fn redis_user(prefix: &str, account: Account) -> String {
+    format!("{prefix}{}", account.redis_user())
+}
+
+async fn create_redis_users(redis: &Redis, prefix: &str) {
+    let mut conn = redis.shared();
+    for account in Account::ALL {
+        let mut command = redis::cmd("ACL");
+        command
+            .arg("SETUSER")
+            .arg(redis_user(prefix, account))
+            .arg("on")
+            .arg(format!(">{ROLE_PASSWORD}"))
+            .arg(account.redis_rules(prefix));
+        command
+            .query_async::<()>(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("cannot create the Redis user of {account:?}: {e}"));
     }
 }
 

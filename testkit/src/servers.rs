@@ -6,6 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use duma_common::accounts::Account;
 use duma_common::config::DatabaseSettings;
 use secrecy::SecretString;
 use tokio_postgres::NoTls;
@@ -15,6 +16,10 @@ use duma_common::process::{
 };
 
 use crate::process::redis_command;
+
+/// The password of every service role and ACL user in the test servers (local sockets of a
+/// private folder; the PostgreSQL server trusts them anyway).
+pub const ROLE_PASSWORD: &str = "test-role-password";
 
 /// Connection strings of the servers this process's tests share.
 pub struct SharedServers {
@@ -108,7 +113,20 @@ fn start() -> Result<SharedServers, String> {
         .enable_all()
         .build()
         .map_err(|e| format!("runtime: {e}"))?;
-    let template = runtime.block_on(ensure_template(&postgres_base))?;
+    let template = runtime.block_on(async {
+        let template = ensure_template(&postgres_base).await?;
+        let admin = connect(&postgres_base, "postgres").await?;
+        for account in Account::ALL {
+            let role = account.database_role();
+            admin
+                .batch_execute(&format!(
+                    "ALTER ROLE {role} WITH LOGIN PASSWORD '{ROLE_PASSWORD}'"
+                ))
+                .await
+                .map_err(|e| format!("letting {role} log in: {}", describe(&e)))?;
+        }
+        Ok::<_, String>(template)
+    })?;
     Ok(SharedServers {
         postgres_base,
         template,
@@ -249,6 +267,27 @@ fn with_dbname(base: &str, dbname: &str) -> String {
     }
 }
 
+/// Replaces the user and password of a key/value connection string or a URL.
+pub(crate) fn with_user(base: &str, user: &str, password: &str) -> String {
+    if base.starts_with("postgres://") || base.starts_with("postgresql://") {
+        let scheme_end = base.find("://").map_or(0, |i| i + 3);
+        let rest = &base[scheme_end..];
+        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+        let host = match rest[..authority_end].rsplit_once('@') {
+            Some((_, host)) => host,
+            None => &rest[..authority_end],
+        };
+        format!(
+            "{}{user}:{password}@{host}{}",
+            &base[..scheme_end],
+            &rest[authority_end..]
+        )
+    } else {
+        // Later keys win in a key/value string.
+        format!("{base} user={user} password={password}")
+    }
+}
+
 /// tokio-postgres prints server errors as just "db error"; show the server's message.
 fn describe(error: &tokio_postgres::Error) -> String {
     error
@@ -313,7 +352,7 @@ async fn ensure_template(base: &str) -> Result<String, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::with_dbname;
+    use super::{with_dbname, with_user};
 
     #[test]
     fn dbname_goes_into_both_connection_string_forms() {
@@ -326,5 +365,21 @@ mod tests {
             "postgres://u:p@h:5/d1?sslmode=disable"
         );
         assert_eq!(with_dbname("postgresql://u@h", "d1"), "postgresql://u@h/d1");
+    }
+
+    #[test]
+    fn user_goes_into_both_connection_string_forms() {
+        assert_eq!(
+            with_user("host=/tmp/x user=postgres dbname=d1", "r", "pw"),
+            "host=/tmp/x user=postgres dbname=d1 user=r password=pw"
+        );
+        assert_eq!(
+            with_user("postgres://u:p@h:5/d1?sslmode=disable", "r", "pw"),
+            "postgres://r:pw@h:5/d1?sslmode=disable"
+        );
+        assert_eq!(
+            with_user("postgresql://h/d1", "r", "pw"),
+            "postgresql://r:pw@h/d1"
+        );
     }
 }

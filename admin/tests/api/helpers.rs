@@ -40,7 +40,12 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     let ctx = duma_testkit::context().await;
     let mut settings = ctx.settings.clone();
     configure(&mut settings);
-    let app = Application::build(settings).await.expect("admin starts");
+    let app = Application::build(duma_testkit::as_account(
+        &settings,
+        duma_common::accounts::Account::Admin,
+    ))
+    .await
+    .expect("admin starts");
     let base = format!("http://127.0.0.1:{}", app.port());
     let shutdown = CancellationToken::new();
     tokio::spawn(app.run_until_stopped(shutdown.clone()));

@@ -8,7 +8,8 @@ use secrecy::ExposeSecret;
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 
-use crate::config::DatabaseSettings;
+use crate::accounts::Account;
+use crate::config::{DatabaseSettings, RolePasswords};
 
 mod embedded {
     refinery::embed_migrations!("migrations");
@@ -59,10 +60,37 @@ pub async fn run(settings: &DatabaseSettings) -> anyhow::Result<usize> {
     let report = embedded::migrations::runner()
         .run_async(&mut client)
         .await?;
-    drop(client);
-    let _ = driver.await;
     for migration in report.applied_migrations() {
         tracing::info!(migration = %migration, "applied migration");
     }
+    set_role_passwords(&client, &settings.role_passwords).await?;
+    drop(client);
+    let _ = driver.await;
     Ok(report.applied_migrations().len())
+}
+
+/// Lets each service role with a configured password log in with it; roles without one are
+/// left as they are (created unable to log in). The server gets a SCRAM verifier, never the
+/// password itself.
+async fn set_role_passwords(
+    client: &tokio_postgres::Client,
+    passwords: &RolePasswords,
+) -> anyhow::Result<()> {
+    for account in Account::ALL {
+        let Some(password) = passwords.of(account) else {
+            continue;
+        };
+        let role = account.database_role();
+        let verifier =
+            postgres_protocol::password::scram_sha_256(password.expose_secret().as_bytes());
+        // A verifier is base64, digits and `$:=` only: nothing to escape.
+        client
+            .batch_execute(&format!(
+                "ALTER ROLE {role} WITH LOGIN PASSWORD '{verifier}'"
+            ))
+            .await
+            .map_err(|e| anyhow::anyhow!("setting the password of role {role}: {e}"))?;
+        tracing::info!(role, "service role can log in");
+    }
+    Ok(())
 }

@@ -218,3 +218,45 @@ async fn shared_connection_comes_back_after_a_restart_that_reloads_data() {
         eprintln!("round {round}: back after {:?}", back.elapsed());
     }
 }
+
+/// Each service's Redis user reaches only its own keys and commands: the predictor appends to
+/// serving streams but not to an advisor's, reads no other key, and cannot reconfigure Redis.
+#[tokio::test]
+async fn a_service_redis_user_is_refused_other_keys_and_commands() {
+    use duma_common::accounts::Account;
+    let ctx = duma_testkit::context().await;
+    let as_predictor = duma_testkit::as_account(&ctx.settings, Account::Predictor);
+    let redis = Redis::connect(&as_predictor.redis).await.unwrap();
+    let keys = redis.keys().clone();
+    let mut conn = redis.shared();
+    let _: String = conn
+        .xadd(keys.request_stream("serve:a:b"), "*", &[("f", "v")])
+        .await
+        .expect("a serving stream is the predictor's to append to");
+    let refused = |result: redis::RedisResult<()>| {
+        let error = result.expect_err("refused");
+        assert_eq!(error.code(), Some("NOPERM"), "{error:?}");
+    };
+    refused(
+        conn.xadd(keys.request_stream("advisor:a"), "*", &[("f", "v")])
+            .await,
+    );
+    refused(conn.get(keys.key("anything")).await);
+    refused(
+        redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("appendonly")
+            .arg("no")
+            .query_async(&mut conn)
+            .await,
+    );
+    let admin = Redis::connect(&duma_testkit::as_account(&ctx.settings, Account::Admin).redis)
+        .await
+        .unwrap();
+    refused(
+        admin
+            .shared()
+            .xadd(keys.request_stream("serve:a:b"), "*", &[("f", "v")])
+            .await,
+    );
+}

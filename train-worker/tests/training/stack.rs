@@ -3,7 +3,8 @@
 use std::time::{Duration, Instant};
 
 use duma_common::Settings;
-use duma_testkit::TestContext;
+use duma_common::accounts::Account;
+use duma_testkit::{TestContext, as_account};
 use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -63,7 +64,7 @@ pub async fn spawn_stack_with(
     settings.predictor.deadline_ms = 2_000;
     configure(&mut settings);
     let stop = CancellationToken::new();
-    let admin = duma_admin::Application::build(settings.clone())
+    let admin = duma_admin::Application::build(as_account(&settings, Account::Admin))
         .await
         .unwrap();
     let base = format!("http://127.0.0.1:{}", admin.port());
@@ -79,7 +80,7 @@ pub async fn spawn_stack_with(
         advisor,
     };
     tokio::spawn(duma_advisor_worker::run(
-        stack.settings.clone(),
+        stack.settings_for(Account::AdvisorWorker),
         stack.advisor.clone(),
     ));
     for _ in 0..train_workers {
@@ -90,11 +91,16 @@ pub async fn spawn_stack_with(
 }
 
 impl Stack {
+    /// The stack's settings as `account` connects (its own database role and Redis user).
+    pub fn settings_for(&self, account: Account) -> Settings {
+        as_account(&self.settings, account)
+    }
+
     /// Starts an advisor; cancel the returned token to stop it.
     pub fn start_advisor(&self) -> CancellationToken {
         let stop = self.stop.child_token();
         tokio::spawn(duma_advisor_worker::run(
-            self.settings.clone(),
+            self.settings_for(Account::AdvisorWorker),
             stop.clone(),
         ));
         stop
@@ -102,14 +108,17 @@ impl Stack {
 
     pub fn start_train_worker(&self) -> CancellationToken {
         let stop = self.stop.child_token();
-        tokio::spawn(duma_train_worker::run(self.settings.clone(), stop.clone()));
+        tokio::spawn(duma_train_worker::run(
+            self.settings_for(Account::TrainWorker),
+            stop.clone(),
+        ));
         stop
     }
 
     pub fn start_inference_worker(&self) -> CancellationToken {
         let stop = self.stop.child_token();
         tokio::spawn(duma_inference_worker::run(
-            self.settings.clone(),
+            self.settings_for(Account::InferenceWorker),
             stop.clone(),
         ));
         stop
@@ -119,7 +128,7 @@ impl Stack {
     /// rest of the platform: it never deregisters and its leases simply stop being renewed.
     pub fn spawn_inference_worker(&self) -> tokio::task::JoinHandle<anyhow::Result<()>> {
         tokio::spawn(duma_inference_worker::run(
-            self.settings.clone(),
+            self.settings_for(Account::InferenceWorker),
             self.stop.child_token(),
         ))
     }
@@ -127,7 +136,7 @@ impl Stack {
     /// Starts a predictor; returns its base URL and its stop switch.
     pub async fn start_predictor(&self) -> (String, CancellationToken) {
         let stop = self.stop.child_token();
-        let predictor = duma_predictor::Application::build(self.settings.clone())
+        let predictor = duma_predictor::Application::build(self.settings_for(Account::Predictor))
             .await
             .unwrap();
         let base = format!("http://127.0.0.1:{}", predictor.port());
