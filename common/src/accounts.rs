@@ -124,4 +124,34 @@ mod tests {
             }
         }
     }
+
+    /// deploy/docker-compose.yml writes the rules out for redis-server: they must be these.
+    #[test]
+    fn the_compose_file_gives_redis_the_same_rules() {
+        let compose = include_str!("../../deploy/docker-compose.yml");
+        let redis = &compose[compose.find("\n  redis:\n").expect("a redis service")..];
+        let list = &redis[redis.find("command: [").expect("a flow-list command") + 10..];
+        let list = &list[..list.find("\n      ]").expect("the list's end")];
+        let tokens: Vec<&str> = list
+            .lines()
+            .filter(|line| !line.trim_start().starts_with('#'))
+            .flat_map(|line| line.split(','))
+            .map(|token| token.trim().trim_matches('"'))
+            .filter(|token| !token.is_empty())
+            .collect();
+        let mut users = tokens.split(|token| *token == "--user").skip(1);
+        for account in Account::ALL {
+            let user = users
+                .next()
+                .unwrap_or_else(|| panic!("no --user for {account:?}"));
+            assert_eq!(user[0], account.redis_user());
+            assert_eq!(user[1], "on");
+            assert!(
+                user[2].starts_with(">${"),
+                "{account:?}: a password from .env"
+            );
+            assert_eq!(user[3..], account.redis_rules("duma:")[..], "{account:?}");
+        }
+        assert!(users.next().is_none(), "a --user for no service");
+    }
 }

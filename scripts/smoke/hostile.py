@@ -5,7 +5,9 @@ service listening on this host (TCP and unix sockets), write outside its scratch
 process bomb and allocate a memory bomb; its declared dependency, served from a local package
 index, does the same from its build step. Every probe must be blocked, nothing may appear on the
 host, the limits it hits must be named in the trial's error, a `predict` that never returns must
-be answered 504 and the model served again, and another user's job must still train.
+be answered 504 and the model served again, and another user's job must still train. Last, the
+stores are probed with one service's own credentials (as if a template had stolen them): they
+reach only what that service needs, and nothing answers without a password.
 
     python scripts/smoke/hostile.py --admin http://localhost:13000 --data-dir DIR \
         --superadmin-password ... --index-port 18999
@@ -21,6 +23,7 @@ import io
 import os
 import random
 import socket
+import subprocess
 import sys
 import tarfile
 import tempfile
@@ -145,6 +148,51 @@ def serve_index(port, version, archive):
     server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Index)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
+
+
+def service_accounts(data):
+    """Probes the stores with the predictor's own credentials and with none: what each reaches."""
+    password = open(os.path.join(data, "secrets", "predictor-password")).read().strip()
+    socket_dir = os.path.join(data, "postgres")
+    redis_socket = os.path.join(data, "redis", "redis.sock")
+
+    def psql(user, password, sql):
+        env = {"PATH": os.environ["PATH"]}
+        if password is not None:
+            env["PGPASSWORD"] = password
+        done = subprocess.run(["psql", "-X", "-w", "-h", socket_dir, "-U", user, "-d", "duma", "-tAc", sql],
+                              capture_output=True, text=True, env=env, timeout=30)
+        return done.returncode == 0, (done.stdout + done.stderr).strip()
+
+    def redis(*command, user=None, password=None):
+        login = ["--user", user, "--pass", password, "--no-auth-warning"] if user else []
+        done = subprocess.run(["redis-cli", "-s", redis_socket, *login, *command],
+                              capture_output=True, text=True, env={"PATH": os.environ["PATH"]}, timeout=30)
+        return done.stdout.strip() + done.stderr.strip()
+
+    probes = {
+        "predictor reads its routes": (psql("duma_predictor", password, "SELECT count(*) FROM inference_jobs"),
+                                       lambda r: r[0]),
+        "predictor reads users": (psql("duma_predictor", password, "SELECT email FROM users"),
+                                  lambda r: not r[0] and "permission denied" in r[1]),
+        "predictor deletes prediction keys": (psql("duma_predictor", password, "DELETE FROM prediction_keys"),
+                                              lambda r: not r[0] and "permission denied" in r[1]),
+        "superuser without a password": (psql("postgres", None, "SELECT 1"),
+                                         lambda r: not r[0] and "password" in r[1]),
+        "redis predictor PING": (redis("PING", user="duma-predictor", password=password), lambda r: r == "PONG"),
+        "redis predictor GET": (redis("GET", "duma:anything", user="duma-predictor", password=password),
+                                lambda r: "NOPERM" in r),
+        "redis predictor CONFIG": (redis("CONFIG", "GET", "*", user="duma-predictor", password=password),
+                                   lambda r: "NOPERM" in r),
+        "redis without a user": (redis("PING"), lambda r: "NOAUTH" in r),
+    }
+    failures = []
+    for name, (outcome, expected) in probes.items():
+        text = outcome[1] if isinstance(outcome, tuple) else outcome
+        print(f"    account  {name:<44} {text.splitlines()[-1][:90] if text else ''}", flush=True)
+        if not expected(outcome):
+            failures.append(f"service accounts: {name}: {text[:300]}")
+    return failures
 
 
 def main():
@@ -277,6 +325,10 @@ def main():
                            lambda: train(f"after-{marker}", builtin["id"], {"features": ["x1", "x2"], "target": "y"}))
         if [t["status"] for t in trials] != ["COMPLETED"]:
             failures.append(f"a plain job after the drill: {trials}")
+
+        # 5. Had a template stolen a service's credentials anyway, they would reach only what
+        # that service needs; nothing answers without a password.
+        failures += service_accounts(data)
     finally:
         index.shutdown()
     if failures:

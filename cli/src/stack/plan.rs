@@ -8,6 +8,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::Context;
+use duma_common::Settings;
+use duma_common::accounts::Account;
 use duma_common::process::{postgres_bin_dir, postgres_os_user, run_as};
 
 use super::layout::{DataDir, private_dir};
@@ -132,13 +134,20 @@ struct LocalPostgres {
     user: Option<(u32, u32)>,
     socket_dir: PathBuf,
     data: PathBuf,
+    /// The password of `postgres`, the superuser that owns the schema (only the migration and
+    /// `duma up` itself connect as it).
+    password: String,
 }
 
 impl LocalPostgres {
-    /// Connection string for `dbname` over the unix socket.
+    /// Connection string of the superuser for `dbname` over the unix socket.
     fn url(&self, dbname: &str) -> String {
+        self.url_as("postgres", &self.password, dbname)
+    }
+
+    fn url_as(&self, user: &str, password: &str, dbname: &str) -> String {
         format!(
-            "host={} port=5432 user=postgres dbname={dbname}",
+            "host={} port=5432 user={user} password={password} dbname={dbname}",
             self.socket_dir.display()
         )
     }
@@ -156,6 +165,13 @@ pub struct Plan {
     prometheus: Option<PathBuf>,
     /// Environment every Duma service gets on top of ours.
     service_env: Vec<(String, String)>,
+    /// What each service gets on top of that: its own database role and Redis user, where
+    /// `duma up` runs the stores (docs/security.md, "Service accounts").
+    account_env: HashMap<Account, Vec<(String, String)>>,
+    /// What only the migration gets: the schema owner and the roles' passwords.
+    migrate_env: Vec<(String, String)>,
+    /// The Redis ACL file: one user per service, the default user off.
+    redis_users: String,
     /// What only the admin gets: the token signing key, the superadmin password.
     admin_env: Vec<(String, String)>,
     superadmin_password_file: Option<PathBuf>,
@@ -205,6 +221,7 @@ impl Plan {
                 user: postgres_os_user().map_err(anyhow::Error::msg)?,
                 data: socket_dir.join("data"),
                 socket_dir,
+                password: data.secret("postgres-password")?,
             })
         };
         let redis_socket = if is_set("DUMA_REDIS__URL") {
@@ -226,15 +243,47 @@ impl Plan {
                 env.push((name.to_owned(), value));
             }
         };
-        if let Some(postgres) = &postgres {
-            default(&mut service_env, "DUMA_DATABASE__URL", postgres.url("duma"));
+        // Each service its own account, one password for both stores.
+        let mut account_env: HashMap<Account, Vec<(String, String)>> = HashMap::new();
+        let mut migrate_env = Vec::new();
+        let mut redis_users = String::from("user default off\n");
+        let key_prefix = Settings::load(config_file.as_deref())
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .redis
+            .key_prefix;
+        for account in Account::ALL {
+            let password = data.secret(&format!("{}-password", account.name()))?;
+            let env = account_env.entry(account).or_default();
+            if let Some(postgres) = &postgres {
+                env.push((
+                    "DUMA_DATABASE__URL".into(),
+                    postgres.url_as(account.database_role(), &password, "duma"),
+                ));
+                migrate_env.push((
+                    format!(
+                        "DUMA_DATABASE__ROLE_PASSWORDS__{}",
+                        account.name().replace('-', "_").to_ascii_uppercase()
+                    ),
+                    password.clone(),
+                ));
+            }
+            if let Some(socket) = &redis_socket {
+                let user = account.redis_user();
+                env.push((
+                    "DUMA_REDIS__URL".into(),
+                    format!(
+                        "redis+unix://{}?user={user}&pass={password}",
+                        socket.display()
+                    ),
+                ));
+                redis_users.push_str(&format!(
+                    "user {user} on >{password} {}\n",
+                    account.redis_rules(&key_prefix).join(" ")
+                ));
+            }
         }
-        if let Some(socket) = &redis_socket {
-            default(
-                &mut service_env,
-                "DUMA_REDIS__URL",
-                format!("redis+unix://{}", socket.display()),
-            );
+        if let Some(postgres) = &postgres {
+            migrate_env.push(("DUMA_DATABASE__URL".into(), postgres.url("duma")));
         }
         default(
             &mut service_env,
@@ -298,6 +347,9 @@ impl Plan {
             nginx,
             prometheus,
             service_env,
+            account_env,
+            migrate_env,
+            redis_users,
             admin_env,
             superadmin_password_file,
         })
@@ -357,10 +409,15 @@ impl Plan {
     /// What a tier needs before its processes start: a PostgreSQL cluster, generated configs.
     pub async fn prepare(&self, tier: Tier) -> anyhow::Result<()> {
         match tier {
-            Tier::Stores => match &self.postgres {
-                Some(postgres) => init_postgres(postgres, &self.data.logs),
-                None => Ok(()),
-            },
+            Tier::Stores => {
+                if let Some(postgres) = &self.postgres {
+                    init_postgres(postgres, &self.data.logs)?;
+                }
+                if self.redis_socket.is_some() {
+                    write_private(&self.data.redis.join("users.acl"), &self.redis_users)?;
+                }
+                Ok(())
+            }
             Tier::Services => Ok(()),
             Tier::Front => self.write_front_configs(),
         }
@@ -372,6 +429,7 @@ impl Plan {
             return Ok(());
         }
         if let Some(postgres) = &self.postgres {
+            require_passwords(postgres).await?;
             create_database(&postgres.url("postgres"), "duma").await?;
         }
         eprintln!("duma: migrating the schema");
@@ -380,6 +438,7 @@ impl Plan {
         migrate
             .arg("migrate")
             .envs(self.service_env.iter().cloned())
+            .envs(self.migrate_env.iter().cloned())
             .env_remove(ADMIN_SECRETS[0])
             .env_remove(ADMIN_SECRETS[1])
             .stdin(Stdio::null())
@@ -437,6 +496,7 @@ impl Plan {
             args.extend(["--maxmemory".into(), "256mb".into()]);
             args.extend(["--maxmemory-policy".into(), "noeviction".into()]);
             args.extend(["--maxclients".into(), "10000".into()]);
+            args.extend(["--aclfile".into(), self.data.redis.join("users.acl").into()]);
             processes.push(ProcessSpec {
                 name: "redis".into(),
                 tier: Tier::Stores,
@@ -455,6 +515,7 @@ impl Plan {
     fn service_processes(&self) -> anyhow::Result<Vec<ProcessSpec>> {
         let service = |name: String, binary: &str, env: Vec<(String, String)>, port: u16| {
             let mut all = self.service_env.clone();
+            all.extend(self.account_env[&account_of(binary)].iter().cloned());
             all.extend(env);
             let inherit = if binary == "duma-admin" {
                 Inherit::All
@@ -640,6 +701,65 @@ impl Plan {
         eprintln!("  logs         {}", self.data.logs.display());
         eprintln!("Stop with Ctrl-C or `duma down --data-dir {root}`.");
     }
+}
+
+/// The service account a Duma binary runs as.
+fn account_of(binary: &str) -> Account {
+    match binary {
+        "duma-admin" => Account::Admin,
+        "duma-predictor" => Account::Predictor,
+        "duma-advisor-worker" => Account::AdvisorWorker,
+        "duma-train-worker" => Account::TrainWorker,
+        _ => Account::InferenceWorker,
+    }
+}
+
+/// Writes `contents` readable by its owner only.
+fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    std::io::Write::write_all(&mut file, contents.as_bytes())?;
+    Ok(())
+}
+
+/// Every connection to the local PostgreSQL must give a password: the superuser gets its own
+/// (as a SCRAM verifier), and `pg_hba.conf` asks for it. A cluster is created trusting its
+/// private socket (`initdb` has no password yet to check); the first start closes that.
+async fn require_passwords(postgres: &LocalPostgres) -> anyhow::Result<()> {
+    const HBA: &str = "# Written by duma up: every connection gives a password.\n\
+                       local all all scram-sha-256\n";
+    let hba_file = postgres.data.join("pg_hba.conf");
+    if std::fs::read_to_string(&hba_file).is_ok_and(|current| current == HBA) {
+        return Ok(());
+    }
+    let (client, connection) =
+        tokio_postgres::connect(&postgres.url("postgres"), tokio_postgres::NoTls)
+            .await
+            .context("cannot connect to the local PostgreSQL")?;
+    let connection = tokio::spawn(connection);
+    let verifier = postgres_protocol::password::scram_sha_256(postgres.password.as_bytes());
+    client
+        .batch_execute(&format!("ALTER ROLE postgres PASSWORD '{verifier}'"))
+        .await
+        .context("cannot set the PostgreSQL superuser's password")?;
+    write_private(&hba_file, HBA)?;
+    if let Some((uid, gid)) = postgres.user {
+        std::os::unix::fs::chown(&hba_file, Some(uid), Some(gid))
+            .context("cannot hand pg_hba.conf to the postgres user")?;
+    }
+    client
+        .batch_execute("SELECT pg_reload_conf()")
+        .await
+        .context("cannot reload the PostgreSQL configuration")?;
+    drop(client);
+    let _ = connection.await;
+    Ok(())
 }
 
 /// `initdb` on first use, as the `postgres` OS user when we are root.
