@@ -80,6 +80,10 @@ pub struct Sandbox {
     unavailable: Option<String>,
     /// Whether the worker is root, so each process gets a uid of its own.
     as_root: bool,
+    /// Whether the sandbox gets a `/proc` of its own PID namespace. A container whose runtime
+    /// masks parts of the host's `/proc` (Docker does) forbids mounting a new one from a user
+    /// namespace: model code then runs without `/proc` at all.
+    proc: bool,
 }
 
 impl Sandbox {
@@ -103,6 +107,7 @@ impl Sandbox {
             shared,
             unavailable: None,
             as_root,
+            proc: true,
         };
         if settings.mode == SandboxMode::Bubblewrap {
             // The environment folder is shared into every sandbox, so it must exist before the
@@ -110,6 +115,17 @@ impl Sandbox {
             sandbox.unavailable = std::fs::create_dir_all(env_root)
                 .map_err(|e| format!("creating {}: {e}", env_root.display()))
                 .and_then(|()| sandbox.probe(interpreter))
+                .or_else(|reason| {
+                    if !reason.contains("Can't mount proc") {
+                        return Err(reason);
+                    }
+                    sandbox.proc = false;
+                    sandbox.probe(interpreter)?;
+                    tracing::warn!(
+                        "this host masks /proc (a container): model code runs without /proc"
+                    );
+                    Ok(())
+                })
                 .err();
             match &sandbox.unavailable {
                 Some(reason) => tracing::error!(
@@ -127,6 +143,13 @@ impl Sandbox {
             );
         }
         sandbox
+    }
+
+    /// This sandbox with no `/proc`, as on a host that masks the host's (what [`Self::new`]
+    /// falls back to in a container).
+    pub fn without_proc(mut self) -> Self {
+        self.proc = false;
+        self
     }
 
     pub fn mode(&self) -> SandboxMode {
@@ -262,7 +285,10 @@ impl Sandbox {
         for path in etc {
             command.args(["--ro-bind-try", path, path]);
         }
-        command.args(["--proc", "/proc", "--dev", "/dev"]);
+        if self.proc {
+            command.args(["--proc", "/proc"]);
+        }
+        command.args(["--dev", "/dev"]);
         // Scratch first: host folders under /tmp are bound over it afterwards.
         match &folders.scratch {
             Some(host) => {

@@ -465,7 +465,27 @@ fn with_the_sandbox_off_a_template_still_trains_and_predicts() {
         mode: duma_common::config::SandboxMode::Off,
         ..SandboxSettings::default()
     };
-    let template = limited("rafiki_centroid.py", "RafikiCentroid", settings);
+    trains_saves_loads_and_predicts(limited("rafiki_centroid.py", "RafikiCentroid", settings));
+}
+
+/// A container runtime that masks parts of the host's `/proc` (Docker) forbids the sandbox one of
+/// its own: model code then runs without `/proc`, and must still train and serve.
+#[test]
+fn in_a_sandbox_without_proc_a_template_still_trains_and_predicts() {
+    let mut template = template("rafiki_centroid.py", "RafikiCentroid");
+    template.env.sandbox = Arc::new(
+        Sandbox::new(
+            &SandboxSettings::default(),
+            Path::new(INTERPRETER),
+            &venvs_root(),
+            &repository().join("python"),
+        )
+        .without_proc(),
+    );
+    trains_saves_loads_and_predicts(template);
+}
+
+fn trains_saves_loads_and_predicts(template: PythonTemplate) {
     let dir = tempfile::tempdir().unwrap();
     let kill = KillSwitch::new();
     let mut model = template.build(&knobs(), &kill).unwrap();
