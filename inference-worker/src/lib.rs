@@ -2,6 +2,7 @@
 //! from their Redis streams. Replicas claim serving slots (inference job × served trial ×
 //! replica) with leases; a model that fails to load ends its job ERRORED with the reason.
 
+mod replica;
 mod serving;
 
 use duma_common::Settings;

@@ -1,40 +1,34 @@
-//! The inference worker's loop: hold SERVE leases (one trial replica each), load their models,
-//! and answer their request streams in batches — one predict call per stream per batch, one
-//! pipelined write for all replies.
+//! The inference worker's loop: hold SERVE leases (one trial replica each) and load their
+//! models; each hosted model then answers its own request stream in its own loop
+//! ([`crate::replica`]), in batches — one predict call per read, one pipelined write for all
+//! replies — so a slow or hung model holds up only its own callers.
 
-use std::collections::HashMap;
-use std::sync::Arc;
-
-use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use duma_common::config::WorkerSettings;
 use duma_common::db::workers::{self, Lease};
 use duma_common::db::{PgPool, inference_jobs, models, trials};
 use duma_common::ops::{Pending, Probe};
 use duma_common::redis::Redis;
 use duma_common::redis::events::{self, Event};
-use duma_common::redis::rpc::{Reply, Request, RpcServer, ServeLoop, StreamService};
+use duma_common::redis::rpc::RpcServer;
 use duma_common::store::ObjectStore;
 use duma_common::worker::{LeasedStreams, WorkerHost};
 use duma_domain::protocol::serving_target;
 use duma_domain::{InferenceJobId, JobStatus, LeaseKind, WorkerId};
 use duma_runtime::python::KillSwitch;
-use duma_runtime::{Model, TemplateError, TemplateResolver};
+use duma_runtime::{Model, TemplateResolver};
 use prometheus::{Histogram, IntCounter, IntGauge, IntGaugeVec, Registry};
-use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::replica::{Broken, Replica};
+
+/// Claims, lease checks and their housekeeping at most this often.
 const TICK: Duration = Duration::from_millis(250);
-const READ_BLOCK: Duration = Duration::from_millis(100);
-const READ_BATCH: usize = 256;
-/// Entries a dead replica read but never answered are taken over after this (a takeover does
-/// not wait: see `host`). A live replica busy longer than this with an entry has it served twice
-/// (the first answer wins), which costs work, never correctness.
-const RECLAIM_IDLE: Duration = Duration::from_secs(2);
-/// The least a predict call gets, however close its callers' deadlines (one was reclaimed late).
-const MIN_PREDICT_DEADLINE: Duration = Duration::from_millis(500);
+/// How long the models' loops get to finish the batch in hand at shutdown.
+const DRAIN: Duration = Duration::from_secs(5);
 
 #[derive(Clone)]
 pub struct ServingMetrics {
@@ -94,22 +88,23 @@ impl ServingMetrics {
     }
 
     /// Removes the series of a stream no longer served, so they do not outlive the model.
-    fn forget_stream(&self, stream: &str) {
+    pub fn forget_stream(&self, stream: &str) {
         let _ = self.stream_depth.remove_label_values(&[stream]);
         let _ = self.stream_pending.remove_label_values(&[stream]);
     }
 }
 
-/// One trial replica this worker serves.
+/// One trial replica this worker serves; its loop runs until this is dropped.
 struct Hosted {
     job: InferenceJobId,
     stream: String,
-    model: Arc<Mutex<Box<dyn Model>>>,
     kill: KillSwitch,
+    stop: CancellationToken,
 }
 
 impl Drop for Hosted {
     fn drop(&mut self) {
+        self.stop.cancel();
         self.kill.fire();
     }
 }
@@ -122,9 +117,16 @@ pub struct Serving {
     resolver: TemplateResolver,
     settings: WorkerSettings,
     metrics: ServingMetrics,
+    /// For the consumer groups of the streams it takes on.
     server: RpcServer,
     hosted: LeasedStreams<Hosted>,
-    /// The serving loop's; beaten while a model loads (bounded by `task_timeout_secs`).
+    /// The hosted models' loops.
+    replicas: JoinSet<()>,
+    broken: (
+        mpsc::UnboundedSender<Broken>,
+        mpsc::UnboundedReceiver<Broken>,
+    ),
+    /// The claiming loop's; beaten while a model loads (bounded by `task_timeout_secs`).
     probe: Probe,
     /// The worker is not ready while a model it holds the lease of is loading.
     pending: Pending,
@@ -149,116 +151,66 @@ impl Serving {
             hosted: LeasedStreams::new(metrics.models_hosted.clone()),
             metrics,
             server,
+            replicas: JoinSet::new(),
+            broken: mpsc::unbounded_channel(),
             probe,
             pending: host.pending.clone(),
         })
     }
 
+    /// Claims and hosts models, and loads again those that broke, until `shutdown`; then stops
+    /// every model's loop (each finishes the batch in hand).
     pub async fn run(mut self, shutdown: CancellationToken) {
-        let every = ServeLoop {
-            tick: TICK,
-            block: READ_BLOCK,
-            batch: READ_BATCH,
-        };
-        let probe = self.probe.clone();
-        every.run(&mut self, "serving", &probe, &shutdown).await;
+        let mut next_tick = Instant::now();
+        while !shutdown.is_cancelled() {
+            self.probe.beat();
+            if Instant::now() >= next_tick {
+                if let Err(error) = self.tick().await {
+                    tracing::warn!(error = format!("{error:#}"), "serving tick failed");
+                }
+                next_tick = Instant::now() + TICK;
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                Some(broken) = self.broken.1.recv() => self.rehost(&broken.stream, &broken.reason).await,
+                // Reaps the loops that ended (a panic inside one is caught there).
+                Some(_) = self.replicas.join_next() => {}
+                _ = tokio::time::sleep_until(next_tick.into()) => {}
+            }
+        }
+        for lease in self.hosted.leases() {
+            self.hosted.remove(lease);
+        }
+        let drained = tokio::time::timeout(DRAIN, async {
+            while self.replicas.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!("a model's loop did not stop within {DRAIN:?}; aborting it");
+            self.replicas.shutdown().await;
+        }
     }
 
-    /// The replies to a stream's requests, and why the model must be loaded again if it broke
-    /// (its process died, or it did not answer before the last caller stopped waiting).
-    async fn predict_batch(
-        &self,
-        model: Arc<Mutex<Box<dyn Model>>>,
-        kill: &KillSwitch,
-        requests: Vec<Request>,
-        stream: &str,
-    ) -> (Vec<(Request, Reply)>, Option<String>) {
-        let mut replies = Vec::with_capacity(requests.len());
-        let mut batch: Vec<(Request, usize)> = Vec::new();
-        let mut queries: Vec<Value> = Vec::new();
-        for request in requests {
-            match serde_json::from_slice::<Vec<Value>>(&request.payload) {
-                Ok(mut list) => {
-                    batch.push((request, list.len()));
-                    queries.append(&mut list);
-                }
-                Err(e) => replies.push((
-                    request,
-                    Reply::Error(format!("the queries are not a JSON array: {e}")),
-                )),
-            }
+    /// Drops what this worker no longer holds, then claims and hosts what it has room for.
+    async fn tick(&mut self) -> anyhow::Result<()> {
+        for (_, hosted) in self.hosted.reconcile(&self.pool, self.id).await? {
+            tracing::info!(inference_job_id = %hosted.job, "no longer serving a trial (job stopped or lease lost)");
+            self.metrics.forget_stream(&hosted.stream);
         }
-        if batch.is_empty() {
-            return (replies, None);
+        while let Some(lease) = self
+            .hosted
+            .claim_next(
+                &self.pool,
+                LeaseKind::Serve,
+                self.id,
+                self.settings.capacity,
+                self.settings.lease_ttl(),
+            )
+            .await?
+        {
+            self.host(lease).await?;
         }
-        // Nobody waits for an answer after the last caller's deadline: a model still busy then
-        // is hung (or far too slow to be of use), and is killed and loaded again.
-        let deadline = batch
-            .iter()
-            .map(|(r, _)| r.time_left())
-            .max()
-            .unwrap_or_default()
-            .max(MIN_PREDICT_DEADLINE);
-        self.metrics.batch_size.observe(queries.len() as f64);
-        let started = Instant::now();
-        let predicted = run_predict(model.clone(), kill, queries, stream, deadline).await;
-        self.metrics
-            .predict_seconds
-            .observe(started.elapsed().as_secs_f64());
-        match predicted {
-            Predicted::Broken(reason) => {
-                let reply = Reply::Unavailable(format!(
-                    "{reason}; the model is being restarted, retry shortly"
-                ));
-                replies.extend(batch.into_iter().map(|(r, _)| (r, reply.clone())));
-                return (replies, Some(reason));
-            }
-            Predicted::Answered(predictions) => {
-                let mut rest = predictions.into_iter();
-                for (request, count) in batch {
-                    let mine: Vec<Value> = rest.by_ref().take(count).collect();
-                    replies.push((
-                        request,
-                        Reply::Ok(Bytes::from(serde_json::to_vec(&mine).unwrap_or_default())),
-                    ));
-                }
-            }
-            Predicted::Refused(_) if batch.len() > 1 => {
-                // One bad query failed the whole batch: answer each request on its own.
-                let mut broken = None;
-                for (request, _) in batch {
-                    if let Some(reason) = &broken {
-                        replies.push((
-                            request,
-                            Reply::Unavailable(format!("{reason}; retry shortly")),
-                        ));
-                        continue;
-                    }
-                    let queries: Vec<Value> =
-                        serde_json::from_slice(&request.payload).unwrap_or_default();
-                    let reply =
-                        match run_predict(model.clone(), kill, queries, stream, deadline).await {
-                            Predicted::Answered(predictions) => Reply::Ok(Bytes::from(
-                                serde_json::to_vec(&predictions).unwrap_or_default(),
-                            )),
-                            Predicted::Refused(error) => Reply::Error(error),
-                            Predicted::Broken(reason) => {
-                                let reply = Reply::Unavailable(format!("{reason}; retry shortly"));
-                                broken = Some(reason);
-                                reply
-                            }
-                        };
-                    replies.push((request, reply));
-                }
-                return (replies, broken);
-            }
-            Predicted::Refused(error) => replies.extend(
-                batch
-                    .into_iter()
-                    .map(|(r, _)| (r, Reply::Error(error.clone()))),
-            ),
-        }
-        (replies, None)
+        Ok(())
     }
 
     /// Stops serving a model whose runner broke and frees its lease, so it is loaded again
@@ -288,8 +240,8 @@ impl Serving {
         }
     }
 
-    /// Loads a lease's model and starts serving it; a model that cannot load ends the
-    /// inference job ERRORED with the reason.
+    /// Loads a lease's model and starts its loop; a model that cannot load ends the inference
+    /// job ERRORED with the reason.
     async fn host(&mut self, lease: Lease) -> anyhow::Result<()> {
         let (Some(job), Some(trial_id)) = (lease.inference_job_id, lease.trial_id) else {
             return Ok(());
@@ -322,6 +274,13 @@ impl Serving {
             .observe(started.elapsed().as_secs_f64());
         let stream = self.server.stream(&serving_target(job, trial_id));
         self.server.ensure_group(&stream).await?;
+        let replica = Replica {
+            stream: stream.clone(),
+            model,
+            kill: kill.clone(),
+            server: RpcServer::new(&self.redis, "inference", &self.id.to_string()).await?,
+            metrics: self.metrics.clone(),
+        };
         let db = self.pool.get().await?;
         workers::set_ready(&db, lease.id, self.id, true).await?;
         if inference_jobs::mark_running_if_ready(&db, job).await? {
@@ -335,24 +294,19 @@ impl Serving {
             .await;
         }
         tracing::info!(inference_job_id = %job, %trial_id, seconds = started.elapsed().as_secs_f64(), "serving a trial");
+        let stop = CancellationToken::new();
+        self.replicas
+            .spawn(replica.run(stop.clone(), self.broken.0.clone()));
         self.hosted.insert(
             lease.id,
             stream.clone(),
             Hosted {
                 job,
-                stream: stream.clone(),
-                model: Arc::new(Mutex::new(model)),
+                stream,
                 kill,
+                stop,
             },
         );
-        // One replica serves a trial, so whatever its stream holds read but unanswered was read
-        // by a replica that is gone (this is a takeover): answer it now, not after it idles.
-        // (More replicas per trial would have to claim only the gone replicas' entries.)
-        let orphans = self
-            .server
-            .reclaim(&stream, Duration::ZERO, READ_BATCH)
-            .await?;
-        self.serve(orphans).await;
         Ok(())
     }
 
@@ -387,161 +341,6 @@ impl Serving {
                 "loading took longer than {}s",
                 self.settings.task_timeout_secs
             ))),
-        }
-    }
-}
-
-/// How one predict call ended.
-enum Predicted {
-    Answered(Vec<Value>),
-    /// The model refused the queries (it raised, or a query is malformed): the caller's fault,
-    /// told with [`duma_runtime::TemplateError::public_message`].
-    Refused(String),
-    /// The model's runner died or hung: it has to be loaded again.
-    Broken(String),
-}
-
-/// One predict call on a blocking thread (models are CPU-bound, Python ones wait on a pipe),
-/// bounded by `deadline`: past it the runner is killed. A failure is logged in full here.
-async fn run_predict(
-    model: Arc<Mutex<Box<dyn Model>>>,
-    kill: &KillSwitch,
-    queries: Vec<Value>,
-    stream: &str,
-    deadline: Duration,
-) -> Predicted {
-    let call = tokio::task::spawn_blocking(move || {
-        let model = model.lock();
-        model.predict(&queries)
-    });
-    match tokio::time::timeout(deadline, call).await {
-        Err(_) => {
-            kill.fire();
-            let reason = format!(
-                "the model did not answer within {} ms",
-                deadline.as_millis()
-            );
-            tracing::warn!(stream, reason, "a prediction hung; its runner is killed");
-            Predicted::Broken(reason)
-        }
-        Ok(Ok(Ok(predictions))) => Predicted::Answered(predictions),
-        Ok(Ok(Err(error @ TemplateError::Runner { .. }))) => {
-            tracing::warn!(stream, error = %error, "a model's runner broke");
-            Predicted::Broken("the model's process ended".to_owned())
-        }
-        Ok(Ok(Err(error))) => {
-            tracing::warn!(stream, error = %error, "a prediction failed");
-            Predicted::Refused(error.public_message())
-        }
-        Ok(Err(panic)) => {
-            tracing::error!(stream, error = %panic, "a prediction panicked");
-            Predicted::Refused("the model failed on this query".to_owned())
-        }
-    }
-}
-
-impl StreamService for Serving {
-    fn streams(&self) -> Vec<String> {
-        self.hosted.streams()
-    }
-    fn server(&mut self) -> &mut RpcServer {
-        &mut self.server
-    }
-    async fn tick(&mut self) -> anyhow::Result<()> {
-        for (_, hosted) in self.hosted.reconcile(&self.pool, self.id).await? {
-            tracing::info!(inference_job_id = %hosted.job, "no longer serving a trial (job stopped or lease lost)");
-            self.metrics.forget_stream(&hosted.stream);
-        }
-        for stream in self.hosted.streams() {
-            let orphans = self
-                .server
-                .reclaim(&stream, RECLAIM_IDLE, READ_BATCH)
-                .await?;
-            self.serve(orphans).await;
-            let (length, pending) = self.server.depth(&stream).await?;
-            let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-            self.metrics
-                .stream_depth
-                .with_label_values(&[&stream])
-                .set(gauge(length));
-            self.metrics
-                .stream_pending
-                .with_label_values(&[&stream])
-                .set(gauge(pending));
-        }
-        while let Some(lease) = self
-            .hosted
-            .claim_next(
-                &self.pool,
-                LeaseKind::Serve,
-                self.id,
-                self.settings.capacity,
-                self.settings.lease_ttl(),
-            )
-            .await?
-        {
-            self.host(lease).await?;
-        }
-        Ok(())
-    }
-
-    /// Answers a batch: per stream, all queries of all its requests in one predict call.
-    async fn serve(&mut self, requests: Vec<Request>) {
-        if requests.is_empty() {
-            return;
-        }
-        let mut by_stream: HashMap<String, Vec<Request>> = HashMap::new();
-        for request in requests {
-            by_stream
-                .entry(request.stream.clone())
-                .or_default()
-                .push(request);
-        }
-        let mut replies = Vec::new();
-        for (stream, requests) in by_stream {
-            let model = self
-                .hosted
-                .by_stream_mut(&stream)
-                .map(|(_, hosted)| (hosted.model.clone(), hosted.kill.clone()));
-            let Some((model, kill)) = model else {
-                replies.extend(requests.into_iter().map(|r| {
-                    (
-                        r,
-                        Reply::Unavailable("this replica no longer serves the trial".into()),
-                    )
-                }));
-                continue;
-            };
-            let (answered, broken) = self.predict_batch(model, &kill, requests, &stream).await;
-            replies.extend(answered);
-            if let Some(reason) = broken {
-                self.rehost(&stream, &reason).await;
-            }
-        }
-        log_replies(&replies);
-        if let Err(error) = self.server.respond(replies).await {
-            tracing::warn!(%error, "replying failed");
-        }
-    }
-}
-
-/// Each answer under the request id it was traced by (the HTTP request behind it), so one id
-/// follows a query from nginx to the model: failures always, successes at debug level.
-fn log_replies(replies: &[(Request, Reply)]) {
-    for (request, reply) in replies {
-        match reply {
-            Reply::Ok(_) => tracing::debug!(request_id = request.trace, "predicted"),
-            Reply::Error(error) => {
-                tracing::info!(
-                    request_id = request.trace,
-                    error,
-                    "the model refused the queries"
-                )
-            }
-            Reply::Unavailable(reason) => {
-                tracing::warn!(request_id = request.trace, reason, "cannot serve")
-            }
-            Reply::Expired => tracing::info!(request_id = request.trace, "expired unanswered"),
         }
     }
 }

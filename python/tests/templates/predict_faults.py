@@ -1,5 +1,5 @@
 """Serves a number doubled; the query "hang" never returns and "exit" kills the runner, as a
-buggy or hostile model would."""
+buggy or hostile model would; "slow" takes 1.5 s, as a heavy model does."""
 
 import os
 import time
@@ -24,6 +24,9 @@ class PredictFaults(BaseModel):
     def predict(self, queries):
         if "hang" in queries:
             time.sleep(3600)
+        if "slow" in queries:
+            time.sleep(1.5)
+            return [0 if query == "slow" else 2 * query for query in queries]
         if "exit" in queries:
             os._exit(3)
         return [2 * query for query in queries]

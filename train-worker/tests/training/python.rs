@@ -404,6 +404,66 @@ async fn a_hung_or_dead_runner_is_killed_and_its_model_loaded_again() {
     served_again("after its runner died").await;
 }
 
+/// Two apps served by one inference worker: while one model takes 1.5 s over a query, the
+/// other answers as fast as ever — each hosted model has its own loop.
+#[tokio::test]
+async fn a_slow_model_does_not_hold_up_another_on_the_same_worker() {
+    let stack = spawn_stack(1).await;
+    stack.start_inference_worker();
+    let (predictor, _) = stack.start_predictor().await;
+    let model = stack
+        .upload_model(
+            "faults",
+            TASK,
+            template("predict_faults.py"),
+            "PredictFaults",
+            json!({}),
+        )
+        .await;
+    let mut urls = Vec::new();
+    for app in ["heavy", "light"] {
+        assert_eq!(
+            train(&stack, app, &model, json!({"MODEL_TRIAL_COUNT": 1})).await["status"],
+            "STOPPED"
+        );
+        let job = stack.post("/inference_jobs", json!({"app": app})).await;
+        urls.push(crate::stack::predict_url(&job, &predictor));
+    }
+    let predict = |url: String, query: Value| {
+        let http = stack.http.clone();
+        async move {
+            let started = std::time::Instant::now();
+            let response = http
+                .post(&url)
+                .json(&json!({ "query": query }))
+                .send()
+                .await
+                .unwrap();
+            (response.status(), started.elapsed())
+        }
+    };
+    for url in &urls {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while predict(url.clone(), json!(1)).await.0 != 200 {
+            assert!(std::time::Instant::now() < deadline, "never served");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let heavy = tokio::spawn(predict(urls[0].clone(), json!("slow")));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for _ in 0..3 {
+        let (status, took) = predict(urls[1].clone(), json!(21)).await;
+        assert_eq!(status, 200);
+        assert!(
+            took < Duration::from_millis(700),
+            "the light model waited {took:?} behind the heavy one"
+        );
+    }
+    let (status, took) = heavy.await.unwrap();
+    assert_eq!(status, 200);
+    assert!(took >= Duration::from_millis(1500), "{took:?}");
+}
+
 /// `admin.quota_concurrent_trials` holds across workers: with a quota of 1, two idle train
 /// workers run one user's trials one after the other, never side by side.
 #[tokio::test]

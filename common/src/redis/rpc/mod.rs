@@ -34,7 +34,8 @@ use std::time::Duration;
 /// connection (Redis vanished without closing it): the connection is dropped and made anew.
 const READ_GRACE: Duration = Duration::from_secs(5);
 /// Reconnection back-off of the dedicated connections: from the first to the second.
-const RECONNECT_BACKOFF: (Duration, Duration) = (Duration::from_millis(50), Duration::from_secs(2));
+pub const RECONNECT_BACKOFF: (Duration, Duration) =
+    (Duration::from_millis(50), Duration::from_secs(2));
 
 #[derive(Debug, thiserror::Error)]
 pub enum RpcError {

@@ -1,0 +1,310 @@
+//! One hosted model's own loop: it reads its request stream, predicts, answers — so a slow or
+//! hung model holds up only its own callers, never another model on the same worker.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use duma_common::redis::rpc::{RECONNECT_BACKOFF, Reply, Request, RpcServer};
+use duma_runtime::python::KillSwitch;
+use duma_runtime::{Model, TemplateError};
+use futures::FutureExt;
+use parking_lot::Mutex;
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::serving::ServingMetrics;
+
+/// How long one read waits for requests.
+const READ_BLOCK: Duration = Duration::from_millis(100);
+/// Requests per read, at most (all of them go to the model in one predict call).
+const READ_BATCH: usize = 256;
+/// Entries a dead replica read but never answered are taken over after this (a takeover does
+/// not wait: see [`Replica::run`]). A live replica busy longer than this with an entry has it
+/// served twice (the first answer wins), which costs work, never correctness.
+const RECLAIM_IDLE: Duration = Duration::from_secs(2);
+/// How often the stream is checked for such entries, and its depth reported.
+const HOUSEKEEPING: Duration = Duration::from_millis(250);
+/// The least a predict call gets, however close its callers' deadlines (one was reclaimed late).
+const MIN_PREDICT_DEADLINE: Duration = Duration::from_millis(500);
+
+/// A model that must be loaded again, and why (its runner died or hung, or its loop panicked).
+pub struct Broken {
+    pub stream: String,
+    pub reason: String,
+}
+
+pub struct Replica {
+    pub stream: String,
+    pub model: Box<dyn Model>,
+    pub kill: KillSwitch,
+    /// Its own connection: a blocking read holds one.
+    pub server: RpcServer,
+    pub metrics: ServingMetrics,
+}
+
+impl Replica {
+    /// Serves until `stop`, or until the model breaks: then it says so on `broken` and ends.
+    /// A panic inside ends it the same way, so the model is loaded again.
+    pub async fn run(self, stop: CancellationToken, broken: mpsc::UnboundedSender<Broken>) {
+        let stream = self.stream.clone();
+        let reason = match std::panic::AssertUnwindSafe(self.serve(stop))
+            .catch_unwind()
+            .await
+        {
+            Ok(None) => return,
+            Ok(Some(reason)) => reason,
+            Err(_) => "its serving loop failed".to_owned(),
+        };
+        let _ = broken.send(Broken { stream, reason });
+    }
+
+    /// `Some(reason)` when the model broke.
+    async fn serve(self, stop: CancellationToken) -> Option<String> {
+        let Replica {
+            stream,
+            model,
+            kill,
+            mut server,
+            metrics,
+        } = self;
+        let model = Arc::new(Mutex::new(model));
+        let streams = [stream.clone()];
+        // One replica serves a trial, so whatever its stream holds read but unanswered was read
+        // by a replica that is gone (this is a takeover): answer it first, not after it idles.
+        // (More replicas per trial would have to claim only the gone replicas' entries.)
+        let mut reclaim_idle = Duration::ZERO;
+        let mut next_housekeeping = Instant::now();
+        let mut backoff = RECONNECT_BACKOFF.0;
+        while !stop.is_cancelled() {
+            let mut requests = Vec::new();
+            if Instant::now() >= next_housekeeping {
+                match housekeeping(&mut server, &stream, reclaim_idle, &metrics).await {
+                    Ok(orphans) => requests = orphans,
+                    Err(error) => tracing::warn!(stream, %error, "reclaiming requests failed"),
+                }
+                reclaim_idle = RECLAIM_IDLE;
+                next_housekeeping = Instant::now() + HOUSEKEEPING;
+            }
+            if requests.is_empty() {
+                match server.read(&streams, READ_BATCH, READ_BLOCK).await {
+                    Ok(read) => {
+                        backoff = RECONNECT_BACKOFF.0;
+                        requests = read;
+                    }
+                    Err(error) => {
+                        tracing::warn!(stream, %error, "reading requests failed; retrying in {backoff:?}");
+                        tokio::select! {
+                            _ = stop.cancelled() => {}
+                            _ = tokio::time::sleep(backoff) => {}
+                        }
+                        backoff = (backoff * 2).min(RECONNECT_BACKOFF.1);
+                        continue;
+                    }
+                }
+            }
+            if requests.is_empty() {
+                continue;
+            }
+            let (replies, broken) = predict_batch(&model, &kill, requests, &stream, &metrics).await;
+            log_replies(&replies);
+            if let Err(error) = server.respond(replies).await {
+                tracing::warn!(stream, %error, "replying failed");
+            }
+            if broken.is_some() {
+                return broken;
+            }
+        }
+        None
+    }
+}
+
+/// Takes over entries left unanswered for `min_idle` and reports the stream's depth.
+async fn housekeeping(
+    server: &mut RpcServer,
+    stream: &str,
+    min_idle: Duration,
+    metrics: &ServingMetrics,
+) -> redis::RedisResult<Vec<Request>> {
+    let orphans = server.reclaim(stream, min_idle, READ_BATCH).await?;
+    let (length, pending) = server.depth(stream).await?;
+    let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    metrics
+        .stream_depth
+        .with_label_values(&[stream])
+        .set(gauge(length));
+    metrics
+        .stream_pending
+        .with_label_values(&[stream])
+        .set(gauge(pending));
+    Ok(orphans)
+}
+
+/// The replies to a stream's requests — all their queries in one predict call — and why the
+/// model must be loaded again if it broke (its process died, or it did not answer before the
+/// last caller stopped waiting).
+async fn predict_batch(
+    model: &Arc<Mutex<Box<dyn Model>>>,
+    kill: &KillSwitch,
+    requests: Vec<Request>,
+    stream: &str,
+    metrics: &ServingMetrics,
+) -> (Vec<(Request, Reply)>, Option<String>) {
+    let mut replies = Vec::with_capacity(requests.len());
+    let mut batch: Vec<(Request, usize)> = Vec::new();
+    let mut queries: Vec<Value> = Vec::new();
+    for request in requests {
+        match serde_json::from_slice::<Vec<Value>>(&request.payload) {
+            Ok(mut list) => {
+                batch.push((request, list.len()));
+                queries.append(&mut list);
+            }
+            Err(e) => replies.push((
+                request,
+                Reply::Error(format!("the queries are not a JSON array: {e}")),
+            )),
+        }
+    }
+    if batch.is_empty() {
+        return (replies, None);
+    }
+    // Nobody waits for an answer after the last caller's deadline: a model still busy then
+    // is hung (or far too slow to be of use), and is killed and loaded again.
+    let deadline = batch
+        .iter()
+        .map(|(r, _)| r.time_left())
+        .max()
+        .unwrap_or_default()
+        .max(MIN_PREDICT_DEADLINE);
+    metrics.batch_size.observe(queries.len() as f64);
+    let started = Instant::now();
+    let predicted = run_predict(model.clone(), kill, queries, stream, deadline).await;
+    metrics
+        .predict_seconds
+        .observe(started.elapsed().as_secs_f64());
+    match predicted {
+        Predicted::Broken(reason) => {
+            let reply = Reply::Unavailable(format!(
+                "{reason}; the model is being restarted, retry shortly"
+            ));
+            replies.extend(batch.into_iter().map(|(r, _)| (r, reply.clone())));
+            return (replies, Some(reason));
+        }
+        Predicted::Answered(predictions) => {
+            let mut rest = predictions.into_iter();
+            for (request, count) in batch {
+                let mine: Vec<Value> = rest.by_ref().take(count).collect();
+                replies.push((
+                    request,
+                    Reply::Ok(Bytes::from(serde_json::to_vec(&mine).unwrap_or_default())),
+                ));
+            }
+        }
+        Predicted::Refused(_) if batch.len() > 1 => {
+            // One bad query failed the whole batch: answer each request on its own.
+            let mut broken = None;
+            for (request, _) in batch {
+                if let Some(reason) = &broken {
+                    replies.push((
+                        request,
+                        Reply::Unavailable(format!("{reason}; retry shortly")),
+                    ));
+                    continue;
+                }
+                let queries: Vec<Value> =
+                    serde_json::from_slice(&request.payload).unwrap_or_default();
+                let reply = match run_predict(model.clone(), kill, queries, stream, deadline).await
+                {
+                    Predicted::Answered(predictions) => Reply::Ok(Bytes::from(
+                        serde_json::to_vec(&predictions).unwrap_or_default(),
+                    )),
+                    Predicted::Refused(error) => Reply::Error(error),
+                    Predicted::Broken(reason) => {
+                        let reply = Reply::Unavailable(format!("{reason}; retry shortly"));
+                        broken = Some(reason);
+                        reply
+                    }
+                };
+                replies.push((request, reply));
+            }
+            return (replies, broken);
+        }
+        Predicted::Refused(error) => replies.extend(
+            batch
+                .into_iter()
+                .map(|(r, _)| (r, Reply::Error(error.clone()))),
+        ),
+    }
+    (replies, None)
+}
+
+/// How one predict call ended.
+enum Predicted {
+    Answered(Vec<Value>),
+    /// The model refused the queries (it raised, or a query is malformed): the caller's fault,
+    /// told with [`duma_runtime::TemplateError::public_message`].
+    Refused(String),
+    /// The model's runner died or hung: it has to be loaded again.
+    Broken(String),
+}
+
+/// One predict call on a blocking thread (models are CPU-bound, Python ones wait on a pipe),
+/// bounded by `deadline`: past it the runner is killed. A failure is logged in full here.
+async fn run_predict(
+    model: Arc<Mutex<Box<dyn Model>>>,
+    kill: &KillSwitch,
+    queries: Vec<Value>,
+    stream: &str,
+    deadline: Duration,
+) -> Predicted {
+    let call = tokio::task::spawn_blocking(move || {
+        let model = model.lock();
+        model.predict(&queries)
+    });
+    match tokio::time::timeout(deadline, call).await {
+        Err(_) => {
+            kill.fire();
+            let reason = format!(
+                "the model did not answer within {} ms",
+                deadline.as_millis()
+            );
+            tracing::warn!(stream, reason, "a prediction hung; its runner is killed");
+            Predicted::Broken(reason)
+        }
+        Ok(Ok(Ok(predictions))) => Predicted::Answered(predictions),
+        Ok(Ok(Err(error @ TemplateError::Runner { .. }))) => {
+            tracing::warn!(stream, error = %error, "a model's runner broke");
+            Predicted::Broken("the model's process ended".to_owned())
+        }
+        Ok(Ok(Err(error))) => {
+            tracing::warn!(stream, error = %error, "a prediction failed");
+            Predicted::Refused(error.public_message())
+        }
+        Ok(Err(panic)) => {
+            tracing::error!(stream, error = %panic, "a prediction panicked");
+            Predicted::Refused("the model failed on this query".to_owned())
+        }
+    }
+}
+
+/// Each answer under the request id it was traced by (the HTTP request behind it), so one id
+/// follows a query from nginx to the model: failures always, successes at debug level.
+fn log_replies(replies: &[(Request, Reply)]) {
+    for (request, reply) in replies {
+        match reply {
+            Reply::Ok(_) => tracing::debug!(request_id = request.trace, "predicted"),
+            Reply::Error(error) => {
+                tracing::info!(
+                    request_id = request.trace,
+                    error,
+                    "the model refused the queries"
+                )
+            }
+            Reply::Unavailable(reason) => {
+                tracing::warn!(request_id = request.trace, reason, "cannot serve")
+            }
+            Reply::Expired => tracing::info!(request_id = request.trace, "expired unanswered"),
+        }
+    }
+}
