@@ -70,6 +70,21 @@ pub struct Folders {
     pub writable: Vec<PathBuf>,
 }
 
+/// Whose uid a sandboxed process runs as, and so how the sandbox is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Identity {
+    /// The worker is root and may mount (`duma up` as root): bubblewrap builds the sandbox as
+    /// root, so it can bind what only root may traverse, then `setpriv` inside drops to the
+    /// process's own uid with no capabilities — no user namespace at all.
+    OwnUidInside,
+    /// The worker is root but may not mount (a container: no `CAP_SYS_ADMIN`): `setpriv` drops
+    /// to the process's own uid first, and bubblewrap, unprivileged, makes a user namespace of
+    /// it. Everything bound must be traversable by that uid.
+    OwnUidOutside,
+    /// The worker is not root: its own uid, in an unprivileged user namespace.
+    WorkerUid,
+}
+
 #[derive(Debug, Clone)]
 pub struct Sandbox {
     settings: SandboxSettings,
@@ -78,8 +93,8 @@ pub struct Sandbox {
     shared: Vec<PathBuf>,
     /// Why no sandbox can be made on this host; templates are refused with it.
     unavailable: Option<String>,
-    /// Whether the worker is root, so each process gets a uid of its own.
-    as_root: bool,
+    /// Whose uid model code runs as.
+    identity: Identity,
     /// Whether the sandbox gets a `/proc` of its own PID namespace. A container whose runtime
     /// masks parts of the host's `/proc` (Docker does) forbids mounting a new one from a user
     /// namespace: model code then runs without `/proc` at all.
@@ -96,6 +111,11 @@ impl Sandbox {
         sdk_path: &Path,
     ) -> Self {
         let as_root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
+        let identity = if as_root {
+            Identity::OwnUidInside
+        } else {
+            Identity::WorkerUid
+        };
         let mut shared = vec![absolute(env_root), absolute(sdk_path)];
         if let Some(prefix) = interpreter_prefix(interpreter)
             && !prefix.starts_with("/usr")
@@ -106,7 +126,7 @@ impl Sandbox {
             settings: settings.clone(),
             shared,
             unavailable: None,
-            as_root,
+            identity,
             proc: true,
         };
         if settings.mode == SandboxMode::Bubblewrap {
@@ -114,27 +134,19 @@ impl Sandbox {
             // first one (on a fresh host nothing has been built in it yet).
             sandbox.unavailable = std::fs::create_dir_all(env_root)
                 .map_err(|e| format!("creating {}: {e}", env_root.display()))
-                .and_then(|()| sandbox.probe(interpreter))
-                .or_else(|reason| {
-                    if !reason.contains("Can't mount proc") {
-                        return Err(reason);
-                    }
-                    sandbox.proc = false;
-                    sandbox.probe(interpreter)?;
-                    tracing::warn!(
-                        "this host masks /proc (a container): model code runs without /proc"
-                    );
-                    Ok(())
-                })
+                .and_then(|()| sandbox.probe_fitting(interpreter))
                 .err();
             match &sandbox.unavailable {
                 Some(reason) => tracing::error!(
                     %reason,
                     "model code cannot be sandboxed: Python templates will be refused"
                 ),
-                None => {
-                    tracing::info!(own_uids = as_root, "model code runs sandboxed (bubblewrap)")
-                }
+                None => tracing::info!(
+                    own_uids = sandbox.identity != Identity::WorkerUid,
+                    identity = ?sandbox.identity,
+                    proc = sandbox.proc,
+                    "model code runs sandboxed (bubblewrap)"
+                ),
             }
         } else {
             tracing::warn!(
@@ -152,8 +164,47 @@ impl Sandbox {
         self
     }
 
+    /// This sandbox making its processes' identity as `identity` does (tests of the ways a host
+    /// may force; [`Self::new`] finds the most confined one that works).
+    pub fn with_identity(mut self, identity: Identity) -> Self {
+        self.identity = identity;
+        self
+    }
+
+    pub fn identity(&self) -> Identity {
+        self.identity
+    }
+
     pub fn mode(&self) -> SandboxMode {
         self.settings.mode
+    }
+
+    /// Finds the sandbox this host allows, most confined first: as root, bubblewrap may not be
+    /// allowed to mount (a container), and then the process's own uid goes first; a runtime that
+    /// masks parts of `/proc` (Docker) forbids a new one, and then there is none.
+    fn probe_fitting(&mut self, interpreter: &Path) -> Result<(), String> {
+        let mut result = self.probe(interpreter);
+        if self.identity == Identity::OwnUidInside
+            && result
+                .as_ref()
+                .is_err_and(|r| r.contains("Operation not permitted"))
+        {
+            self.identity = Identity::OwnUidOutside;
+            result = self.probe(interpreter);
+        }
+        if result
+            .as_ref()
+            .is_err_and(|r| r.contains("Can't mount proc"))
+        {
+            self.proc = false;
+            result = self.probe(interpreter);
+            if result.is_ok() {
+                tracing::warn!(
+                    "this host masks /proc (a container): model code runs without /proc"
+                );
+            }
+        }
+        result
     }
 
     /// Runs `interpreter -c pass` in a sandbox, to find out now rather than at the first trial.
@@ -228,15 +279,31 @@ impl Sandbox {
                 detail: reason.clone(),
             });
         }
-        let mut command = Command::new(&self.settings.bwrap);
+        // (See [`Identity`] for who makes the namespaces and drops to which uid.)
+        let uid = (self.identity != Identity::WorkerUid).then(|| self.next_uid());
+        let mut command = match (self.identity, uid) {
+            (Identity::OwnUidOutside, Some(uid)) => {
+                let mut command = Command::new(SETPRIV);
+                let id = uid.to_string();
+                command
+                    .arg("--reuid")
+                    .arg(&id)
+                    .arg("--regid")
+                    .arg(&id)
+                    .args([
+                        "--clear-groups",
+                        "--inh-caps=-all",
+                        "--bounding-set=-all",
+                        "--",
+                    ])
+                    .arg(&self.settings.bwrap);
+                command
+            }
+            _ => Command::new(&self.settings.bwrap),
+        };
         // bubblewrap's own environment too: its reaper is PID 1 inside, with a readable environ.
         command.env_clear();
-        // As root, bubblewrap makes the namespaces and binds as root (so it can bind what only
-        // root may traverse) and `setpriv` drops to the process's own uid inside, with no
-        // capabilities left: a plain unprivileged process of a uid no service has, and no user
-        // namespace. As another user, an unprivileged user namespace does it all.
-        let uid = self.as_root.then(|| self.next_uid());
-        if uid.is_some() {
+        if self.identity == Identity::OwnUidInside {
             command.args([
                 "--unshare-pid",
                 "--unshare-ipc",
@@ -330,7 +397,7 @@ impl Sandbox {
             command.arg("--bind").arg(path).arg(path);
         }
         command.args(["--chdir", SCRATCH_DIR]);
-        if let Some(uid) = uid {
+        if let (Identity::OwnUidInside, Some(uid)) = (self.identity, uid) {
             let id = uid.to_string();
             command
                 .args(["--cap-drop", "ALL", "--cap-add", "CAP_SETUID"])

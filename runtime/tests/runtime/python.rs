@@ -537,3 +537,59 @@ fn a_sandbox_on_a_fresh_host_runs_before_any_environment_exists() {
     assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "42");
     assert!(env_root.is_dir());
 }
+
+/// A root worker that may not mount (a container) gives each process a uid of its own all the
+/// same: `setpriv` first, then bubblewrap in a user namespace of that uid. The process runs as
+/// that uid with no capabilities, and what it writes to `/job/out` is that uid's.
+#[test]
+fn a_root_worker_that_may_not_mount_still_gives_each_process_its_own_uid() {
+    use duma_runtime::sandbox::{Folders, Identity, Purpose};
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let fresh = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(fresh.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (envs, sdk, out) = (
+        fresh.path().join("envs"),
+        fresh.path().join("sdk"),
+        fresh.path().join("out"),
+    );
+    for folder in [&sdk, &out] {
+        std::fs::create_dir(folder).unwrap();
+    }
+    let sandbox = Sandbox::new(
+        &SandboxSettings::default(),
+        Path::new(INTERPRETER),
+        &envs,
+        &sdk,
+    );
+    if sandbox.identity() == Identity::WorkerUid {
+        // Not root: no uid to give away; the worker's own, in a user namespace, is all there is.
+        return;
+    }
+    let sandbox = sandbox.with_identity(Identity::OwnUidOutside);
+    let folders = Folders {
+        input: None,
+        output: Some(out.clone()),
+        scratch: None,
+        writable: Vec::new(),
+    };
+    let output = sandbox
+        .command(Purpose::Serve, &folders, Path::new(INTERPRETER), &[])
+        .expect("the sandbox is available")
+        .args([
+            "-c",
+            "import os; open('/job/out/mine', 'w').write('x'); \
+             caps = [l for l in open('/proc/self/status') if l.startswith('CapEff')][0]; \
+             print(os.getuid(), os.getgid(), caps.split()[1])",
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let printed = String::from_utf8_lossy(&output.stdout);
+    let fields: Vec<&str> = printed.split_whitespace().collect();
+    let uid: u32 = fields[0].parse().unwrap();
+    let base = SandboxSettings::default().uid_base;
+    assert!((base..base + 10_000).contains(&uid), "{printed}");
+    assert_eq!(fields[1], fields[0], "its own gid too");
+    assert_eq!(fields[2], "0000000000000000", "no capabilities");
+    assert_eq!(std::fs::metadata(out.join("mine")).unwrap().uid(), uid);
+}
