@@ -18,16 +18,11 @@ import sys
 import tempfile
 import time
 import uuid
-from urllib.parse import urlparse
 
-import requests
 
 sys.path.insert(0, os.path.dirname(__file__))
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "python"))
-from duma.client import Client  # noqa: E402
-from scenario import Steps, wait_for, write_dataset  # noqa: E402
+from scenario import ServedApps, Steps  # noqa: E402
 
-TASK = "TABULAR_CLASSIFICATION"
 DOCUMENT = os.path.join(os.path.dirname(__file__), "..", "..", "predictor", "openapi.json")
 
 
@@ -42,37 +37,16 @@ def main():
 
     steps = Steps()
     print(f"smoke: fuzzing the predictor at {args.predictor}", flush=True)
-    admin = urlparse(args.admin)
-    superadmin = Client(admin.hostname, admin.port, timeout=60)
-    superadmin.login("superadmin@rafiki", args.superadmin_password)
-    email, password = f"fuzz-{uuid.uuid4().hex[:8]}@example.com", uuid.uuid4().hex
-    superadmin.create_user(email, password, "APP_DEVELOPER")
-    client = Client(admin.hostname, admin.port, timeout=60)
-    client.login(email, password)
-    token = requests.post(f"{args.admin}/tokens", json={"email": email, "password": password},
-                          timeout=30).json()["token"]
-
     with tempfile.TemporaryDirectory(prefix="duma-fuzz-") as work:
-        train_csv, val_csv = os.path.join(work, "train.csv"), os.path.join(work, "val.csv")
-        write_dataset(train_csv, 200, 1)
-        write_dataset(val_csv, 50, 2)
-        train = client.create_dataset("fuzz-train", TASK, train_csv)
-        val = client.create_dataset("fuzz-val", TASK, val_csv)
-        model = [m for m in client.get_available_models(TASK) if m["name"] == "LogisticRegression"][0]
+        apps = ServedApps(args.admin, args.superadmin_password, work, "fuzz")
         jobs = {}
         for kind in ("open", "keyed"):
             app = f"fuzz-{kind}-{uuid.uuid4().hex[:6]}"
-            client.create_train_job(app, TASK, train["id"], val["id"], budget={"MODEL_TRIAL_COUNT": 1},
-                                    models=[model["id"]], train_args={"features": ["x1", "x2"], "target": "y"})
-            steps.run(f"train the {kind} app", lambda: wait_for(
-                "training", lambda: client.get_train_job(app)["status"] == "STOPPED"))
-            client.create_inference_job(app)
-            job = steps.run(f"serve the {kind} app", lambda: wait_for("serving", lambda: (
-                lambda j: j if j["status"] == "RUNNING" else None)(client.get_running_inference_job(app))))
+            job = steps.run(f"train and serve the {kind} app", lambda: apps.serve(app))
             if kind == "keyed":
-                requests.post(f"{args.admin}/apps/{app}/prediction_keys", json={},
-                              headers={"Authorization": f"Bearer {token}"}, timeout=30).raise_for_status()
+                apps.add_key(app)
             jobs[kind] = (app, job["id"])
+        client = apps.client
 
         document = json.load(open(DOCUMENT))
         parameter = document["paths"]["/inference_jobs/{inference_job_id}/predict"]["post"]["parameters"][0]

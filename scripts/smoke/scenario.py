@@ -65,6 +65,50 @@ def write_dataset(path, rows, seed):
             out.writerow([f"{centre[0] + rng.gauss(0, 0.7):.4f}", f"{centre[1] + rng.gauss(0, 0.7):.4f}", label])
 
 
+class ServedApps:
+    """An app developer who serves LogisticRegression apps on the two-feature data (for drills
+    that need a model answering: fuzzing, load): `serve(app)` trains one trial and waits for its
+    inference job to run; `add_key(app)` gives the app a prediction key."""
+
+    def __init__(self, admin_url, superadmin_password, work, prefix):
+        admin = urlparse(admin_url)
+        self.admin_url = admin_url
+        superadmin = Client(admin.hostname, admin.port, timeout=60)
+        superadmin.login("superadmin@rafiki", superadmin_password)
+        email, password = f"{prefix}-{uuid.uuid4().hex[:8]}@example.com", uuid.uuid4().hex
+        superadmin.create_user(email, password, "APP_DEVELOPER")
+        self.client = Client(admin.hostname, admin.port, timeout=60)
+        self.client.login(email, password)
+        self.token = requests.post(f"{admin_url}/tokens", json={"email": email, "password": password},
+                                   timeout=30).json()["token"]
+        train_csv, val_csv = os.path.join(work, "train.csv"), os.path.join(work, "val.csv")
+        write_dataset(train_csv, 200, 1)
+        write_dataset(val_csv, 50, 2)
+        task = "TABULAR_CLASSIFICATION"
+        self.train = self.client.create_dataset(f"{prefix}-train", task, train_csv)
+        self.val = self.client.create_dataset(f"{prefix}-val", task, val_csv)
+        self.model = [m for m in self.client.get_available_models(task) if m["name"] == "LogisticRegression"][0]
+        self.task = task
+
+    def serve(self, app):
+        """Trains `app` (one trial) and serves it; returns its RUNNING inference job."""
+        client = self.client
+        client.create_train_job(app, self.task, self.train["id"], self.val["id"],
+                                budget={"MODEL_TRIAL_COUNT": 1}, models=[self.model["id"]],
+                                train_args={"features": ["x1", "x2"], "target": "y"})
+        wait_for("training", lambda: client.get_train_job(app)["status"] == "STOPPED")
+        client.create_inference_job(app)
+        return wait_for("serving", lambda: (lambda j: j if j["status"] == "RUNNING" else None)(
+            client.get_running_inference_job(app)))
+
+    def add_key(self, app):
+        """A new prediction key of `app` (which then requires one)."""
+        response = requests.post(f"{self.admin_url}/apps/{app}/prediction_keys", json={},
+                                 headers={"Authorization": f"Bearer {self.token}"}, timeout=30)
+        response.raise_for_status()
+        return response.json()["key"]
+
+
 def admin_clients(args, steps, title):
     """Waits for the admin; returns a factory of clients (sessions) for it."""
     print(title, flush=True)

@@ -44,40 +44,40 @@ async fn every_table_is_granted_to_a_service_and_no_service_role_can_change_the_
     let ctx = duma_testkit::context().await;
     let client = ctx.pool.get().await.unwrap();
     let roles: Vec<&str> = Account::ALL.iter().map(|a| a.database_role()).collect();
-    let ungranted: Vec<String> = client
-        .query(
-            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+    let names = |sql: &'static str| {
+        let (client, roles) = (&client, &roles);
+        async move {
+            client
+                .query(sql, &[roles])
+                .await
+                .unwrap()
+                .iter()
+                .map(|row| row.get::<_, String>(0))
+                .collect::<Vec<_>>()
+        }
+    };
+    let ungranted = names(
+        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
              WHERE n.nspname = 'public' AND c.relkind = 'r' \
                AND c.relname <> 'refinery_schema_history' \
                AND NOT EXISTS (SELECT 1 FROM unnest($1::text[]) r \
                                WHERE has_any_column_privilege(r, c.oid, 'SELECT') \
                                   OR has_table_privilege(r, c.oid, 'INSERT'))",
-            &[&roles],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
+    )
+    .await;
     assert!(
         ungranted.is_empty(),
         "tables no service may use: {ungranted:?}"
     );
-    let powerful: Vec<String> = client
-        .query(
-            "SELECT rolname FROM pg_roles WHERE rolname = ANY($1) \
+    let powerful = names(
+        "SELECT rolname FROM pg_roles WHERE rolname = ANY($1) \
                AND (rolsuper OR rolcreaterole OR rolcreatedb OR rolbypassrls \
                     OR has_schema_privilege(rolname, 'public', 'CREATE') \
                     OR EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n \
                                ON n.oid = c.relnamespace \
                                WHERE n.nspname = 'public' AND c.relowner = pg_roles.oid))",
-            &[&roles],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
+    )
+    .await;
     assert!(
         powerful.is_empty(),
         "roles with more than grants: {powerful:?}"

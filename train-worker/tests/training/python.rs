@@ -339,10 +339,9 @@ async fn a_query_reaches_the_model_with_its_keys_in_the_clients_order() {
     assert_eq!(answer["prediction"], json!(["zeta", "alpha", "mid", "b"]));
 }
 
-/// A model that hangs on one query, or whose runner dies, costs that request (504, or 503) and
-/// a reload — never the serving of the queries after it.
-#[tokio::test]
-async fn a_hung_or_dead_runner_is_killed_and_its_model_loaded_again() {
+/// A stack with an inference worker and a predictor, and `predict_faults.py` uploaded: the stack,
+/// the predictor's base URL and the model's id.
+async fn serving_predict_faults() -> (Stack, String, String) {
     let stack = spawn_stack(1).await;
     stack.start_inference_worker();
     let (predictor, _) = stack.start_predictor().await;
@@ -355,6 +354,14 @@ async fn a_hung_or_dead_runner_is_killed_and_its_model_loaded_again() {
             json!({}),
         )
         .await;
+    (stack, predictor, model)
+}
+
+/// A model that hangs on one query, or whose runner dies, costs that request (504, or 503) and
+/// a reload — never the serving of the queries after it.
+#[tokio::test]
+async fn a_hung_or_dead_runner_is_killed_and_its_model_loaded_again() {
+    let (stack, predictor, model) = serving_predict_faults().await;
     assert_eq!(
         train(&stack, "faults", &model, json!({"MODEL_TRIAL_COUNT": 1})).await["status"],
         "STOPPED"
@@ -408,18 +415,7 @@ async fn a_hung_or_dead_runner_is_killed_and_its_model_loaded_again() {
 /// other answers as fast as ever — each hosted model has its own loop.
 #[tokio::test]
 async fn a_slow_model_does_not_hold_up_another_on_the_same_worker() {
-    let stack = spawn_stack(1).await;
-    stack.start_inference_worker();
-    let (predictor, _) = stack.start_predictor().await;
-    let model = stack
-        .upload_model(
-            "faults",
-            TASK,
-            template("predict_faults.py"),
-            "PredictFaults",
-            json!({}),
-        )
-        .await;
+    let (stack, predictor, model) = serving_predict_faults().await;
     let mut urls = Vec::new();
     for app in ["heavy", "light"] {
         assert_eq!(
