@@ -65,6 +65,7 @@ where
     Fut: Future<Output = anyhow::Result<()>>,
 {
     crate::telemetry::init(&settings.log);
+    crate::process::return_large_blocks();
     if let Err(error) = crate::process::forbid_inspection() {
         tracing::warn!(%error, "cannot make the process non-dumpable");
     }
