@@ -9,6 +9,7 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Stdio};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
@@ -343,8 +344,8 @@ impl Runner {
     fn broken(&self, what: &str) -> TemplateError {
         let status = {
             let mut child = self.child.lock();
-            match child.try_wait() {
-                Ok(Some(status)) => {
+            match exit_status_within(&mut child, EXIT_GRACE) {
+                Some(status) => {
                     // bubblewrap exits 128 + the signal that ended the sandboxed process.
                     let signal = status
                         .signal()
@@ -361,6 +362,23 @@ impl Runner {
         let tail = String::from_utf8_lossy(&tail);
         TemplateError::Runner {
             detail: format!("{what}{status}; stderr: {}", tail.trim()),
+        }
+    }
+}
+
+/// How long a runner whose pipe closed gets to be reaped: the pipe closes as the sandboxed
+/// process dies, a moment before bubblewrap exits with its status, and that status is what names
+/// a limit that was hit.
+const EXIT_GRACE: Duration = Duration::from_secs(2);
+
+/// The child's exit status once it has exited, waiting at most `grace` (only failure paths wait).
+fn exit_status_within(child: &mut Child, grace: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + grace;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Some(status),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+            _ => return None,
         }
     }
 }
