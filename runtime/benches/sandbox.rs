@@ -91,16 +91,7 @@ fn serve(template: &PythonTemplate, dataset: &Path) -> f64 {
 fn main() {
     let dir = tempfile::tempdir().unwrap();
     let dataset = dir.path().join("train.csv");
-    let mut csv = String::from("f1,f2,y\n");
-    for i in 0..200 {
-        let centre = if i % 2 == 0 { -2.0 } else { 2.0 };
-        csv.push_str(&format!(
-            "{},{},{}\n",
-            centre + f64::from(i % 7) * 0.1,
-            centre,
-            i % 2
-        ));
-    }
+    let csv = duma_testkit::data::two_class_csv(200, 0.1);
     std::fs::write(&dataset, csv).unwrap();
     let off = template(SandboxMode::Off);
     let on = template(SandboxMode::Bubblewrap);

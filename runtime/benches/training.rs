@@ -7,57 +7,32 @@
 //! `cargo test -p duma-runtime --bench training --config 'profile.dev.package.duma-runtime.opt-level=3'`
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
-use std::fmt::Write as _;
 use std::time::Instant;
 
 use duma_runtime::{TrialLogger, builtin_templates};
 
 #[path = "../tests/runtime/support.rs"]
-#[allow(dead_code)]
+#[allow(dead_code, unused_imports)]
 mod support;
 
-use support::{Files, Rng};
+use support::{Files, Rng, data};
 
 const ROWS: usize = 2000;
 const FEATURES: usize = 32;
 
 /// Four classes whose means differ by 1.5 on a few features each: separable, but not trivially.
 fn classification_csv(rng: &mut Rng, rows: usize) -> String {
-    let mut csv = String::new();
-    let header: Vec<String> = (0..FEATURES).map(|j| format!("f{j}")).collect();
-    writeln!(csv, "{},class", header.join(",")).unwrap();
-    for _ in 0..rows {
-        let class = rng.below(4);
-        for j in 0..FEATURES {
-            let mean = if j % 8 == class * 2 || j % 8 == class * 2 + 1 {
-                1.5
-            } else {
-                0.0
-            };
-            write!(csv, "{:.4},", mean + rng.normal()).unwrap();
-        }
-        writeln!(csv, "c{class}").unwrap();
-    }
-    csv
+    data::four_class_csv(rng, rows, FEATURES)
 }
 
 /// `y = w·x + ε` over all 32 features, weights from -2 to 2, unit noise.
 fn regression_csv(rng: &mut Rng, rows: usize) -> String {
+    let names: Vec<String> = (0..FEATURES).map(|j| format!("f{j}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let weights: Vec<f64> = (0..FEATURES)
         .map(|j| -2.0 + 4.0 * j as f64 / 31.0)
         .collect();
-    let mut csv = String::new();
-    let header: Vec<String> = (0..FEATURES).map(|j| format!("f{j}")).collect();
-    writeln!(csv, "{},y", header.join(",")).unwrap();
-    for _ in 0..rows {
-        let x: Vec<f64> = (0..FEATURES).map(|_| rng.normal()).collect();
-        let y: f64 = x.iter().zip(&weights).map(|(a, w)| a * w).sum::<f64>() + rng.normal();
-        for v in &x {
-            write!(csv, "{v:.4},").unwrap();
-        }
-        writeln!(csv, "{y:.4}").unwrap();
-    }
-    csv
+    data::linear_csv(rng, rows, &names, &weights, 0.0, 1.0)
 }
 
 fn main() {

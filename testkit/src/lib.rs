@@ -6,6 +6,7 @@
 //! test process (parent-death signal). `DUMA_TEST_DATABASE_URL` / `DUMA_TEST_REDIS_URL` point the
 //! kit at existing servers instead.
 
+pub mod data;
 mod process;
 mod servers;
 

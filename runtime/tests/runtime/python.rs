@@ -66,16 +66,7 @@ fn template(file: &str, class: &str) -> PythonTemplate {
 }
 
 fn dataset(dir: &tempfile::TempDir, name: &str) -> PathBuf {
-    let mut csv = String::from("f1,f2,y\n");
-    for i in 0..60 {
-        let class = i % 2;
-        let centre = if class == 0 { -2.0 } else { 2.0 };
-        csv.push_str(&format!(
-            "{},{},{class}\n",
-            centre + (i % 7) as f64 * 0.1,
-            centre - (i % 5) as f64 * 0.1
-        ));
-    }
+    let csv = crate::support::data::two_class_csv(60, 0.1);
     let path = dir.path().join(name);
     std::fs::write(&path, csv).unwrap();
     path

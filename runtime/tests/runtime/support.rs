@@ -1,11 +1,9 @@
 //! Generated datasets and shortcuts shared by the suites.
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use duma_runtime::{BuiltinTemplate, Model, TemplateError, TrialLogger, builtin_template};
-use rand::rngs::Xoshiro256PlusPlus;
-use rand::{RngExt, SeedableRng};
+pub use duma_testkit::data::{self, Rng, blobs_csv, mixed_csv};
 use serde_json::{Map, Value, json};
 use tempfile::TempDir;
 
@@ -42,85 +40,11 @@ impl Files {
     }
 }
 
-pub struct Rng(Xoshiro256PlusPlus);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Self(Xoshiro256PlusPlus::seed_from_u64(seed))
-    }
-
-    /// Standard normal, by Box–Muller.
-    pub fn normal(&mut self) -> f64 {
-        let u1: f64 = self.0.random_range(f64::EPSILON..1.0);
-        let u2: f64 = self.0.random_range(0.0..1.0);
-        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
-    }
-
-    pub fn below(&mut self, n: usize) -> usize {
-        self.0.random_range(0..n)
-    }
-}
-
-/// Gaussian blobs: class `c` has mean 4 on feature `c % n_features`, 0 elsewhere, unit noise.
-/// Far enough apart that any sensible classifier scores above 0.95.
-pub fn blobs_csv(rng: &mut Rng, rows: usize, n_features: usize, classes: &[&str]) -> String {
-    let mut csv = String::new();
-    let header: Vec<String> = (0..n_features).map(|j| format!("x{j}")).collect();
-    writeln!(csv, "{},label", header.join(",")).unwrap();
-    for _ in 0..rows {
-        let class = rng.below(classes.len());
-        for j in 0..n_features {
-            let mean = if j == class % n_features { 4.0 } else { 0.0 };
-            write!(csv, "{:.4},", mean + rng.normal()).unwrap();
-        }
-        writeln!(csv, "{}", classes[class]).unwrap();
-    }
-    csv
-}
-
 pub const LINEAR_WEIGHTS: [f64; 4] = [2.0, -1.0, 0.5, 3.0];
 
 /// `y = 3 + w·x + ε` with standard normal `x` and `ε`: the best possible R² is about 0.93.
 pub fn linear_csv(rng: &mut Rng, rows: usize) -> String {
-    let mut csv = String::from("a,b,c,d,y\n");
-    for _ in 0..rows {
-        let x: Vec<f64> = LINEAR_WEIGHTS.iter().map(|_| rng.normal()).collect();
-        let y = 3.0
-            + x.iter()
-                .zip(LINEAR_WEIGHTS)
-                .map(|(v, w)| v * w)
-                .sum::<f64>()
-            + rng.normal();
-        for v in &x {
-            write!(csv, "{v:.4},").unwrap();
-        }
-        writeln!(csv, "{y:.4}").unwrap();
-    }
-    csv
-}
-
-/// A string feature (`colour`, which decides the class) and a numeric one (`size`), both with
-/// about 10% missing cells, spelled in the different ways missing values appear in files.
-pub fn mixed_csv(rng: &mut Rng, rows: usize) -> String {
-    let mut csv = String::from("colour,size,kind\n");
-    let colours = ["red", "green", "blue"];
-    let kinds = ["apple", "pear", "plum"];
-    let missing = ["", "NA", "nan"];
-    for _ in 0..rows {
-        let class = rng.below(3);
-        let colour = if rng.below(10) == 0 {
-            missing[rng.below(3)]
-        } else {
-            colours[class]
-        };
-        let size = if rng.below(10) == 0 {
-            missing[rng.below(3)].to_owned()
-        } else {
-            format!("{:.3}", class as f64 * 2.0 + 0.5 * rng.normal())
-        };
-        writeln!(csv, "{colour},{size},{}", kinds[class]).unwrap();
-    }
-    csv
+    data::linear_csv(rng, rows, &["a", "b", "c", "d"], &LINEAR_WEIGHTS, 3.0, 1.0)
 }
 
 pub fn no_args() -> Map<String, Value> {

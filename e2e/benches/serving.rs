@@ -6,9 +6,7 @@
 //! `scripts/bench-serving` (needs wrk, nginx, redis-benchmark: scripts/setup installs them).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
-#[path = "../tests/training/stack.rs"]
-#[allow(dead_code)] // shared with the tests, which use more of it
-mod stack;
+use duma_e2e::stack;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -27,25 +25,14 @@ fn main() {
     runtime.block_on(bench());
 }
 
-/// 32 numeric features, two classes separated along every feature.
+/// 32 numeric features `x0…x31`, two classes.
 fn dataset(rows: usize, seed: u64) -> String {
-    let mut state = seed;
-    let mut uniform = move || {
-        state = state
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((state >> 11) as f64) / (1u64 << 53) as f64
-    };
-    let header: Vec<String> = (0..FEATURES).map(|i| format!("x{i}")).collect();
-    let mut csv = format!("{},y\n", header.join(","));
-    for row in 0..rows {
-        let class = row % 2;
-        let values: Vec<String> = (0..FEATURES)
-            .map(|_| format!("{:.4}", class as f64 + uniform() * 1.5 - 0.75))
-            .collect();
-        csv.push_str(&format!("{},{class}\n", values.join(",")));
-    }
-    csv
+    duma_e2e::data::blobs_csv(
+        &mut duma_e2e::data::Rng::new(seed),
+        rows,
+        FEATURES,
+        &["0", "1"],
+    )
 }
 
 fn query() -> Value {
@@ -111,7 +98,7 @@ async fn bench() {
     let stack = stack::spawn_stack(1).await;
     stack.start_inference_worker();
     let (predictor, _) = stack.start_predictor().await;
-    let nginx = stack::Nginx::start(std::slice::from_ref(&predictor));
+    let nginx = duma_e2e::nginx::Nginx::start(std::slice::from_ref(&predictor));
     let task = "TABULAR_CLASSIFICATION";
     let train = stack.upload_dataset(task, dataset(2000, 1)).await;
     let val = stack.upload_dataset(task, dataset(500, 2)).await;
@@ -129,6 +116,7 @@ async fn bench() {
     let body = json!({"query": query()}).to_string();
     let deadline = Instant::now() + Duration::from_secs(60);
     while stack
+        .client
         .http
         .post(&url)
         .header("content-type", "application/json")

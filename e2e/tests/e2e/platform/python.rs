@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::stack::{Stack, spawn_stack};
+use duma_e2e::stack::{Stack, spawn_stack};
 
 const TASK: &str = "TABULAR_CLASSIFICATION";
 
@@ -21,17 +21,7 @@ fn template(name: &str) -> Vec<u8> {
 
 /// Two classes in two features, target column `y` (what the test templates read).
 fn csv(rows: usize) -> String {
-    let mut csv = String::from("f1,f2,y\n");
-    for i in 0..rows {
-        let class = i % 2;
-        let centre = if class == 0 { -2.0 } else { 2.0 };
-        csv.push_str(&format!(
-            "{},{},{class}\n",
-            centre + (i % 7) as f64 * 0.2,
-            centre - (i % 5) as f64 * 0.2
-        ));
-    }
-    csv
+    duma_e2e::data::two_class_csv(rows, 0.2)
 }
 
 async fn train(stack: &Stack, app: &str, model: &str, budget: Value) -> Value {
@@ -79,8 +69,9 @@ async fn a_rafiki_template_trains_end_to_end_and_saves_its_parameters() {
         "the template's logger reached the trial logs: {logs}"
     );
     let params = stack
+        .client
         .http
-        .get(stack.url(&format!(
+        .get(stack.client.url(&format!(
             "/trials/{}/parameters",
             trials[0]["id"].as_str().unwrap()
         )))
@@ -214,10 +205,11 @@ async fn a_trained_python_template_is_served_by_the_predictor() {
     let job = stack
         .post("/inference_jobs", json!({"app": "pyserve"}))
         .await;
-    let url = crate::stack::predict_url(&job, &predictor);
+    let url = duma_e2e::stack::predict_url(&job, &predictor);
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let body = loop {
         let response = stack
+            .client
             .http
             .post(&url)
             .json(&json!({"queries": [{"f1": -2.0, "f2": -2.0}, {"f1": 2.0, "f2": 2.0}]}))
@@ -243,6 +235,7 @@ async fn a_trained_python_template_is_served_by_the_predictor() {
     // A query the model raises on: the app user learns what the model said, not its traceback
     // or the server's paths (those are in the inference worker's log).
     let response = stack
+        .client
         .http
         .post(&url)
         .json(&json!({"query": "not a row"}))
@@ -317,12 +310,13 @@ async fn a_query_reaches_the_model_with_its_keys_in_the_clients_order() {
     let job = stack
         .post("/inference_jobs", json!({"app": "keyorder"}))
         .await;
-    let url = crate::stack::predict_url(&job, &predictor);
+    let url = duma_e2e::stack::predict_url(&job, &predictor);
     // Raw text: a client's order, not any map's.
     let body = r#"{"query": {"zeta": 1, "alpha": 2, "mid": 3, "b": 4}}"#;
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let answer = loop {
         let response = stack
+            .client
             .http
             .post(&url)
             .header("Content-Type", "application/json")
@@ -369,9 +363,9 @@ async fn a_hung_or_dead_runner_is_killed_and_its_model_loaded_again() {
     let job = stack
         .post("/inference_jobs", json!({"app": "faults"}))
         .await;
-    let url = crate::stack::predict_url(&job, &predictor);
+    let url = duma_e2e::stack::predict_url(&job, &predictor);
     let predict = |query: Value| {
-        let (http, url) = (stack.http.clone(), url.clone());
+        let (http, url) = (stack.client.http.clone(), url.clone());
         async move {
             http.post(&url)
                 .json(&json!({ "query": query }))
@@ -423,10 +417,10 @@ async fn a_slow_model_does_not_hold_up_another_on_the_same_worker() {
             "STOPPED"
         );
         let job = stack.post("/inference_jobs", json!({"app": app})).await;
-        urls.push(crate::stack::predict_url(&job, &predictor));
+        urls.push(duma_e2e::stack::predict_url(&job, &predictor));
     }
     let predict = |url: String, query: Value| {
-        let http = stack.http.clone();
+        let http = stack.client.http.clone();
         async move {
             let started = std::time::Instant::now();
             let response = http
@@ -464,7 +458,7 @@ async fn a_slow_model_does_not_hold_up_another_on_the_same_worker() {
 /// workers run one user's trials one after the other, never side by side.
 #[tokio::test]
 async fn a_users_trials_run_no_more_at_once_than_the_quota() {
-    let stack = crate::stack::spawn_stack_with(2, |settings| {
+    let stack = duma_e2e::stack::spawn_stack_with(2, |settings| {
         settings.admin.quota_concurrent_trials = 1;
     })
     .await;

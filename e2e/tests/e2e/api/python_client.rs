@@ -1,7 +1,8 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use crate::helpers::{PASSWORD, SUPERADMIN, spawn_app};
+use duma_e2e::admin::spawn_app;
+use duma_e2e::client::{PASSWORD, SUPERADMIN};
 
 /// The interpreter scripts/setup prepared (with requests and pytest), else the system one.
 fn python() -> PathBuf {

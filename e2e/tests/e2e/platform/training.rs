@@ -1,34 +1,15 @@
 use std::collections::HashSet;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use duma_common::db::{models, users, workers};
-use duma_domain::{AccessRight, KnobConfig, LeaseKind, ModelId, TemplateKind, WorkerKind};
-use serde_json::{Value, json};
+use duma_common::db::{models, users};
+use duma_domain::{AccessRight, KnobConfig, ModelId, TemplateKind};
+use serde_json::json;
 
-use crate::stack::{Stack, classification_csv, regression_csv, spawn_stack, spawn_stack_with};
+use duma_e2e::data::{classification_csv, regression_csv};
+use duma_e2e::stack::{Stack, spawn_stack, statuses};
 
 const CLASSIFICATION: &str = "TABULAR_CLASSIFICATION";
 const REGRESSION: &str = "TABULAR_REGRESSION";
-
-async fn start_job(
-    stack: &Stack,
-    app: &str,
-    task: &str,
-    model_ids: &[String],
-    budget: Value,
-    csv: fn(usize, u64) -> String,
-) {
-    let train = stack.upload_dataset(task, csv(300, 1)).await;
-    let val = stack.upload_dataset(task, csv(150, 2)).await;
-    stack
-        .post(
-            "/train_jobs",
-            json!({"app": app, "task": task, "train_dataset_id": train, "val_dataset_id": val,
-                   "budget": budget, "model_ids": model_ids}),
-        )
-        .await;
-}
 
 /// Registers a built-in template under another name, optionally with its knobs pinned, as the
 /// superadmin's public model.
@@ -66,13 +47,6 @@ async fn native_model(
     model.id.to_string()
 }
 
-fn statuses(trials: &[Value]) -> Vec<&str> {
-    trials
-        .iter()
-        .map(|t| t["status"].as_str().unwrap())
-        .collect()
-}
-
 #[tokio::test]
 async fn two_models_two_workers_five_trials_each() {
     let stack = spawn_stack(2).await;
@@ -82,15 +56,15 @@ async fn two_models_two_workers_five_trials_each() {
             &["LogisticRegression", "KNeighborsClassifier"],
         )
         .await;
-    start_job(
-        &stack,
-        "easy",
-        CLASSIFICATION,
-        &models,
-        json!({"MODEL_TRIAL_COUNT": 5}),
-        classification_csv,
-    )
-    .await;
+    stack
+        .start_train_job(
+            "easy",
+            CLASSIFICATION,
+            &models,
+            json!({"MODEL_TRIAL_COUNT": 5}),
+            classification_csv,
+        )
+        .await;
 
     let job = stack.wait_for_end("easy", Duration::from_secs(120)).await;
     assert_eq!(job["status"], "STOPPED", "{job}");
@@ -129,8 +103,9 @@ async fn two_models_two_workers_five_trials_each() {
         "{logs}"
     );
     let params = stack
+        .client
         .http
-        .get(stack.url(&format!("/trials/{id}/parameters")))
+        .get(stack.client.url(&format!("/trials/{id}/parameters")))
         .bearer_auth(&stack.token)
         .send()
         .await
@@ -142,15 +117,15 @@ async fn two_models_two_workers_five_trials_each() {
 async fn a_regression_job_reaches_a_sensible_r2() {
     let stack = spawn_stack(1).await;
     let models = stack.builtin_models(REGRESSION, &["RidgeRegression"]).await;
-    start_job(
-        &stack,
-        "reg",
-        REGRESSION,
-        &models,
-        json!({"MODEL_TRIAL_COUNT": 3}),
-        regression_csv,
-    )
-    .await;
+    stack
+        .start_train_job(
+            "reg",
+            REGRESSION,
+            &models,
+            json!({"MODEL_TRIAL_COUNT": 3}),
+            regression_csv,
+        )
+        .await;
     let job = stack.wait_for_end("reg", Duration::from_secs(120)).await;
     assert_eq!(job["status"], "STOPPED", "{job}");
     let best = stack
@@ -167,15 +142,15 @@ async fn the_time_budget_ends_a_job_and_trials_in_flight_finish() {
         .builtin_models(CLASSIFICATION, &["LogisticRegression"])
         .await;
     // About two seconds of budget, no trial limit.
-    start_job(
-        &stack,
-        "timed",
-        CLASSIFICATION,
-        &models,
-        json!({"TIME_HOURS": 0.0006}),
-        classification_csv,
-    )
-    .await;
+    stack
+        .start_train_job(
+            "timed",
+            CLASSIFICATION,
+            &models,
+            json!({"TIME_HOURS": 0.0006}),
+            classification_csv,
+        )
+        .await;
     let job = stack.wait_for_end("timed", Duration::from_secs(60)).await;
     assert_eq!(job["status"], "STOPPED", "{job}");
     let trials = stack.trials("timed").await;
@@ -193,15 +168,15 @@ async fn a_user_stop_ends_the_job_at_once_and_leaves_no_trial_running() {
     let models = stack
         .builtin_models(CLASSIFICATION, &["RandomForestClassifier"])
         .await;
-    start_job(
-        &stack,
-        "stopme",
-        CLASSIFICATION,
-        &models,
-        json!({"TIME_HOURS": 1}),
-        classification_csv,
-    )
-    .await;
+    stack
+        .start_train_job(
+            "stopme",
+            CLASSIFICATION,
+            &models,
+            json!({"TIME_HOURS": 1}),
+            classification_csv,
+        )
+        .await;
     let deadline = Instant::now() + Duration::from_secs(60);
     while !stack
         .trials("stopme")
@@ -235,192 +210,20 @@ async fn a_user_stop_ends_the_job_at_once_and_leaves_no_trial_running() {
 }
 
 #[tokio::test]
-async fn a_killed_train_worker_does_not_stop_the_job() {
-    let stack = spawn_stack(0).await;
-    let port = duma_testkit::free_port();
-    let mut victim = Command::new(env!("CARGO_BIN_EXE_duma-train-worker"))
-        .envs(stack.ctx.service_env())
-        .env("DUMA_TRAIN_WORKER__PORT", port.to_string())
-        .env("DUMA_TRAIN_WORKER__LEASE_TTL_MS", "1000")
-        .env("DUMA_TRAIN_WORKER__HEARTBEAT_INTERVAL_MS", "200")
-        .env(
-            "DUMA_TRAIN_WORKER__CACHE_DIR",
-            stack.ctx.dir.path().join("victim-cache"),
-        )
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let models = stack
-        .builtin_models(CLASSIFICATION, &["RandomForestClassifier"])
-        .await;
-    start_job(
-        &stack,
-        "kill",
-        CLASSIFICATION,
-        &models,
-        json!({"MODEL_TRIAL_COUNT": 4}),
-        classification_csv,
-    )
-    .await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !stack
-        .trials("kill")
-        .await
-        .iter()
-        .any(|t| t["status"] == "RUNNING")
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the victim never started a trial"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    victim.kill().unwrap();
-    victim.wait().unwrap();
-    stack.start_train_worker();
-
-    let job = stack.wait_for_end("kill", Duration::from_secs(120)).await;
-    assert_eq!(job["status"], "STOPPED", "{job}");
-    let trials = stack.trials("kill").await;
-    assert_eq!(
-        trials.len(),
-        4,
-        "the budget counts every trial, the lost one too"
-    );
-    assert!(!statuses(&trials).contains(&"RUNNING"));
-    assert!(statuses(&trials).contains(&"COMPLETED"));
-}
-
-/// A child process killed (SIGKILL) when dropped, so a failing test leaves none behind.
-struct Killed(std::process::Child);
-
-impl Killed {
-    fn kill(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// A real train worker process, with leases short enough that its death is noticed in a second.
-fn train_worker_process(stack: &Stack, name: &str) -> Killed {
-    let child = Command::new(env!("CARGO_BIN_EXE_duma-train-worker"))
-        .envs(stack.ctx.service_env())
-        .env(
-            "DUMA_TRAIN_WORKER__PORT",
-            duma_testkit::free_port().to_string(),
-        )
-        .env("DUMA_TRAIN_WORKER__LEASE_TTL_MS", "1000")
-        .env("DUMA_TRAIN_WORKER__HEARTBEAT_INTERVAL_MS", "200")
-        .env(
-            "DUMA_TRAIN_WORKER__CACHE_DIR",
-            stack.ctx.dir.path().join(name),
-        )
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    Killed(child)
-}
-
-/// The id of the train worker registered last.
-async fn newest_train_worker(stack: &Stack) -> Option<uuid::Uuid> {
-    let db = stack.ctx.pool.get().await.unwrap();
-    db.query_opt(
-        "SELECT id FROM workers WHERE kind = 'TRAIN' ORDER BY datetime_started DESC LIMIT 1",
-        &[],
-    )
-    .await
-    .unwrap()
-    .map(|row| row.get::<_, duma_domain::WorkerId>(0).0)
-}
-
-/// The race the fault drills found: a worker SIGKILLed mid-trial and restarted at once (as a
-/// supervisor does) must not take its dead predecessor's lease over before the predecessor's
-/// trial is cleaned up — else that trial stays RUNNING and the job never ends. Every other lease
-/// is held (by a busy worker that never finishes) and the reconciler is slower than the lease
-/// expiry, as in production, so the restarted worker meets the expired lease first.
-#[tokio::test]
-async fn a_train_worker_killed_and_restarted_at_once_again_and_again_never_wedges_the_job() {
-    const KILLS: u64 = 4;
-    let stack = spawn_stack_with(0, |settings| settings.admin.reconcile_interval_ms = 2_500).await;
-    let models = stack
-        .builtin_models(CLASSIFICATION, &["RandomForestClassifier"])
-        .await;
-    start_job(
-        &stack,
-        "drill",
-        CLASSIFICATION,
-        &models,
-        json!({"MODEL_TRIAL_COUNT": 10}),
-        classification_csv,
-    )
-    .await;
-    let db = stack.ctx.pool.get().await.unwrap();
-    let busy = workers::register(&db, WorkerKind::Train, "busy", &json!({}))
-        .await
-        .unwrap();
-    workers::claim(&db, LeaseKind::Train, busy.id, Duration::from_secs(600))
-        .await
-        .unwrap()
-        .expect("the job has two TRAIN leases");
-    drop(db);
-    let mut worker = train_worker_process(&stack, "cache-0");
-    let mut killed_trials = HashSet::new();
-    for kill in 1..=KILLS {
-        // Wait for the victim to run a trial, then kill it at a varying point of that trial.
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let victim = newest_train_worker(&stack).await.map(|id| id.to_string());
-            let trials = stack.trials("drill").await;
-            let running = trials.iter().find(|t| {
-                t["status"] == "RUNNING"
-                    && t["worker_id"].as_str() == victim.as_deref()
-                    && !killed_trials.contains(&t["id"].to_string())
-            });
-            if let Some(trial) = running {
-                killed_trials.insert(trial["id"].to_string());
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "kill {kill}: the victim ran no trial: {trials:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        tokio::time::sleep(Duration::from_millis(37 * kill)).await;
-        worker.kill();
-        worker = train_worker_process(&stack, &format!("cache-{kill}"));
-    }
-    let job = stack.wait_for_end("drill", Duration::from_secs(30)).await;
-    worker.kill();
-    assert_eq!(job["status"], "STOPPED", "{job}");
-    let trials = stack.trials("drill").await;
-    assert!(!statuses(&trials).contains(&"RUNNING"), "{trials:?}");
-    assert_eq!(trials.len(), 10, "the budget counts every trial");
-}
-
-#[tokio::test]
 async fn an_advisor_restart_keeps_numbers_unique_and_the_budget() {
     let stack = spawn_stack(2).await;
     let models = stack
         .builtin_models(CLASSIFICATION, &["LogisticRegression"])
         .await;
-    start_job(
-        &stack,
-        "restart",
-        CLASSIFICATION,
-        &models,
-        json!({"MODEL_TRIAL_COUNT": 8}),
-        classification_csv,
-    )
-    .await;
+    stack
+        .start_train_job(
+            "restart",
+            CLASSIFICATION,
+            &models,
+            json!({"MODEL_TRIAL_COUNT": 8}),
+            classification_csv,
+        )
+        .await;
     let deadline = Instant::now() + Duration::from_secs(60);
     while stack.trials("restart").await.len() < 2 {
         assert!(Instant::now() < deadline, "no trials");
@@ -453,15 +256,15 @@ async fn a_fixed_knob_template_runs_exactly_one_trial() {
         Some(knob_config),
     )
     .await;
-    start_job(
-        &stack,
-        "fixed",
-        CLASSIFICATION,
-        &[pinned],
-        json!({"MODEL_TRIAL_COUNT": 5}),
-        classification_csv,
-    )
-    .await;
+    stack
+        .start_train_job(
+            "fixed",
+            CLASSIFICATION,
+            &[pinned],
+            json!({"MODEL_TRIAL_COUNT": 5}),
+            classification_csv,
+        )
+        .await;
     let job = stack.wait_for_end("fixed", Duration::from_secs(60)).await;
     assert_eq!(job["status"], "STOPPED", "{job}");
     let trials = stack.trials("fixed").await;
@@ -477,15 +280,15 @@ async fn a_fixed_knob_template_runs_exactly_one_trial() {
 async fn an_invalid_template_makes_its_sub_job_and_job_errored_with_the_reason() {
     let stack = spawn_stack(1).await;
     let broken = native_model(&stack, "Broken", "duma.tabular.DoesNotExist", None).await;
-    start_job(
-        &stack,
-        "broken",
-        CLASSIFICATION,
-        &[broken],
-        json!({"MODEL_TRIAL_COUNT": 2}),
-        classification_csv,
-    )
-    .await;
+    stack
+        .start_train_job(
+            "broken",
+            CLASSIFICATION,
+            &[broken],
+            json!({"MODEL_TRIAL_COUNT": 2}),
+            classification_csv,
+        )
+        .await;
     let job = stack.wait_for_end("broken", Duration::from_secs(60)).await;
     assert_eq!(job["status"], "ERRORED", "{job}");
     assert!(
@@ -508,15 +311,15 @@ async fn one_invalid_model_among_valid_ones_ends_the_job_errored_naming_it() {
         .builtin_models(CLASSIFICATION, &["LogisticRegression"])
         .await;
     models.push(broken);
-    start_job(
-        &stack,
-        "mixed",
-        CLASSIFICATION,
-        &models,
-        json!({"MODEL_TRIAL_COUNT": 2}),
-        classification_csv,
-    )
-    .await;
+    stack
+        .start_train_job(
+            "mixed",
+            CLASSIFICATION,
+            &models,
+            json!({"MODEL_TRIAL_COUNT": 2}),
+            classification_csv,
+        )
+        .await;
     let job = stack.wait_for_end("mixed", Duration::from_secs(60)).await;
     assert_eq!(job["status"], "ERRORED", "{job}");
     let error = job["error"].as_str().unwrap();

@@ -4,7 +4,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::stack::{Stack, classification_csv, spawn_stack, spawn_stack_with};
+use duma_e2e::data::classification_csv;
+use duma_e2e::stack::{Stack, spawn_stack, spawn_stack_with};
 
 const TASK: &str = "TABULAR_CLASSIFICATION";
 
@@ -24,7 +25,7 @@ async fn deploy(stack: &Stack, app: &str, models: &[String], predictor: &str) ->
         "STOPPED"
     );
     let job = stack.post("/inference_jobs", json!({"app": app})).await;
-    crate::stack::predict_url(&job, predictor)
+    duma_e2e::stack::predict_url(&job, predictor)
 }
 
 async fn wait_running(stack: &Stack, app: &str) {
@@ -62,6 +63,7 @@ async fn train_deploy_predict_with_rafikis_shapes_and_errors() {
     wait_running(&stack, "serve").await;
 
     let one: Value = stack
+        .client
         .http
         .post(&url)
         .json(&json!({"query": query(1)}))
@@ -77,6 +79,7 @@ async fn train_deploy_predict_with_rafikis_shapes_and_errors() {
     assert_eq!(one["predictions"], json!([]));
 
     let many: Value = stack
+        .client
         .http
         .post(&url)
         .json(&json!({"queries": [query(0), query(1), query(0)]}))
@@ -107,6 +110,7 @@ async fn train_deploy_predict_with_rafikis_shapes_and_errors() {
         ),
     ] {
         let response = stack
+            .client
             .http
             .post(&url)
             .header("content-type", "application/json")
@@ -126,6 +130,7 @@ async fn train_deploy_predict_with_rafikis_shapes_and_errors() {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let response = stack
+            .client
             .http
             .post(&url)
             .json(&json!({"query": query(1)}))
@@ -165,6 +170,7 @@ async fn an_ensemble_of_two_models_returns_the_mean_of_their_probabilities() {
         .clone();
     let q = json!({"f1": 0.2, "f2": -0.1, "f3": 0.3, "f4": 0.0, "colour": "blue"});
     let ensembled: Value = stack
+        .client
         .http
         .post(&url)
         .json(&json!({"query": q}))
@@ -233,6 +239,7 @@ async fn no_worker_means_504_within_the_deadline_and_a_full_job_503() {
 
     let started = Instant::now();
     let response = stack
+        .client
         .http
         .post(&url)
         .json(&json!({"query": query(1)}))
@@ -248,6 +255,7 @@ async fn no_worker_means_504_within_the_deadline_and_a_full_job_503() {
 
     let calls = (0..6).map(|_| {
         stack
+            .client
             .http
             .post(&url)
             .json(&json!({"query": query(1)}))
@@ -321,12 +329,13 @@ async fn two_predictors_behind_one_nginx_both_serve() {
     stack.start_inference_worker();
     let (first, _) = stack.start_predictor().await;
     let (second, _) = stack.start_predictor().await;
-    let nginx = crate::stack::Nginx::start(&[first.clone(), second.clone()]);
+    let nginx = duma_e2e::nginx::Nginx::start(&[first.clone(), second.clone()]);
     let models = stack.builtin_models(TASK, &["LogisticRegression"]).await;
     let url = deploy(&stack, "lb", &models, &nginx.url).await;
     wait_running(&stack, "lb").await;
     for _ in 0..20 {
         let response = stack
+            .client
             .http
             .post(&url)
             .json(&json!({"query": query(0)}))
@@ -338,6 +347,7 @@ async fn two_predictors_behind_one_nginx_both_serve() {
     // nginx passes on predictions and health only: metrics stay on the predictors' own ports.
     for path in ["/metrics", "/inference_jobs/x/trials", "/admin"] {
         let response = stack
+            .client
             .http
             .get(format!("{}{path}", nginx.url))
             .send()
@@ -346,6 +356,7 @@ async fn two_predictors_behind_one_nginx_both_serve() {
         assert_eq!(response.status(), 404, "{path}");
     }
     let health = stack
+        .client
         .http
         .get(format!("{}/health", nginx.url))
         .send()
@@ -354,6 +365,7 @@ async fn two_predictors_behind_one_nginx_both_serve() {
     assert_eq!(health.status(), 200);
     for predictor in [first, second] {
         let metrics = stack
+            .client
             .http
             .get(format!("{predictor}/metrics"))
             .send()
@@ -403,12 +415,13 @@ async fn nginx_retries_a_prediction_that_met_a_dead_predictor_on_a_live_one() {
     stack.start_inference_worker();
     let (live, _) = stack.start_predictor().await;
     let dead = DeadPredictor::start();
-    let nginx = crate::stack::Nginx::start(&[dead.url.clone(), live]);
+    let nginx = duma_e2e::nginx::Nginx::start(&[dead.url.clone(), live]);
     let models = stack.builtin_models(TASK, &["LogisticRegression"]).await;
     let url = deploy(&stack, "retry", &models, &nginx.url).await;
     wait_running(&stack, "retry").await;
     for i in 0..20 {
         let response = stack
+            .client
             .http
             .post(&url)
             .json(&json!({"query": query(i % 2)}))
@@ -432,6 +445,7 @@ async fn a_killed_inference_worker_is_replaced_and_the_job_serves_again() {
     let url = deploy(&stack, "failover", &models, &predictor).await;
     wait_running(&stack, "failover").await;
     let ok = stack
+        .client
         .http
         .post(&url)
         .json(&json!({"query": query(1)}))
@@ -447,6 +461,7 @@ async fn a_killed_inference_worker_is_replaced_and_the_job_serves_again() {
     stack.start_inference_worker();
     loop {
         let response = stack
+            .client
             .http
             .post(&url)
             .json(&json!({"query": query(1)}))
@@ -486,6 +501,7 @@ async fn a_dead_inference_workers_model_is_taken_over_long_before_its_lease_expi
     stack.start_inference_worker();
     let predict = || {
         stack
+            .client
             .http
             .post(&url)
             .json(&json!({"query": query(1)}))
@@ -530,6 +546,7 @@ async fn a_predictor_whose_redis_is_gone_answers_503_at_once() {
     let lonely_url = url.replacen(&predictor, &lonely_base, 1);
     let sent = Instant::now();
     let response = stack
+        .client
         .http
         .post(&lonely_url)
         .json(&json!({"query": query(1)}))
@@ -560,7 +577,7 @@ async fn oversized_bodies_and_batches_get_413_naming_the_limit() {
     let url = deploy(&stack, "bounded", &models, &predictor).await;
     wait_running(&stack, "bounded").await;
     let send = |body: Value| {
-        let request = stack.http.post(&url).json(&body);
+        let request = stack.client.http.post(&url).json(&body);
         async move {
             let response = request.send().await.unwrap();
             let status = response.status().as_u16();
@@ -600,6 +617,7 @@ async fn made_up_job_ids_add_no_metric_series_and_a_stopped_jobs_series_go() {
     let url = deploy(&stack, "labels", &models, &predictor).await;
     wait_running(&stack, "labels").await;
     let ok = stack
+        .client
         .http
         .post(&url)
         .json(&json!({"query": query(1)}))
@@ -614,6 +632,7 @@ async fn made_up_job_ids_add_no_metric_series_and_a_stopped_jobs_series_go() {
             format!("garbage-{i}")
         };
         let response = stack
+            .client
             .http
             .post(format!("{predictor}/inference_jobs/{made_up}/predict"))
             .json(&json!({"query": query(1)}))
@@ -624,6 +643,7 @@ async fn made_up_job_ids_add_no_metric_series_and_a_stopped_jobs_series_go() {
     }
     let job_labels = || async {
         let metrics = stack
+            .client
             .http
             .get(format!("{predictor}/metrics"))
             .send()
@@ -671,7 +691,11 @@ async fn an_app_with_prediction_keys_answers_only_their_bearers() {
     let url = deploy(&stack, "keyed", &models, &predictor).await;
     wait_running(&stack, "keyed").await;
     let send = |header: Option<(&'static str, String)>| {
-        let mut request = stack.http.post(&url).json(&json!({"query": query(1)}));
+        let mut request = stack
+            .client
+            .http
+            .post(&url)
+            .json(&json!({"query": query(1)}));
         if let Some((name, value)) = header {
             request = request.header(name, value);
         }
@@ -709,8 +733,13 @@ async fn an_app_with_prediction_keys_answers_only_their_bearers() {
     );
     let id = created["id"].as_str().unwrap();
     let revoked = stack
+        .client
         .http
-        .delete(stack.url(&format!("/apps/keyed/prediction_keys/{id}")))
+        .delete(
+            stack
+                .client
+                .url(&format!("/apps/keyed/prediction_keys/{id}")),
+        )
         .bearer_auth(&stack.token)
         .send()
         .await

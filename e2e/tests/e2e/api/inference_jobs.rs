@@ -1,7 +1,8 @@
 use serde_json::json;
 
-use crate::helpers::{expect_error, json_ok, spawn_app};
-use crate::trials::train_job_with_trials;
+use crate::api::trials::train_job_with_trials;
+use duma_e2e::admin::spawn_app;
+use duma_e2e::client::{expect_error, json_ok};
 
 #[tokio::test]
 async fn inference_jobs_serve_stopped_train_jobs() {
@@ -195,16 +196,16 @@ async fn stop_all_jobs_is_for_superadmins_and_stops_everything() {
 /// app must exist to have keys.
 #[tokio::test]
 async fn prediction_keys_are_managed_by_the_apps_owner_only() {
-    let app = crate::helpers::spawn_app().await;
+    let app = duma_e2e::admin::spawn_app().await;
     let owner = app.user("APP_DEVELOPER").await;
     let other = app.user("APP_DEVELOPER").await;
-    crate::helpers::json_ok(
+    duma_e2e::client::json_ok(
         app.train_job(&owner, "mine", "TABULAR_CLASSIFICATION", &[])
             .await,
     )
     .await;
 
-    let created = crate::helpers::json_ok(
+    let created = duma_e2e::client::json_ok(
         app.post(Some(&owner.token), "/apps/mine/prediction_keys", json!({}))
             .await,
     )
@@ -223,7 +224,7 @@ async fn prediction_keys_are_managed_by_the_apps_owner_only() {
         let response = request.bearer_auth(&other.token).send().await.unwrap();
         assert_eq!(response.status(), 404, "{method} {path} by another user");
     }
-    crate::helpers::expect_error(
+    duma_e2e::client::expect_error(
         app.post(
             Some(&owner.token),
             "/apps/nothing-here/prediction_keys",
@@ -234,7 +235,7 @@ async fn prediction_keys_are_managed_by_the_apps_owner_only() {
         "InvalidTrainJobError",
     )
     .await;
-    crate::helpers::expect_error(
+    duma_e2e::client::expect_error(
         app.delete(
             Some(&owner.token),
             "/apps/mine/prediction_keys/not-a-key",
@@ -245,7 +246,7 @@ async fn prediction_keys_are_managed_by_the_apps_owner_only() {
         "InvalidPredictionKeyError",
     )
     .await;
-    let listed = crate::helpers::json_ok(
+    let listed = duma_e2e::client::json_ok(
         app.get(Some(&owner.token), "/apps/mine/prediction_keys")
             .await,
     )

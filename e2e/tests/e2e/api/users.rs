@@ -1,6 +1,7 @@
 use serde_json::json;
 
-use crate::helpers::{PASSWORD, SUPERADMIN, expect_error, json_ok, spawn_app};
+use duma_e2e::admin::spawn_app;
+use duma_e2e::client::{PASSWORD, SUPERADMIN, expect_error, json_ok};
 
 #[tokio::test]
 async fn login_returns_a_token_with_rafikis_fields() {
@@ -218,7 +219,7 @@ async fn banning_revokes_tokens_at_once_and_follows_the_rules() {
 /// locked out too. Successful logins never count.
 #[tokio::test]
 async fn failed_logins_lock_the_account_then_the_address_out_with_429() {
-    let app = crate::helpers::spawn_app_with(|settings| {
+    let app = duma_e2e::admin::spawn_app_with(|settings| {
         settings.admin.login_failures_per_account = 3;
         settings.admin.login_failures_per_address = 5;
     })

@@ -1,4 +1,5 @@
-use crate::helpers::{expect_error, json_ok, spawn_app};
+use duma_e2e::admin::spawn_app;
+use duma_e2e::client::{expect_error, json_ok};
 
 #[tokio::test]
 async fn upload_get_download_and_delete_a_model() {

@@ -1,6 +1,7 @@
 use serde_json::json;
 
-use crate::helpers::{expect_error, json_ok, spawn_app, spawn_app_with};
+use duma_e2e::admin::{spawn_app, spawn_app_with};
+use duma_e2e::client::{expect_error, json_ok};
 
 #[tokio::test]
 async fn upload_and_list_own_datasets_by_task() {
@@ -166,7 +167,7 @@ async fn dataset_url_downloads_when_private_addresses_are_allowed() {
 #[tokio::test]
 async fn uploads_stop_at_the_users_storage_quota() {
     let app =
-        crate::helpers::spawn_app_with(|settings| settings.admin.quota_stored_bytes = 2000).await;
+        duma_e2e::admin::spawn_app_with(|settings| settings.admin.quota_stored_bytes = 2000).await;
     let dev = app.user("APP_DEVELOPER").await;
     let other = app.user("APP_DEVELOPER").await;
     let upload = |token: String, bytes: usize| {
@@ -174,21 +175,21 @@ async fn uploads_stop_at_the_users_storage_quota() {
         let app = &app;
         async move { app.upload_dataset(&token, "d", "T", csv).await }
     };
-    crate::helpers::json_ok(upload(dev.token.clone(), 1500).await).await;
-    let message = crate::helpers::expect_error(
+    duma_e2e::client::json_ok(upload(dev.token.clone(), 1500).await).await;
+    let message = duma_e2e::client::expect_error(
         upload(dev.token.clone(), 1500).await,
         413,
         "PayloadTooLargeError",
     )
     .await;
     assert!(message.contains("500 bytes"), "{message}");
-    crate::helpers::json_ok(upload(dev.token.clone(), 500).await).await;
-    let message = crate::helpers::expect_error(
+    duma_e2e::client::json_ok(upload(dev.token.clone(), 500).await).await;
+    let message = duma_e2e::client::expect_error(
         upload(dev.token.clone(), 10).await,
         403,
         "QuotaExceededError",
     )
     .await;
     assert!(message.contains("your quota is 2000"), "{message}");
-    crate::helpers::json_ok(upload(other.token.clone(), 1500).await).await;
+    duma_e2e::client::json_ok(upload(other.token.clone(), 1500).await).await;
 }

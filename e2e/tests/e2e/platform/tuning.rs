@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::stack::spawn_stack;
+use duma_e2e::stack::spawn_stack;
 
 const TASK: &str = "TABULAR_REGRESSION";
 const RUNS: usize = 3;

@@ -2,7 +2,8 @@
 
 use serde_json::json;
 
-use crate::helpers::{expect_error, json_ok, spawn_app};
+use duma_e2e::admin::spawn_app;
+use duma_e2e::client::{expect_error, json_ok};
 
 #[tokio::test]
 async fn malformed_bodies_wrong_types_and_missing_fields_are_400() {
@@ -296,7 +297,7 @@ async fn nul_characters_are_refused_with_400() {
     let app = spawn_app().await;
     let token = app.superadmin.clone();
     for path in ["/datasets?task=%00x", "/train_jobs/a%00b"] {
-        let message = crate::helpers::expect_error(
+        let message = duma_e2e::client::expect_error(
             app.get(Some(&token), path).await,
             400,
             "InvalidRequestError",
@@ -304,7 +305,7 @@ async fn nul_characters_are_refused_with_400() {
         .await;
         assert!(message.contains("NUL"), "{path}: {message}");
     }
-    let message = crate::helpers::expect_error(
+    let message = duma_e2e::client::expect_error(
         app.post(
             Some(&token),
             "/users",

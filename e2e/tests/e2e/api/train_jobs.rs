@@ -1,6 +1,7 @@
 use serde_json::json;
 
-use crate::helpers::{expect_error, json_ok, spawn_app};
+use duma_e2e::admin::spawn_app;
+use duma_e2e::client::{expect_error, json_ok};
 
 const TASK: &str = "TABULAR_CLASSIFICATION";
 
@@ -339,7 +340,7 @@ async fn app_names_are_free_text_without_slashes_or_control_characters() {
 #[tokio::test]
 async fn live_train_jobs_stop_at_the_users_quota() {
     let app =
-        crate::helpers::spawn_app_with(|settings| settings.admin.quota_live_train_jobs = 1).await;
+        duma_e2e::admin::spawn_app_with(|settings| settings.admin.quota_live_train_jobs = 1).await;
     let dev = app.user("APP_DEVELOPER").await;
     json_ok(app.train_job(&dev, "first", TASK, &[]).await).await;
     let message = expect_error(

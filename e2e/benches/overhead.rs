@@ -3,12 +3,10 @@
 //! in-process with the same knobs and data, no platform at all.
 //!
 //! Runs the real admin, advisor and one train worker (one slot) over the test kit's PostgreSQL
-//! and Redis. `cargo bench -p duma-train-worker --bench overhead`.
+//! and Redis. `cargo bench -p duma-e2e --bench overhead`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
-#[path = "../tests/training/stack.rs"]
-#[allow(dead_code)] // shared with the tests, which use more of it
-mod stack;
+use duma_e2e::stack;
 
 use std::time::{Duration, Instant};
 
@@ -35,8 +33,8 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 async fn bench() {
     let stack = stack::spawn_stack(1).await;
     let task = "TABULAR_CLASSIFICATION";
-    let train_csv = stack::classification_csv(2000, 1);
-    let val_csv = stack::classification_csv(1000, 2);
+    let train_csv = duma_e2e::data::classification_csv(2000, 1);
+    let val_csv = duma_e2e::data::classification_csv(1000, 2);
     let dir = tempfile::tempdir().unwrap();
     let (train_path, val_path) = (dir.path().join("train.csv"), dir.path().join("val.csv"));
     std::fs::write(&train_path, &train_csv).unwrap();

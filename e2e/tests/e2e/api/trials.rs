@@ -3,7 +3,8 @@ use duma_common::db::{train_jobs, trials};
 use duma_domain::{KnobValue, Knobs, Proposal, TrainJobId, TrialLogKind};
 use serde_json::json;
 
-use crate::helpers::{TestApp, TestUser, expect_error, json_ok, spawn_app};
+use duma_e2e::admin::{TestApp, spawn_app};
+use duma_e2e::client::{TestUser, expect_error, json_ok};
 
 const TASK: &str = "TABULAR_CLASSIFICATION";
 

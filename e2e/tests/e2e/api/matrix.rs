@@ -2,7 +2,8 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{TestUser, expect_error, json_ok, spawn_app};
+use duma_e2e::admin::spawn_app;
+use duma_e2e::client::{TestUser, expect_error, json_ok};
 
 const SA: &str = "SUPERADMIN";
 const AD: &str = "ADMIN";

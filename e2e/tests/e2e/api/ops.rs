@@ -59,9 +59,9 @@ async fn the_sweep_deletes_request_streams_no_live_job_owns() {
     use duma_domain::{InferenceJobId, SubTrainJobId, TrialId};
     use redis::AsyncCommands;
 
-    let app = crate::helpers::spawn_app().await;
+    let app = duma_e2e::admin::spawn_app().await;
     let dev = app.user("APP_DEVELOPER").await;
-    crate::helpers::json_ok(
+    duma_e2e::client::json_ok(
         app.train_job(&dev, "live", "TABULAR_CLASSIFICATION", &[])
             .await,
     )
@@ -103,7 +103,7 @@ async fn the_sweep_deletes_request_streams_no_live_job_owns() {
 /// fresh one otherwise — errors included.
 #[tokio::test]
 async fn every_response_carries_a_request_id() {
-    let app = crate::helpers::spawn_app().await;
+    let app = duma_e2e::admin::spawn_app().await;
     let id_of = |response: &reqwest::Response| {
         response.headers()["x-request-id"]
             .to_str()
@@ -140,13 +140,13 @@ async fn every_response_carries_a_request_id() {
 async fn a_lost_stored_file_is_not_found() {
     let objects = tempfile::tempdir().unwrap();
     let root = objects.path().to_owned();
-    let app = crate::helpers::spawn_app_with(|settings| settings.object_store.root = root).await;
+    let app = duma_e2e::admin::spawn_app_with(|settings| settings.object_store.root = root).await;
     let dev = app.user("MODEL_DEVELOPER").await;
     let id = app
         .model(&dev.token, "lost", "TABULAR_CLASSIFICATION", "PRIVATE")
         .await;
     std::fs::remove_dir_all(objects.path()).unwrap();
-    let message = crate::helpers::expect_error(
+    let message = duma_e2e::client::expect_error(
         app.get(Some(&dev.token), &format!("/models/{id}/model_file"))
             .await,
         404,
