@@ -243,6 +243,20 @@ impl Stack {
         }
     }
 
+    /// Polls until a trial of `app` runs; panics with `what` after a minute.
+    pub async fn wait_for_a_running_trial(&self, app: &str, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !self
+            .trials(app)
+            .await
+            .iter()
+            .any(|t| t["status"] == "RUNNING")
+        {
+            assert!(Instant::now() < deadline, "{what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub async fn trials(&self, app: &str) -> Vec<Value> {
         self.get(&format!("/train_jobs/{app}/-1/trials"))
             .await

@@ -44,19 +44,9 @@ async fn a_killed_train_worker_does_not_stop_the_job() {
             classification_csv,
         )
         .await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !stack
-        .trials("kill")
-        .await
-        .iter()
-        .any(|t| t["status"] == "RUNNING")
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the victim never started a trial"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    stack
+        .wait_for_a_running_trial("kill", "the victim never started a trial")
+        .await;
     victim.kill().unwrap();
     victim.wait().unwrap();
     stack.start_train_worker();

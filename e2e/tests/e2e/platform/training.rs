@@ -177,16 +177,9 @@ async fn a_user_stop_ends_the_job_at_once_and_leaves_no_trial_running() {
             classification_csv,
         )
         .await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !stack
-        .trials("stopme")
-        .await
-        .iter()
-        .any(|t| t["status"] == "RUNNING")
-    {
-        assert!(Instant::now() < deadline, "no trial ever ran");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    stack
+        .wait_for_a_running_trial("stopme", "no trial ever ran")
+        .await;
     let asked = Instant::now();
     stack.post("/train_jobs/stopme/1/stop", json!({})).await;
     let job = stack.get("/train_jobs/stopme/1").await;
