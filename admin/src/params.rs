@@ -8,6 +8,7 @@ use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest, web};
 use futures::StreamExt;
+use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use duma_common::api_error::{ApiError, ErrorCode};
@@ -117,92 +118,109 @@ impl Params {
         self.0.insert(key.into(), value);
     }
 
-    fn wrong_type(key: &str, expected: &str) -> ApiError {
-        ApiError::invalid_request(format!("parameter `{key}` must be {expected}"))
+    /// The parameters as the request type `T`, whose fields say what each parameter must be
+    /// (`requests.rs`); a missing or mistyped parameter is a 400 naming it.
+    pub fn parse<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        serde_path_to_error::deserialize(Value::Object(self.0.clone())).map_err(|error| {
+            let field = error.path().to_string();
+            let problem = error.into_inner().to_string();
+            ApiError::invalid_request(match problem.strip_prefix("missing field ") {
+                Some(name) => format!("missing parameter {name}"),
+                None => format!("parameter `{field}` {problem}"),
+            })
+        })
     }
+}
 
-    /// A string parameter, if present (null counts as absent).
-    pub fn opt_str(&self, key: &str) -> Result<Option<&str>, ApiError> {
-        match self.0.get(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.as_str())),
-            Some(_) => Err(Self::wrong_type(key, "a string")),
+/// How request fields read Rafiki's parameters, which arrive as JSON values, form fields or
+/// query-string text: numbers may come as decimal text, objects and lists as JSON text, and null
+/// (or, for optional text, an empty string) means absent. For `#[serde(deserialize_with)]`;
+/// optional fields also need `#[serde(default)]`.
+pub mod field {
+    use serde::de::{Deserialize, Deserializer, Error};
+    use serde_json::{Map, Value};
+
+    /// A required, non-blank string.
+    pub fn text<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        match Value::deserialize(d)? {
+            Value::String(s) if s.trim().is_empty() => Err(Error::custom("must not be empty")),
+            Value::String(s) => Ok(s),
+            _ => Err(Error::custom("must be a string")),
         }
     }
 
-    /// A required, non-blank string parameter.
-    pub fn str(&self, key: &str) -> Result<&str, ApiError> {
-        match self.opt_str(key)? {
-            Some(s) if !s.trim().is_empty() => Ok(s),
-            Some(_) => Err(ApiError::invalid_request(format!(
-                "parameter `{key}` must not be empty"
-            ))),
-            None => Err(ApiError::invalid_request(format!(
-                "missing parameter `{key}`"
-            ))),
+    /// A string; null, absent or empty is `None`.
+    pub fn opt_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        match Value::deserialize(d)? {
+            Value::Null => Ok(None),
+            Value::String(s) if s.is_empty() => Ok(None),
+            Value::String(s) => Ok(Some(s)),
+            _ => Err(Error::custom("must be a string")),
         }
     }
 
-    /// An integer given as a JSON number or a decimal string (query strings are text).
-    pub fn opt_i64(&self, key: &str) -> Result<Option<i64>, ApiError> {
-        match self.0.get(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::Number(n)) => n
-                .as_i64()
-                .map(Some)
-                .ok_or_else(|| Self::wrong_type(key, "an integer")),
-            Some(Value::String(s)) => s
-                .trim()
-                .parse()
-                .map(Some)
-                .map_err(|_| Self::wrong_type(key, "an integer")),
-            Some(_) => Err(Self::wrong_type(key, "an integer")),
+    /// An integer, as a JSON number or decimal text.
+    pub fn opt_int<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+        let wrong = || Error::custom("must be an integer");
+        match Value::deserialize(d)? {
+            Value::Null => Ok(None),
+            Value::Number(n) => n.as_i64().map(Some).ok_or_else(wrong),
+            Value::String(s) => s.trim().parse().map(Some).map_err(|_| wrong()),
+            _ => Err(wrong()),
         }
     }
 
-    /// A JSON object, given as an object or as JSON text (multipart and form fields are text).
-    pub fn opt_object(&self, key: &str) -> Result<Option<Map<String, Value>>, ApiError> {
-        match self.0.get(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::Object(map)) => Ok(Some(map.clone())),
-            Some(Value::String(text)) if text.trim().is_empty() => Ok(None),
-            Some(Value::String(text)) => match serde_json::from_str::<Value>(text) {
+    /// A JSON object, or JSON text of one (null or blank text: absent).
+    pub fn opt_object<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Map<String, Value>>, D::Error> {
+        let wrong = || Error::custom("must be a JSON object");
+        match Value::deserialize(d)? {
+            Value::Null => Ok(None),
+            Value::Object(map) => Ok(Some(map)),
+            Value::String(text) if text.trim().is_empty() => Ok(None),
+            // JSON text of null: what Rafiki's client sends for an absent value.
+            Value::String(text) => match serde_json::from_str(&text) {
                 Ok(Value::Object(map)) => Ok(Some(map)),
-                // JSON text of null: what Rafiki's client sends for an absent value.
                 Ok(Value::Null) => Ok(None),
-                _ => Err(Self::wrong_type(key, "a JSON object")),
+                _ => Err(wrong()),
             },
-            Some(_) => Err(Self::wrong_type(key, "a JSON object")),
+            _ => Err(wrong()),
         }
     }
 
-    /// A list of strings, given as a JSON array or as JSON text.
-    pub fn opt_str_list(&self, key: &str) -> Result<Option<Vec<String>>, ApiError> {
-        let list = match self.0.get(key) {
-            None | Some(Value::Null) => return Ok(None),
-            Some(Value::Array(items)) => items.clone(),
-            Some(Value::String(text)) => match serde_json::from_str::<Value>(text) {
+    /// A list of strings, or JSON text of one (null: absent).
+    pub fn opt_text_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+        let wrong = || Error::custom("must be a list of strings");
+        let items = match Value::deserialize(d)? {
+            Value::Null => return Ok(None),
+            Value::Array(items) => items,
+            Value::String(text) => match serde_json::from_str(&text) {
                 Ok(Value::Array(items)) => items,
                 Ok(Value::Null) => return Ok(None),
-                _ => return Err(Self::wrong_type(key, "a list of strings")),
+                _ => return Err(wrong()),
             },
-            Some(_) => return Err(Self::wrong_type(key, "a list of strings")),
+            _ => return Err(wrong()),
         };
-        list.into_iter()
-            .map(|v| match v {
+        items
+            .into_iter()
+            .map(|item| match item {
                 Value::String(s) => Ok(s),
-                _ => Err(Self::wrong_type(key, "a list of strings")),
+                _ => Err(wrong()),
             })
             .collect::<Result<Vec<_>, _>>()
             .map(Some)
     }
+}
 
-    /// A required id parameter; a malformed one is reported as `invalid`.
-    pub fn id<T: std::str::FromStr>(&self, key: &str, invalid: ErrorCode) -> Result<T, ApiError> {
-        let raw = self.str(key)?;
-        raw.parse()
-            .map_err(|_| ApiError::new(invalid, format!("`{key}` is not a valid id: {raw}")))
-    }
+/// Parses a parameter that names an id; a malformed one is reported as `invalid`.
+pub fn param_id<T: std::str::FromStr>(
+    raw: &str,
+    key: &str,
+    invalid: ErrorCode,
+) -> Result<T, ApiError> {
+    raw.parse()
+        .map_err(|_| ApiError::new(invalid, format!("`{key}` is not a valid id: {raw}")))
 }
 
 /// Parses an id from a path segment; a malformed id cannot exist, so it is "not found".
@@ -240,4 +258,77 @@ pub async fn refuse_nul_in_path(
         return Ok(req.into_response(response));
     }
     Ok(next.call(req).await?.map_into_boxed_body())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::requests::{CreateInferenceJobRequest, CreateTrainJobRequest, TrialsQuery};
+
+    fn params(value: Value) -> Params {
+        match value {
+            Value::Object(map) => Params(map),
+            _ => unreachable!(),
+        }
+    }
+
+    fn refusal<T: DeserializeOwned>(value: Value) -> String {
+        match params(value).parse::<T>() {
+            Err(error) => error.to_string(),
+            Ok(_) => panic!("accepted"),
+        }
+    }
+
+    #[test]
+    fn numbers_objects_and_lists_may_come_as_text() {
+        let job: CreateInferenceJobRequest =
+            params(json!({"app": "a", "app_version": " 3 ", "budget": "{\"GPU_COUNT\": 0}"}))
+                .parse()
+                .unwrap();
+        assert_eq!(job.app_version, Some(3));
+        assert_eq!(job.budget.unwrap()["GPU_COUNT"], 0);
+        let job: CreateTrainJobRequest = params(json!({"app": "a", "task": "T",
+            "train_dataset_id": "x", "val_dataset_id": "y", "model_ids": "[\"m\"]",
+            "budget": "null", "train_args": ""}))
+        .parse()
+        .unwrap();
+        assert_eq!(job.model_ids.unwrap(), ["m"]);
+        assert!(job.budget.is_none() && job.train_args.is_none());
+        let query: TrialsQuery = params(json!({"type": "best", "max_count": "5"}))
+            .parse()
+            .unwrap();
+        assert_eq!(
+            (query.kind.as_deref(), query.max_count),
+            (Some("best"), Some(5))
+        );
+    }
+
+    #[test]
+    fn a_missing_blank_or_mistyped_parameter_is_named() {
+        let refused = refusal::<CreateInferenceJobRequest>(json!({"app_version": 1}));
+        assert!(refused.contains("missing parameter `app`"), "{refused}");
+        let refused = refusal::<CreateInferenceJobRequest>(json!({"app": "  "}));
+        assert!(
+            refused.contains("parameter `app` must not be empty"),
+            "{refused}"
+        );
+        let refused = refusal::<CreateInferenceJobRequest>(json!({"app": 5}));
+        assert!(
+            refused.contains("parameter `app` must be a string"),
+            "{refused}"
+        );
+        let refused = refusal::<CreateInferenceJobRequest>(json!({"app": "a", "app_version": 1.5}));
+        assert!(
+            refused.contains("`app_version` must be an integer"),
+            "{refused}"
+        );
+        let refused = refusal::<CreateTrainJobRequest>(json!({"app": "a", "task": "T",
+            "train_dataset_id": "x", "val_dataset_id": "y", "model_ids": [1]}));
+        assert!(
+            refused.contains("`model_ids` must be a list of strings"),
+            "{refused}"
+        );
+    }
 }

@@ -1,99 +1,170 @@
-//! The request bodies of the admin API, as the OpenAPI document describes them. Handlers read
-//! them through Rafiki's merged parameters (`params.rs`: a JSON body, or form fields, with the
-//! query string on top; numbers may come as text), so these types are the documented shape
-//! clients and fuzzers build requests from.
+//! The admin API's requests: what handlers parse Rafiki's merged parameters into
+//! ([`Params::parse`](crate::params::Params::parse): a JSON body, or form fields, with the query
+//! string on top) and what the OpenAPI document shows, from the same types. Field types say
+//! the shape (text, integer, object, list); the names, ids and budgets inside are parsed into
+//! domain types by the handler that knows which error a bad one is.
 
-// Never built: they exist for their schemas.
-#![allow(dead_code)]
-
+use serde::Deserialize;
 use serde_json::{Map, Value};
-use utoipa::ToSchema;
-use uuid::Uuid;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::params::field;
 
 /// `POST /tokens`
-#[derive(ToSchema)]
+#[derive(Deserialize, ToSchema)]
 pub struct LoginRequest {
     #[schema(example = "superadmin@rafiki")]
+    #[serde(deserialize_with = "field::text")]
     pub email: String,
+    #[serde(deserialize_with = "field::text")]
     pub password: String,
 }
 
 /// `POST /users`
-#[derive(ToSchema)]
+#[derive(Deserialize, ToSchema)]
 pub struct CreateUserRequest {
-    /// An email address, at most 255 characters.
+    /// An email address, at most 254 bytes.
+    #[serde(deserialize_with = "field::text")]
     pub email: String,
     /// At most 1024 bytes.
+    #[serde(deserialize_with = "field::text")]
     pub password: String,
     #[schema(
         pattern = "^(ADMIN|MODEL_DEVELOPER|APP_DEVELOPER)$",
         example = "APP_DEVELOPER"
     )]
+    #[serde(deserialize_with = "field::text")]
     pub user_type: String,
 }
 
 /// `DELETE /users`
-#[derive(ToSchema)]
+#[derive(Deserialize, ToSchema)]
 pub struct BanUserRequest {
+    #[serde(deserialize_with = "field::text")]
     pub email: String,
 }
 
 /// `POST /datasets` (multipart/form-data)
-#[derive(ToSchema)]
+#[derive(Deserialize, ToSchema)]
 pub struct CreateDatasetForm {
+    #[serde(deserialize_with = "field::text")]
     pub name: String,
     #[schema(example = "TABULAR_CLASSIFICATION")]
+    #[serde(deserialize_with = "field::text")]
     pub task: String,
-    /// The dataset file; or give `dataset_url` instead.
+    /// The dataset file; or give `dataset_url` instead. (A file part: read as a stream, not a
+    /// parameter.)
     #[schema(value_type = Option<String>, format = Binary)]
+    #[serde(skip_deserializing)]
+    #[allow(dead_code)]
     pub dataset: Option<Vec<u8>>,
     /// An http(s) URL the admin downloads the dataset from (public addresses only).
+    #[serde(default, deserialize_with = "field::opt_text")]
     pub dataset_url: Option<String>,
 }
 
 /// `POST /models` (multipart/form-data)
-#[derive(ToSchema)]
+#[derive(Deserialize, ToSchema)]
 pub struct CreateModelForm {
-    /// Unique among the caller's models.
+    /// Unique among the caller's models; at most 128 bytes.
+    #[serde(deserialize_with = "field::text")]
     pub name: String,
+    #[serde(deserialize_with = "field::text")]
     pub task: String,
     /// The template class the file defines.
+    #[serde(deserialize_with = "field::text")]
     pub model_class: String,
-    /// The template's Python source.
+    /// The template's Python source. (A file part: read as a stream, not a parameter.)
     #[schema(value_type = String, format = Binary)]
+    #[serde(skip_deserializing)]
+    #[allow(dead_code)]
     pub model_file_bytes: Vec<u8>,
     /// JSON text: `{"<PyPI name>": "<version>"}`; null or absent for none.
-    pub dependencies: Option<String>,
+    #[schema(value_type = Option<String>)]
+    #[serde(default, deserialize_with = "field::opt_object")]
+    pub dependencies: Option<Map<String, Value>>,
     #[schema(pattern = "^(PRIVATE|PUBLIC)$")]
+    #[serde(default, deserialize_with = "field::opt_text")]
     pub access_right: Option<String>,
     /// Stored and shown; templates run in Duma's runner.
+    #[serde(default, deserialize_with = "field::opt_text")]
     pub docker_image: Option<String>,
 }
 
 /// `POST /train_jobs`
-#[derive(ToSchema)]
+#[derive(Deserialize, ToSchema)]
 pub struct CreateTrainJobRequest {
     /// Any non-empty text up to 255 characters, without `/` or control characters.
+    #[serde(deserialize_with = "field::text")]
     pub app: String,
+    #[serde(deserialize_with = "field::text")]
     pub task: String,
-    pub train_dataset_id: Uuid,
-    pub val_dataset_id: Uuid,
+    #[schema(value_type = Uuid)]
+    #[serde(deserialize_with = "field::text")]
+    pub train_dataset_id: String,
+    #[schema(value_type = Uuid)]
+    #[serde(deserialize_with = "field::text")]
+    pub val_dataset_id: String,
     /// `MODEL_TRIAL_COUNT`, `TIME_HOURS`, `GPU_COUNT` (see docs/api.md for the ranges).
     #[schema(value_type = Object)]
-    pub budget: Map<String, Value>,
+    #[serde(default, deserialize_with = "field::opt_object")]
+    pub budget: Option<Map<String, Value>>,
     /// The models to tune; absent: every model available for the task.
-    pub model_ids: Option<Vec<Uuid>>,
+    #[schema(value_type = Option<Vec<Uuid>>)]
+    #[serde(default, deserialize_with = "field::opt_text_list")]
+    pub model_ids: Option<Vec<String>>,
     /// Passed to the templates' `train`.
     #[schema(value_type = Option<Object>)]
+    #[serde(default, deserialize_with = "field::opt_object")]
     pub train_args: Option<Map<String, Value>>,
 }
 
 /// `POST /inference_jobs`
-#[derive(ToSchema)]
+#[derive(Deserialize, ToSchema)]
 pub struct CreateInferenceJobRequest {
+    #[serde(deserialize_with = "field::text")]
     pub app: String,
     /// The train job's version; -1 or absent: the latest.
-    pub app_version: Option<i32>,
+    #[serde(default, deserialize_with = "field::opt_int")]
+    pub app_version: Option<i64>,
     #[schema(value_type = Option<Object>)]
+    #[serde(default, deserialize_with = "field::opt_object")]
     pub budget: Option<Map<String, Value>>,
+}
+
+/// `GET /datasets`, `GET /models/available`
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TaskFilter {
+    /// Only those of this task.
+    #[serde(default, deserialize_with = "field::opt_text")]
+    pub task: Option<String>,
+}
+
+/// `GET /train_jobs`, `GET /inference_jobs`
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UserFilter {
+    /// Whose jobs.
+    #[param(value_type = Uuid)]
+    #[serde(deserialize_with = "field::text")]
+    pub user_id: String,
+}
+
+/// `GET /train_jobs/{app}/{app_version}/trials`
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TrialsQuery {
+    /// `best`: the best trials by score (at most `max_count`); else all, newest first.
+    #[param(value_type = Option<String>, pattern = "^best$")]
+    #[serde(default, rename = "type", deserialize_with = "field::opt_text")]
+    pub kind: Option<String>,
+    /// With `type=best`; default 2.
+    #[serde(default, deserialize_with = "field::opt_int")]
+    pub max_count: Option<i64>,
+    /// Default 1000, at most 10 000.
+    #[serde(default, deserialize_with = "field::opt_int")]
+    pub limit: Option<i64>,
+    #[serde(default, deserialize_with = "field::opt_int")]
+    pub offset: Option<i64>,
 }

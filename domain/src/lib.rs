@@ -1,4 +1,4 @@
-//! Domain types shared by every service: ids, statuses, user types, knobs, budgets, proposals,
+//! Domain types shared by every service: ids, statuses, user types, names, knobs, budgets, proposals,
 //! trial log records, and the messages services exchange over the RPC ([`protocol`]). All of
 //! them round-trip through serde with Rafiki's wire names, and through Postgres. Nothing here
 //! does I/O: the runtime and pure logic build and test against this crate alone.
@@ -7,6 +7,7 @@ mod budget;
 pub mod dependencies;
 mod ids;
 mod knobs;
+mod names;
 mod proposal;
 pub mod protocol;
 mod status;
@@ -19,6 +20,7 @@ pub use ids::{
     TrialId, UserId, WorkerId,
 };
 pub use knobs::{Knob, KnobConfig, KnobError, KnobValue, Knobs, Policy};
+pub use names::{AppName, Email, ModelClass, ModelName, NameError};
 pub use proposal::Proposal;
 pub use status::{
     AccessRight, JobStatus, LeaseKind, TemplateKind, TrialLogKind, TrialStatus, UnknownVariant,

@@ -7,6 +7,7 @@ use duma_domain::DatasetId;
 
 use crate::auth::{Caller, roles};
 use crate::params::Params;
+use crate::requests::{CreateDatasetForm, TaskFilter};
 use crate::state::AppState;
 use crate::uploads::{self, FetchPolicy};
 use crate::views::DatasetView;
@@ -44,9 +45,13 @@ pub async fn create(
         )
     };
     let stored = async {
-        let name = params.str("name")?.to_owned();
-        let task = params.str("task")?.to_owned();
-        let stored = match (uploaded, params.opt_str("dataset_url")?) {
+        let CreateDatasetForm {
+            name,
+            task,
+            dataset_url,
+            ..
+        } = params.parse()?;
+        let stored = match (uploaded, dataset_url.as_deref()) {
             (Some(stored), _) => stored,
             (None, Some(url)) => {
                 let policy = FetchPolicy {
@@ -95,7 +100,7 @@ pub async fn create(
 
 /// List the caller's datasets, optionally of one task.
 #[utoipa::path(get, path = "/datasets", tag = "datasets",
-    params(("task" = Option<String>, Query, description = "only datasets of this task")),
+    params(TaskFilter),
     responses((status = 200, body = [DatasetView])), security(("bearer" = [])))]
 pub async fn list(
     state: web::Data<AppState>,
@@ -104,7 +109,8 @@ pub async fn list(
 ) -> ApiResult<HttpResponse> {
     caller.require(roles::DEVELOPERS)?;
     let db = state.pool.get().await?;
-    let list = datasets::list_by_user(&db, caller.id, params.opt_str("task")?).await?;
+    let TaskFilter { task } = params.parse()?;
+    let list = datasets::list_by_user(&db, caller.id, task.as_deref()).await?;
     Ok(super::json(
         list.iter().map(DatasetView::from).collect::<Vec<_>>(),
     ))

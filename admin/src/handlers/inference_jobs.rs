@@ -6,7 +6,8 @@ use duma_domain::{JobStatus, UserId};
 
 use crate::auth::{Caller, roles};
 use crate::jobs;
-use crate::params::Params;
+use crate::params::{Params, param_id};
+use crate::requests::{CreateInferenceJobRequest, UserFilter};
 use crate::state::AppState;
 use crate::views::{InferenceJobRefView, InferenceJobView};
 use duma_common::api_error::{ApiError, ApiResult, ErrorBody, ErrorCode};
@@ -41,9 +42,10 @@ pub async fn create(
     params: Params,
 ) -> ApiResult<HttpResponse> {
     caller.require(roles::DEVELOPERS)?;
-    let app = params.str("app")?;
-    let version = params.opt_i64("app_version")?.unwrap_or(-1).to_string();
-    let budget = serde_json::Value::Object(params.opt_object("budget")?.unwrap_or_default());
+    let request: CreateInferenceJobRequest = params.parse()?;
+    let app = request.app.as_str();
+    let version = request.app_version.unwrap_or(-1).to_string();
+    let budget = serde_json::Value::Object(request.budget.unwrap_or_default());
     let train_job = jobs::find_train_job(&state, &caller, app, &version).await?;
     if train_job.status != JobStatus::Stopped {
         return Err(ApiError::new(
@@ -102,7 +104,7 @@ pub async fn create(
 
 /// A user's inference jobs (non-admins: only their own).
 #[utoipa::path(get, path = "/inference_jobs", tag = "inference jobs",
-    params(("user_id" = String, Query, description = "whose inference jobs")),
+    params(UserFilter),
     responses((status = 200, body = [InferenceJobView]), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn list(
     state: web::Data<AppState>,
@@ -110,7 +112,8 @@ pub async fn list(
     params: Params,
 ) -> ApiResult<HttpResponse> {
     caller.require(roles::DEVELOPERS)?;
-    let user_id: UserId = params.id("user_id", ErrorCode::InvalidUser)?;
+    let UserFilter { user_id } = params.parse()?;
+    let user_id: UserId = param_id(&user_id, "user_id", ErrorCode::InvalidUser)?;
     caller.require_owner_or_admin(user_id, "list of inference jobs")?;
     let db = state.pool.get().await?;
     let jobs = inference_jobs::list_by_user(&db, user_id).await?;

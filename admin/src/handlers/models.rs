@@ -2,22 +2,21 @@ use actix_multipart::Multipart;
 use actix_web::{HttpRequest, HttpResponse, web};
 use duma_common::db::DbError;
 use duma_common::db::models::{self, Dependencies, Model, NewModel};
-use duma_domain::{AccessRight, ModelId, TemplateKind, dependencies};
+use duma_domain::{AccessRight, ModelClass, ModelId, ModelName, TemplateKind, dependencies};
 
 use crate::auth::{Caller, roles};
 use crate::params::{Params, path_id};
+use crate::requests::{CreateModelForm, TaskFilter};
 use crate::state::AppState;
 use crate::uploads;
 use crate::views::{AvailableModelView, CreatedModelView, ModelView};
 use duma_common::api_error::{ApiError, ApiResult, ErrorBody, ErrorCode};
 
-const MAX_NAME_LEN: usize = 128;
-
 /// The fields of an upload, parsed.
 struct ModelFields {
-    name: String,
+    name: ModelName,
     task: String,
-    model_class: String,
+    model_class: ModelClass,
     dependencies: Dependencies,
     access_right: AccessRight,
     docker_image: Option<String>,
@@ -25,24 +24,11 @@ struct ModelFields {
 
 fn parse_fields(params: &Params) -> Result<ModelFields, ApiError> {
     let invalid = |message: String| ApiError::new(ErrorCode::InvalidModel, message);
-    let name = params.str("name")?.trim().to_owned();
-    if name.len() > MAX_NAME_LEN {
-        return Err(invalid(format!(
-            "name is longer than {MAX_NAME_LEN} characters"
-        )));
-    }
-    let task = params.str("task")?.trim().to_owned();
-    let model_class = params.str("model_class")?.trim().to_owned();
-    let is_identifier = model_class.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
-        && model_class
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if !is_identifier {
-        return Err(invalid(format!(
-            "model_class `{model_class}` is not a Python class name"
-        )));
-    }
-    let dependencies: Dependencies = match params.opt_object("dependencies")? {
+    let form: CreateModelForm = params.parse()?;
+    let name = ModelName::parse(&form.name).map_err(|e| invalid(e.to_string()))?;
+    let task = form.task.trim().to_owned();
+    let model_class = ModelClass::parse(&form.model_class).map_err(|e| invalid(e.to_string()))?;
+    let dependencies: Dependencies = match form.dependencies {
         None => Dependencies::new(),
         Some(map) => map
             .into_iter()
@@ -56,23 +42,19 @@ fn parse_fields(params: &Params) -> Result<ModelFields, ApiError> {
             .collect::<Result<_, _>>()?,
     };
     dependencies::validate(&dependencies).map_err(|e| invalid(e.to_string()))?;
-    let access_right = match params.opt_str("access_right")? {
-        None | Some("") => AccessRight::Private,
+    let access_right = match form.access_right.as_deref() {
+        None => AccessRight::Private,
         Some(raw) => raw
             .parse()
             .map_err(|e: duma_domain::UnknownVariant| invalid(e.to_string()))?,
     };
-    let docker_image = params
-        .opt_str("docker_image")?
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned);
     Ok(ModelFields {
         name,
         task,
         model_class,
         dependencies,
         access_right,
-        docker_image,
+        docker_image: form.docker_image,
     })
 }
 
@@ -128,13 +110,13 @@ pub async fn create(
         let new = NewModel {
             id,
             user_id: caller.id,
-            name: fields.name.clone(),
+            name: fields.name.to_string(),
             task: fields.task,
             template_kind: TemplateKind::Python,
             source_path: Some(source.path.clone()),
             source_sha256: Some(source.sha256.clone()),
             source_size_bytes: i64::try_from(source.size_bytes).ok(),
-            model_class: fields.model_class,
+            model_class: fields.model_class.into_inner(),
             knob_config: None,
             dependencies: fields.dependencies,
             access_right: fields.access_right,
@@ -166,7 +148,7 @@ pub async fn create(
 
 /// Models the caller may use: public ones and their own.
 #[utoipa::path(get, path = "/models/available", tag = "models",
-    params(("task" = Option<String>, Query, description = "only models of this task")),
+    params(TaskFilter),
     responses((status = 200, body = [AvailableModelView])), security(("bearer" = [])))]
 pub async fn available(
     state: web::Data<AppState>,
@@ -175,7 +157,8 @@ pub async fn available(
 ) -> ApiResult<HttpResponse> {
     caller.require(roles::DEVELOPERS)?;
     let db = state.pool.get().await?;
-    let list = models::list_available(&db, caller.id, params.opt_str("task")?).await?;
+    let TaskFilter { task } = params.parse()?;
+    let list = models::list_available(&db, caller.id, task.as_deref()).await?;
     Ok(super::json(
         list.iter()
             .map(AvailableModelView::from)

@@ -3,6 +3,7 @@ use duma_common::db::users;
 
 use crate::auth::verify_password;
 use crate::params::Params;
+use crate::requests::LoginRequest;
 use crate::state::AppState;
 use crate::views::TokenView;
 use duma_common::api_error::{ApiError, ApiResult, ErrorBody, ErrorCode};
@@ -17,8 +18,8 @@ pub async fn create(
     request: HttpRequest,
     params: Params,
 ) -> ApiResult<HttpResponse> {
-    let email = params.str("email")?;
-    let password = params.str("password")?;
+    let LoginRequest { email, password } = params.parse()?;
+    let (email, password) = (email.as_str(), password.as_str());
     let address = request
         .peer_addr()
         .map(|a| a.ip().to_string())

@@ -2,43 +2,19 @@ use actix_web::{HttpResponse, web};
 use duma_common::db::train_jobs::NewTrainJob;
 use duma_common::db::{datasets, models, train_jobs, trials};
 use duma_common::redis::events::Event;
-use duma_domain::{Budget, DatasetId, ModelId, TemplateKind, UserId};
+use duma_domain::{AppName, Budget, DatasetId, ModelId, TemplateKind, UserId};
 
 use crate::auth::{Caller, roles};
 use crate::jobs;
-use crate::params::Params;
+use crate::params::{Params, param_id};
+use crate::requests::{CreateTrainJobRequest, TrialsQuery, UserFilter};
 use crate::state::AppState;
 use crate::views::{TrainJobRefView, TrainJobView, TrialView};
 use duma_common::api_error::{ApiError, ApiResult, ErrorBody, ErrorCode};
 
-const MAX_APP_CHARS: usize = 255;
 const DEFAULT_BEST_COUNT: i64 = 2;
 const DEFAULT_TRIAL_LIMIT: i64 = 1000;
 const MAX_TRIAL_LIMIT: i64 = 10_000;
-
-/// App names are free text as in Rafiki (they reach URL paths percent-encoded, and come back
-/// decoded): non-empty, at most 255 characters, no control characters and no `/` (which could
-/// not be told apart from a path separator).
-pub fn validate_app(app: &str) -> Result<(), ApiError> {
-    let problem = if app.is_empty() {
-        Some("must not be empty")
-    } else if app.chars().count() > MAX_APP_CHARS {
-        Some("must be at most 255 characters")
-    } else if app.chars().any(char::is_control) {
-        Some("must not contain control characters")
-    } else if app.contains('/') {
-        Some("must not contain `/`")
-    } else {
-        None
-    };
-    match problem {
-        None => Ok(()),
-        Some(problem) => Err(ApiError::new(
-            ErrorCode::InvalidTrainJob,
-            format!("app {app:?} {problem}"),
-        )),
-    }
-}
 
 async fn owned_dataset(
     db: &impl duma_common::db::GenericClient,
@@ -78,12 +54,14 @@ pub async fn create(
     params: Params,
 ) -> ApiResult<HttpResponse> {
     caller.require(roles::DEVELOPERS)?;
-    let app = params.str("app")?.to_owned();
-    validate_app(&app)?;
-    let task = params.str("task")?.to_owned();
-    let train_dataset_id: DatasetId = params.id("train_dataset_id", ErrorCode::InvalidDataset)?;
-    let val_dataset_id: DatasetId = params.id("val_dataset_id", ErrorCode::InvalidDataset)?;
-    let budget: Budget = match params.opt_object("budget")? {
+    let request: CreateTrainJobRequest = params.parse()?;
+    let app = AppName::parse(&request.app)
+        .map_err(|e| ApiError::new(ErrorCode::InvalidTrainJob, e.to_string()))?;
+    let task = request.task;
+    let dataset_id = |raw: &str, key: &str| param_id(raw, key, ErrorCode::InvalidDataset);
+    let train_dataset_id: DatasetId = dataset_id(&request.train_dataset_id, "train_dataset_id")?;
+    let val_dataset_id: DatasetId = dataset_id(&request.val_dataset_id, "val_dataset_id")?;
+    let budget: Budget = match request.budget {
         None => Budget::default(),
         Some(map) => serde_json::from_value(serde_json::Value::Object(map)).map_err(|e| {
             ApiError::new(ErrorCode::InvalidTrainJob, format!("invalid budget: {e}"))
@@ -92,9 +70,9 @@ pub async fn create(
     budget
         .validate()
         .map_err(|e| ApiError::new(ErrorCode::InvalidTrainJob, e.to_string()))?;
-    let train_args = params.opt_object("train_args")?.unwrap_or_default();
-    let requested: Option<Vec<ModelId>> = params
-        .opt_str_list("model_ids")?
+    let train_args = request.train_args.unwrap_or_default();
+    let requested: Option<Vec<ModelId>> = request
+        .model_ids
         .map(|ids| {
             ids.iter()
                 .map(|raw| {
@@ -163,7 +141,7 @@ pub async fn create(
         .map_or(parallelism, |limit| limit.min(parallelism));
     let new = NewTrainJob {
         user_id: caller.id,
-        app: app.clone(),
+        app: app.to_string(),
         task,
         train_dataset_id,
         val_dataset_id,
@@ -196,7 +174,7 @@ pub async fn create(
 
 /// A user's train jobs (non-admins: only their own).
 #[utoipa::path(get, path = "/train_jobs", tag = "train jobs",
-    params(("user_id" = String, Query, description = "whose train jobs")),
+    params(UserFilter),
     responses((status = 200, body = [TrainJobView]), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn list(
     state: web::Data<AppState>,
@@ -204,7 +182,8 @@ pub async fn list(
     params: Params,
 ) -> ApiResult<HttpResponse> {
     caller.require(roles::DEVELOPERS)?;
-    let user_id: UserId = params.id("user_id", ErrorCode::InvalidUser)?;
+    let UserFilter { user_id } = params.parse()?;
+    let user_id: UserId = param_id(&user_id, "user_id", ErrorCode::InvalidUser)?;
     caller.require_owner_or_admin(user_id, "list of train jobs")?;
     let db = state.pool.get().await?;
     let jobs = train_jobs::list_by_user(&db, user_id).await?;
@@ -264,9 +243,7 @@ pub async fn stop(
 /// Trials of a train job: all (with `limit`/`offset`), or the best (`type=best`, `max_count`).
 #[utoipa::path(get, path = "/train_jobs/{app}/{app_version}/trials", tag = "trials",
     params(("app" = String, Path), ("app_version" = i32, Path),
-        ("type" = Option<String>, Query, description = "`best` for the best trials"),
-        ("max_count" = Option<i64>, Query, description = "with type=best; default 2"),
-        ("limit" = Option<i64>, Query, description = "default 1000"), ("offset" = Option<i64>, Query, description = "default 0")),
+        TrialsQuery),
     responses((status = 200, body = [TrialView]), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn trials(
     state: web::Data<AppState>,
@@ -286,19 +263,14 @@ pub async fn trials(
         }
     };
     let db = state.pool.get().await?;
-    let list = if params.opt_str("type")? == Some("best") {
-        let max_count = non_negative(
-            "max_count",
-            params.opt_i64("max_count")?.unwrap_or(DEFAULT_BEST_COUNT),
-        )?;
+    let query: TrialsQuery = params.parse()?;
+    let list = if query.kind.as_deref() == Some("best") {
+        let max_count = non_negative("max_count", query.max_count.unwrap_or(DEFAULT_BEST_COUNT))?;
         trials::best_by_train_job(&db, job.id, max_count).await?
     } else {
-        let limit = non_negative(
-            "limit",
-            params.opt_i64("limit")?.unwrap_or(DEFAULT_TRIAL_LIMIT),
-        )?
-        .min(MAX_TRIAL_LIMIT);
-        let offset = non_negative("offset", params.opt_i64("offset")?.unwrap_or(0))?;
+        let limit =
+            non_negative("limit", query.limit.unwrap_or(DEFAULT_TRIAL_LIMIT))?.min(MAX_TRIAL_LIMIT);
+        let offset = non_negative("offset", query.offset.unwrap_or(0))?;
         trials::list_by_train_job(&db, job.id, limit, offset).await?
     };
     Ok(super::json(

@@ -1,14 +1,14 @@
 use actix_web::{HttpResponse, web};
 use duma_common::db::{inference_jobs, train_jobs, users};
-use duma_domain::UserType;
+use duma_domain::{Email, UserType};
 
 use crate::auth::{Caller, hash_password, roles};
 use crate::params::Params;
+use crate::requests::{BanUserRequest, CreateUserRequest};
 use crate::state::AppState;
 use crate::views::UserView;
 use duma_common::api_error::{ApiError, ApiResult, ErrorBody, ErrorCode};
 
-const MAX_EMAIL_LEN: usize = 254;
 const MAX_PASSWORD_LEN: usize = 1024;
 
 /// Only a superadmin may create or ban admins and superadmins.
@@ -33,22 +33,18 @@ pub async fn create(
     params: Params,
 ) -> ApiResult<HttpResponse> {
     caller.require(roles::ADMINS)?;
-    let email = params.str("email")?.trim();
-    let password = params.str("password")?;
+    let request: CreateUserRequest = params.parse()?;
+    let email = Email::parse(&request.email)
+        .map_err(|e| ApiError::new(ErrorCode::InvalidUser, e.to_string()))?;
+    let email = email.as_str();
+    let password = request.password.as_str();
     let user_type: UserType =
-        params
-            .str("user_type")?
+        request
+            .user_type
             .parse()
             .map_err(|e: duma_domain::UnknownVariant| {
                 ApiError::new(ErrorCode::InvalidUser, e.to_string())
             })?;
-    if email.len() > MAX_EMAIL_LEN || !email.contains('@') || email.chars().any(char::is_whitespace)
-    {
-        return Err(ApiError::new(
-            ErrorCode::InvalidUser,
-            format!("`{email}` is not an email address"),
-        ));
-    }
     if password.len() > MAX_PASSWORD_LEN {
         return Err(ApiError::new(
             ErrorCode::InvalidPassword,
@@ -97,7 +93,8 @@ pub async fn ban(
     params: Params,
 ) -> ApiResult<HttpResponse> {
     caller.require(roles::ADMINS)?;
-    let email = params.str("email")?;
+    let BanUserRequest { email } = params.parse()?;
+    let email = email.as_str();
     let db = state.pool.get().await?;
     let user = users::by_email(&db, email).await?.ok_or_else(|| {
         ApiError::new(

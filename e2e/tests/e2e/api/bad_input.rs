@@ -46,7 +46,7 @@ async fn malformed_bodies_wrong_types_and_missing_fields_are_400() {
     )
     .await;
     assert!(message.contains("missing parameter `email`"), "{message}");
-    let message = expect_error(app.post(Some(&dev.token), "/train_jobs", json!({"app": "a", "task": "T", "train_dataset_id": "x", "val_dataset_id": "y", "budget": "lots"})).await, 400, "InvalidDatasetError").await;
+    let message = expect_error(app.post(Some(&dev.token), "/train_jobs", json!({"app": "a", "task": "T", "train_dataset_id": "x", "val_dataset_id": "y", "budget": {"MODEL_TRIAL_COUNT": 1}})).await, 400, "InvalidDatasetError").await;
     assert!(message.contains("train_dataset_id"), "{message}");
     let train = app.dataset(&dev.token, "T").await;
     let message = expect_error(app.post(Some(&dev.token), "/train_jobs", json!({"app": "a", "task": "T", "train_dataset_id": train, "val_dataset_id": train, "budget": "lots"})).await, 400, "InvalidRequestError").await;
