@@ -308,3 +308,184 @@ fn log_replies(replies: &[(Request, Reply)]) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use duma_common::redis::rpc::{MemoryBus, RpcClient, RpcError};
+    use duma_runtime::TrialLogger;
+    use serde_json::{Map, json};
+
+    use super::*;
+
+    const WAIT: Duration = Duration::from_secs(5);
+
+    /// Doubles numbers; refuses anything else; sleeps on `"hang"` longer than any caller waits.
+    struct Doubler;
+
+    impl Model for Doubler {
+        fn train(
+            &mut self,
+            _: &Path,
+            _: &Map<String, Value>,
+            _: &mut TrialLogger,
+        ) -> Result<(), TemplateError> {
+            Ok(())
+        }
+        fn evaluate(&mut self, _: &Path, _: &mut TrialLogger) -> Result<f64, TemplateError> {
+            Ok(1.0)
+        }
+        fn predict(&self, queries: &[Value]) -> Result<Vec<Value>, TemplateError> {
+            queries
+                .iter()
+                .enumerate()
+                .map(|(index, query)| match query {
+                    Value::String(s) if s == "hang" => {
+                        std::thread::sleep(Duration::from_millis(1500));
+                        Ok(Value::Null)
+                    }
+                    _ => query.as_f64().map(|x| json!(x * 2.0)).ok_or_else(|| {
+                        TemplateError::InvalidQuery {
+                            index,
+                            reason: "not a number".into(),
+                        }
+                    }),
+                })
+                .collect()
+        }
+        fn dump_parameters(&self) -> Result<Vec<u8>, TemplateError> {
+            Ok(Vec::new())
+        }
+    }
+
+    struct Served {
+        client: RpcClient,
+        stop: CancellationToken,
+        broken: mpsc::UnboundedReceiver<Broken>,
+        bus: MemoryBus,
+    }
+
+    impl Drop for Served {
+        fn drop(&mut self) {
+            self.stop.cancel();
+        }
+    }
+
+    /// A replica of [`Doubler`] serving target `model` on a fresh bus.
+    fn serve() -> Served {
+        let bus = MemoryBus::new("t:");
+        let (client, _) = RpcClient::in_memory(&bus);
+        let server = RpcServer::in_memory(&bus, "replica");
+        let replica = Replica {
+            stream: server.stream("model"),
+            model: Box::new(Doubler),
+            kill: KillSwitch::new(),
+            server,
+            metrics: ServingMetrics::register(&prometheus::Registry::new()).unwrap(),
+        };
+        let (report, broken) = mpsc::unbounded_channel();
+        let stop = CancellationToken::new();
+        tokio::spawn(replica.run(stop.clone(), report));
+        Served {
+            client,
+            stop,
+            broken,
+            bus,
+        }
+    }
+
+    async fn predict(client: &RpcClient, queries: Value) -> Result<Value, RpcError> {
+        client.call_json("model", &queries, "t", WAIT).await
+    }
+
+    #[tokio::test]
+    async fn one_bad_query_fails_only_its_own_request() {
+        let served = serve();
+        let client = &served.client;
+        let (a, b, c) = tokio::join!(
+            predict(client, json!([1, 2])),
+            predict(client, json!(["x"])),
+            predict(client, json!([3])),
+        );
+        assert_eq!(a.unwrap(), json!([2.0, 4.0]));
+        assert!(matches!(b, Err(RpcError::Remote(m)) if m.contains("not a number")));
+        assert_eq!(c.unwrap(), json!([6.0]));
+    }
+
+    #[tokio::test]
+    async fn a_hung_model_answers_unavailable_and_is_reported_broken() {
+        let mut served = serve();
+        let started = Instant::now();
+        let reply = served
+            .client
+            .call(
+                "model",
+                br#"["hang"]"#.to_vec(),
+                "t",
+                Duration::from_millis(300),
+            )
+            .await;
+        assert!(matches!(reply, Err(RpcError::Timeout(_))), "{reply:?}");
+        let broken = tokio::time::timeout(WAIT, served.broken.recv())
+            .await
+            .expect("reported within its deadline")
+            .expect("a report");
+        assert!(
+            broken.reason.contains("did not answer within 500 ms"),
+            "{}",
+            broken.reason
+        );
+        assert!(started.elapsed() < Duration::from_millis(1400));
+    }
+
+    #[tokio::test]
+    async fn a_new_replica_answers_at_once_what_a_gone_one_left_unanswered() {
+        let bus = MemoryBus::new("t:");
+        let (client, _) = RpcClient::in_memory(&bus);
+        let mut gone = RpcServer::in_memory(&bus, "gone");
+        let stream = gone.stream("model");
+        let call = tokio::spawn({
+            let client = client.clone();
+            async move { predict(&client, json!([21])).await }
+        });
+        let taken = gone
+            .read(std::slice::from_ref(&stream), 10, WAIT)
+            .await
+            .unwrap();
+        assert_eq!(taken.len(), 1);
+        drop(gone);
+        let server = RpcServer::in_memory(&bus, "new");
+        let replica = Replica {
+            stream,
+            model: Box::new(Doubler),
+            kill: KillSwitch::new(),
+            server,
+            metrics: ServingMetrics::register(&prometheus::Registry::new()).unwrap(),
+        };
+        let (report, _broken) = mpsc::unbounded_channel();
+        let stop = CancellationToken::new();
+        tokio::spawn(replica.run(stop.clone(), report));
+        let started = Instant::now();
+        assert_eq!(call.await.unwrap().unwrap(), json!([42.0]));
+        assert!(
+            started.elapsed() < RECLAIM_IDLE,
+            "the takeover waited for the entry to idle"
+        );
+        stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn the_stream_depth_is_reported_and_nothing_is_left_pending() {
+        let served = serve();
+        for i in 0..5 {
+            assert_eq!(
+                predict(&served.client, json!([i])).await.unwrap(),
+                json!([f64::from(i) * 2.0])
+            );
+        }
+        let stream = served.bus.keys().request_stream("model");
+        let mut server = RpcServer::in_memory(&served.bus, "observer");
+        assert_eq!(server.depth(&stream).await.unwrap(), (0, 0));
+    }
+}

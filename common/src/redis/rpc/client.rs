@@ -1,4 +1,5 @@
-//! The requesting side: one [`RpcClient`] per process instance, shared by all its tasks.
+//! The requesting side: one [`RpcClient`] per process instance, shared by all its tasks (over
+//! Redis; over a [`MemoryBus`] in tests).
 //!
 //! Calls are written by one writer task: a lone call goes out at once, and calls made while a
 //! write is in flight go out together in the next pipelined round trip (no batching delay).
@@ -18,6 +19,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use super::memory::MemoryBus;
 use super::wire::{self, Outgoing, Status};
 use super::{READ_GRACE, RECONNECT_BACKOFF, RpcError, silent_connection};
 use crate::redis::Redis;
@@ -35,14 +37,27 @@ type Waiters = Arc<Mutex<HashMap<String, oneshot::Sender<(Status, Bytes)>>>>;
 
 #[derive(Clone)]
 pub struct RpcClient {
-    redis: Redis,
-    waiters: Waiters,
-    outgoing: mpsc::UnboundedSender<Outgoing>,
+    transport: Transport,
+}
+
+#[derive(Clone)]
+enum Transport {
+    Redis {
+        redis: Redis,
+        waiters: Waiters,
+        outgoing: mpsc::UnboundedSender<Outgoing>,
+    },
+    Memory(MemoryBus),
 }
 
 /// The writer and the reply reader of an [`RpcClient`]: the owner runs them among its
 /// supervised tasks; calls wait (and time out) while they are not running.
 pub struct RpcClientTasks {
+    /// `None` for a client of a [`MemoryBus`], which needs no task.
+    redis: Option<RedisTasks>,
+}
+
+struct RedisTasks {
     redis: Redis,
     reply_list: String,
     waiters: Waiters,
@@ -55,17 +70,29 @@ impl RpcClient {
         let waiters: Waiters = Arc::default();
         let (outgoing, queue) = mpsc::unbounded_channel();
         let tasks = RpcClientTasks {
-            reply_list: redis.keys().reply_list(instance),
-            redis: redis.clone(),
-            waiters: waiters.clone(),
-            queue,
+            redis: Some(RedisTasks {
+                reply_list: redis.keys().reply_list(instance),
+                redis: redis.clone(),
+                waiters: waiters.clone(),
+                queue,
+            }),
         };
         let client = Self {
-            redis,
-            waiters,
-            outgoing,
+            transport: Transport::Redis {
+                redis,
+                waiters,
+                outgoing,
+            },
         };
         (client, tasks)
+    }
+
+    /// A client of the servers on `bus`.
+    pub fn in_memory(bus: &MemoryBus) -> (Self, RpcClientTasks) {
+        let client = Self {
+            transport: Transport::Memory(bus.clone()),
+        };
+        (client, RpcClientTasks { redis: None })
     }
 
     /// Sends `payload` to `target` and waits up to `timeout` for the reply. `trace` (an HTTP
@@ -78,30 +105,50 @@ impl RpcClient {
         timeout: Duration,
     ) -> Result<Bytes, RpcError> {
         let request_id = uuid::Uuid::new_v4().simple().to_string();
-        let (sender, receiver) = oneshot::channel();
-        self.waiters.lock().insert(request_id.clone(), sender);
         let deadline_ms = chrono::Utc::now().timestamp_millis()
             + i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX / 2);
-        let queued = self.outgoing.send(Outgoing {
-            stream: self.redis.keys().request_stream(target),
-            request_id: request_id.clone(),
-            trace: wire::trace_field(trace),
-            deadline_ms,
-            payload,
-        });
-        let text = |body: Bytes| String::from_utf8_lossy(&body).into_owned();
-        let result = match queued {
-            Err(_) => Err(RpcError::Unavailable("the RPC client is shut down".into())),
-            Ok(()) => match tokio::time::timeout(timeout, receiver).await {
-                Ok(Ok((Status::Ok, body))) => Ok(body),
-                Ok(Ok((Status::Expired, _))) => Err(RpcError::Expired),
-                Ok(Ok((Status::SendFailed, body))) => Err(RpcError::Unsent(text(body))),
-                Ok(Ok((Status::Unavailable, body))) => Err(RpcError::Unavailable(text(body))),
-                Ok(Ok((Status::Error, body))) => Err(RpcError::Remote(text(body))),
-                Ok(Err(_)) | Err(_) => Err(RpcError::Timeout(timeout)),
-            },
+        let trace = wire::trace_field(trace);
+        let receiver = match &self.transport {
+            Transport::Redis {
+                redis,
+                waiters,
+                outgoing,
+            } => {
+                let (sender, receiver) = oneshot::channel();
+                waiters.lock().insert(request_id.clone(), sender);
+                let queued = outgoing.send(Outgoing {
+                    stream: redis.keys().request_stream(target),
+                    request_id: request_id.clone(),
+                    trace,
+                    deadline_ms,
+                    payload,
+                });
+                if queued.is_err() {
+                    waiters.lock().remove(&request_id);
+                    return Err(RpcError::Unavailable("the RPC client is shut down".into()));
+                }
+                receiver
+            }
+            Transport::Memory(bus) => {
+                let stream = bus.keys().request_stream(target);
+                bus.send(stream, request_id.clone(), trace, deadline_ms, payload)
+            }
         };
-        self.waiters.lock().remove(&request_id);
+        let text = |body: Bytes| String::from_utf8_lossy(&body).into_owned();
+        let result = match tokio::time::timeout(timeout, receiver).await {
+            Ok(Ok((Status::Ok, body))) => Ok(body),
+            Ok(Ok((Status::Expired, _))) => Err(RpcError::Expired),
+            Ok(Ok((Status::SendFailed, body))) => Err(RpcError::Unsent(text(body))),
+            Ok(Ok((Status::Unavailable, body))) => Err(RpcError::Unavailable(text(body))),
+            Ok(Ok((Status::Error, body))) => Err(RpcError::Remote(text(body))),
+            Ok(Err(_)) | Err(_) => Err(RpcError::Timeout(timeout)),
+        };
+        match &self.transport {
+            Transport::Redis { waiters, .. } => {
+                waiters.lock().remove(&request_id);
+            }
+            Transport::Memory(bus) => bus.forget(&request_id),
+        }
         result
     }
 
@@ -125,17 +172,21 @@ impl RpcClient {
 impl RpcClientTasks {
     /// Moves requests out and replies in until `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let Some(tasks) = self.redis else {
+            shutdown.cancelled().await;
+            return Ok(());
+        };
         let reader = read_replies(
-            self.redis.clone(),
-            self.reply_list.clone(),
-            self.waiters.clone(),
+            tasks.redis.clone(),
+            tasks.reply_list.clone(),
+            tasks.waiters.clone(),
             shutdown.clone(),
         );
         let writer = write_requests(
-            self.redis,
-            self.reply_list,
-            self.queue,
-            self.waiters,
+            tasks.redis,
+            tasks.reply_list,
+            tasks.queue,
+            tasks.waiters,
             shutdown,
         );
         tokio::join!(reader, writer);

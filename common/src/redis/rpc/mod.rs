@@ -7,6 +7,7 @@
 //! | [`client`] | the requesting side: [`RpcClient`], one writer and one reply reader per process |
 //! | [`server`] | the serving side: [`RpcServer`] reads, reclaims and answers batches |
 //! | [`serve_loop`] | [`ServeLoop`] drives a [`StreamService`] (advisors, inference workers) |
+//! | [`memory`] | [`MemoryBus`]: the same streams and replies in process, for tests without Redis |
 //!
 //! - Requests go to a stream per target, read by a consumer group whose consumers are the
 //!   serving replicas. Each entry carries request ids, trace ids (the HTTP request id that caused
@@ -19,11 +20,13 @@
 //!   processed; entries of dead consumers are reclaimed with `XAUTOCLAIM`.
 
 mod client;
+mod memory;
 mod serve_loop;
 mod server;
 mod wire;
 
 pub use client::{RpcClient, RpcClientTasks};
+pub use memory::MemoryBus;
 pub use serve_loop::{ServeLoop, StreamService};
 pub use server::{Reply, RpcServer};
 pub use wire::Request;

@@ -1,5 +1,6 @@
 //! The serving side: [`RpcServer`] reads batches of requests as one consumer of a group,
-//! reclaims the entries of consumers that died, and answers a batch in one round trip.
+//! reclaims the entries of consumers that died, and answers a batch in one round trip — over
+//! Redis streams, or over a [`MemoryBus`] in tests.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -11,6 +12,7 @@ use redis::streams::{
 };
 use redis::{AsyncCommands, RedisResult, Value};
 
+use super::memory::MemoryBus;
 use super::wire::{self, Request, Status};
 use super::{READ_GRACE, silent_connection};
 use crate::redis::Redis;
@@ -25,6 +27,17 @@ const REPLY_LIST_TTL_MS: i64 = 60_000;
 /// Redis restart the server resumes by itself, and a read that meets a consumer group Redis lost
 /// creates it again.
 pub struct RpcServer {
+    consumer: String,
+    transport: Transport,
+}
+
+enum Transport {
+    Redis(Box<RedisStreams>),
+    Memory(MemoryBus),
+}
+
+/// A consumer of Redis request streams on its own connection.
+struct RedisStreams {
     redis: Redis,
     conn: Option<MultiplexedConnection>,
     group: String,
@@ -41,16 +54,116 @@ fn is_connection_error(error: &redis::RedisError) -> bool {
 }
 
 impl RpcServer {
+    /// `consumer` of the group `group` of Redis's request streams, on its own connection.
     pub async fn new(redis: &Redis, group: &str, consumer: &str) -> RedisResult<Self> {
         let conn = redis.blocking_connection().await?;
         Ok(Self {
-            redis: redis.clone(),
-            conn: Some(conn),
-            group: group.to_owned(),
             consumer: consumer.to_owned(),
+            transport: Transport::Redis(Box::new(RedisStreams {
+                redis: redis.clone(),
+                conn: Some(conn),
+                group: group.to_owned(),
+                consumer: consumer.to_owned(),
+            })),
         })
     }
 
+    /// `consumer` of the request streams of `bus`.
+    pub fn in_memory(bus: &MemoryBus, consumer: &str) -> Self {
+        Self {
+            consumer: consumer.to_owned(),
+            transport: Transport::Memory(bus.clone()),
+        }
+    }
+
+    /// The stream key of a target.
+    pub fn stream(&self, target: &str) -> String {
+        match &self.transport {
+            Transport::Redis(redis) => redis.redis.keys().request_stream(target),
+            Transport::Memory(bus) => bus.keys().request_stream(target),
+        }
+    }
+
+    /// Creates the consumer group (and the stream) if missing; reads start at the beginning,
+    /// so requests sent before any server existed are served.
+    pub async fn ensure_group(&mut self, stream: &str) -> RedisResult<()> {
+        match &mut self.transport {
+            Transport::Redis(redis) => redis.ensure_group(stream).await,
+            Transport::Memory(_) => Ok(()),
+        }
+    }
+
+    /// Reads up to `count` new requests from each of `streams`, waiting up to `block` for the
+    /// first. Requests already past their deadline are answered "expired" and acknowledged here.
+    pub async fn read(
+        &mut self,
+        streams: &[String],
+        count: usize,
+        block: Duration,
+    ) -> RedisResult<Vec<Request>> {
+        if streams.is_empty() {
+            tokio::time::sleep(block).await;
+            return Ok(Vec::new());
+        }
+        let requests = match &mut self.transport {
+            Transport::Redis(redis) => redis.read(streams, count, block).await?,
+            Transport::Memory(bus) => bus.read(&self.consumer, streams, count, block).await,
+        };
+        self.drop_expired(requests).await
+    }
+
+    /// Takes over entries that another consumer read but did not acknowledge for `min_idle`
+    /// (it died mid-request).
+    pub async fn reclaim(
+        &mut self,
+        stream: &str,
+        min_idle: Duration,
+        count: usize,
+    ) -> RedisResult<Vec<Request>> {
+        let requests = match &mut self.transport {
+            Transport::Redis(redis) => redis.reclaim(stream, min_idle, count).await?,
+            Transport::Memory(bus) => bus.reclaim(&self.consumer, stream, min_idle, count),
+        };
+        self.drop_expired(requests).await
+    }
+
+    async fn drop_expired(&mut self, requests: Vec<Request>) -> RedisResult<Vec<Request>> {
+        let (expired, live): (Vec<_>, Vec<_>) = requests.into_iter().partition(Request::is_expired);
+        if !expired.is_empty() {
+            let replies = expired.into_iter().map(|r| (r, Reply::Expired)).collect();
+            self.respond(replies).await?;
+        }
+        Ok(live)
+    }
+
+    /// `(entries in the stream, entries read but not yet acknowledged)` for monitoring.
+    pub async fn depth(&mut self, stream: &str) -> RedisResult<(u64, u64)> {
+        match &mut self.transport {
+            Transport::Redis(redis) => redis.depth(stream).await,
+            Transport::Memory(bus) => Ok(bus.depth(stream)),
+        }
+    }
+
+    /// Replies to a batch and acknowledges it (over Redis: in one pipelined round trip).
+    pub async fn respond(&mut self, replies: Vec<(Request, Reply)>) -> RedisResult<()> {
+        if replies.is_empty() {
+            return Ok(());
+        }
+        let replies = replies.into_iter().map(|(request, reply)| {
+            let (status, body) = reply.into_frame();
+            (request, status, body)
+        });
+        match &mut self.transport {
+            Transport::Redis(redis) => redis.respond(replies.collect()).await,
+            Transport::Memory(bus) => {
+                bus.respond(replies.collect());
+                Ok(())
+            }
+        }
+    }
+}
+
+impl RedisStreams {
     /// The dedicated connection, made anew if the last one died.
     async fn connection(&mut self) -> RedisResult<MultiplexedConnection> {
         match &self.conn {
@@ -92,14 +205,7 @@ impl RpcServer {
         }
     }
 
-    /// The stream key of a target.
-    pub fn stream(&self, target: &str) -> String {
-        self.redis.keys().request_stream(target)
-    }
-
-    /// Creates the consumer group (and the stream) if missing; reads start at the beginning,
-    /// so requests sent before any server existed are served.
-    pub async fn ensure_group(&mut self, stream: &str) -> RedisResult<()> {
+    async fn ensure_group(&mut self, stream: &str) -> RedisResult<()> {
         let group = self.group.clone();
         let created: RedisResult<()> = self
             .run(|mut conn| {
@@ -113,18 +219,12 @@ impl RpcServer {
         }
     }
 
-    /// Reads up to `count` new requests from each of `streams`, waiting up to `block` for the
-    /// first. Requests already past their deadline are answered "expired" and acknowledged here.
-    pub async fn read(
+    async fn read(
         &mut self,
         streams: &[String],
         count: usize,
         block: Duration,
     ) -> RedisResult<Vec<Request>> {
-        if streams.is_empty() {
-            tokio::time::sleep(block).await;
-            return Ok(Vec::new());
-        }
         let ids = vec![">"; streams.len()];
         let options = StreamReadOptions::default()
             .group(&self.group, &self.consumer)
@@ -162,12 +262,10 @@ impl RpcServer {
                 requests.extend(wire::parse_entry(&key.key, entry.id, &entry.map));
             }
         }
-        self.drop_expired(requests).await
+        Ok(requests)
     }
 
-    /// Takes over entries that another consumer read but did not acknowledge for `min_idle`
-    /// (it died mid-request).
-    pub async fn reclaim(
+    async fn reclaim(
         &mut self,
         stream: &str,
         min_idle: Duration,
@@ -189,25 +287,14 @@ impl RpcServer {
             Err(e) if e.code() == Some("NOGROUP") => return Ok(Vec::new()),
             other => other?,
         };
-        let requests = reply
+        Ok(reply
             .claimed
             .into_iter()
             .flat_map(|e| wire::parse_entry(stream, e.id, &e.map))
-            .collect();
-        self.drop_expired(requests).await
+            .collect())
     }
 
-    async fn drop_expired(&mut self, requests: Vec<Request>) -> RedisResult<Vec<Request>> {
-        let (expired, live): (Vec<_>, Vec<_>) = requests.into_iter().partition(Request::is_expired);
-        if !expired.is_empty() {
-            let replies = expired.into_iter().map(|r| (r, Reply::Expired)).collect();
-            self.respond(replies).await?;
-        }
-        Ok(live)
-    }
-
-    /// `(entries in the stream, entries read but not yet acknowledged)` for monitoring.
-    pub async fn depth(&mut self, stream: &str) -> RedisResult<(u64, u64)> {
+    async fn depth(&mut self, stream: &str) -> RedisResult<(u64, u64)> {
         let mut pipe = redis::pipe();
         pipe.cmd("XLEN")
             .arg(stream)
@@ -232,21 +319,12 @@ impl RpcServer {
 
     /// Replies to a batch, acknowledges and deletes it, in one pipelined round trip: one `RPUSH`
     /// (and expiry) per requesting instance, one `XACK` and one `XDEL` per stream.
-    pub async fn respond(&mut self, replies: Vec<(Request, Reply)>) -> RedisResult<()> {
-        if replies.is_empty() {
-            return Ok(());
-        }
+    async fn respond(&mut self, replies: Vec<(Request, Status, Bytes)>) -> RedisResult<()> {
         let mut pipe = redis::pipe();
         let mut frames: HashMap<&str, Vec<Vec<u8>>> = HashMap::new();
         let mut acks: HashMap<&str, Vec<&str>> = HashMap::new();
-        for (request, reply) in &replies {
-            let (status, body): (Status, &[u8]) = match reply {
-                Reply::Ok(body) => (Status::Ok, body),
-                Reply::Error(message) => (Status::Error, message.as_bytes()),
-                Reply::Unavailable(message) => (Status::Unavailable, message.as_bytes()),
-                Reply::Expired => (Status::Expired, b""),
-            };
-            let frame = wire::reply_frame(&request.request_id, status, body);
+        for (request, status, body) in &replies {
+            let frame = wire::reply_frame(&request.request_id, *status, body);
             frames
                 .entry(request.reply_to.as_str())
                 .or_default()
@@ -284,4 +362,15 @@ pub enum Reply {
     /// A platform fault (e.g. this replica no longer serves the target); the caller gets a 5xx.
     Unavailable(String),
     Expired,
+}
+
+impl Reply {
+    fn into_frame(self) -> (Status, Bytes) {
+        match self {
+            Reply::Ok(body) => (Status::Ok, body),
+            Reply::Error(message) => (Status::Error, Bytes::from(message)),
+            Reply::Unavailable(message) => (Status::Unavailable, Bytes::from(message)),
+            Reply::Expired => (Status::Expired, Bytes::new()),
+        }
+    }
 }
