@@ -159,6 +159,57 @@ pub fn run_as(command: &mut Command, user: Option<(u32, u32)>) {
     }
 }
 
+/// Creates a PostgreSQL cluster in `data` (`initdb` from `bin`, as `user` when given): superuser
+/// `postgres`, local trust (the caller tightens `pg_hba.conf` where passwords are required), UTF8,
+/// C locale. `no_sync` skips syncing to disk (throwaway test clusters). initdb's own output goes
+/// to `stdout`; its errors are returned.
+pub fn init_postgres_cluster(
+    bin: &Path,
+    data: &Path,
+    user: Option<(u32, u32)>,
+    no_sync: bool,
+    stdout: std::process::Stdio,
+) -> Result<(), String> {
+    let mut initdb = Command::new(bin.join("initdb"));
+    initdb
+        .arg("-D")
+        .arg(data)
+        .args([
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--locale=C",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(stdout)
+        .stderr(std::process::Stdio::piped());
+    if no_sync {
+        initdb.arg("--no-sync");
+    }
+    run_as(&mut initdb, user);
+    let output = initdb
+        .output()
+        .map_err(|e| format!("cannot run initdb: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "initdb failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        ));
+    }
+    Ok(())
+}
+
+/// The arguments of a `redis-server` that listens only on the unix socket `socket` (owner only)
+/// and keeps its files in `dir`.
+pub fn redis_socket_args(socket: &Path, dir: &Path) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = ["--port", "0", "--unixsocket"].map(Into::into).into();
+    args.push(socket.into());
+    args.extend(["--unixsocketperm", "700", "--maxclients", "10000", "--dir"].map(Into::into));
+    args.push(dir.into());
+    args
+}
+
 /// The owner of `/proc/self` is this process's effective user.
 fn effective_uid() -> u32 {
     std::fs::metadata("/proc/self")

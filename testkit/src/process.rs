@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use duma_common::process::wait_for_path;
+use duma_common::process::{redis_socket_args, wait_for_path};
 
 fn redis_server_binary() -> PathBuf {
     std::env::var_os("DUMA_TEST_REDIS_SERVER")
@@ -15,19 +15,8 @@ fn redis_server_binary() -> PathBuf {
 pub(crate) fn redis_command(dir: &Path, socket: &Path) -> Command {
     let mut command = Command::new(redis_server_binary());
     command
-        .args(["--port", "0", "--unixsocket"])
-        .arg(socket)
-        .args([
-            "--unixsocketperm",
-            "700",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-        ])
-        .arg(dir)
-        .args(["--maxclients", "10000", "--loglevel", "warning"])
+        .args(redis_socket_args(socket, dir))
+        .args(["--save", "", "--appendonly", "no", "--loglevel", "warning"])
         .stdin(Stdio::null())
         .stdout(Stdio::null());
     command

@@ -12,7 +12,8 @@ use secrecy::SecretString;
 use tokio_postgres::NoTls;
 
 use duma_common::process::{
-    die_with_parent, postgres_bin_dir, postgres_os_user, run_as, wait_for_path,
+    die_with_parent, init_postgres_cluster, postgres_bin_dir, postgres_os_user, run_as,
+    wait_for_path,
 };
 
 use crate::process::redis_command;
@@ -172,29 +173,7 @@ fn start_postgres() -> Result<String, String> {
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
             .map_err(|e| format!("chmod: {e}"))?;
     }
-    let mut initdb = Command::new(bin.join("initdb"));
-    initdb
-        .arg("-D")
-        .arg(&data)
-        .args([
-            "-U",
-            "postgres",
-            "--auth=trust",
-            "--encoding=UTF8",
-            "--locale=C",
-            "--no-sync",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    run_as(&mut initdb, owner);
-    let output = initdb.output().map_err(|e| format!("initdb: {e}"))?;
-    if !output.status.success() {
-        return Err(format!(
-            "initdb failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        ));
-    }
+    init_postgres_cluster(&bin, &data, owner, true, Stdio::null())?;
     let mut postgres = Command::new(bin.join("postgres"));
     postgres
         .arg("-D")

@@ -10,7 +10,9 @@ use std::time::Duration;
 use anyhow::Context;
 use duma_common::Settings;
 use duma_common::accounts::Account;
-use duma_common::process::{postgres_bin_dir, postgres_os_user, run_as};
+use duma_common::process::{
+    init_postgres_cluster, postgres_bin_dir, postgres_os_user, redis_socket_args,
+};
 
 use super::layout::{DataDir, private_dir};
 
@@ -486,16 +488,12 @@ impl Plan {
             });
         }
         if let Some(socket) = &self.redis_socket {
-            let mut args: Vec<OsString> = vec!["--port".into(), "0".into()];
-            args.extend(["--unixsocket".into(), socket.clone().into()]);
-            args.extend(["--unixsocketperm".into(), "700".into()]);
-            args.extend(["--dir".into(), self.data.redis.clone().into()]);
+            let mut args = redis_socket_args(socket, &self.data.redis);
             args.extend(["--appendonly".into(), "yes".into()]);
             // Redis holds transient work only (requests, replies, events): bounded, and full means
             // new requests are refused (503), never that queued ones are evicted.
             args.extend(["--maxmemory".into(), "256mb".into()]);
             args.extend(["--maxmemory-policy".into(), "noeviction".into()]);
-            args.extend(["--maxclients".into(), "10000".into()]);
             args.extend(["--aclfile".into(), self.data.redis.join("users.acl").into()]);
             processes.push(ProcessSpec {
                 name: "redis".into(),
@@ -773,28 +771,19 @@ fn init_postgres(postgres: &LocalPostgres, logs: &Path) -> anyhow::Result<()> {
         return Ok(());
     }
     eprintln!("duma: creating the PostgreSQL cluster");
-    let mut initdb = std::process::Command::new(postgres.bin.join("initdb"));
-    initdb
-        .arg("-D")
-        .arg(&postgres.data)
-        .args(["-U", "postgres", "--auth=trust", "--encoding=UTF8"])
-        .args(["--locale=C"])
-        .stdin(Stdio::null())
-        .stdout(log_file(logs, "initdb")?)
-        .stderr(Stdio::piped());
-    run_as(&mut initdb, postgres.user);
-    let output = initdb.output().context("cannot run initdb")?;
-    if !output.status.success() {
-        let mut reason = String::from_utf8_lossy(&output.stderr).trim().to_owned();
-        if postgres.user.is_some() {
-            reason.push_str(
-                "\n(as root, PostgreSQL runs as the `postgres` user, which must be able to reach \
-                 the data directory: choose a --data-dir outside root's home, e.g. /var/lib/duma)",
-            );
-        }
-        anyhow::bail!("initdb failed: {reason}");
-    }
-    Ok(())
+    let stdout = log_file(logs, "initdb")?.into();
+    init_postgres_cluster(&postgres.bin, &postgres.data, postgres.user, false, stdout).map_err(
+        |mut reason| {
+            if postgres.user.is_some() {
+                reason.push_str(
+                    "\n(as root, PostgreSQL runs as the `postgres` user, which must be able to \
+                     reach the data directory: choose a --data-dir outside root's home, e.g. \
+                     /var/lib/duma)",
+                );
+            }
+            anyhow::anyhow!(reason)
+        },
+    )
 }
 
 async fn create_database(maintenance_url: &str, name: &str) -> anyhow::Result<()> {
