@@ -118,6 +118,17 @@ impl Params {
         self.0.insert(key.into(), value);
     }
 
+    /// A path segment of a route SINGA-Auto's client calls with placeholders
+    /// (`/inference_jobs/app/app_version?app=…&app_version=…`): a segment that spells its own
+    /// name stands for the parameter of that name, when one is given.
+    pub fn segment(&self, segment: &str, name: &str) -> String {
+        match self.0.get(name) {
+            Some(Value::String(value)) if segment == name => value.clone(),
+            Some(Value::Number(value)) if segment == name => value.to_string(),
+            _ => segment.to_owned(),
+        }
+    }
+
     /// The parameters as the request type `T`, whose fields say what each parameter must be
     /// (`requests.rs`); a missing or mistyped parameter is a 400 naming it.
     pub fn parse<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
@@ -211,6 +222,15 @@ pub mod field {
             .collect::<Result<Vec<_>, _>>()
             .map(Some)
     }
+}
+
+/// The `{app}/{app_version}` segments of a job route, placeholders filled in
+/// ([`Params::segment`]).
+pub fn app_version_segments(params: &Params, path: &(String, String)) -> (String, String) {
+    (
+        params.segment(&path.0, "app"),
+        params.segment(&path.1, "app_version"),
+    )
 }
 
 /// Parses a parameter that names an id; a malformed one is reported as `invalid`.

@@ -6,7 +6,7 @@ use duma_domain::{JobStatus, UserId};
 
 use crate::auth::{Caller, roles};
 use crate::jobs;
-use crate::params::{Params, param_id};
+use crate::params::{Params, app_version_segments, param_id};
 use crate::requests::{CreateInferenceJobRequest, UserFilter};
 use crate::state::AppState;
 use crate::views::{InferenceJobRefView, InferenceJobView};
@@ -131,8 +131,10 @@ pub async fn list_by_app(
     state: web::Data<AppState>,
     caller: Caller,
     app: web::Path<String>,
+    params: Params,
 ) -> ApiResult<HttpResponse> {
     caller.require(roles::DEVELOPERS)?;
+    let app = params.segment(&app, "app");
     let db = state.pool.get().await?;
     let jobs = inference_jobs::list_by_app(&db, caller.id, &app).await?;
     Ok(super::json(
@@ -179,9 +181,11 @@ pub async fn get(
     state: web::Data<AppState>,
     caller: Caller,
     path: web::Path<(String, String)>,
+    params: Params,
 ) -> ApiResult<HttpResponse> {
     caller.require(roles::DEVELOPERS)?;
-    let job = find_running(&state, &caller, &path.0, &path.1).await?;
+    let (app, version) = app_version_segments(&params, &path);
+    let job = find_running(&state, &caller, &app, &version).await?;
     let host = predictor_host(&state, &job);
     Ok(super::json(InferenceJobView::new(&job, Some(host))))
 }
@@ -194,9 +198,11 @@ pub async fn stop(
     state: web::Data<AppState>,
     caller: Caller,
     path: web::Path<(String, String)>,
+    params: Params,
 ) -> ApiResult<HttpResponse> {
     caller.require(roles::DEVELOPERS)?;
-    let job = find_running(&state, &caller, &path.0, &path.1).await?;
+    let (app, version) = app_version_segments(&params, &path);
+    let job = find_running(&state, &caller, &app, &version).await?;
     let stopped = jobs::stop_inference_job(&state, &job)
         .await?
         .ok_or_else(|| {

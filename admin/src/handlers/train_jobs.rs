@@ -6,7 +6,7 @@ use duma_domain::{AppName, Budget, DatasetId, ModelId, TemplateKind, UserId};
 
 use crate::auth::{Caller, roles};
 use crate::jobs;
-use crate::params::{Params, param_id};
+use crate::params::{Params, app_version_segments, param_id};
 use crate::requests::{CreateTrainJobRequest, TrialsQuery, UserFilter};
 use crate::state::AppState;
 use crate::views::{TrainJobRefView, TrainJobView, TrialView};
@@ -199,8 +199,10 @@ pub async fn list_by_app(
     state: web::Data<AppState>,
     caller: Caller,
     app: web::Path<String>,
+    params: Params,
 ) -> ApiResult<HttpResponse> {
     caller.require(roles::DEVELOPERS)?;
+    let app = params.segment(&app, "app");
     let db = state.pool.get().await?;
     let jobs = train_jobs::list_by_app(&db, caller.id, &app).await?;
     Ok(super::json(
@@ -216,9 +218,11 @@ pub async fn get(
     state: web::Data<AppState>,
     caller: Caller,
     path: web::Path<(String, String)>,
+    params: Params,
 ) -> ApiResult<HttpResponse> {
     caller.require(roles::DEVELOPERS)?;
-    let job = jobs::find_train_job(&state, &caller, &path.0, &path.1).await?;
+    let (app, version) = app_version_segments(&params, &path);
+    let job = jobs::find_train_job(&state, &caller, &app, &version).await?;
     Ok(super::json(TrainJobView::from(&job)))
 }
 
@@ -231,9 +235,11 @@ pub async fn stop(
     state: web::Data<AppState>,
     caller: Caller,
     path: web::Path<(String, String)>,
+    params: Params,
 ) -> ApiResult<HttpResponse> {
     caller.require(roles::DEVELOPERS)?;
-    let job = jobs::find_train_job(&state, &caller, &path.0, &path.1).await?;
+    let (app, version) = app_version_segments(&params, &path);
+    let job = jobs::find_train_job(&state, &caller, &app, &version).await?;
     // Stopping a job that already ended changes nothing and is not an error (Rafiki's client
     // stops jobs without looking first).
     let stopped = jobs::stop_train_job(&state, &job).await?.unwrap_or(job);
@@ -252,7 +258,8 @@ pub async fn trials(
     params: Params,
 ) -> ApiResult<HttpResponse> {
     caller.require(roles::DEVELOPERS)?;
-    let job = jobs::find_train_job(&state, &caller, &path.0, &path.1).await?;
+    let (app, version) = app_version_segments(&params, &path);
+    let job = jobs::find_train_job(&state, &caller, &app, &version).await?;
     let non_negative = |key: &str, value: i64| {
         if value < 0 {
             Err(ApiError::invalid_request(format!(

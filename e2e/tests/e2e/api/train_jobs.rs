@@ -357,3 +357,51 @@ async fn live_train_jobs_stop_at_the_users_quota() {
     .await;
     json_ok(app.train_job(&dev, "second", TASK, &[]).await).await;
 }
+
+/// SINGA-Auto's client calls some job routes with placeholders
+/// (`/train_jobs/app/app_version/trials?app=…&app_version=…`, a JSON body for `…/stop`): a
+/// segment that spells its own name stands for that parameter.
+#[tokio::test]
+async fn singa_autos_placeholder_segments_take_the_parameters() {
+    let app = spawn_app().await;
+    let dev = app.user("MODEL_DEVELOPER").await;
+    let model = app.model(&dev.token, "m", TASK, "PRIVATE").await;
+    json_ok(app.train_job(&dev, "real app", TASK, &[&model]).await).await;
+    let direct = json_ok(
+        app.get(Some(&dev.token), "/train_jobs/real%20app/1/trials")
+            .await,
+    )
+    .await;
+    let placeholder = json_ok(
+        app.get(
+            Some(&dev.token),
+            "/train_jobs/app/app_version/trials?app=real%20app&app_version=1",
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(direct, placeholder);
+    let job = json_ok(
+        app.get(Some(&dev.token), "/train_jobs/app?app=real%20app")
+            .await,
+    )
+    .await;
+    assert_eq!(job[0]["app"], "real app");
+    let stopped = json_ok(
+        app.post(
+            Some(&dev.token),
+            "/train_jobs/app/app_version/stop",
+            json!({"app": "real app", "app_version": 1}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(stopped["app"], "real app");
+    // Without the parameters a placeholder is just a name: no app is called `app`.
+    expect_error(
+        app.get(Some(&dev.token), "/train_jobs/app/-1").await,
+        404,
+        "InvalidTrainJobError",
+    )
+    .await;
+}
