@@ -89,6 +89,10 @@ pub struct CreateModelForm {
     /// Stored and shown; templates run in Duma's runner.
     #[serde(default, deserialize_with = "field::opt_text")]
     pub docker_image: Option<String>,
+    /// SINGA-Auto's model kind: only `PYTHON_FILE` (one Python file, its default) is served.
+    #[schema(pattern = "^PYTHON_FILE$")]
+    #[serde(default, deserialize_with = "field::opt_text")]
+    pub model_type: Option<String>,
 }
 
 /// `POST /train_jobs`

@@ -48,6 +48,15 @@ fn parse_fields(params: &Params) -> Result<ModelFields, ApiError> {
             .parse()
             .map_err(|e: duma_domain::UnknownVariant| invalid(e.to_string()))?,
     };
+    if let Some(kind) = form
+        .model_type
+        .as_deref()
+        .filter(|kind| *kind != "PYTHON_FILE")
+    {
+        return Err(invalid(format!(
+            "model_type {kind} is not supported: upload one Python file (PYTHON_FILE)"
+        )));
+    }
     Ok(ModelFields {
         name,
         task,

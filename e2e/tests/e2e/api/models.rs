@@ -207,3 +207,30 @@ async fn model_uploads_validate_their_fields() {
     let model = json_ok(app.get(Some(&dev.token), &format!("/models/{id}")).await).await;
     assert_eq!(model["dependencies"], serde_json::json!({}), "{model}");
 }
+
+/// SINGA-Auto's client names the model's kind; only a single Python file is served, and another
+/// kind is refused rather than stored as if it were one.
+#[tokio::test]
+async fn only_single_python_file_models_are_accepted() {
+    let app = spawn_app().await;
+    let dev = app.user("MODEL_DEVELOPER").await;
+    let upload = |model_type: &'static str| {
+        let form = reqwest::multipart::Form::new()
+            .text("name", format!("m-{}", uuid::Uuid::new_v4().simple()))
+            .text("task", "T")
+            .text("model_class", "M")
+            .text("model_type", model_type)
+            .part(
+                "model_file_bytes",
+                reqwest::multipart::Part::bytes(b"class M: pass\n".to_vec()).file_name("m.py"),
+            );
+        app.http
+            .post(app.url("/models"))
+            .bearer_auth(&dev.token)
+            .multipart(form)
+            .send()
+    };
+    json_ok(upload("PYTHON_FILE").await.unwrap()).await;
+    let message = expect_error(upload("ZIP").await.unwrap(), 400, "InvalidModelError").await;
+    assert!(message.contains("model_type ZIP"), "{message}");
+}
