@@ -205,6 +205,16 @@ impl Stack {
         self.post("/train_jobs", job).await;
     }
 
+    /// Starts a long classification job of `app` (random forests on generated data, `budget`)
+    /// and returns once one of its trials runs.
+    pub async fn start_a_job_and_wait_for_a_trial(&self, app: &str, budget: Value, what: &str) {
+        let task = "TABULAR_CLASSIFICATION";
+        let models = self.builtin_models(task, &["RandomForestClassifier"]).await;
+        let csv = crate::data::classification_csv;
+        self.start_train_job(app, task, &models, budget, csv).await;
+        self.wait_for_a_running_trial(app, what).await;
+    }
+
     /// Ids of the built-in models named `names` for `task`.
     pub async fn builtin_models(&self, task: &str, names: &[&str]) -> Vec<String> {
         let models = self.get(&format!("/models/available?task={task}")).await;

@@ -314,7 +314,7 @@ mod tests {
     use std::path::Path;
 
     use duma_common::redis::rpc::{MemoryBus, RpcClient, RpcError};
-    use duma_runtime::TrialLogger;
+    use duma_runtime::{TemplateError as Error, TrialLogger};
     use serde_json::{Map, json};
 
     use super::*;
@@ -324,17 +324,15 @@ mod tests {
     /// Doubles numbers; refuses anything else; sleeps on `"hang"` longer than any caller waits.
     struct Doubler;
 
+    type Args = Map<String, Value>;
+
+    /// Only served: never trained or evaluated here.
     impl Model for Doubler {
-        fn train(
-            &mut self,
-            _: &Path,
-            _: &Map<String, Value>,
-            _: &mut TrialLogger,
-        ) -> Result<(), TemplateError> {
-            Ok(())
+        fn train(&mut self, _: &Path, _: &Args, _: &mut TrialLogger) -> Result<(), Error> {
+            unreachable!("a served model is not trained")
         }
-        fn evaluate(&mut self, _: &Path, _: &mut TrialLogger) -> Result<f64, TemplateError> {
-            Ok(1.0)
+        fn evaluate(&mut self, _: &Path, _: &mut TrialLogger) -> Result<f64, Error> {
+            unreachable!("a served model is not evaluated")
         }
         fn predict(&self, queries: &[Value]) -> Result<Vec<Value>, TemplateError> {
             queries
@@ -442,19 +440,16 @@ mod tests {
     #[tokio::test]
     async fn a_new_replica_answers_at_once_what_a_gone_one_left_unanswered() {
         let bus = MemoryBus::new("t:");
-        let (client, _) = RpcClient::in_memory(&bus);
-        let mut gone = RpcServer::in_memory(&bus, "gone");
-        let stream = gone.stream("model");
         let call = tokio::spawn({
-            let client = client.clone();
+            let (client, _) = RpcClient::in_memory(&bus);
             async move { predict(&client, json!([21])).await }
         });
-        let taken = gone
-            .read(std::slice::from_ref(&stream), 10, WAIT)
-            .await
-            .unwrap();
-        assert_eq!(taken.len(), 1);
+        // A replica that read the request, then went away without answering.
+        let mut gone = RpcServer::in_memory(&bus, "gone");
+        let streams = vec![gone.stream("model")];
+        assert_eq!(gone.read(&streams, 10, WAIT).await.unwrap().len(), 1);
         drop(gone);
+        let stream = streams.into_iter().next().unwrap();
         let server = RpcServer::in_memory(&bus, "new");
         let replica = Replica {
             stream,

@@ -32,20 +32,9 @@ async fn a_killed_train_worker_does_not_stop_the_job() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let models = stack
-        .builtin_models(CLASSIFICATION, &["RandomForestClassifier"])
-        .await;
+    let budget = json!({"MODEL_TRIAL_COUNT": 4});
     stack
-        .start_train_job(
-            "kill",
-            CLASSIFICATION,
-            &models,
-            json!({"MODEL_TRIAL_COUNT": 4}),
-            classification_csv,
-        )
-        .await;
-    stack
-        .wait_for_a_running_trial("kill", "the victim never started a trial")
+        .start_a_job_and_wait_for_a_trial("kill", budget, "the victim never started a trial")
         .await;
     victim.kill().unwrap();
     victim.wait().unwrap();

@@ -165,20 +165,8 @@ async fn the_time_budget_ends_a_job_and_trials_in_flight_finish() {
 #[tokio::test]
 async fn a_user_stop_ends_the_job_at_once_and_leaves_no_trial_running() {
     let stack = spawn_stack(2).await;
-    let models = stack
-        .builtin_models(CLASSIFICATION, &["RandomForestClassifier"])
-        .await;
     stack
-        .start_train_job(
-            "stopme",
-            CLASSIFICATION,
-            &models,
-            json!({"TIME_HOURS": 1}),
-            classification_csv,
-        )
-        .await;
-    stack
-        .wait_for_a_running_trial("stopme", "no trial ever ran")
+        .start_a_job_and_wait_for_a_trial("stopme", json!({"TIME_HOURS": 1}), "no trial ever ran")
         .await;
     let asked = Instant::now();
     stack.post("/train_jobs/stopme/1/stop", json!({})).await;
