@@ -89,6 +89,12 @@ pub struct CreateModelForm {
     /// Stored and shown; templates run in Duma's runner.
     #[serde(default, deserialize_with = "field::opt_text")]
     pub docker_image: Option<String>,
+    /// Shown with the model; at most 4096 characters.
+    #[serde(default, deserialize_with = "field::opt_text")]
+    pub model_description: Option<String>,
+    /// SINGA-Auto's entry file of a ZIP model; a `PYTHON_FILE` model is that file, so none.
+    #[serde(default, deserialize_with = "field::opt_text")]
+    pub model_file_name: Option<String>,
     /// SINGA-Auto's model kind: only `PYTHON_FILE` (one Python file, its default) is served.
     #[schema(pattern = "^PYTHON_FILE$")]
     #[serde(default, deserialize_with = "field::opt_text")]

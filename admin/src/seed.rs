@@ -58,6 +58,7 @@ pub async fn seed(settings: &Settings, pool: &PgPool) -> anyhow::Result<()> {
             dependencies: Default::default(),
             access_right: AccessRight::Public,
             docker_image: None,
+            description: None,
         };
         models::upsert_builtin(&db, &new).await?;
     }

@@ -121,6 +121,8 @@ pub struct ModelView {
     pub summary: AvailableModelView,
     pub model_class: String,
     pub docker_image: Option<String>,
+    /// What its developer says about it (`model_description` at upload).
+    pub model_description: Option<String>,
 }
 
 impl From<&Model> for ModelView {
@@ -129,6 +131,7 @@ impl From<&Model> for ModelView {
             summary: AvailableModelView::from(m),
             model_class: m.model_class.clone(),
             docker_image: m.docker_image.clone(),
+            model_description: m.description.clone(),
         }
     }
 }

@@ -151,10 +151,12 @@ def main():
     template = os.path.join(work, "sa_logreg.py")
     with open(template, "w") as f:
         f.write(TEMPLATE)
-    model = step("create_model (client defaults)", lambda: dev.create_model(
-        f"sa-logreg-{run}", TASK, template, "SingaAutoLogReg"))
+    model = step("create_model", lambda: dev.create_model(
+        f"sa-logreg-{run}", TASK, template, "SingaAutoLogReg",
+        model_description="logistic regression on two features"))
     fetched = step("get_model", lambda: dev.get_model(model["id"]))
     check(fetched["name"] == f"sa-logreg-{run}", fetched)
+    check(fetched["model_description"] == "logistic regression on two features", fetched)
     downloaded = os.path.join(work, "downloaded.py")
     step("download_model_file", lambda: dev.download_model_file(model["id"], downloaded))
     with open(downloaded) as f:

@@ -20,7 +20,10 @@ struct ModelFields {
     dependencies: Dependencies,
     access_right: AccessRight,
     docker_image: Option<String>,
+    description: Option<String>,
 }
+
+const MAX_DESCRIPTION_CHARS: usize = 4096;
 
 fn parse_fields(params: &Params) -> Result<ModelFields, ApiError> {
     let invalid = |message: String| ApiError::new(ErrorCode::InvalidModel, message);
@@ -57,6 +60,20 @@ fn parse_fields(params: &Params) -> Result<ModelFields, ApiError> {
             "model_type {kind} is not supported: upload one Python file (PYTHON_FILE)"
         )));
     }
+    if form.model_file_name.is_some() {
+        return Err(invalid(
+            "model_file_name names the entry file of a ZIP model; a PYTHON_FILE model is the \
+             uploaded file itself: leave it out"
+                .to_owned(),
+        ));
+    }
+    if let Some(description) = &form.model_description
+        && description.chars().count() > MAX_DESCRIPTION_CHARS
+    {
+        return Err(invalid(format!(
+            "model_description is longer than {MAX_DESCRIPTION_CHARS} characters"
+        )));
+    }
     Ok(ModelFields {
         name,
         task,
@@ -64,6 +81,7 @@ fn parse_fields(params: &Params) -> Result<ModelFields, ApiError> {
         dependencies,
         access_right,
         docker_image: form.docker_image,
+        description: form.model_description,
     })
 }
 
@@ -130,6 +148,7 @@ pub async fn create(
             dependencies: fields.dependencies,
             access_right: fields.access_right,
             docker_image: fields.docker_image,
+            description: fields.description,
         };
         models::insert(&db, &new).await.map_err(|e| {
             if e.is_duplicate_of(models::NAME_TAKEN) {

@@ -25,6 +25,8 @@ pub struct Model {
     pub dependencies: Dependencies,
     pub access_right: AccessRight,
     pub docker_image: Option<String>,
+    /// What its developer says about it.
+    pub description: Option<String>,
     pub datetime_created: DateTime<Utc>,
 }
 
@@ -57,6 +59,7 @@ impl Model {
             dependencies,
             access_right: row.try_get("access_right")?,
             docker_image: row.try_get("docker_image")?,
+            description: row.try_get("description")?,
             datetime_created: row.try_get("datetime_created")?,
         })
     }
@@ -64,7 +67,7 @@ impl Model {
 
 const COLUMNS: &str = "id, user_id, name, task, template_kind, source_path, source_sha256, \
     source_size_bytes, model_class, knob_config, dependencies, access_right, docker_image, \
-    datetime_created";
+    description, datetime_created";
 
 #[derive(Debug, Clone)]
 pub struct NewModel {
@@ -81,13 +84,15 @@ pub struct NewModel {
     pub dependencies: Dependencies,
     pub access_right: AccessRight,
     pub docker_image: Option<String>,
+    pub description: Option<String>,
 }
 
 pub async fn insert(db: &impl GenericClient, new: &NewModel) -> DbResult<Model> {
     let sql = format!(
         "INSERT INTO models (id, user_id, name, task, template_kind, source_path, source_sha256, \
-         source_size_bytes, model_class, knob_config, dependencies, access_right, docker_image) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING {COLUMNS}"
+         source_size_bytes, model_class, knob_config, dependencies, access_right, docker_image, \
+         description) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+         RETURNING {COLUMNS}"
     );
     let row = db
         .query_one(
@@ -106,6 +111,7 @@ pub async fn insert(db: &impl GenericClient, new: &NewModel) -> DbResult<Model> 
                 &Json(&new.dependencies),
                 &new.access_right,
                 &new.docker_image,
+                &new.description,
             ],
         )
         .await?;

@@ -50,6 +50,7 @@ fn new_model(owner: UserId, name: &str, access_right: AccessRight) -> models::Ne
         dependencies: [("scikit-learn".to_owned(), "1.5.2".to_owned())].into(),
         access_right,
         docker_image: None,
+        description: None,
     }
 }
 

@@ -208,18 +208,19 @@ async fn model_uploads_validate_their_fields() {
     assert_eq!(model["dependencies"], serde_json::json!({}), "{model}");
 }
 
-/// SINGA-Auto's client names the model's kind; only a single Python file is served, and another
-/// kind is refused rather than stored as if it were one.
+/// SINGA-Auto's client sends the model's kind, entry file and description: only a single Python
+/// file is served (another kind, or an entry file, is refused rather than stored as if it were
+/// one file), and the description is kept and shown.
 #[tokio::test]
-async fn only_single_python_file_models_are_accepted() {
+async fn singa_autos_model_fields_are_used_or_refused() {
     let app = spawn_app().await;
     let dev = app.user("MODEL_DEVELOPER").await;
-    let upload = |model_type: &'static str| {
+    let upload = |field: &'static str, value: String| {
         let form = reqwest::multipart::Form::new()
             .text("name", format!("m-{}", uuid::Uuid::new_v4().simple()))
             .text("task", "T")
             .text("model_class", "M")
-            .text("model_type", model_type)
+            .text(field, value)
             .part(
                 "model_file_bytes",
                 reqwest::multipart::Part::bytes(b"class M: pass\n".to_vec()).file_name("m.py"),
@@ -230,7 +231,18 @@ async fn only_single_python_file_models_are_accepted() {
             .multipart(form)
             .send()
     };
-    json_ok(upload("PYTHON_FILE").await.unwrap()).await;
-    let message = expect_error(upload("ZIP").await.unwrap(), 400, "InvalidModelError").await;
+    json_ok(upload("model_type", "PYTHON_FILE".into()).await.unwrap()).await;
+    let refused = upload("model_type", "ZIP".into()).await.unwrap();
+    let message = expect_error(refused, 400, "InvalidModelError").await;
     assert!(message.contains("model_type ZIP"), "{message}");
+    let refused = upload("model_file_name", "main.py".into()).await.unwrap();
+    let message = expect_error(refused, 400, "InvalidModelError").await;
+    assert!(message.contains("model_file_name"), "{message}");
+    let refused = upload("model_description", "x".repeat(4097)).await.unwrap();
+    expect_error(refused, 400, "InvalidModelError").await;
+    let created = upload("model_description", "logistic regression, é".into());
+    let id = json_ok(created.await.unwrap()).await["id"].clone();
+    let id = id.as_str().unwrap();
+    let model = json_ok(app.get(Some(&dev.token), &format!("/models/{id}")).await).await;
+    assert_eq!(model["model_description"], "logistic regression, é");
 }

@@ -40,6 +40,7 @@ async fn native_model(
             dependencies: Default::default(),
             access_right: AccessRight::Public,
             docker_image: None,
+            description: None,
         },
     )
     .await
