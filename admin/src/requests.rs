@@ -92,11 +92,12 @@ pub struct CreateModelForm {
     /// Shown with the model; at most 4096 characters.
     #[serde(default, deserialize_with = "field::opt_text")]
     pub model_description: Option<String>,
-    /// SINGA-Auto's entry file of a ZIP model; a `PYTHON_FILE` model is that file, so none.
+    /// SINGA-Auto's entry file of a `zip` model; a `py` model is that file, so none.
     #[serde(default, deserialize_with = "field::opt_text")]
     pub model_file_name: Option<String>,
-    /// SINGA-Auto's model kind: only `PYTHON_FILE` (one Python file, its default) is served.
-    #[schema(pattern = "^PYTHON_FILE$")]
+    /// SINGA-Auto's model kind (`ModelType`): only `py` (one Python file, its default) is
+    /// served; `zip` is refused.
+    #[schema(pattern = "^py$")]
     #[serde(default, deserialize_with = "field::opt_text")]
     pub model_type: Option<String>,
 }

@@ -75,6 +75,12 @@ def check(condition, message):
         raise SystemExit(f"singa-auto client: {message}")
 
 
+def created(what, body):
+    """SINGA-Auto's client hands back a 400's body as if it were the result: check for an id."""
+    check(isinstance(body, dict) and "id" in body, f"{what} refused: {body}")
+    return body
+
+
 def step(name, action):
     began = time.monotonic()
     result = action()
@@ -143,17 +149,19 @@ def main():
     train_csv, val_csv = os.path.join(work, "train.csv"), os.path.join(work, "val.csv")
     write_csv(train_csv, 200, 1)
     write_csv(val_csv, 100, 2)
-    train = step("create_dataset (train)", lambda: dev.create_dataset(f"train-{run}", TASK, train_csv))
-    val = step("create_dataset (val)", lambda: dev.create_dataset(f"val-{run}", TASK, val_csv))
+    train = created("create_dataset", step("create_dataset (train)", lambda: dev.create_dataset(
+        f"train-{run}", TASK, train_csv)))
+    val = created("create_dataset", step("create_dataset (val)", lambda: dev.create_dataset(
+        f"val-{run}", TASK, val_csv)))
     datasets = step("get_datasets", lambda: dev.get_datasets(task=TASK))
     check({train["id"], val["id"]} <= {d["id"] for d in datasets}, "get_datasets lists both")
 
     template = os.path.join(work, "sa_logreg.py")
     with open(template, "w") as f:
         f.write(TEMPLATE)
-    model = step("create_model", lambda: dev.create_model(
+    model = created("create_model", step("create_model", lambda: dev.create_model(
         f"sa-logreg-{run}", TASK, template, "SingaAutoLogReg",
-        model_description="logistic regression on two features"))
+        model_description="logistic regression on two features")))
     fetched = step("get_model", lambda: dev.get_model(model["id"]))
     check(fetched["name"] == f"sa-logreg-{run}", fetched)
     check(fetched["model_description"] == "logistic regression on two features", fetched)
@@ -163,7 +171,7 @@ def main():
         check(f.read() == TEMPLATE, "the downloaded file is the uploaded one")
     available = step("get_available_models", lambda: dev.get_available_models(task=TASK))
     check(model["id"] in {m["id"] for m in available}, "get_available_models lists it")
-    spare = dev.create_model(f"sa-spare-{run}", TASK, template, "SingaAutoLogReg")
+    spare = created("create_model", dev.create_model(f"sa-spare-{run}", TASK, template, "SingaAutoLogReg"))
     step("delete_model", lambda: dev.delete_model(spare["id"]))
     check(spare["id"] not in {m["id"] for m in dev.get_available_models(task=TASK)}, "deleted")
 

@@ -51,18 +51,14 @@ fn parse_fields(params: &Params) -> Result<ModelFields, ApiError> {
             .parse()
             .map_err(|e: duma_domain::UnknownVariant| invalid(e.to_string()))?,
     };
-    if let Some(kind) = form
-        .model_type
-        .as_deref()
-        .filter(|kind| *kind != "PYTHON_FILE")
-    {
+    if let Some(kind) = form.model_type.as_deref().filter(|kind| *kind != "py") {
         return Err(invalid(format!(
-            "model_type {kind} is not supported: upload one Python file (PYTHON_FILE)"
+            "model_type {kind} is not supported: upload one Python file (model_type py)"
         )));
     }
     if form.model_file_name.is_some() {
         return Err(invalid(
-            "model_file_name names the entry file of a ZIP model; a PYTHON_FILE model is the \
+            "model_file_name names the entry file of a zip model; a py model is the \
              uploaded file itself: leave it out"
                 .to_owned(),
         ));

@@ -231,10 +231,11 @@ async fn singa_autos_model_fields_are_used_or_refused() {
             .multipart(form)
             .send()
     };
-    json_ok(upload("model_type", "PYTHON_FILE".into()).await.unwrap()).await;
-    let refused = upload("model_type", "ZIP".into()).await.unwrap();
+    // SINGA-Auto's `ModelType.PYTHON_FILE` and `ModelType.ZIP_FILE`.
+    json_ok(upload("model_type", "py".into()).await.unwrap()).await;
+    let refused = upload("model_type", "zip".into()).await.unwrap();
     let message = expect_error(refused, 400, "InvalidModelError").await;
-    assert!(message.contains("model_type ZIP"), "{message}");
+    assert!(message.contains("model_type zip"), "{message}");
     let refused = upload("model_file_name", "main.py".into()).await.unwrap();
     let message = expect_error(refused, 400, "InvalidModelError").await;
     assert!(message.contains("model_file_name"), "{message}");
