@@ -325,6 +325,8 @@ mod tests {
     use super::*;
 
     const WAIT: Duration = Duration::from_secs(5);
+    /// How long `"hang"` keeps the model busy: far past any caller's deadline.
+    const HANG: Duration = Duration::from_secs(3);
 
     /// Doubles numbers; refuses anything else; sleeps on `"hang"` longer than any caller waits.
     struct Doubler;
@@ -345,7 +347,7 @@ mod tests {
                 .enumerate()
                 .map(|(index, query)| match query {
                     Value::String(s) if s == "hang" => {
-                        std::thread::sleep(Duration::from_millis(1500));
+                        std::thread::sleep(HANG);
                         Ok(Value::Null)
                     }
                     _ => query.as_f64().map(|x| json!(x * 2.0)).ok_or_else(|| {
@@ -439,7 +441,7 @@ mod tests {
             "{}",
             broken.reason
         );
-        assert!(started.elapsed() < Duration::from_millis(1400));
+        assert!(started.elapsed() < HANG - Duration::from_millis(500));
     }
 
     #[tokio::test]

@@ -1,9 +1,13 @@
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use duma_common::ops::Liveness;
 use duma_common::redis::Redis;
-use duma_common::redis::rpc::{Reply, RpcClient, RpcError, RpcServer, ServeLoop, StreamService};
+use duma_common::redis::rpc::{
+    MemoryBus, Reply, RpcClient, RpcError, RpcServer, ServeLoop, StreamService,
+};
 use duma_testkit::RedisServer;
 use tokio_util::sync::CancellationToken;
 
@@ -205,6 +209,8 @@ async fn entries_of_a_dead_consumer_are_reclaimed_by_another() {
 struct Echo {
     server: RpcServer,
     stream: String,
+    /// Housekeeping rounds so far.
+    ticks: Arc<AtomicUsize>,
 }
 
 impl StreamService for Echo {
@@ -215,6 +221,7 @@ impl StreamService for Echo {
         &mut self.server
     }
     async fn tick(&mut self) -> anyhow::Result<()> {
+        self.ticks.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
     async fn serve(&mut self, requests: Vec<duma_common::redis::rpc::Request>) {
@@ -248,7 +255,11 @@ async fn serving_resumes_by_itself_after_redis_restarts() {
     let probe = liveness.probe("echo loop", Duration::from_secs(3));
     let stop = shutdown.clone();
     let serving = tokio::spawn(async move {
-        let mut echo = Echo { server, stream };
+        let mut echo = Echo {
+            server,
+            stream,
+            ticks: Arc::default(),
+        };
         let every = ServeLoop {
             tick: Duration::from_millis(100),
             block: Duration::from_millis(100),
@@ -287,4 +298,54 @@ async fn serving_resumes_by_itself_after_redis_restarts() {
     assert!(liveness.stalled().is_empty(), "{:?}", liveness.stalled());
     shutdown.cancel();
     serving.await.unwrap();
+}
+
+/// The same loop on the in-memory transport (no Redis at all): it serves, ticks between reads,
+/// and stops at shutdown.
+#[tokio::test]
+async fn a_serve_loop_on_the_memory_bus_serves_and_ticks_until_shutdown() {
+    let bus = MemoryBus::new("t:");
+    let (client, _tasks) = RpcClient::in_memory(&bus);
+    let server = RpcServer::in_memory(&bus, "echo");
+    let stream = server.stream("echo");
+    let ticks = Arc::new(AtomicUsize::new(0));
+    let mut echo = Echo {
+        server,
+        stream,
+        ticks: ticks.clone(),
+    };
+    let probe = Liveness::default().probe("echo", Duration::from_secs(60));
+    let shutdown = CancellationToken::new();
+    let every = ServeLoop {
+        tick: Duration::from_millis(10),
+        block: Duration::from_millis(20),
+        batch: 16,
+    };
+    let calls = async {
+        for i in 0..20 {
+            let body = format!("query {i}");
+            let reply = client
+                .call(
+                    "echo",
+                    body.clone().into_bytes(),
+                    "",
+                    Duration::from_secs(5),
+                )
+                .await
+                .unwrap();
+            assert_eq!(&reply[..], body.to_ascii_uppercase().as_bytes());
+        }
+        // Housekeeping goes on between reads, with no requests at all.
+        let served = ticks.load(Ordering::Relaxed);
+        while ticks.load(Ordering::Relaxed) < served + 2 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        shutdown.cancel();
+    };
+    let running = every.run(&mut echo, "echo", &probe, &shutdown);
+    tokio::time::timeout(Duration::from_secs(10), async {
+        tokio::join!(running, calls)
+    })
+    .await
+    .expect("the loop ticks while idle, and stops at shutdown");
 }

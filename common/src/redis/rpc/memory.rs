@@ -199,13 +199,9 @@ mod tests {
     use std::time::Duration;
 
     use bytes::Bytes;
-    use tokio_util::sync::CancellationToken;
 
     use super::MemoryBus;
-    use crate::ops::Liveness;
-    use crate::redis::rpc::{
-        Reply, Request, RpcClient, RpcError, RpcServer, ServeLoop, StreamService,
-    };
+    use crate::redis::rpc::{Reply, RpcClient, RpcError, RpcServer};
 
     const WAIT: Duration = Duration::from_secs(5);
 
@@ -294,71 +290,5 @@ mod tests {
             .collect();
         heir.respond(replies).await.unwrap();
         assert_eq!(&call.await.unwrap().unwrap()[..], b"late but served");
-    }
-
-    /// Echoes each payload back, and counts its housekeeping ticks.
-    struct Echo {
-        server: RpcServer,
-        stream: String,
-        ticks: usize,
-    }
-
-    impl StreamService for Echo {
-        fn streams(&self) -> Vec<String> {
-            vec![self.stream.clone()]
-        }
-        fn server(&mut self) -> &mut RpcServer {
-            &mut self.server
-        }
-        async fn tick(&mut self) -> anyhow::Result<()> {
-            self.ticks += 1;
-            Ok(())
-        }
-        async fn serve(&mut self, requests: Vec<Request>) {
-            let replies: Vec<(Request, Reply)> = requests
-                .into_iter()
-                .map(|r| {
-                    let echo = Reply::Ok(r.payload.clone());
-                    (r, echo)
-                })
-                .collect();
-            self.server.respond(replies).await.unwrap();
-        }
-    }
-
-    #[tokio::test]
-    async fn a_serve_loop_serves_and_ticks_until_shutdown() {
-        let bus = MemoryBus::new("t:");
-        let (client, _tasks) = RpcClient::in_memory(&bus);
-        let server = RpcServer::in_memory(&bus, "echo");
-        let stream = server.stream("echo");
-        let mut echo = Echo {
-            server,
-            stream,
-            ticks: 0,
-        };
-        let probe = Liveness::default().probe("echo", Duration::from_secs(60));
-        let shutdown = CancellationToken::new();
-        let every = ServeLoop {
-            tick: Duration::from_millis(10),
-            block: Duration::from_millis(20),
-            batch: 16,
-        };
-        let running = async {
-            every.run(&mut echo, "echo", &probe, &shutdown).await;
-        };
-        let calls = async {
-            for i in 0..20 {
-                let body = format!("query {i}").into_bytes();
-                let reply = client.call("echo", body.clone(), "", WAIT).await.unwrap();
-                assert_eq!(&reply[..], &body[..]);
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            shutdown.cancel();
-        };
-        tokio::time::timeout(WAIT, async { tokio::join!(running, calls) })
-            .await
-            .expect("the loop stops at shutdown");
-        assert!(echo.ticks >= 2, "ticks: {}", echo.ticks);
     }
 }

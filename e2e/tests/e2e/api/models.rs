@@ -1,4 +1,4 @@
-use duma_e2e::admin::spawn_app;
+use duma_e2e::admin::{TestApp, spawn_app};
 use duma_e2e::client::{expect_error, json_ok};
 
 #[tokio::test]
@@ -149,21 +149,12 @@ async fn model_uploads_validate_their_fields() {
     let app = spawn_app().await;
     let dev = app.user("MODEL_DEVELOPER").await;
     let upload = |deps: &'static str, class: &'static str, access: &'static str| {
-        let form = reqwest::multipart::Form::new()
-            .text("name", format!("m-{}", uuid::Uuid::new_v4().simple()))
-            .text("task", "T")
-            .text("model_class", class)
-            .text("dependencies", deps)
-            .text("access_right", access)
-            .part(
-                "model_file_bytes",
-                reqwest::multipart::Part::bytes(b"x".to_vec()).file_name("m.py"),
-            );
-        app.http
-            .post(app.url("/models"))
-            .bearer_auth(&dev.token)
-            .multipart(form)
-            .send()
+        let fields = [
+            ("model_class", class),
+            ("dependencies", deps),
+            ("access_right", access),
+        ];
+        upload_form(&app, &dev.token, fields.map(|(k, v)| (k, v.to_owned())))
     };
     let message = expect_error(
         upload(r#"{"numpy; rm -rf /": "1"}"#, "M", "PRIVATE")
@@ -216,20 +207,11 @@ async fn singa_autos_model_fields_are_used_or_refused() {
     let app = spawn_app().await;
     let dev = app.user("MODEL_DEVELOPER").await;
     let upload = |field: &'static str, value: String| {
-        let form = reqwest::multipart::Form::new()
-            .text("name", format!("m-{}", uuid::Uuid::new_v4().simple()))
-            .text("task", "T")
-            .text("model_class", "M")
-            .text(field, value)
-            .part(
-                "model_file_bytes",
-                reqwest::multipart::Part::bytes(b"class M: pass\n".to_vec()).file_name("m.py"),
-            );
-        app.http
-            .post(app.url("/models"))
-            .bearer_auth(&dev.token)
-            .multipart(form)
-            .send()
+        upload_form(
+            &app,
+            &dev.token,
+            [("model_class", "M".to_owned()), (field, value)],
+        )
     };
     // SINGA-Auto's `ModelType.PYTHON_FILE` and `ModelType.ZIP_FILE`.
     json_ok(upload("model_type", "py".into()).await.unwrap()).await;
@@ -246,4 +228,27 @@ async fn singa_autos_model_fields_are_used_or_refused() {
     let id = id.as_str().unwrap();
     let model = json_ok(app.get(Some(&dev.token), &format!("/models/{id}")).await).await;
     assert_eq!(model["model_description"], "logistic regression, é");
+}
+
+/// `POST /models` as `token`: a fresh name, task `T`, a one-line template file, and `fields`.
+fn upload_form<const N: usize>(
+    app: &TestApp,
+    token: &str,
+    fields: [(&'static str, String); N],
+) -> impl Future<Output = reqwest::Result<reqwest::Response>> {
+    let mut form = reqwest::multipart::Form::new()
+        .text("name", format!("m-{}", uuid::Uuid::new_v4().simple()))
+        .text("task", "T")
+        .part(
+            "model_file_bytes",
+            reqwest::multipart::Part::bytes(b"class M: pass\n".to_vec()).file_name("m.py"),
+        );
+    for (name, value) in fields {
+        form = form.text(name, value);
+    }
+    app.http
+        .post(app.url("/models"))
+        .bearer_auth(token)
+        .multipart(form)
+        .send()
 }
