@@ -27,13 +27,12 @@ const REPLY_LIST_TTL_MS: i64 = 60_000;
 /// Redis restart the server resumes by itself, and a read that meets a consumer group Redis lost
 /// creates it again.
 pub struct RpcServer {
-    consumer: String,
     transport: Transport,
 }
 
 enum Transport {
     Redis(Box<RedisStreams>),
-    Memory(MemoryBus),
+    Memory { bus: MemoryBus, consumer: String },
 }
 
 /// A consumer of Redis request streams on its own connection.
@@ -58,7 +57,6 @@ impl RpcServer {
     pub async fn new(redis: &Redis, group: &str, consumer: &str) -> RedisResult<Self> {
         let conn = redis.blocking_connection().await?;
         Ok(Self {
-            consumer: consumer.to_owned(),
             transport: Transport::Redis(Box::new(RedisStreams {
                 redis: redis.clone(),
                 conn: Some(conn),
@@ -71,8 +69,10 @@ impl RpcServer {
     /// `consumer` of the request streams of `bus`.
     pub fn in_memory(bus: &MemoryBus, consumer: &str) -> Self {
         Self {
-            consumer: consumer.to_owned(),
-            transport: Transport::Memory(bus.clone()),
+            transport: Transport::Memory {
+                bus: bus.clone(),
+                consumer: consumer.to_owned(),
+            },
         }
     }
 
@@ -80,7 +80,7 @@ impl RpcServer {
     pub fn stream(&self, target: &str) -> String {
         match &self.transport {
             Transport::Redis(redis) => redis.redis.keys().request_stream(target),
-            Transport::Memory(bus) => bus.keys().request_stream(target),
+            Transport::Memory { bus, .. } => bus.keys().request_stream(target),
         }
     }
 
@@ -89,7 +89,7 @@ impl RpcServer {
     pub async fn ensure_group(&mut self, stream: &str) -> RedisResult<()> {
         match &mut self.transport {
             Transport::Redis(redis) => redis.ensure_group(stream).await,
-            Transport::Memory(_) => Ok(()),
+            Transport::Memory { .. } => Ok(()),
         }
     }
 
@@ -107,7 +107,7 @@ impl RpcServer {
         }
         let requests = match &mut self.transport {
             Transport::Redis(redis) => redis.read(streams, count, block).await?,
-            Transport::Memory(bus) => bus.read(&self.consumer, streams, count, block).await,
+            Transport::Memory { bus, consumer } => bus.read(consumer, streams, count, block).await,
         };
         self.drop_expired(requests).await
     }
@@ -122,7 +122,7 @@ impl RpcServer {
     ) -> RedisResult<Vec<Request>> {
         let requests = match &mut self.transport {
             Transport::Redis(redis) => redis.reclaim(stream, min_idle, count).await?,
-            Transport::Memory(bus) => bus.reclaim(&self.consumer, stream, min_idle, count),
+            Transport::Memory { bus, consumer } => bus.reclaim(consumer, stream, min_idle, count),
         };
         self.drop_expired(requests).await
     }
@@ -140,7 +140,7 @@ impl RpcServer {
     pub async fn depth(&mut self, stream: &str) -> RedisResult<(u64, u64)> {
         match &mut self.transport {
             Transport::Redis(redis) => redis.depth(stream).await,
-            Transport::Memory(bus) => Ok(bus.depth(stream)),
+            Transport::Memory { bus, .. } => Ok(bus.depth(stream)),
         }
     }
 
@@ -155,7 +155,7 @@ impl RpcServer {
         });
         match &mut self.transport {
             Transport::Redis(redis) => redis.respond(replies.collect()).await,
-            Transport::Memory(bus) => {
+            Transport::Memory { bus, .. } => {
                 bus.respond(replies.collect());
                 Ok(())
             }
