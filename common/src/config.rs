@@ -4,6 +4,7 @@
 //! (`__` separates nesting levels: `DUMA_DATABASE__MAX_CONNECTIONS=32`). `SUPERADMIN_PASSWORD`
 //! is also read, as Rafiki did. Secrets are [`SecretString`]s, so `Debug` never prints them.
 
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -276,6 +277,10 @@ pub struct AdminSettings {
     pub max_model_file_bytes: u64,
     /// `host:port[/path]` the predictors are reached at; inference jobs append their path.
     pub predictor_host: String,
+    /// Ports of nginx (`FIRST-LAST`) that each give one live inference job a port of its own, so
+    /// its `predictor_host` is `host:port` and `http://{predictor_host}/predict` reaches it. Empty:
+    /// no own ports; `predictor_host` is then `host:port/inference_jobs/<id>`.
+    pub inference_job_ports: String,
     pub dataset_url_timeout_ms: u64,
     /// Let `dataset_url` reach loopback and private addresses (off: no SSRF into the network).
     pub dataset_url_allow_private: bool,
@@ -300,6 +305,50 @@ pub struct AdminSettings {
     pub quota_concurrent_trials: u32,
 }
 
+/// At most this many ports in `admin.inference_job_ports` (nginx listens on each).
+pub const MAX_INFERENCE_JOB_PORTS: usize = 1000;
+
+/// A port range `FIRST-LAST` (or one port) of at most [`MAX_INFERENCE_JOB_PORTS`] ports; `None`
+/// when `text` is empty; else why it is wrong.
+pub fn port_range(text: &str) -> Result<Option<RangeInclusive<u16>>, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let malformed = || format!("`{text}` is not a port range like 30000-30019");
+    let (first, last) = text.split_once('-').unwrap_or((text, text));
+    let first: u16 = first.trim().parse().map_err(|_| malformed())?;
+    let last: u16 = last.trim().parse().map_err(|_| malformed())?;
+    if first == 0 || first > last {
+        return Err(malformed());
+    }
+    if usize::from(last - first) >= MAX_INFERENCE_JOB_PORTS {
+        return Err(format!(
+            "`{text}` holds more than {MAX_INFERENCE_JOB_PORTS} ports"
+        ));
+    }
+    Ok(Some(first..=last))
+}
+
+impl AdminSettings {
+    /// `inference_job_ports` parsed (see [`port_range`]).
+    pub fn inference_job_port_range(&self) -> Result<Option<RangeInclusive<u16>>, String> {
+        port_range(&self.inference_job_ports)
+    }
+
+    /// The host part of `predictor_host` (its port and path removed): where inference jobs' own
+    /// ports are reached.
+    pub fn predictor_hostname(&self) -> &str {
+        let host = self.predictor_host.split('/').next().unwrap_or_default();
+        match host.rsplit_once(':') {
+            Some((name, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => {
+                name
+            }
+            _ => host,
+        }
+    }
+}
+
 impl Default for AdminSettings {
     fn default() -> Self {
         Self {
@@ -312,6 +361,7 @@ impl Default for AdminSettings {
             max_dataset_bytes: 1 << 30,
             max_model_file_bytes: 64 << 20,
             predictor_host: "localhost:8080".into(),
+            inference_job_ports: String::new(),
             dataset_url_timeout_ms: 60_000,
             dataset_url_allow_private: false,
             trial_parallelism: 2,
@@ -485,6 +535,15 @@ impl Settings {
             return invalid(
                 "redis.key_prefix",
                 "must be non-empty printable ASCII without spaces",
+            );
+        }
+        if let Err(why) = self.admin.inference_job_port_range() {
+            return invalid("admin.inference_job_ports", &why);
+        }
+        if !self.admin.inference_job_ports.is_empty() && self.admin.predictor_host.contains('/') {
+            return invalid(
+                "admin.predictor_host",
+                "must be `host[:port]` without a path when inference jobs have ports of their own",
             );
         }
         if self.admin.trial_parallelism == 0 {
@@ -795,6 +854,54 @@ mod tests {
             jail.set_env("DUMA_ADMIN__JWT_SECRET", "super-secret-value-123");
             let settings = Settings::load(None).expect("loads");
             assert!(!format!("{settings:?}").contains("super-secret-value-123"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn inference_job_ports_are_a_bounded_range_and_the_host_loses_its_port() {
+        let admin = |ports: &str, host: &str| AdminSettings {
+            inference_job_ports: ports.into(),
+            predictor_host: host.into(),
+            ..AdminSettings::default()
+        };
+        assert_eq!(admin("", "x").inference_job_port_range(), Ok(None));
+        assert_eq!(
+            admin(" 30000-30019 ", "x").inference_job_port_range(),
+            Ok(Some(30000..=30019))
+        );
+        assert_eq!(
+            admin("4000", "x").inference_job_port_range(),
+            Ok(Some(4000..=4000))
+        );
+        for wrong in ["30019-30000", "0-10", "a-b", "30000-", "1-70000", "1-2000"] {
+            assert!(
+                admin(wrong, "x").inference_job_port_range().is_err(),
+                "{wrong}"
+            );
+        }
+        assert_eq!(
+            admin("", "localhost:8080").predictor_hostname(),
+            "localhost"
+        );
+        assert_eq!(
+            admin("", "predictions.example.com").predictor_hostname(),
+            "predictions.example.com"
+        );
+        assert_eq!(admin("", "[::1]:8080").predictor_hostname(), "[::1]");
+        assert_eq!(admin("", "h:80/prefix").predictor_hostname(), "h");
+    }
+
+    #[test]
+    fn job_ports_need_a_predictor_host_without_a_path() {
+        Jail::expect_with(|jail| {
+            jail.set_env("DUMA_ADMIN__INFERENCE_JOB_PORTS", "30000-30009");
+            jail.set_env("DUMA_ADMIN__PREDICTOR_HOST", "h:8080/predict-here");
+            let err = Settings::load(None).expect_err("a path").to_string();
+            assert!(err.contains("DUMA_ADMIN__PREDICTOR_HOST"), "{err}");
+            jail.set_env("DUMA_ADMIN__INFERENCE_JOB_PORTS", "9-2");
+            let err = Settings::load(None).expect_err("reversed").to_string();
+            assert!(err.contains("DUMA_ADMIN__INFERENCE_JOB_PORTS"), "{err}");
             Ok(())
         });
     }

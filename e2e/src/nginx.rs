@@ -12,6 +12,11 @@ pub struct Nginx {
 
 impl Nginx {
     pub fn start(upstreams: &[String]) -> Self {
+        Self::start_with_job_ports(upstreams, &[])
+    }
+
+    /// [`Nginx::start`], also listening on `job_ports` (inference jobs' own ports).
+    pub fn start_with_job_ports(upstreams: &[String], job_ports: &[u16]) -> Self {
         let repository = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let prefix = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(prefix.path().join("tmp")).unwrap();
@@ -21,11 +26,11 @@ impl Nginx {
         )
         .unwrap();
         let port = duma_testkit::free_port();
-        std::fs::write(
-            prefix.path().join("listen.conf"),
-            format!("listen 127.0.0.1:{port};\n"),
-        )
-        .unwrap();
+        let listen: String = std::iter::once(port)
+            .chain(job_ports.iter().copied())
+            .map(|port| format!("listen 127.0.0.1:{port};\n"))
+            .collect();
+        std::fs::write(prefix.path().join("listen.conf"), listen).unwrap();
         let servers: String = upstreams
             .iter()
             .map(|u| format!("server {} max_fails=0;\n", u.trim_start_matches("http://")))

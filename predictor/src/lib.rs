@@ -3,6 +3,7 @@
 //! and the answers are ensembled. Any number of replicas can run behind nginx.
 
 mod ensemble;
+mod images;
 mod predict;
 mod routes;
 
@@ -80,6 +81,7 @@ impl Application {
                     "/inference_jobs/{job}/predict",
                     web::post().to(predict::predict),
                 )
+                .route("/predict", web::post().to(predict::predict_at_port))
                 .route("/echo", web::post().to(echo))
                 .default_service(web::to(not_found))
         })

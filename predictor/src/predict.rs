@@ -1,6 +1,9 @@
-//! `POST /inference_jobs/{id}/predict`: Rafiki's predictor contract.
+//! `POST /inference_jobs/{id}/predict`, and `POST /predict` on an inference job's own port of
+//! nginx (nginx says which port in `X-Forwarded-Port`): Rafiki's predictor contract.
 //! `{"query": q}` → `{"prediction": p, "predictions": []}`;
-//! `{"queries": [q…]}` → `{"prediction": null, "predictions": [p…]}`.
+//! `{"queries": [q…]}` → `{"prediction": null, "predictions": [p…]}`;
+//! for image tasks also SINGA-Auto's multipart upload of `img` files (see [`crate::images`]),
+//! answered like `queries`.
 
 use std::time::{Duration, Instant};
 
@@ -14,6 +17,7 @@ use prometheus::{HistogramVec, IntGauge, Registry};
 use serde_json::{Value, json};
 
 use crate::ensemble::ensemble;
+use crate::images;
 use crate::routes::RouteTable;
 
 pub struct Predictor {
@@ -119,8 +123,60 @@ pub async fn predict(
     body: web::Payload,
 ) -> HttpResponse {
     let started = Instant::now();
-    let key = prediction_key(&request);
-    let (answered, label) = answer(&predictor, &job, key, body, &request_id).await;
+    let answered = answer(&predictor, &job, &request, body, &request_id).await;
+    measured(&predictor, started, answered)
+}
+
+/// The header nginx names the port a request came in on with.
+pub const PORT_HEADER: &str = "x-forwarded-port";
+
+/// `POST /predict` through an inference job's own port: the job is the one holding that port.
+pub async fn predict_at_port(
+    predictor: web::Data<Predictor>,
+    request: HttpRequest,
+    request_id: RequestId,
+    body: web::Payload,
+) -> HttpResponse {
+    let started = Instant::now();
+    let port = request
+        .headers()
+        .get(PORT_HEADER)
+        .and_then(|value| value.to_str().ok()?.trim().parse::<u16>().ok());
+    let job = match port {
+        Some(port) => predictor.routes.job_at_port(port).await,
+        None => Ok(None),
+    };
+    let answered = match job {
+        Ok(Some(id)) => answer(&predictor, &id.to_string(), &request, body, &request_id).await,
+        Ok(None) => (
+            Err(ApiError::new(
+                ErrorCode::RunningInferenceJobNotFound,
+                match port {
+                    Some(port) => format!(
+                        "no running inference job on port {port}; use the `predictor_host` the \
+                         admin gives for the job, or POST /inference_jobs/<id>/predict"
+                    ),
+                    None => "POST /predict is an inference job's route on its own port of \
+                             nginx; here, POST /inference_jobs/<id>/predict"
+                        .to_owned(),
+                },
+            )),
+            NO_JOB.to_owned(),
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "port lookup failed");
+            (Err(lookup_failed()), NO_JOB.to_owned())
+        }
+    };
+    measured(&predictor, started, answered)
+}
+
+/// The response, with its latency recorded under its job label.
+fn measured(
+    predictor: &Predictor,
+    started: Instant,
+    (answered, label): (Result<HttpResponse, ApiError>, String),
+) -> HttpResponse {
     let response = answered.unwrap_or_else(|refused| refused.error_response());
     let status = response.status();
     predictor
@@ -129,7 +185,7 @@ pub async fn predict(
         .with_label_values(&[label.as_str(), status.as_str()])
         .observe(started.elapsed().as_secs_f64());
     if status.is_server_error() {
-        tracing::warn!(job = job.as_str(), %status, "predict failed");
+        tracing::warn!(job = label, %status, "predict failed");
     }
     response
 }
@@ -138,10 +194,11 @@ pub async fn predict(
 async fn answer(
     predictor: &Predictor,
     job: &str,
-    key: Option<&str>,
+    request: &HttpRequest,
     body: web::Payload,
     request_id: &RequestId,
 ) -> (Result<HttpResponse, ApiError>, String) {
+    let key = prediction_key(request);
     let unlabelled = |refused| (Err(refused), NO_JOB.to_owned());
     let not_running = || {
         ApiError::new(
@@ -157,10 +214,7 @@ async fn answer(
         Ok(None) => return unlabelled(not_running()),
         Err(e) => {
             tracing::warn!(error = %e, "route lookup failed");
-            return unlabelled(ApiError::new(
-                ErrorCode::Unavailable,
-                "the platform cannot look the inference job up right now; retry shortly",
-            ));
+            return unlabelled(lookup_failed());
         }
     };
     // Before the body is read: a caller without the key costs no more than its headers.
@@ -174,6 +228,9 @@ async fn answer(
     let label = id.to_string();
     let limits = predictor.limits;
     let parsed = match read_body(body, limits.max_body_bytes).await {
+        Ok(body) if images::is_multipart(request.headers()) => {
+            image_queries(request, body, &route.task, limits).await
+        }
         Ok(body) => parse(&body, limits.max_queries),
         Err(refused) => Err(refused),
     };
@@ -252,6 +309,13 @@ async fn answer(
     (Ok(HttpResponse::Ok().json(body)), label)
 }
 
+fn lookup_failed() -> ApiError {
+    ApiError::new(
+        ErrorCode::Unavailable,
+        "the platform cannot look the inference job up right now; retry shortly",
+    )
+}
+
 /// The prediction key a request carries: `X-API-Key`, or a bearer token.
 fn prediction_key(request: &HttpRequest) -> Option<&str> {
     let header = |name| request.headers().get(name).and_then(|v| v.to_str().ok());
@@ -278,6 +342,31 @@ async fn read_body(mut payload: web::Payload, limit: usize) -> Result<web::Bytes
 /// A body that is not a predict request: the queries never reached a model.
 fn invalid(message: impl Into<String>) -> ApiError {
     ApiError::new(ErrorCode::InvalidQuery, message)
+}
+
+/// The queries of an image upload: as many as files, answered like `queries`. The decoded
+/// images may hold as many values as the body limit has bytes.
+async fn image_queries(
+    request: &HttpRequest,
+    body: web::BytesMut,
+    task: &str,
+    limits: Limits,
+) -> Result<(Vec<Value>, bool), ApiError> {
+    if !images::task_takes_images(task) {
+        return Err(invalid(format!(
+            "image uploads (multipart `{}` files) are taken by jobs of image tasks; this job's \
+             task is {task}: send JSON",
+            images::FIELD
+        )));
+    }
+    let queries = images::queries(
+        request.headers(),
+        body.freeze(),
+        limits.max_queries,
+        limits.max_body_bytes,
+    )
+    .await?;
+    Ok((queries, false))
 }
 
 /// `(queries, was a single query)`, or what is wrong with the body.

@@ -18,7 +18,9 @@ use crate::ensemble::Combine;
 pub struct Route {
     /// Best trial first.
     pub targets: Vec<String>,
-    /// How the trials' answers combine (by the train job's task).
+    /// The train job's task: it decides how the trials' answers combine, and whether image
+    /// uploads are taken.
+    pub task: String,
     pub combine: Combine,
     /// Requests in flight for the job; a full bound answers 503 instead of queueing.
     pub in_flight: Arc<Semaphore>,
@@ -40,6 +42,8 @@ pub struct RouteTable {
     pool: PgPool,
     max_in_flight: usize,
     routes: RwLock<HashMap<InferenceJobId, Arc<Route>>>,
+    /// Which live job holds each of nginx's per-job ports (`admin.inference_job_ports`).
+    ports: RwLock<HashMap<u16, InferenceJobId>>,
 }
 
 impl RouteTable {
@@ -48,7 +52,21 @@ impl RouteTable {
             pool,
             max_in_flight,
             routes: RwLock::default(),
+            ports: RwLock::default(),
         }
+    }
+
+    /// The live job that holds nginx's `port`, if any.
+    pub async fn job_at_port(&self, port: u16) -> anyhow::Result<Option<InferenceJobId>> {
+        if let Some(id) = self.ports.read().get(&port) {
+            return Ok(Some(*id));
+        }
+        let db = self.pool.get().await?;
+        let id = inference_jobs::live_at_port(&db, port).await?;
+        if let Some(id) = id {
+            self.ports.write().insert(port, id);
+        }
+        Ok(id)
     }
 
     /// The route of a live job; `None` if the job does not exist or is not STARTED/RUNNING.
@@ -76,6 +94,7 @@ impl RouteTable {
         let route = Arc::new(Route {
             targets,
             combine: Combine::for_task(&task),
+            task,
             in_flight: Arc::new(Semaphore::new(self.max_in_flight)),
             key_digests,
         });
@@ -92,10 +111,13 @@ impl RouteTable {
             _ => return,
         };
         self.routes.write().remove(&id);
+        // A stopped job's port may go to the next job created.
+        self.ports.write().retain(|_, holder| *holder != id);
     }
 
     /// Forgets everything (events may have been missed).
     pub fn clear(&self) {
         self.routes.write().clear();
+        self.ports.write().clear();
     }
 }

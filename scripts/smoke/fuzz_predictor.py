@@ -53,8 +53,8 @@ def main():
         parameter["schema"] = {"type": "string",
                                "enum": [jobs["open"][1], jobs["keyed"][1], str(uuid.uuid4()), "not-a-job"]}
         # Queries these models accept, so the fuzzer's explicit-examples phase gets answers too.
-        post = document["paths"]["/inference_jobs/{inference_job_id}/predict"]["post"]
-        post["requestBody"]["content"]["application/json"]["examples"] = {
+        predict_body = document["components"]["requestBodies"]["Predict"]
+        predict_body["content"]["application/json"]["examples"] = {
             "one": {"value": {"query": {"x1": 2.1, "x2": 1.9}}},
             "many": {"value": {"queries": [{"x1": 2.1, "x2": 1.9}, {"x1": -2.0, "x2": -1.5}]}},
         }

@@ -186,6 +186,10 @@ def main():
     job = steps.run("inference job RUNNING", lambda: wait_for("a RUNNING inference job", serving))
     host = job["predictor_host"]
     print(f"    predictor_host {host}", flush=True)
+    # A port of nginx of the job's own (admin.inference_job_ports): code that splits it works.
+    hostname, _, port = host.partition(":")
+    if not (hostname and port.isdigit()):
+        raise SystemExit(f"smoke: predictor_host {host!r} is not host:port")
 
     def predict():
         predictions = client.predict(app, queries=[{"x1": 2.1, "x2": 1.9}, {"x1": -2.2, "x2": -1.8}])
@@ -217,6 +221,9 @@ def main():
     print(f"    {len(rules)} alert rules", flush=True)
 
     steps.run("stop the inference job", lambda: client.stop_inference_job(app))
+    gone = requests.post(f"http://{hostname}:{int(port)}/predict", json={"query": {"x1": 1, "x2": 1}}, timeout=10)
+    if gone.status_code != 404:
+        raise SystemExit(f"smoke: a stopped job's port answered {gone.status_code}: {gone.text}")
     if args.state:
         with open(args.state, "w") as f:
             json.dump({"email": email, "password": password, "app": app, "trials": args.trials}, f)

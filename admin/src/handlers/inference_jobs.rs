@@ -12,13 +12,18 @@ use crate::state::AppState;
 use crate::views::{InferenceJobRefView, InferenceJobView};
 use duma_common::api_error::{ApiError, ApiResult, ErrorBody, ErrorCode};
 
-/// Where app users send queries for a job: `host:port[/path]/inference_jobs/<id>` (no scheme).
+/// Where app users send queries for a job (no scheme): its own `host:port` when it has a port,
+/// else `host:port[/path]/inference_jobs/<id>`. Either way `http://{predictor_host}/predict`.
 pub fn predictor_host(state: &AppState, job: &InferenceJob) -> String {
-    format!(
-        "{}/inference_jobs/{}",
-        state.settings.admin.predictor_host.trim_end_matches('/'),
-        job.id
-    )
+    let admin = &state.settings.admin;
+    match job.predictor_port {
+        Some(port) => format!("{}:{port}", admin.predictor_hostname()),
+        None => format!(
+            "{}/inference_jobs/{}",
+            admin.predictor_host.trim_end_matches('/'),
+            job.id
+        ),
+    }
 }
 
 fn reference(state: &AppState, job: &InferenceJob, with_host: bool) -> InferenceJobRefView {
@@ -34,7 +39,7 @@ fn reference(state: &AppState, job: &InferenceJob, with_host: bool) -> Inference
 /// Serve a STOPPED train job: each model's best trial with saved parameters.
 #[utoipa::path(post, path = "/inference_jobs", tag = "inference jobs",
     request_body(content = crate::requests::CreateInferenceJobRequest, content_type = "application/json"),
-    responses((status = 200, body = InferenceJobRefView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    responses((status = 200, body = InferenceJobRefView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn create(
     state: web::Data<AppState>,
@@ -77,7 +82,16 @@ pub async fn create(
         })
         .collect();
     let tx = db.transaction().await?;
-    let job = inference_jobs::create(&tx, caller.id, train_job.id, &budget, &served)
+    let port = match state.settings.admin.inference_job_port_range() {
+        Ok(Some(ports)) => Some(
+            inference_jobs::free_port(&tx, ports.clone())
+                .await?
+                .ok_or_else(|| no_free_port(&ports))?,
+        ),
+        // Validated at start-up.
+        Ok(None) | Err(_) => None,
+    };
+    let job = inference_jobs::create(&tx, caller.id, train_job.id, &budget, &served, port)
         .await
         .map_err(|e| {
             if e.is_duplicate_of(inference_jobs::ONE_LIVE_PER_TRAIN_JOB) {
@@ -100,6 +114,19 @@ pub async fn create(
         })
         .await;
     Ok(super::json(reference(&state, &job, true)))
+}
+
+fn no_free_port(ports: &std::ops::RangeInclusive<u16>) -> ApiError {
+    ApiError::retry_later(
+        ErrorCode::Unavailable,
+        format!(
+            "every predictor port ({}-{}) is held by a live inference job; stop one, or ask the \
+             operator to widen admin.inference_job_ports",
+            ports.start(),
+            ports.end()
+        ),
+        std::time::Duration::from_secs(60),
+    )
 }
 
 /// A user's inference jobs (non-admins: only their own).

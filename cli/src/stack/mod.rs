@@ -41,6 +41,10 @@ pub struct UpArgs {
     /// Port of the first predictor; further replicas take the next ports.
     #[arg(long, default_value_t = 3100)]
     pub predictor_port: u16,
+    /// nginx ports (`FIRST-LAST`) that give each live inference job a port of its own, so its
+    /// `predictor_host` is a plain `host:port` (as in Rafiki); empty for none.
+    #[arg(long, default_value = "30000-30019", value_parser = inference_job_ports)]
+    pub inference_job_ports: InferenceJobPorts,
     /// Port (`/health`, `/metrics`) of the advisor worker; the train and inference workers take
     /// the next ports.
     #[arg(long, default_value_t = 3201)]
@@ -54,6 +58,14 @@ pub struct UpArgs {
     /// Inference worker replicas (1 to 64).
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub inference_workers: u16,
+}
+
+/// A parsed `--inference-job-ports`.
+#[derive(Debug, Clone)]
+pub struct InferenceJobPorts(pub Option<std::ops::RangeInclusive<u16>>);
+
+fn inference_job_ports(text: &str) -> Result<InferenceJobPorts, String> {
+    duma_common::config::port_range(text).map(InferenceJobPorts)
 }
 
 /// Options of `duma down`.
@@ -90,6 +102,7 @@ async fn run_up(args: UpArgs, config_file: Option<PathBuf>) -> anyhow::Result<()
             prometheus: args.prometheus_port,
             predictor: args.predictor_port,
             worker: args.worker_port,
+            inference_jobs: args.inference_job_ports.0,
         },
         Replicas {
             predictors: args.predictors,

@@ -31,6 +31,8 @@ pub struct Ports {
     pub prometheus: u16,
     pub predictor: u16,
     pub worker: u16,
+    /// nginx's ports for inference jobs of their own (only with nginx).
+    pub inference_jobs: Option<std::ops::RangeInclusive<u16>>,
 }
 
 pub struct Replicas {
@@ -325,6 +327,13 @@ impl Plan {
             None => format!("localhost:{}", ports.predictor),
         };
         default(&mut admin_env, "DUMA_ADMIN__PREDICTOR_HOST", predictor_host);
+        // nginx listens on exactly these ports, so the admin must hand out these.
+        if let (Some(_), Some(ports)) = (&nginx, &ports.inference_jobs) {
+            admin_env.push((
+                "DUMA_ADMIN__INFERENCE_JOB_PORTS".into(),
+                format!("{}-{}", ports.start(), ports.end()),
+            ));
+        }
         if let Some(file) = config_file {
             let file = file
                 .canonicalize()
@@ -355,6 +364,16 @@ impl Plan {
             admin_env,
             superadmin_password_file,
         })
+    }
+
+    /// nginx's ports for inference jobs (none without nginx).
+    fn inference_job_ports(&self) -> impl Iterator<Item = u16> + '_ {
+        self.ports
+            .inference_jobs
+            .clone()
+            .filter(|_| self.nginx.is_some())
+            .into_iter()
+            .flatten()
     }
 
     fn predictor_ports(&self) -> impl Iterator<Item = u16> + '_ {
@@ -388,6 +407,10 @@ impl Plan {
         let mut wanted = vec![("--admin-port", self.ports.admin)];
         if self.nginx.is_some() {
             wanted.push(("--http-port", self.ports.http));
+            wanted.extend(
+                self.inference_job_ports()
+                    .map(|port| ("--inference-job-ports", port)),
+            );
         }
         if self.prometheus.is_some() {
             wanted.push(("--prometheus-port", self.ports.prometheus));
@@ -614,10 +637,11 @@ impl Plan {
             let dir = &self.data.nginx;
             std::fs::create_dir_all(dir.join("tmp"))?;
             std::fs::write(dir.join("nginx.conf"), NGINX_CONF)?;
-            std::fs::write(
-                dir.join("listen.conf"),
-                format!("listen {};\n", self.ports.http),
-            )?;
+            let listen: String = std::iter::once(self.ports.http)
+                .chain(self.inference_job_ports())
+                .map(|port| format!("listen {port};\n"))
+                .collect();
+            std::fs::write(dir.join("listen.conf"), listen)?;
             let upstreams: String = self
                 .predictor_ports()
                 .map(|port| format!("server 127.0.0.1:{port} max_fails=0;\n"))

@@ -24,6 +24,8 @@ pub struct InferenceJob {
     pub error: Option<String>,
     pub datetime_started: DateTime<Utc>,
     pub datetime_stopped: Option<DateTime<Utc>>,
+    /// Its own port on nginx, when the platform gives jobs ports (`admin.inference_job_ports`).
+    pub predictor_port: Option<u16>,
 }
 
 impl InferenceJob {
@@ -39,12 +41,15 @@ impl InferenceJob {
             error: row.try_get("error")?,
             datetime_started: row.try_get("datetime_started")?,
             datetime_stopped: row.try_get("datetime_stopped")?,
+            predictor_port: row
+                .try_get::<_, Option<i32>>("predictor_port")?
+                .and_then(|port| u16::try_from(port).ok()),
         })
     }
 }
 
 const SELECT: &str = "SELECT i.id, i.user_id, i.train_job_id, j.app, j.app_version, i.budget, \
-    i.status, i.error, i.datetime_started, i.datetime_stopped \
+    i.status, i.error, i.datetime_started, i.datetime_stopped, i.predictor_port \
     FROM inference_jobs i JOIN train_jobs j ON j.id = i.train_job_id";
 
 /// A trial served by an inference job.
@@ -54,19 +59,70 @@ pub struct ServedTrial {
     pub desired_replicas: i32,
 }
 
-/// Creates a STARTED inference job serving `trials`. A live inference job of the same train job
-/// fails with a duplicate error on [`ONE_LIVE_PER_TRAIN_JOB`].
+/// A port of `ports` that no live inference job holds, for a job about to be created in the same
+/// transaction; `None` when every one is taken. The port released longest ago comes first (then
+/// ports never used), so a client still calling a stopped job's port is unlikely to reach
+/// another job. Allocations are serialised by a transaction-scoped lock.
+pub async fn free_port(
+    tx: &Transaction<'_>,
+    ports: std::ops::RangeInclusive<u16>,
+) -> DbResult<Option<u16>> {
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtext('inference_job_ports'))",
+        &[],
+    )
+    .await?;
+    let row = tx
+        .query_opt(
+            "SELECT p FROM generate_series($1::int, $2::int) p \
+             WHERE NOT EXISTS (SELECT 1 FROM inference_jobs \
+                 WHERE predictor_port = p AND status IN ('STARTED', 'RUNNING')) \
+             ORDER BY (SELECT max(coalesce(datetime_stopped, datetime_started)) \
+                 FROM inference_jobs WHERE predictor_port = p) NULLS FIRST, p \
+             LIMIT 1",
+            &[&i32::from(*ports.start()), &i32::from(*ports.end())],
+        )
+        .await?;
+    Ok(row
+        .map(|row| row.try_get::<_, i32>(0))
+        .transpose()?
+        .and_then(|port| u16::try_from(port).ok()))
+}
+
+/// The live inference job that holds `port`, if any.
+pub async fn live_at_port(db: &impl GenericClient, port: u16) -> DbResult<Option<InferenceJobId>> {
+    let row = db
+        .query_opt(
+            "SELECT id FROM inference_jobs \
+             WHERE predictor_port = $1 AND status IN ('STARTED', 'RUNNING')",
+            &[&i32::from(port)],
+        )
+        .await?;
+    Ok(row.map(|row| row.try_get(0)).transpose()?)
+}
+
+/// Creates a STARTED inference job serving `trials`, on its own `predictor_port` if given (see
+/// [`free_port`]). A live inference job of the same train job fails with a duplicate error on
+/// [`ONE_LIVE_PER_TRAIN_JOB`].
 pub async fn create(
     tx: &Transaction<'_>,
     user_id: UserId,
     train_job_id: TrainJobId,
     budget: &serde_json::Value,
     trials: &[ServedTrial],
+    predictor_port: Option<u16>,
 ) -> DbResult<InferenceJob> {
     let id = InferenceJobId::new();
     tx.execute(
-        "INSERT INTO inference_jobs (id, user_id, train_job_id, budget) VALUES ($1, $2, $3, $4)",
-        &[&id, &user_id, &train_job_id, &Json(budget)],
+        "INSERT INTO inference_jobs (id, user_id, train_job_id, budget, predictor_port) \
+         VALUES ($1, $2, $3, $4, $5)",
+        &[
+            &id,
+            &user_id,
+            &train_job_id,
+            &Json(budget),
+            &predictor_port.map(i32::from),
+        ],
     )
     .await?;
     for trial in trials {
@@ -129,7 +185,6 @@ pub async fn list_by_app(
         .collect()
 }
 
-/// Every STARTED or RUNNING inference job.
 /// How many of the user's inference jobs are STARTED or RUNNING.
 pub async fn count_live_of_user(db: &impl GenericClient, user: UserId) -> DbResult<i64> {
     let row = db
@@ -141,6 +196,7 @@ pub async fn count_live_of_user(db: &impl GenericClient, user: UserId) -> DbResu
     Ok(row.try_get(0)?)
 }
 
+/// Every STARTED or RUNNING inference job.
 pub async fn list_live(db: &impl GenericClient) -> DbResult<Vec<InferenceJob>> {
     let sql =
         format!("{SELECT} WHERE i.status IN ('STARTED', 'RUNNING') ORDER BY i.datetime_started");

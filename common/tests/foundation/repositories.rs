@@ -536,6 +536,7 @@ async fn inference_job_serving_one_trial(
         f.job.id,
         &json!({"GPU_COUNT": 0}),
         std::slice::from_ref(&served),
+        None,
     )
     .await
     .unwrap();
@@ -572,7 +573,7 @@ async fn inference_jobs_serve_trials_and_allow_one_live_job_per_train_job() {
     );
 
     let tx = client.transaction().await.unwrap();
-    let err = inference_jobs::create(&tx, f.owner.id, f.job.id, &json!({}), &served)
+    let err = inference_jobs::create(&tx, f.owner.id, f.job.id, &json!({}), &served, None)
         .await
         .unwrap_err();
     assert!(
@@ -872,4 +873,65 @@ async fn reconcile_gives_back_a_lease_claimed_but_never_served() {
         1,
         "a served lease stays held"
     );
+}
+
+/// A port goes to one live job at a time; a stopped job's port is free again but comes after
+/// ports never used (and after ports released earlier), so a client still calling an old port
+/// rarely reaches a new job.
+#[tokio::test]
+async fn inference_job_ports_go_to_one_live_job_and_the_longest_released_comes_first() {
+    let f = fixture().await;
+    let (_, served) = inference_job_serving_one_trial(&f, 1).await;
+    let mut client = f.ctx.pool.get().await.unwrap();
+    // The fixture's own job has no port; stop it so the train job can be served again.
+    let first = inference_jobs::live_for_train_job(&client, f.job.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.predictor_port, None);
+    inference_jobs::set_status(&client, first.id, JobStatus::Stopped, None)
+        .await
+        .unwrap();
+    let ports = 40000..=40001;
+    let serve = async |client: &mut deadpool_postgres::Object| {
+        let tx = client.transaction().await.unwrap();
+        let port = inference_jobs::free_port(&tx, ports.clone()).await.unwrap();
+        let job = inference_jobs::create(&tx, f.owner.id, f.job.id, &json!({}), &[served], port)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        job
+    };
+    let a = serve(&mut client).await;
+    assert_eq!(a.predictor_port, Some(40000));
+    assert_eq!(
+        inference_jobs::live_at_port(&client, 40000).await.unwrap(),
+        Some(a.id)
+    );
+    inference_jobs::set_status(&client, a.id, JobStatus::Stopped, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        inference_jobs::live_at_port(&client, 40000).await.unwrap(),
+        None
+    );
+    // 40000 is free again, but 40001 was never used.
+    let b = serve(&mut client).await;
+    assert_eq!(b.predictor_port, Some(40001));
+    let tx = client.transaction().await.unwrap();
+    assert_eq!(
+        inference_jobs::free_port(&tx, 40001..=40001).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        inference_jobs::free_port(&tx, ports.clone()).await.unwrap(),
+        Some(40000)
+    );
+    drop(tx);
+    inference_jobs::set_status(&client, b.id, JobStatus::Stopped, None)
+        .await
+        .unwrap();
+    // Both released: 40000 longest ago.
+    let c = serve(&mut client).await;
+    assert_eq!(c.predictor_port, Some(40000));
 }

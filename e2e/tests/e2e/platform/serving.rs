@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use duma_e2e::client::expect_error;
 use duma_e2e::data::classification_csv;
 use duma_e2e::stack::{Stack, spawn_stack, spawn_stack_with};
 
@@ -381,6 +382,101 @@ async fn two_predictors_behind_one_nginx_both_serve() {
             .sum();
         assert!(served >= 1.0, "{predictor} served nothing");
     }
+}
+
+/// With `admin.inference_job_ports`, a job's `predictor_host` is a plain `host:port` of nginx
+/// and `POST /predict` there reaches it (Rafiki's recipe, and code that splits host and port).
+/// Here the range is one port: a second job waits for it (503 naming the setting), and once the
+/// first job stops the port answers 404 until the next job takes it.
+#[tokio::test]
+async fn an_inference_job_serves_on_its_own_port_of_nginx() {
+    let job_port = duma_testkit::free_port();
+    let stack = spawn_stack_with(1, |settings| {
+        settings.admin.inference_job_ports = job_port.to_string();
+        settings.admin.predictor_host = "127.0.0.1:8080".into();
+    })
+    .await;
+    stack.start_inference_worker();
+    let (predictor, _) = stack.start_predictor().await;
+    let nginx = duma_e2e::nginx::Nginx::start_with_job_ports(&[predictor], &[job_port]);
+    let models = stack.builtin_models(TASK, &["LogisticRegression"]).await;
+    let train = |app: &'static str| {
+        let models = models.clone();
+        let stack = &stack;
+        async move {
+            let train = stack.upload_dataset(TASK, classification_csv(200, 1)).await;
+            let val = stack.upload_dataset(TASK, classification_csv(100, 2)).await;
+            stack
+                .post(
+                    "/train_jobs",
+                    json!({"app": app, "task": TASK, "train_dataset_id": train,
+                           "val_dataset_id": val, "budget": {"MODEL_TRIAL_COUNT": 1},
+                           "model_ids": models}),
+                )
+                .await;
+            let ended = stack.wait_for_end(app, Duration::from_secs(120)).await;
+            assert_eq!(ended["status"], "STOPPED");
+        }
+    };
+    train("ownport").await;
+    train("waits").await;
+    let job = stack
+        .post("/inference_jobs", json!({"app": "ownport"}))
+        .await;
+    let host = job["predictor_host"].as_str().unwrap().to_owned();
+    assert_eq!(host, format!("127.0.0.1:{job_port}"));
+    let (name, port) = host.split_once(':').unwrap();
+    let url = format!("http://{name}:{}/predict", port.parse::<u16>().unwrap());
+    wait_running(&stack, "ownport").await;
+    let predict = || {
+        stack
+            .client
+            .http
+            .post(&url)
+            .json(&json!({"queries": [query(0), query(1)]}))
+            .send()
+    };
+    let response = predict().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["predictions"].as_array().unwrap().len(), 2, "{body}");
+    assert_eq!(
+        stack.get("/inference_jobs/ownport/-1").await["predictor_host"],
+        host.as_str()
+    );
+
+    // The main port has no job of its own.
+    let response = stack
+        .client
+        .http
+        .post(format!("{}/predict", nginx.url))
+        .json(&json!({"query": query(0)}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+    // Every port is held: the next job waits, and says why.
+    let refused = stack
+        .client
+        .post(
+            Some(&stack.token),
+            "/inference_jobs",
+            json!({"app": "waits"}),
+        )
+        .await;
+    assert!(refused.headers().contains_key("retry-after"));
+    let message = expect_error(refused, 503, "ServiceUnavailableError").await;
+    assert!(message.contains("admin.inference_job_ports"), "{message}");
+
+    stack
+        .post("/inference_jobs/ownport/-1/stop", json!({}))
+        .await;
+    let gone = predict().await.unwrap();
+    assert_eq!(gone.status(), 404);
+    let next = stack.post("/inference_jobs", json!({"app": "waits"})).await;
+    assert_eq!(next["predictor_host"], host.as_str());
+    wait_status(&stack, "waits", "RUNNING").await;
+    assert_eq!(predict().await.unwrap().status(), 200);
 }
 
 /// A predictor that died mid-connection: it accepts, reads the request, and closes without an
