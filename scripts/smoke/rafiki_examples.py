@@ -112,7 +112,7 @@ def created(what, body):
     return body
 
 
-def train_and_serve(client, app, task, train, val, model):
+def train(client, app, task, train, val, model):
     client.create_train_job(app, task, train["id"], val["id"], {"MODEL_TRIAL_COUNT": 2},
                             models=[model["id"]])
     ended = wait_for(f"{app} to end", lambda: (lambda j: j if j["status"] in ("STOPPED", "ERRORED")
@@ -120,12 +120,17 @@ def train_and_serve(client, app, task, train, val, model):
     check(ended["status"] == "STOPPED", ended)
     best = client.get_best_trials_of_train_job(app, max_count=1)
     check(best and best[0]["score"] > 0.9, f"{app}: best trial {best}")
+    print(f"    best validation accuracy {best[0]['score']:.3f}", flush=True)
+
+
+def serve(client, app):
+    """Deploys `app`; its predict URL, from `predictor_host` split into host and port."""
     client.create_inference_job(app)
     job = wait_for(f"{app} to be served", lambda: (lambda j: j if j["status"] == "RUNNING" else None)(
         client.get_running_inference_job(app)))
     host, _, port = job["predictor_host"].partition(":")
     check(host and port.isdigit(), f"predictor_host {job['predictor_host']!r} is not host:port")
-    return f"http://{host}:{int(port)}/predict", best[0]["score"]
+    return f"http://{host}:{int(port)}/predict"
 
 
 def predict(url, **request):
@@ -144,6 +149,7 @@ def main():
     work = tempfile.mkdtemp(prefix="duma-rafiki-examples-")
     run = uuid.uuid4().hex[:8]
 
+    quiet()
     admin = Client(admin_host=args.admin_host, admin_port=args.admin_port)
     admin.login("superadmin@rafiki", args.superadmin_password)
     email, password = f"examples-{run}@duma.test", uuid.uuid4().hex
@@ -166,9 +172,9 @@ def main():
     tagger = created("pos model", dev.create_model(
         f"pos-tagger-{run}", pos, os.path.join(TEMPLATES, "rafiki_pos_tagger.py"), "RafikiPosTagger"))
 
-    image_url, score = step("image classifier: train, deploy", lambda: train_and_serve(
+    step("image classifier: train 2 trials", lambda: train(
         dev, f"images-{run}", images, datasets["images-train.zip"], datasets["images-val.zip"], tree))
-    print(f"    best validation accuracy {score:.3f}; predict at {image_url}", flush=True)
+    image_url = step("image classifier: deploy (until RUNNING)", lambda: serve(dev, f"images-{run}"))
     rng = random.Random(5)
     pictures = [image(label, rng) for label in (0, 1, 1, 0)]
     as_json = [[list(map(list, row)) for row in _rows(picture)] for picture in pictures]
@@ -180,9 +186,9 @@ def main():
     refused = requests.post(image_url, files=[("img", ("x.png", b"not an image", "image/png"))], timeout=30)
     check(refused.status_code == 400 and "not a PNG" in refused.json()["message"], refused.text)
 
-    pos_url, score = step("POS tagger: train, deploy", lambda: train_and_serve(
+    step("POS tagger: train 2 trials", lambda: train(
         dev, f"pos-{run}", pos, datasets["corpus-train.zip"], datasets["corpus-val.zip"], tagger))
-    print(f"    best validation accuracy {score:.3f}; predict at {pos_url}", flush=True)
+    pos_url = step("POS tagger: deploy (until RUNNING)", lambda: serve(dev, f"pos-{run}"))
     tagged = step("predict: sentences", lambda: predict(pos_url, json={"queries": [
         ["the", "cat", "sleeps"], ["every", "query", "waits"], ["a", "newword", "runs"]]}))
     check(tagged["predictions"] == [[0, 1, 2], [0, 1, 2], [0, 1, 2]], tagged)
@@ -192,6 +198,13 @@ def main():
     for app in (f"images-{run}", f"pos-{run}"):
         dev.stop_inference_job(app)
     print("rafiki examples: trained, served and answered")
+
+
+def quiet():
+    """SINGA-Auto's client prints upload progress and request bodies: only its module's own
+    `print` is silenced, so the step's output is its timings."""
+    import singa_auto.client.client as module
+    module.print = lambda *args, **kwargs: None
 
 
 def _rows(picture):

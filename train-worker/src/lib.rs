@@ -50,6 +50,12 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
             }
         }
     });
+    let prebuilder = worker.clone();
+    let prebuild_stop = stop.clone();
+    host.spawn("environment prebuilds", async move {
+        prebuilder.run_prebuilds(prebuild_stop).await;
+        Ok(())
+    });
     for slot in 0..host.settings.capacity {
         let worker = worker.clone();
         let stop = stop.clone();

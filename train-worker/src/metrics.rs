@@ -1,4 +1,4 @@
-use prometheus::{Histogram, IntCounter, Registry};
+use prometheus::{Histogram, IntCounter, IntCounterVec, Registry};
 
 /// What operators watch on a train worker.
 #[derive(Clone)]
@@ -9,6 +9,8 @@ pub struct TrainMetrics {
     pub trial_duration: Histogram,
     /// Time between one trial's end and the next trial's start on the same slot.
     pub trial_gap: Histogram,
+    /// Environments built ahead of a model's first trial, by outcome.
+    pub env_prebuilds: IntCounterVec,
 }
 
 impl TrainMetrics {
@@ -39,6 +41,13 @@ impl TrainMetrics {
                 "duma_trial_gap_seconds",
                 "Platform overhead: one trial's end to the next trial's start on a slot",
                 prometheus::exponential_buckets(0.0005, 2.0, 16)?,
+                registry
+            )?,
+            env_prebuilds: prometheus::register_int_counter_vec_with_registry!(
+                "duma_python_env_prebuilds_total",
+                "Python environments built when their model was uploaded, by outcome (ready: \
+                 built or already there; failed; dropped: too many waiting)",
+                &["outcome"],
                 registry
             )?,
         })

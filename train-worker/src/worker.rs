@@ -21,6 +21,7 @@ use duma_common::redis::rpc::{RpcClient, RpcError};
 use duma_common::store::ObjectStore;
 use duma_common::worker::WorkerHost;
 use duma_domain::TrialLog;
+use duma_domain::dependencies::Dependencies;
 use duma_domain::protocol::{AdvisorReply, AdvisorRequest, TrialOutcome, advisor_target};
 use duma_domain::{JobStatus, TrainJobId, TrialId, WorkerId};
 use duma_runtime::python::KillSwitch;
@@ -38,6 +39,9 @@ const ADVISOR_TIMEOUT: Duration = Duration::from_secs(3);
 const ADVISOR_RETRY: Duration = Duration::from_millis(250);
 /// Idle slots look for work at least this often, besides being woken by events.
 const IDLE_RECHECK: Duration = Duration::from_secs(1);
+/// Environments waiting to be built ahead of their model's first trial; more are dropped (they
+/// are then built at that trial, as without prebuilding): uploads cannot queue unbounded work.
+const PREBUILDS_WAITING: usize = 8;
 /// Back-off of a lease give-back that Postgres refused: from the first to the last.
 const GIVE_BACK_RETRY: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(2));
 
@@ -55,6 +59,9 @@ pub struct TrainWorker {
     /// Trials of one user running at once, platform-wide (`admin.quota_concurrent_trials`).
     trials_per_user: u32,
     cancellations: Mutex<HashMap<TrainJobId, CancellationToken>>,
+    /// Dependency sets of uploaded models, for [`TrainWorker::run_prebuilds`].
+    prebuilds: tokio::sync::mpsc::Sender<Dependencies>,
+    prebuilds_waiting: tokio::sync::Mutex<tokio::sync::mpsc::Receiver<Dependencies>>,
 }
 
 /// What a slot needs to run trials of one sub job, loaded once per lease.
@@ -101,6 +108,7 @@ impl TrainWorker {
         let cache = ObjectCache::new(&settings.cache_dir.join("objects"), store.clone())?;
         let resolver =
             TemplateResolver::new(cache.clone(), &python, settings.cache_dir.join("runners"));
+        let (prebuilds, prebuilds_waiting) = tokio::sync::mpsc::channel(PREBUILDS_WAITING);
         Ok(Self {
             id,
             pool,
@@ -113,6 +121,8 @@ impl TrainWorker {
             work_available: Notify::new(),
             trials_per_user,
             cancellations: Mutex::default(),
+            prebuilds,
+            prebuilds_waiting: tokio::sync::Mutex::new(prebuilds_waiting),
         })
     }
 
@@ -126,7 +136,61 @@ impl TrainWorker {
                     token.cancel();
                 }
             }
+            Event::ModelUploaded { dependencies }
+                if self.prebuilds.try_send(dependencies.clone()).is_err() =>
+            {
+                self.metrics
+                    .env_prebuilds
+                    .with_label_values(&["dropped"])
+                    .inc();
+            }
             _ => {}
+        }
+    }
+
+    /// Builds the environments of uploaded models one at a time, until `shutdown`: a model's
+    /// first trial (or its first serving, on this host) then starts without installing anything.
+    /// Every worker of a host hears the upload; the first to take the environment's install lock
+    /// builds it and the others find it built.
+    pub async fn run_prebuilds(&self, shutdown: CancellationToken) {
+        let mut waiting = self.prebuilds_waiting.lock().await;
+        loop {
+            let dependencies = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                next = waiting.recv() => match next {
+                    Some(dependencies) => dependencies,
+                    None => return,
+                },
+            };
+            let started = Instant::now();
+            let venvs = self.resolver.venvs.clone();
+            let build = tokio::task::spawn_blocking(move || venvs.interpreter(&dependencies));
+            let built = tokio::select! {
+                // An install under way finishes on its own; its lock keeps it whole.
+                _ = shutdown.cancelled() => return,
+                built = build => built,
+            };
+            let outcome = match built {
+                Ok(Ok(_)) => {
+                    tracing::info!(
+                        seconds = started.elapsed().as_secs_f64(),
+                        "environment ready"
+                    );
+                    "ready"
+                }
+                Ok(Err(error)) => {
+                    tracing::warn!(%error, "building an uploaded model's environment failed");
+                    "failed"
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "the environment build panicked");
+                    "failed"
+                }
+            };
+            self.metrics
+                .env_prebuilds
+                .with_label_values(&[outcome])
+                .inc();
         }
     }
 

@@ -2,6 +2,7 @@ use actix_multipart::Multipart;
 use actix_web::{HttpRequest, HttpResponse, web};
 use duma_common::db::DbError;
 use duma_common::db::models::{self, Dependencies, Model, NewModel};
+use duma_common::redis::events::Event;
 use duma_domain::{AccessRight, ModelClass, ModelId, ModelName, TemplateKind, dependencies};
 
 use crate::auth::{Caller, roles};
@@ -161,6 +162,11 @@ pub async fn create(
     match created {
         Ok(model) => {
             tracing::info!(model_id = %model.id, name = model.name, "model uploaded");
+            state
+                .publish(Event::ModelUploaded {
+                    dependencies: model.dependencies.clone(),
+                })
+                .await;
             Ok(super::json(CreatedModelView::from(&model)))
         }
         Err(error) => {

@@ -7,6 +7,7 @@ use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 
 use super::Redis;
+use duma_domain::dependencies::Dependencies;
 use duma_domain::{InferenceJobId, TrainJobId};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -29,6 +30,12 @@ pub enum Event {
     },
     /// An app's prediction keys changed: predictors look its keys up again.
     PredictionKeysChanged,
+    /// A Python template was uploaded: train workers build the environment of its dependencies
+    /// now, ahead of its first trial (environments are shared by every worker of a host, so
+    /// serving finds it too).
+    ModelUploaded {
+        dependencies: Dependencies,
+    },
     /// Never published: the local event feed sends it after re-subscribing, because events sent
     /// while the subscription was down are lost. Whoever caches from events reloads.
     Resync,

@@ -32,6 +32,8 @@ const BASE_PACKAGES: &[&str] = &[
     "tqdm==4.67.1",
 ];
 const LOCK_WAIT: Duration = Duration::from_secs(20 * 60);
+/// Written last into an environment's folder: it is complete.
+const READY: &str = ".duma-ready";
 /// The file that layers the base environment under a dependency set's own packages.
 const BASE_PTH: &str = "duma-base.pth";
 
@@ -72,14 +74,27 @@ impl VenvCache {
         requirements
     }
 
+    /// Whether the environment for `deps` (and the base under it) is built, without building.
+    pub fn is_built(&self, deps: &Dependencies) -> bool {
+        let (base_key, base_dir) = self.location("base", &Self::base_requirements());
+        let (_, dir) = if deps.is_empty() {
+            (base_key, base_dir.clone())
+        } else {
+            self.location(&base_key, &Self::requirements(deps))
+        };
+        base_dir.join(READY).exists() && dir.join(READY).exists()
+    }
+
+    fn base_requirements() -> Vec<String> {
+        BASE_PACKAGES.iter().map(|p| (*p).to_owned()).collect()
+    }
+
     /// The interpreter of the environment for `deps`, creating it (and the base) if needed.
     pub fn interpreter(&self, deps: &Dependencies) -> Result<PathBuf, TemplateError> {
         dependencies::validate(deps).map_err(|e| TemplateError::Dependencies {
             detail: e.to_string(),
         })?;
-        let base_requirements: Vec<String> =
-            BASE_PACKAGES.iter().map(|p| (*p).to_owned()).collect();
-        let (base_key, base) = self.environment("base", &base_requirements, None)?;
+        let (base_key, base) = self.environment("base", &Self::base_requirements(), None)?;
         if deps.is_empty() {
             return Ok(base);
         }
@@ -87,14 +102,8 @@ impl VenvCache {
             .map(|(_, python)| python)
     }
 
-    /// The environment installing `requirements` (over the environment of `base`, if given):
-    /// `(its key, its interpreter)`. `parent` names what it is layered on, for its key.
-    fn environment(
-        &self,
-        parent: &str,
-        requirements: &[String],
-        base: Option<&Path>,
-    ) -> Result<(String, PathBuf), TemplateError> {
+    /// The key and folder of the environment installing `requirements` over `parent`'s.
+    fn location(&self, parent: &str, requirements: &[String]) -> (String, PathBuf) {
         let mut hasher = Sha256::new();
         hasher.update(self.base_python.as_os_str().as_encoded_bytes());
         hasher.update(b"\n");
@@ -105,8 +114,20 @@ impl VenvCache {
         }
         let key = hex::encode(&hasher.finalize()[..12]);
         let dir = self.root.join(&key);
+        (key, dir)
+    }
+
+    /// The environment installing `requirements` (over the environment of `base`, if given):
+    /// `(its key, its interpreter)`. `parent` names what it is layered on, for its key.
+    fn environment(
+        &self,
+        parent: &str,
+        requirements: &[String],
+        base: Option<&Path>,
+    ) -> Result<(String, PathBuf), TemplateError> {
+        let (key, dir) = self.location(parent, requirements);
         let python = dir.join("bin/python");
-        let ready = dir.join(".duma-ready");
+        let ready = dir.join(READY);
         if ready.exists() {
             return Ok((key, python));
         }

@@ -490,3 +490,71 @@ async fn a_users_trials_run_no_more_at_once_than_the_quota() {
         assert!(pair[1].0 >= pair[0].1, "trials overlapped: {spans:?}");
     }
 }
+
+/// Subscribers of the stack's event channel (how a test knows a worker hears events).
+async fn event_subscribers(stack: &Stack) -> i64 {
+    let channel = stack.ctx.redis.keys().events_channel();
+    stack
+        .ctx
+        .redis
+        .retrying(|mut conn| {
+            let channel = channel.clone();
+            async move {
+                let (_, count): (String, i64) = redis::cmd("PUBSUB")
+                    .arg("NUMSUB")
+                    .arg(&channel)
+                    .query_async(&mut conn)
+                    .await?;
+                Ok(count)
+            }
+        })
+        .await
+        .unwrap()
+}
+
+/// An uploaded template's environment is built at once by the train workers, before any train
+/// job asks for it, so its first trial (and its serving) installs nothing. The dependency set is
+/// new on every run (a version no package has), so the environment cannot predate the upload.
+#[tokio::test]
+async fn an_uploaded_templates_environment_is_built_before_any_trial() {
+    let stack = spawn_stack(0).await;
+    let before = event_subscribers(&stack).await;
+    stack.start_train_worker();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while event_subscribers(&stack).await <= before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the worker never subscribed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let unique = uuid::Uuid::new_v4().as_u128() % 1_000_000_007;
+    let dependencies: duma_domain::dependencies::Dependencies =
+        [("six".to_owned(), format!("!=0.0.{unique}"))].into();
+    let python = &stack.settings.python;
+    let sandbox = std::sync::Arc::new(duma_runtime::sandbox::Sandbox::new(
+        &python.sandbox,
+        &python.interpreter,
+        &python.env_dir,
+        &python.sdk_path,
+    ));
+    let venvs = duma_runtime::python::VenvCache::new(&python.env_dir, &python.interpreter, sandbox);
+    assert!(!venvs.is_built(&dependencies));
+    stack
+        .upload_model(
+            "prebuilt",
+            TASK,
+            template("rafiki_centroid.py"),
+            "RafikiCentroid",
+            json!(dependencies),
+        )
+        .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(600);
+    while !venvs.is_built(&dependencies) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the environment was not built within 10 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
