@@ -56,6 +56,8 @@ pub struct DatasetView {
     pub task: String,
     pub datetime_created: String,
     pub size_bytes: i64,
+    /// SHA-256 of the stored file (hex): compare it with the file you uploaded.
+    pub sha256: String,
 }
 
 impl From<&Dataset> for DatasetView {
@@ -66,6 +68,7 @@ impl From<&Dataset> for DatasetView {
             task: d.task.clone(),
             datetime_created: http_date(&d.datetime_created),
             size_bytes: d.size_bytes,
+            sha256: d.sha256.clone(),
         }
     }
 }

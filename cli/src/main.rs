@@ -1,10 +1,12 @@
-//! `duma`: the Duma command line.
+//! `duma`: the Duma command line — run the platform (`up`, `down`, `config`) and use it (`login`,
+//! `datasets`, `models`, `train`, `jobs`, `trials`, `logs`, `deploy`, `undeploy`, `predict`).
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use duma_common::service::ConfigArgs;
 
+mod commands;
 mod stack;
 
 /// Duma: train, tune and serve machine-learning models.
@@ -13,6 +15,8 @@ mod stack;
 struct Cli {
     #[command(flatten)]
     config: ConfigArgs,
+    #[command(flatten)]
+    globals: commands::Globals,
     #[command(subcommand)]
     command: Command,
 }
@@ -25,6 +29,13 @@ enum Command {
     Up(stack::UpArgs),
     /// Stop the platform `duma up` runs from the same data directory.
     Down(stack::DownArgs),
+    /// Print a shell completion script (e.g. `duma completions bash > /etc/bash_completion.d/duma`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    #[command(flatten)]
+    User(commands::UserCommand),
 }
 
 fn main() -> ExitCode {
@@ -39,6 +50,32 @@ fn main() -> ExitCode {
         },
         Command::Up(args) => report(stack::up(args, cli.config.config)),
         Command::Down(args) => report(stack::down(&args)),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "duma", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+        Command::User(command) => user(cli.globals, command),
+    }
+}
+
+/// Runs a user command: one line on standard error when it fails, and its exit status.
+fn user(globals: commands::Globals, command: commands::UserCommand) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("duma: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(commands::run(globals, command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("duma: {failure}");
+            ExitCode::from(failure.exit_code())
+        }
     }
 }
 

@@ -474,7 +474,9 @@ impl Settings {
             .merge(
                 Env::prefixed(ENV_PREFIX)
                     .split("__")
-                    .ignore(&["test_database_url", "test_redis_url"]),
+                    // `DUMA_ADMIN` and `DUMA_PREDICTOR` are the `duma` command's URLs for the
+                    // user (no `__`): not the services' `admin` and `predictor` sections.
+                    .ignore(&["test_database_url", "test_redis_url", "admin", "predictor"]),
             )
             .merge(
                 Env::raw()
@@ -902,6 +904,19 @@ mod tests {
             jail.set_env("DUMA_ADMIN__INFERENCE_JOB_PORTS", "9-2");
             let err = Settings::load(None).expect_err("reversed").to_string();
             assert!(err.contains("DUMA_ADMIN__INFERENCE_JOB_PORTS"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_command_lines_urls_are_not_the_services_sections() {
+        Jail::expect_with(|jail| {
+            jail.set_env("DUMA_ADMIN", "http://localhost:3000");
+            jail.set_env("DUMA_PREDICTOR", "http://localhost:8080");
+            jail.set_env("DUMA_ADMIN__PORT", "3111");
+            jail.set_env("DUMA_DEV_MODE", "true");
+            let settings = Settings::load(None).expect("the URLs are ignored");
+            assert_eq!(settings.admin.port, 3111);
             Ok(())
         });
     }
