@@ -2,8 +2,9 @@
 //! version, and stopping train and inference jobs (by their owner, on a ban, or all at once).
 
 use duma_common::api_error::{ApiError, ErrorCode};
-use duma_common::db::inference_jobs::{self, InferenceJob};
+use duma_common::db::inference_jobs::{self, InferenceJob, ServedTrial};
 use duma_common::db::train_jobs::{self, TrainJob};
+use duma_common::db::trials;
 use duma_common::redis::events::Event;
 use duma_domain::JobStatus;
 
@@ -67,4 +68,103 @@ pub async fn stop_inference_job(
             .await;
     }
     Ok(stopped)
+}
+
+/// Serves a STOPPED train job: a new inference job for each model's best trial with saved
+/// parameters (on its own port when the platform gives jobs ports), within the caller's quota.
+pub async fn serve_train_job(
+    state: &AppState,
+    caller: &Caller,
+    train_job: &TrainJob,
+    budget: &serde_json::Value,
+) -> Result<InferenceJob, ApiError> {
+    let app = &train_job.app;
+    if train_job.status != JobStatus::Stopped {
+        return Err(ApiError::new(
+            ErrorCode::InvalidTrainJob,
+            format!(
+                "train job {app} v{} is {}; it must be STOPPED before it can be served",
+                train_job.app_version, train_job.status
+            ),
+        ));
+    }
+    let mut db = state.pool.get().await?;
+    crate::quotas::check_live_jobs(&db, state, caller, crate::quotas::LiveJobs::Inference).await?;
+    let best = trials::best_per_sub_job(&db, train_job.id).await?;
+    if best.is_empty() {
+        return Err(ApiError::new(
+            ErrorCode::InvalidTrainJob,
+            format!(
+                "train job {app} v{} has no completed trial with saved parameters",
+                train_job.app_version
+            ),
+        ));
+    }
+    let served: Vec<ServedTrial> = best
+        .iter()
+        .map(|t| ServedTrial {
+            trial_id: t.id,
+            desired_replicas: 1,
+        })
+        .collect();
+    let tx = db.transaction().await?;
+    let port = match state.settings.admin.inference_job_port_range() {
+        Ok(Some(ports)) => Some(
+            inference_jobs::free_port(&tx, ports.clone())
+                .await?
+                .ok_or_else(|| no_free_port(&ports))?,
+        ),
+        // Validated at start-up.
+        Ok(None) | Err(_) => None,
+    };
+    let job = inference_jobs::create(&tx, caller.id, train_job.id, budget, &served, port)
+        .await
+        .map_err(|e| {
+            if e.is_duplicate_of(inference_jobs::ONE_LIVE_PER_TRAIN_JOB) {
+                ApiError::new(
+                    ErrorCode::RunningInferenceJobExists,
+                    format!(
+                        "train job {app} v{} is already being served",
+                        train_job.app_version
+                    ),
+                )
+            } else {
+                e.into()
+            }
+        })?;
+    tx.commit().await?;
+    tracing::info!(inference_job_id = %job.id, trials = served.len(), "inference job created");
+    state
+        .publish(Event::InferenceJobCreated {
+            inference_job_id: job.id,
+        })
+        .await;
+    Ok(job)
+}
+
+/// The live inference job of a train job, or a new one.
+pub async fn live_or_new_inference_job(
+    state: &AppState,
+    caller: &Caller,
+    train_job: &TrainJob,
+) -> Result<InferenceJob, ApiError> {
+    let db = state.pool.get().await?;
+    if let Some(job) = inference_jobs::live_for_train_job(&db, train_job.id).await? {
+        return Ok(job);
+    }
+    drop(db);
+    serve_train_job(state, caller, train_job, &serde_json::json!({})).await
+}
+
+fn no_free_port(ports: &std::ops::RangeInclusive<u16>) -> ApiError {
+    ApiError::retry_later(
+        ErrorCode::Unavailable,
+        format!(
+            "every predictor port ({}-{}) is held by a live inference job; stop one, or ask the \
+             operator to widen admin.inference_job_ports",
+            ports.start(),
+            ports.end()
+        ),
+        std::time::Duration::from_secs(60),
+    )
 }

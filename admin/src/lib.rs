@@ -68,7 +68,10 @@ impl Application {
         let listener = ops::listen(&settings.admin.host, settings.admin.port)?;
         let port = listener.local_addr()?.port();
         let registry = Registry::new();
-        let reconciler = reconciler::Reconciler::new(pool.clone(), redis.clone(), &registry)?;
+        let drain = std::time::Duration::from_millis(settings.predictor.deadline_ms)
+            + std::time::Duration::from_secs(1);
+        let reconciler =
+            reconciler::Reconciler::new(pool.clone(), redis.clone(), &registry, drain)?;
         let reconcile_interval =
             std::time::Duration::from_millis(settings.admin.reconcile_interval_ms);
         let liveness = Liveness::default();

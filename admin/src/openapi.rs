@@ -7,7 +7,8 @@ use utoipa::openapi::{RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use crate::handlers::{
-    actions, datasets, inference_jobs, models, prediction_keys, tokens, train_jobs, trials, users,
+    actions, datasets, deployments, inference_jobs, models, prediction_keys, tokens, train_jobs,
+    trials, users,
 };
 
 #[derive(OpenApi)]
@@ -21,6 +22,7 @@ use crate::handlers::{
         train_jobs::create, train_jobs::list, train_jobs::list_by_app, train_jobs::get, train_jobs::stop, train_jobs::trials,
         trials::get, trials::logs, trials::parameters,
         inference_jobs::create, inference_jobs::list, inference_jobs::list_by_app, inference_jobs::get, inference_jobs::stop,
+        deployments::create, deployments::list, deployments::get, deployments::update, deployments::rollback, deployments::delete,
         prediction_keys::create, prediction_keys::list, prediction_keys::delete,
         actions::stop_all_jobs,
     ),

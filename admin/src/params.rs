@@ -200,6 +200,12 @@ pub mod field {
         }
     }
 
+    /// Any JSON value, `null` included, when the field is there (absent: `None`): for fields
+    /// where `null` means something (removing a setting).
+    pub fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+        Value::deserialize(d).map(Some)
+    }
+
     /// A list of strings, or JSON text of one (null: absent).
     pub fn opt_text_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
         let wrong = || Error::custom("must be a list of strings");

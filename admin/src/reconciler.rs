@@ -11,14 +11,21 @@
 //! - forgets workers that have been silent for long and hold nothing;
 //! - exports how much work waits for a worker;
 //! - about once a minute, deletes the Redis request streams no live job owns (a stopped job's,
-//!   or one a late request re-created), so Redis holds only live work.
+//!   or one a late request re-created), so Redis holds only live work;
+//! - moves deployments' traffic to their pending versions once every one of them runs (or
+//!   gives the change up, naming the version that cannot be served), and stops the inference
+//!   jobs that lost their traffic once their requests in flight are done (`drain`).
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+use chrono::Utc;
+use duma_common::db::deployments::{self, Retiring};
 use duma_common::db::{PgPool, inference_jobs, train_jobs, workers};
 use duma_common::ops::Probe;
 use duma_common::redis::Redis;
+use duma_common::redis::events::{self, Event};
+use duma_domain::JobStatus;
 use duma_domain::protocol::Target;
 use prometheus::{IntGaugeVec, Registry};
 use tokio_util::sync::CancellationToken;
@@ -36,10 +43,18 @@ pub struct Reconciler {
     pool: PgPool,
     redis: Redis,
     waiting: IntGaugeVec,
+    /// How long an inference job that lost a deployment's traffic keeps serving the requests
+    /// already sent to it (the predictors' deadline, and a margin).
+    drain: Duration,
 }
 
 impl Reconciler {
-    pub fn new(pool: PgPool, redis: Redis, registry: &Registry) -> prometheus::Result<Self> {
+    pub fn new(
+        pool: PgPool,
+        redis: Redis,
+        registry: &Registry,
+        drain: Duration,
+    ) -> prometheus::Result<Self> {
         let waiting = prometheus::register_int_gauge_vec_with_registry!(
             "duma_work_waiting",
             "Work leases no live worker holds, by kind",
@@ -50,6 +65,7 @@ impl Reconciler {
             pool,
             redis,
             waiting,
+            drain,
         })
     }
 
@@ -152,6 +168,122 @@ impl Reconciler {
             self.waiting.with_label_values(&[kind.as_str()]).set(count);
         }
         tx.commit().await?;
+        self.advance_deployments().await?;
         Ok(true)
+    }
+
+    /// Moves each deployment with a pending change as far as it can go now.
+    pub async fn advance_deployments(&self) -> anyhow::Result<()> {
+        let db = self.pool.get().await?;
+        let in_motion = deployments::list_in_motion(&db).await?;
+        drop(db);
+        for deployment in in_motion {
+            let mut db = self.pool.get().await?;
+            let tx = db.transaction().await?;
+            let Some(mut deployment) =
+                deployments::by_name_for_update(&tx, &deployment.name).await?
+            else {
+                continue;
+            };
+            let mut switched = false;
+            if let Some(pending) = deployment.pending.clone() {
+                let mut running = true;
+                let mut failed = None;
+                for route in &pending {
+                    let job = inference_jobs::by_id(&tx, route.inference_job_id).await?;
+                    match job.as_ref().map(|j| j.status) {
+                        Some(JobStatus::Running) => {}
+                        Some(JobStatus::Started) => running = false,
+                        _ => {
+                            failed = Some(format!(
+                                "version {} could not be served: {}",
+                                route.app_version,
+                                job.and_then(|j| j.error)
+                                    .unwrap_or_else(|| "its inference job stopped".to_owned())
+                            ));
+                            break;
+                        }
+                    }
+                }
+                if let Some(why) = failed {
+                    tracing::warn!(
+                        deployment = deployment.name,
+                        why,
+                        "deployment change given up"
+                    );
+                    deployment.pending = None;
+                    deployment.error = Some(why);
+                } else if running {
+                    let old = std::mem::replace(&mut deployment.routes, pending);
+                    let after =
+                        Utc::now() + chrono::Duration::from_std(self.drain).unwrap_or_default();
+                    for route in &old {
+                        let kept = deployment
+                            .routes
+                            .iter()
+                            .any(|r| r.inference_job_id == route.inference_job_id);
+                        if !kept {
+                            deployment.retiring.push(Retiring {
+                                inference_job_id: route.inference_job_id,
+                                after,
+                            });
+                        }
+                    }
+                    if !old.is_empty() {
+                        deployment.previous = Some(old);
+                    }
+                    deployment.pending = None;
+                    deployment.error = None;
+                    switched = true;
+                    tracing::info!(deployment = deployment.name, "deployment switched");
+                }
+            }
+            let now = Utc::now();
+            let (due, waiting): (Vec<Retiring>, Vec<Retiring>) =
+                std::mem::take(&mut deployment.retiring)
+                    .into_iter()
+                    .partition(|r| r.after <= now);
+            deployment.retiring = waiting;
+            let mut stopped = Vec::new();
+            for retired in due {
+                let still_used = deployment
+                    .routes
+                    .iter()
+                    .chain(deployment.pending.iter().flatten())
+                    .any(|r| r.inference_job_id == retired.inference_job_id);
+                if !still_used
+                    && inference_jobs::set_status(
+                        &tx,
+                        retired.inference_job_id,
+                        JobStatus::Stopped,
+                        None,
+                    )
+                    .await?
+                    .is_some()
+                {
+                    stopped.push(retired.inference_job_id);
+                }
+            }
+            deployments::save_routing(&tx, &deployment).await?;
+            tx.commit().await?;
+            if switched {
+                self.publish(Event::DeploymentChanged {
+                    name: deployment.name.clone(),
+                })
+                .await;
+            }
+            for inference_job_id in stopped {
+                tracing::info!(deployment = deployment.name, %inference_job_id, "drained version stopped");
+                self.publish(Event::InferenceJobStopped { inference_job_id })
+                    .await;
+            }
+        }
+        Ok(())
+    }
+
+    async fn publish(&self, event: Event) {
+        if let Err(error) = events::publish(&self.redis, &event).await {
+            tracing::warn!(%error, ?event, "could not publish an event");
+        }
     }
 }

@@ -143,6 +143,56 @@ pub struct CreateInferenceJobRequest {
     pub budget: Option<Map<String, Value>>,
 }
 
+/// `POST /deployments`
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateDeploymentRequest {
+    /// Unique on the platform, a DNS label: 1 to 63 of `a-z`, `0-9` and `-`, starting and ending
+    /// with a letter or digit. It is the endpoint's address and never changes.
+    #[schema(example = "fraud-scoring")]
+    #[serde(deserialize_with = "field::text")]
+    pub name: String,
+    /// One of the caller's apps.
+    #[serde(deserialize_with = "field::text")]
+    pub app: String,
+    /// The version to serve first; -1 or absent: the latest.
+    #[serde(default, deserialize_with = "field::opt_int")]
+    pub app_version: Option<i64>,
+    #[schema(
+        pattern = "^(development|staging|production)$",
+        example = "development"
+    )]
+    #[serde(default, deserialize_with = "field::opt_text")]
+    pub service_level: Option<String>,
+    /// Serving a model without a train job: not built yet (refused).
+    #[schema(value_type = Option<Uuid>)]
+    #[serde(default, deserialize_with = "field::opt_text")]
+    pub model_id: Option<String>,
+}
+
+/// `PATCH /deployments/{name}`: give `app_version` (all traffic to it) or `weights`, and/or
+/// `shadow`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateDeploymentRequest {
+    /// Send all traffic to this version (switched once it runs; -1: the latest).
+    #[serde(default, deserialize_with = "field::opt_int")]
+    pub app_version: Option<i64>,
+    /// Percent of the traffic per version, e.g. `{"3": 95, "4": 5}`; integers summing to 100.
+    #[schema(value_type = Option<Object>)]
+    #[serde(default, deserialize_with = "field::opt_object")]
+    pub weights: Option<Map<String, Value>>,
+    /// A version that gets a copy of the traffic (answers recorded, never returned); `null`
+    /// removes the shadow.
+    #[schema(value_type = Option<i64>)]
+    #[serde(default, deserialize_with = "field::present")]
+    pub shadow: Option<Value>,
+    /// Replicas per served model: not built yet (refused).
+    #[schema(value_type = Option<i64>)]
+    #[serde(default, deserialize_with = "field::present")]
+    pub replicas: Option<Value>,
+}
+
 /// `GET /datasets`, `GET /models/available`
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]

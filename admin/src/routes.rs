@@ -4,7 +4,8 @@ use actix_web::http::{Method, header};
 use actix_web::{HttpRequest, HttpResponse, Resource, Route, web};
 
 use crate::handlers::{
-    actions, datasets, inference_jobs, models, prediction_keys, tokens, train_jobs, trials, users,
+    actions, datasets, deployments, inference_jobs, models, prediction_keys, tokens, train_jobs,
+    trials, users,
 };
 use crate::openapi;
 use duma_common::api_error::{ApiError, ErrorCode};
@@ -108,6 +109,25 @@ fn table() -> Vec<(&'static str, Vec<(Method, Route)>)> {
         (
             "/inference_jobs/{app}/{app_version}/stop",
             vec![(Method::POST, web::to(inference_jobs::stop))],
+        ),
+        (
+            "/deployments",
+            vec![
+                (Method::POST, web::to(deployments::create)),
+                (Method::GET, web::to(deployments::list)),
+            ],
+        ),
+        (
+            "/deployments/{name}",
+            vec![
+                (Method::GET, web::to(deployments::get)),
+                (Method::PATCH, web::to(deployments::update)),
+                (Method::DELETE, web::to(deployments::delete)),
+            ],
+        ),
+        (
+            "/deployments/{name}/rollback",
+            vec![(Method::POST, web::to(deployments::rollback))],
         ),
         (
             "/apps/{app}/prediction_keys",

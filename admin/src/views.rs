@@ -281,6 +281,91 @@ pub struct InferenceJobRefView {
     pub predictor_host: Option<String>,
 }
 
+/// One share of a deployment's traffic.
+#[derive(Serialize, ToSchema)]
+pub struct DeploymentRouteView {
+    pub app_version: i32,
+    pub inference_job_id: Uuid,
+    /// Percent of the traffic (0 for the shadow).
+    pub weight: u32,
+    /// Gets a copy of the traffic; its answers are recorded, never returned.
+    pub shadow: bool,
+}
+
+impl From<&duma_common::db::deployments::Route> for DeploymentRouteView {
+    fn from(route: &duma_common::db::deployments::Route) -> Self {
+        Self {
+            app_version: route.app_version,
+            inference_job_id: route.inference_job_id.0,
+            weight: route.weight,
+            shadow: route.shadow,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DeploymentView {
+    pub id: Uuid,
+    pub name: String,
+    pub user_id: Uuid,
+    pub app: String,
+    pub service_level: String,
+    /// `STARTING` (nothing serves yet), `SERVING`, `SWITCHING` (serving; a change waits for its
+    /// versions to run) or `FAILED` (nothing serves; see `error`).
+    pub status: String,
+    /// Where its predictions are asked for; it never changes.
+    pub url: String,
+    /// What takes the traffic now.
+    pub routes: Vec<DeploymentRouteView>,
+    /// What will once its versions run.
+    pub pending: Option<Vec<DeploymentRouteView>>,
+    /// What took the traffic before the last switch (`rollback` returns to it).
+    pub previous: Option<Vec<DeploymentRouteView>>,
+    /// Why the last change did not happen.
+    pub error: Option<String>,
+    pub datetime_created: String,
+    pub datetime_updated: String,
+}
+
+impl DeploymentView {
+    pub fn new(
+        deployment: &duma_common::db::deployments::Deployment,
+        predictor_host: &str,
+    ) -> Self {
+        let routes = |routes: &[duma_common::db::deployments::Route]| {
+            routes
+                .iter()
+                .map(DeploymentRouteView::from)
+                .collect::<Vec<_>>()
+        };
+        let status = match (&deployment.pending, deployment.routes.is_empty()) {
+            (Some(_), true) => "STARTING",
+            (Some(_), false) => "SWITCHING",
+            (None, false) => "SERVING",
+            (None, true) => "FAILED",
+        };
+        Self {
+            id: deployment.id.0,
+            name: deployment.name.clone(),
+            user_id: deployment.user_id.0,
+            app: deployment.app.clone(),
+            service_level: deployment.service_level.clone(),
+            status: status.to_owned(),
+            url: format!(
+                "http://{}/deployments/{}/predict",
+                predictor_host.trim_end_matches('/'),
+                deployment.name
+            ),
+            routes: routes(&deployment.routes),
+            pending: deployment.pending.as_deref().map(routes),
+            previous: deployment.previous.as_deref().map(routes),
+            error: deployment.error.clone(),
+            datetime_created: http_date(&deployment.datetime_created),
+            datetime_updated: http_date(&deployment.datetime_updated),
+        }
+    }
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct IdView {
     pub id: Uuid,

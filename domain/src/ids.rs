@@ -65,4 +65,6 @@ id_type!(
     LeaseId,
     /// A key that lets its bearer query an app's predictions.
     PredictionKeyId,
+    /// A named, long-lived endpoint of an app.
+    DeploymentId,
 );

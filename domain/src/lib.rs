@@ -16,8 +16,8 @@ mod trial_log;
 
 pub use budget::{Budget, BudgetError};
 pub use ids::{
-    DatasetId, InferenceJobId, LeaseId, ModelId, PredictionKeyId, SubTrainJobId, TrainJobId,
-    TrialId, UserId, WorkerId,
+    DatasetId, DeploymentId, InferenceJobId, LeaseId, ModelId, PredictionKeyId, SubTrainJobId,
+    TrainJobId, TrialId, UserId, WorkerId,
 };
 pub use knobs::{Knob, KnobConfig, KnobError, KnobValue, Knobs, Policy};
 pub use names::{AppName, Email, ModelClass, ModelName, NameError};

@@ -2,6 +2,7 @@
 //! every served trial of its inference job through Redis, replies are awaited under a deadline,
 //! and the answers are ensembled. Any number of replicas can run behind nginx.
 
+mod deployments;
 mod ensemble;
 mod images;
 mod predict;
@@ -53,6 +54,7 @@ impl Application {
         );
         let predictor = web::Data::new(Predictor {
             routes: RouteTable::new(pool.clone(), settings.predictor.max_in_flight_per_job),
+            deployment_metrics: deployments::DeploymentMetrics::register(&registry)?,
             rpc,
             deadline: Duration::from_millis(settings.predictor.deadline_ms),
             metrics: PredictMetrics::register(&registry)?,
@@ -82,6 +84,10 @@ impl Application {
                     web::post().to(predict::predict),
                 )
                 .route("/predict", web::post().to(predict::predict_at_port))
+                .route(
+                    "/deployments/{name}/predict",
+                    web::post().to(deployments::predict),
+                )
                 .route("/echo", web::post().to(echo))
                 .default_service(web::to(not_found))
         })

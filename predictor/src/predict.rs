@@ -18,10 +18,11 @@ use serde_json::{Value, json};
 
 use crate::ensemble::ensemble;
 use crate::images;
-use crate::routes::RouteTable;
+use crate::routes::{Route, RouteTable};
 
 pub struct Predictor {
     pub routes: RouteTable,
+    pub deployment_metrics: crate::deployments::DeploymentMetrics,
     pub rpc: RpcClient,
     pub deadline: Duration,
     pub metrics: PredictMetrics,
@@ -198,8 +199,6 @@ async fn answer(
     body: web::Payload,
     request_id: &RequestId,
 ) -> (Result<HttpResponse, ApiError>, String) {
-    let key = prediction_key(request);
-    let unlabelled = |refused| (Err(refused), NO_JOB.to_owned());
     let not_running = || {
         ApiError::new(
             ErrorCode::RunningInferenceJobNotFound,
@@ -207,25 +206,74 @@ async fn answer(
         )
     };
     let Ok(id) = job.parse::<InferenceJobId>() else {
-        return unlabelled(not_running());
+        return (Err(not_running()), NO_JOB.to_owned());
     };
     let route = match predictor.routes.get(id).await {
         Ok(Some(route)) => route,
-        Ok(None) => return unlabelled(not_running()),
+        Ok(None) => return (Err(not_running()), NO_JOB.to_owned()),
         Err(e) => {
             tracing::warn!(error = %e, "route lookup failed");
-            return unlabelled(lookup_failed());
+            return (Err(lookup_failed()), NO_JOB.to_owned());
         }
     };
+    match serve(predictor, id, &route, request, body, request_id).await {
+        Ok(served) => (Ok(served.response()), id.to_string()),
+        Err((refused, labelled)) => (
+            Err(refused),
+            if labelled {
+                id.to_string()
+            } else {
+                NO_JOB.to_owned()
+            },
+        ),
+    }
+}
+
+/// A request one inference job answered.
+pub struct Served {
+    pub queries: Vec<Value>,
+    pub predictions: Vec<Value>,
+    /// The request was `{"query": …}`.
+    pub single: bool,
+}
+
+impl Served {
+    pub fn response(&self) -> HttpResponse {
+        HttpResponse::Ok().json(self.body())
+    }
+
+    pub fn body(&self) -> Value {
+        if self.single {
+            json!({"prediction": self.predictions.first(), "predictions": []})
+        } else {
+            json!({"prediction": null, "predictions": self.predictions})
+        }
+    }
+}
+
+/// The predictions of inference job `id` (its `route`) for a request: the key checked before
+/// the body is read, the body parsed, the job's in-flight bound held, its served trials asked
+/// and their answers combined. A refusal says whether it counts under the job's label (not
+/// when the caller lacked the key: that costs no series).
+pub async fn serve(
+    predictor: &Predictor,
+    id: InferenceJobId,
+    route: &Route,
+    request: &HttpRequest,
+    body: web::Payload,
+    request_id: &RequestId,
+) -> Result<Served, (ApiError, bool)> {
     // Before the body is read: a caller without the key costs no more than its headers.
-    if !route.admits(key) {
-        return unlabelled(ApiError::new(
-            ErrorCode::PredictionKeyRequired,
-            "this app requires a prediction key: send `Authorization: Bearer <key>` or \
-             `X-API-Key: <key>`",
+    if !route.admits(prediction_key(request)) {
+        return Err((
+            ApiError::new(
+                ErrorCode::PredictionKeyRequired,
+                "this app requires a prediction key: send `Authorization: Bearer <key>` or \
+                 `X-API-Key: <key>`",
+            ),
+            false,
         ));
     }
-    let label = id.to_string();
     let limits = predictor.limits;
     let parsed = match read_body(body, limits.max_body_bytes).await {
         Ok(body) if images::is_multipart(request.headers()) => {
@@ -234,16 +282,32 @@ async fn answer(
         Ok(body) => parse(&body, limits.max_queries),
         Err(refused) => Err(refused),
     };
-    let (queries, single) = match parsed {
-        Ok(parsed) => parsed,
-        Err(refused) => return (Err(refused), label),
-    };
+    let (queries, single) = parsed.map_err(|refused| (refused, true))?;
+    let predictions = fan_out(predictor, id, route, &queries, request_id)
+        .await
+        .map_err(|refused| (refused, true))?;
+    Ok(Served {
+        queries,
+        predictions,
+        single,
+    })
+}
+
+/// Asks every served trial of job `id` for `queries` (within its in-flight bound) and combines
+/// their answers by the job's task.
+pub async fn fan_out(
+    predictor: &Predictor,
+    id: InferenceJobId,
+    route: &Route,
+    queries: &[Value],
+    request_id: &RequestId,
+) -> Result<Vec<Value>, ApiError> {
+    let label = id.to_string();
     let Ok(_permit) = route.in_flight.clone().try_acquire_owned() else {
-        let busy = ApiError::new(
+        return Err(ApiError::new(
             ErrorCode::Unavailable,
             "too many requests in flight for this inference job; retry shortly",
-        );
-        return (Err(busy), label);
+        ));
     };
     let in_flight = InFlight::new(&predictor.metrics.in_flight);
     let waited = Instant::now();
@@ -280,7 +344,7 @@ async fn answer(
         }
     }
     if answers.is_empty() {
-        let failed = match (rejected, unavailable) {
+        return Err(match (rejected, unavailable) {
             (Some(message), _) => ApiError::new(ErrorCode::InvalidQuery, message),
             (None, true) => ApiError::new(
                 ErrorCode::Unavailable,
@@ -290,23 +354,16 @@ async fn answer(
                 ErrorCode::Timeout,
                 format!("no prediction within {} ms", predictor.deadline.as_millis()),
             ),
-        };
-        return (Err(failed), label);
+        });
     }
-    let predictions: Vec<Value> = (0..queries.len())
+    Ok((0..queries.len())
         .map(|i| {
             ensemble(
                 route.combine,
                 &answers.iter().map(|a| &a[i]).collect::<Vec<_>>(),
             )
         })
-        .collect();
-    let body = if single {
-        json!({"prediction": predictions.into_iter().next(), "predictions": []})
-    } else {
-        json!({"prediction": null, "predictions": predictions})
-    };
-    (Ok(HttpResponse::Ok().json(body)), label)
+        .collect())
 }
 
 fn lookup_failed() -> ApiError {

@@ -6,10 +6,11 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 
-use duma_common::db::{PgPool, inference_jobs, prediction_keys, train_jobs};
+use duma_common::db::{PgPool, deployments, inference_jobs, prediction_keys, train_jobs};
 use duma_common::redis::events::Event;
 use duma_domain::InferenceJobId;
 use duma_domain::protocol::serving_target;
+use sha2::Digest;
 use tokio::sync::Semaphore;
 
 use crate::ensemble::Combine;
@@ -38,12 +39,46 @@ impl Route {
     }
 }
 
+/// Where a deployment's traffic goes (`routes` of its row).
+pub struct DeploymentRoutes {
+    pub name: String,
+    pub service_level: String,
+    /// `(app version, inference job, percent)`; the percents sum to 100.
+    pub primaries: Vec<(i32, InferenceJobId, u32)>,
+    pub shadow: Option<(i32, InferenceJobId)>,
+}
+
+impl DeploymentRoutes {
+    /// The version a request goes to: by its routing key when it has one (the same key always
+    /// gets the same version while the weights stay), else at random, in proportion to the
+    /// weights.
+    pub fn choose(&self, routing_key: Option<&str>) -> (i32, InferenceJobId) {
+        let bucket = match routing_key {
+            Some(key) => {
+                let digest = sha2::Sha256::digest(key.as_bytes());
+                u64::from_be_bytes(digest[..8].try_into().unwrap_or_default()) % 100
+            }
+            None => (uuid::Uuid::new_v4().as_u128() % 100) as u64,
+        } as u32;
+        let mut upto = 0;
+        for (version, job, weight) in &self.primaries {
+            upto += weight;
+            if bucket < upto {
+                return (*version, *job);
+            }
+        }
+        let (version, job, _) = self.primaries[self.primaries.len() - 1];
+        (version, job)
+    }
+}
+
 pub struct RouteTable {
     pool: PgPool,
     max_in_flight: usize,
     routes: RwLock<HashMap<InferenceJobId, Arc<Route>>>,
     /// Which live job holds each of nginx's per-job ports (`admin.inference_job_ports`).
     ports: RwLock<HashMap<u16, InferenceJobId>>,
+    deployments: RwLock<HashMap<String, Arc<DeploymentRoutes>>>,
 }
 
 impl RouteTable {
@@ -53,7 +88,42 @@ impl RouteTable {
             max_in_flight,
             routes: RwLock::default(),
             ports: RwLock::default(),
+            deployments: RwLock::default(),
         }
+    }
+
+    /// The routes of a deployment that serves; `None` if it does not exist or serves nothing yet.
+    pub async fn deployment(&self, name: &str) -> anyhow::Result<Option<Arc<DeploymentRoutes>>> {
+        if let Some(routes) = self.deployments.read().get(name) {
+            return Ok(Some(routes.clone()));
+        }
+        let db = self.pool.get().await?;
+        let Some(deployment) = deployments::by_name(&db, name).await? else {
+            return Ok(None);
+        };
+        let primaries: Vec<_> = deployment
+            .routes
+            .iter()
+            .filter(|r| !r.shadow && r.weight > 0)
+            .map(|r| (r.app_version, r.inference_job_id, r.weight))
+            .collect();
+        if primaries.is_empty() {
+            return Ok(None);
+        }
+        let routes = Arc::new(DeploymentRoutes {
+            name: deployment.name.clone(),
+            service_level: deployment.service_level.clone(),
+            primaries,
+            shadow: deployment
+                .routes
+                .iter()
+                .find(|r| r.shadow)
+                .map(|r| (r.app_version, r.inference_job_id)),
+        });
+        self.deployments
+            .write()
+            .insert(deployment.name, routes.clone());
+        Ok(Some(routes))
     }
 
     /// The live job that holds nginx's `port`, if any.
@@ -108,6 +178,10 @@ impl RouteTable {
             | Event::InferenceJobChanged { inference_job_id }
             | Event::InferenceJobStopped { inference_job_id } => *inference_job_id,
             Event::Resync | Event::PredictionKeysChanged => return self.clear(),
+            Event::DeploymentChanged { name } => {
+                self.deployments.write().remove(name);
+                return;
+            }
             _ => return,
         };
         self.routes.write().remove(&id);
@@ -119,5 +193,6 @@ impl RouteTable {
     pub fn clear(&self) {
         self.routes.write().clear();
         self.ports.write().clear();
+        self.deployments.write().clear();
     }
 }

@@ -1,8 +1,6 @@
 use actix_web::{HttpResponse, web};
-use duma_common::db::inference_jobs::{self, InferenceJob, ServedTrial};
-use duma_common::db::trials;
-use duma_common::redis::events::Event;
-use duma_domain::{JobStatus, UserId};
+use duma_common::db::inference_jobs::{self, InferenceJob};
+use duma_domain::UserId;
 
 use crate::auth::{Caller, roles};
 use crate::jobs;
@@ -52,81 +50,8 @@ pub async fn create(
     let version = request.app_version.unwrap_or(-1).to_string();
     let budget = serde_json::Value::Object(request.budget.unwrap_or_default());
     let train_job = jobs::find_train_job(&state, &caller, app, &version).await?;
-    if train_job.status != JobStatus::Stopped {
-        return Err(ApiError::new(
-            ErrorCode::InvalidTrainJob,
-            format!(
-                "train job {app} v{} is {}; it must be STOPPED before it can be served",
-                train_job.app_version, train_job.status
-            ),
-        ));
-    }
-    let mut db = state.pool.get().await?;
-    crate::quotas::check_live_jobs(&db, &state, &caller, crate::quotas::LiveJobs::Inference)
-        .await?;
-    let best = trials::best_per_sub_job(&db, train_job.id).await?;
-    if best.is_empty() {
-        return Err(ApiError::new(
-            ErrorCode::InvalidTrainJob,
-            format!(
-                "train job {app} v{} has no completed trial with saved parameters",
-                train_job.app_version
-            ),
-        ));
-    }
-    let served: Vec<ServedTrial> = best
-        .iter()
-        .map(|t| ServedTrial {
-            trial_id: t.id,
-            desired_replicas: 1,
-        })
-        .collect();
-    let tx = db.transaction().await?;
-    let port = match state.settings.admin.inference_job_port_range() {
-        Ok(Some(ports)) => Some(
-            inference_jobs::free_port(&tx, ports.clone())
-                .await?
-                .ok_or_else(|| no_free_port(&ports))?,
-        ),
-        // Validated at start-up.
-        Ok(None) | Err(_) => None,
-    };
-    let job = inference_jobs::create(&tx, caller.id, train_job.id, &budget, &served, port)
-        .await
-        .map_err(|e| {
-            if e.is_duplicate_of(inference_jobs::ONE_LIVE_PER_TRAIN_JOB) {
-                ApiError::new(
-                    ErrorCode::RunningInferenceJobExists,
-                    format!(
-                        "train job {app} v{} is already being served",
-                        train_job.app_version
-                    ),
-                )
-            } else {
-                e.into()
-            }
-        })?;
-    tx.commit().await?;
-    tracing::info!(inference_job_id = %job.id, trials = served.len(), "inference job created");
-    state
-        .publish(Event::InferenceJobCreated {
-            inference_job_id: job.id,
-        })
-        .await;
+    let job = jobs::serve_train_job(&state, &caller, &train_job, &budget).await?;
     Ok(super::json(reference(&state, &job, true)))
-}
-
-fn no_free_port(ports: &std::ops::RangeInclusive<u16>) -> ApiError {
-    ApiError::retry_later(
-        ErrorCode::Unavailable,
-        format!(
-            "every predictor port ({}-{}) is held by a live inference job; stop one, or ask the \
-             operator to widen admin.inference_job_ports",
-            ports.start(),
-            ports.end()
-        ),
-        std::time::Duration::from_secs(60),
-    )
 }
 
 /// A user's inference jobs (non-admins: only their own).

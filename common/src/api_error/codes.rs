@@ -83,6 +83,12 @@ error_codes! {
     // Inference jobs and predictions.
     RunningInferenceJobNotFound => "InvalidRunningInferenceJobError", NOT_FOUND;
     RunningInferenceJobExists => "RunningInferenceJobExistsError", CONFLICT;
+
+    // Deployments.
+    InvalidDeployment => "InvalidDeploymentError", BAD_REQUEST;
+    DeploymentNotFound => "InvalidDeploymentError", NOT_FOUND;
+    DeploymentExists => "DeploymentExistsError", CONFLICT;
+    NothingToRollBack => "InvalidDeploymentError", CONFLICT;
     /// The app has prediction keys and the request carried none of them.
     PredictionKeyRequired => "UnauthorizedError", UNAUTHORIZED;
     PredictionKeyNotFound => "InvalidPredictionKeyError", NOT_FOUND;

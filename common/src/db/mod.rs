@@ -4,6 +4,7 @@
 //! connection and inside a transaction alike.
 
 pub mod datasets;
+pub mod deployments;
 pub mod inference_jobs;
 pub mod migrations;
 pub mod models;

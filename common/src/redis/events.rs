@@ -28,6 +28,10 @@ pub enum Event {
     InferenceJobStopped {
         inference_job_id: InferenceJobId,
     },
+    /// A deployment's routing changed (or it was deleted): predictors look it up again.
+    DeploymentChanged {
+        name: String,
+    },
     /// An app's prediction keys changed: predictors look its keys up again.
     PredictionKeysChanged,
     /// A Python template was uploaded: train workers build the environment of its dependencies

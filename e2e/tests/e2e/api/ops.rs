@@ -88,6 +88,7 @@ async fn the_sweep_deletes_request_streams_no_live_job_owns() {
         app.ctx.pool.clone(),
         app.ctx.redis.clone(),
         &prometheus::Registry::new(),
+        std::time::Duration::from_secs(1),
     )
     .unwrap();
     assert_eq!(reconciler.sweep_streams().await.unwrap(), 2);

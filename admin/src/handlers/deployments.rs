@@ -1,0 +1,398 @@
+//! Deployments: named, long-lived endpoints of an app (`docs/deployments.md`). A change of
+//! versions is written as `pending`; the reconciler moves the traffic once every version in it
+//! runs, and stops the versions that lost their traffic once their requests in flight are done.
+
+use actix_web::{HttpResponse, web};
+use duma_common::db::deployments::{self, Deployment, Route, SERVICE_LEVELS};
+use duma_common::redis::events::Event;
+use serde_json::Value;
+
+use crate::auth::{Caller, roles};
+use crate::jobs;
+use crate::params::Params;
+use crate::requests::{CreateDeploymentRequest, UpdateDeploymentRequest};
+use crate::state::AppState;
+use crate::views::DeploymentView;
+use duma_common::api_error::{ApiError, ApiResult, ErrorBody, ErrorCode};
+
+/// Longest deployment name (a DNS label's).
+const MAX_NAME: usize = 63;
+
+fn invalid(message: impl Into<String>) -> ApiError {
+    ApiError::new(ErrorCode::InvalidDeployment, message)
+}
+
+fn view(state: &AppState, deployment: &Deployment) -> DeploymentView {
+    DeploymentView::new(deployment, &state.settings.admin.predictor_host)
+}
+
+/// A DNS label: it is part of the endpoint's URL.
+fn check_name(name: &str) -> Result<(), ApiError> {
+    let valid = !name.is_empty()
+        && name.len() <= MAX_NAME
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    if valid {
+        Ok(())
+    } else {
+        Err(invalid(format!(
+            "`{name}` is not a deployment name: 1 to {MAX_NAME} of a-z, 0-9 and `-`, starting and \
+             ending with a letter or digit"
+        )))
+    }
+}
+
+/// A share of traffic for `version` of the caller's `app`: its live inference job, or a new one.
+async fn route_to(
+    state: &AppState,
+    caller: &Caller,
+    app: &str,
+    version: i64,
+    weight: u32,
+    shadow: bool,
+) -> Result<Route, ApiError> {
+    let train_job = jobs::find_train_job(state, caller, app, &version.to_string()).await?;
+    let job = jobs::live_or_new_inference_job(state, caller, &train_job).await?;
+    Ok(Route {
+        app_version: train_job.app_version,
+        inference_job_id: job.id,
+        weight,
+        shadow,
+    })
+}
+
+/// The caller's deployment (or any, for admins) named `name`.
+async fn find(state: &AppState, caller: &Caller, name: &str) -> Result<Deployment, ApiError> {
+    let db = state.pool.get().await?;
+    let deployment = deployments::by_name(&db, name).await?;
+    match deployment {
+        Some(d) if d.user_id == caller.id || caller.is_admin() => Ok(d),
+        // Another user's deployment does not exist for the caller.
+        _ => Err(ApiError::new(
+            ErrorCode::DeploymentNotFound,
+            format!("you have no deployment named {name}"),
+        )),
+    }
+}
+
+/// Writes `pending` (and clears the last error) under the deployment's row lock.
+async fn set_pending(
+    state: &AppState,
+    deployment: &Deployment,
+    pending: Vec<Route>,
+) -> Result<Deployment, ApiError> {
+    let mut db = state.pool.get().await?;
+    let tx = db.transaction().await?;
+    let Some(mut current) = deployments::by_name_for_update(&tx, &deployment.name).await? else {
+        return Err(ApiError::new(
+            ErrorCode::DeploymentNotFound,
+            format!("deployment {} was deleted meanwhile", deployment.name),
+        ));
+    };
+    current.pending = Some(pending);
+    current.error = None;
+    deployments::save_routing(&tx, &current).await?;
+    tx.commit().await?;
+    Ok(current)
+}
+
+/// Create a deployment of an app version.
+#[utoipa::path(post, path = "/deployments", tag = "deployments",
+    request_body(content = CreateDeploymentRequest, content_type = "application/json"),
+    responses((status = 200, body = DeploymentView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn create(
+    state: web::Data<AppState>,
+    caller: Caller,
+    params: Params,
+) -> ApiResult<HttpResponse> {
+    caller.require(roles::DEVELOPERS)?;
+    let request: CreateDeploymentRequest = params.parse()?;
+    if request.model_id.is_some() {
+        return Err(invalid(
+            "deploying a model without a train job (`model_id`) is not built yet: train it, \
+             then deploy the app version",
+        ));
+    }
+    check_name(&request.name)?;
+    let level = request
+        .service_level
+        .unwrap_or_else(|| "development".to_owned());
+    if !SERVICE_LEVELS.contains(&level.as_str()) {
+        return Err(invalid(format!(
+            "service_level `{level}` is none of {}",
+            SERVICE_LEVELS.join(", ")
+        )));
+    }
+    let db = state.pool.get().await?;
+    if deployments::by_name(&db, &request.name).await?.is_some() {
+        return Err(taken(&request.name));
+    }
+    drop(db);
+    let route = route_to(
+        &state,
+        &caller,
+        &request.app,
+        request.app_version.unwrap_or(-1),
+        100,
+        false,
+    )
+    .await?;
+    let db = state.pool.get().await?;
+    let deployment = deployments::insert(
+        &db,
+        &request.name,
+        caller.id,
+        &request.app,
+        &level,
+        &[route],
+    )
+    .await
+    .map_err(|e| {
+        if e.is_duplicate_of(deployments::NAME_TAKEN) {
+            taken(&request.name)
+        } else {
+            e.into()
+        }
+    })?;
+    tracing::info!(
+        deployment = deployment.name,
+        app = deployment.app,
+        "deployment created"
+    );
+    Ok(super::json(view(&state, &deployment)))
+}
+
+fn taken(name: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::DeploymentExists,
+        format!("a deployment named {name} exists (names are unique on the platform)"),
+    )
+}
+
+/// The caller's deployments (admins: everyone's).
+#[utoipa::path(get, path = "/deployments", tag = "deployments",
+    responses((status = 200, body = [DeploymentView])), security(("bearer" = [])))]
+pub async fn list(state: web::Data<AppState>, caller: Caller) -> ApiResult<HttpResponse> {
+    caller.require(roles::DEVELOPERS)?;
+    let db = state.pool.get().await?;
+    let whose = (!caller.is_admin()).then_some(caller.id);
+    let list = deployments::list(&db, whose).await?;
+    Ok(super::json(
+        list.iter().map(|d| view(&state, d)).collect::<Vec<_>>(),
+    ))
+}
+
+/// A deployment: its routes now, its pending change, its previous routes.
+#[utoipa::path(get, path = "/deployments/{name}", tag = "deployments", params(("name" = String, Path)),
+    responses((status = 200, body = DeploymentView), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn get(
+    state: web::Data<AppState>,
+    caller: Caller,
+    name: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    caller.require(roles::DEVELOPERS)?;
+    let deployment = find(&state, &caller, &name).await?;
+    Ok(super::json(view(&state, &deployment)))
+}
+
+/// Change the versions: all traffic to `app_version`, or `weights` per version, and/or a
+/// `shadow`. The traffic moves once every version runs.
+#[utoipa::path(patch, path = "/deployments/{name}", tag = "deployments", params(("name" = String, Path)),
+    request_body(content = UpdateDeploymentRequest, content_type = "application/json"),
+    responses((status = 200, body = DeploymentView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn update(
+    state: web::Data<AppState>,
+    caller: Caller,
+    name: web::Path<String>,
+    params: Params,
+) -> ApiResult<HttpResponse> {
+    caller.require(roles::DEVELOPERS)?;
+    let request: UpdateDeploymentRequest = params.parse()?;
+    if request.replicas.is_some() {
+        return Err(invalid(
+            "replicas per deployment are not built yet: each served model has one replica",
+        ));
+    }
+    let primaries: Option<Vec<(i64, u32)>> = match (request.app_version, &request.weights) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "give app_version (all traffic to one version) or weights, not both",
+            ));
+        }
+        (Some(version), None) => Some(vec![(version, 100)]),
+        (None, Some(weights)) => Some(parse_weights(weights)?),
+        (None, None) => None,
+    };
+    let shadow: Option<Option<i64>> = match &request.shadow {
+        None => None,
+        Some(Value::Null) => Some(None),
+        Some(value) => Some(Some(value.as_i64().filter(|v| *v >= 1).ok_or_else(
+            || invalid("shadow must be an app version (an integer from 1) or null"),
+        )?)),
+    };
+    if primaries.is_none() && shadow.is_none() {
+        return Err(invalid(
+            "nothing to change: give app_version, weights or shadow",
+        ));
+    }
+    let deployment = find(&state, &caller, &name).await?;
+    let base = deployment
+        .pending
+        .clone()
+        .unwrap_or_else(|| deployment.routes.clone());
+    let primaries = primaries.unwrap_or_else(|| {
+        base.iter()
+            .filter(|r| !r.shadow)
+            .map(|r| (i64::from(r.app_version), r.weight))
+            .collect()
+    });
+    let shadow = shadow.unwrap_or_else(|| {
+        base.iter()
+            .find(|r| r.shadow)
+            .map(|r| i64::from(r.app_version))
+    });
+    let mut pending = Vec::new();
+    for (version, weight) in primaries {
+        pending.push(route_to(&state, &caller, &deployment.app, version, weight, false).await?);
+    }
+    if let Some(version) = shadow {
+        let route = route_to(&state, &caller, &deployment.app, version, 0, true).await?;
+        if pending.iter().any(|r| r.app_version == route.app_version) {
+            return Err(invalid(format!(
+                "version {} cannot be both served and the shadow",
+                route.app_version
+            )));
+        }
+        pending.push(route);
+    }
+    let updated = set_pending(&state, &deployment, pending).await?;
+    tracing::info!(deployment = updated.name, "deployment change pending");
+    Ok(super::json(view(&state, &updated)))
+}
+
+/// `{"3": 95, "4": 5}`: integer percents per version, summing to 100.
+fn parse_weights(weights: &serde_json::Map<String, Value>) -> Result<Vec<(i64, u32)>, ApiError> {
+    let mut parsed = Vec::new();
+    for (version, weight) in weights {
+        let version: i64 = version
+            .parse()
+            .ok()
+            .filter(|v| *v >= 1)
+            .ok_or_else(|| invalid(format!("weights: `{version}` is not an app version")))?;
+        let weight = weight.as_u64().filter(|w| *w <= 100).ok_or_else(|| {
+            invalid(format!(
+                "weights: version {version} has {weight}, not a whole percent from 0 to 100"
+            ))
+        })?;
+        parsed.push((version, weight as u32));
+    }
+    let total: u32 = parsed.iter().map(|(_, w)| w).sum();
+    if parsed.is_empty() || total != 100 {
+        return Err(invalid(format!(
+            "weights must sum to 100 (they sum to {total})"
+        )));
+    }
+    parsed.sort();
+    Ok(parsed)
+}
+
+/// Return to the routes before the last switch.
+#[utoipa::path(post, path = "/deployments/{name}/rollback", tag = "deployments", params(("name" = String, Path)),
+    responses((status = 200, body = DeploymentView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn rollback(
+    state: web::Data<AppState>,
+    caller: Caller,
+    name: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    caller.require(roles::DEVELOPERS)?;
+    let deployment = find(&state, &caller, &name).await?;
+    let Some(previous) = deployment.previous.clone() else {
+        return Err(ApiError::new(
+            ErrorCode::NothingToRollBack,
+            format!("deployment {name} has not switched versions yet: nothing to roll back to"),
+        ));
+    };
+    let mut pending = Vec::new();
+    for route in previous {
+        pending.push(
+            route_to(
+                &state,
+                &caller,
+                &deployment.app,
+                i64::from(route.app_version),
+                route.weight,
+                route.shadow,
+            )
+            .await?,
+        );
+    }
+    let updated = set_pending(&state, &deployment, pending).await?;
+    tracing::info!(deployment = updated.name, "deployment rolling back");
+    Ok(super::json(view(&state, &updated)))
+}
+
+/// Delete a deployment and stop the inference jobs it serves from.
+#[utoipa::path(delete, path = "/deployments/{name}", tag = "deployments", params(("name" = String, Path)),
+    responses((status = 200, body = DeploymentView), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn delete(
+    state: web::Data<AppState>,
+    caller: Caller,
+    name: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    caller.require(roles::DEVELOPERS)?;
+    let deployment = find(&state, &caller, &name).await?;
+    let db = state.pool.get().await?;
+    deployments::delete(&db, deployment.id).await?;
+    for job in deployment.inference_jobs() {
+        if let Some(job) = duma_common::db::inference_jobs::by_id(&db, job).await? {
+            jobs::stop_inference_job(&state, &job).await?;
+        }
+    }
+    state
+        .publish(Event::DeploymentChanged {
+            name: deployment.name.clone(),
+        })
+        .await;
+    tracing::info!(deployment = deployment.name, "deployment deleted");
+    Ok(super::json(view(&state, &deployment)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_dns_labels() {
+        for good in ["a", "fraud-scoring", "v2", &"x".repeat(63)] {
+            assert!(check_name(good).is_ok(), "{good}");
+        }
+        for bad in ["", "-a", "a-", "A", "a_b", "a.b", "a/b", &"x".repeat(64)] {
+            assert!(check_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn weights_are_whole_percents_summing_to_100() {
+        let weights = |v: Value| parse_weights(v.as_object().unwrap());
+        assert_eq!(
+            weights(serde_json::json!({"4": 5, "3": 95})).unwrap(),
+            vec![(3, 95), (4, 5)]
+        );
+        for bad in [
+            serde_json::json!({}),
+            serde_json::json!({"3": 50}),
+            serde_json::json!({"3": 50.5, "4": 49.5}),
+            serde_json::json!({"x": 100}),
+            serde_json::json!({"0": 100}),
+            serde_json::json!({"3": -5, "4": 105}),
+        ] {
+            assert!(weights(bad.clone()).is_err(), "{bad}");
+        }
+    }
+}
