@@ -24,6 +24,7 @@ import time
 import uuid
 
 import pexpect
+import requests
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "python"))
 from duma.client import Client  # noqa: E402
@@ -213,6 +214,28 @@ def main():
 
     undeploy = term.run("undeploy", app)
     check(undeploy.returncode == 0, undeploy.stderr)
+
+    deployment = f"{app}-svc"
+
+    def deployments():
+        child = term.spawn("deploy", app, "--name", deployment)
+        child.expect(rf"Deployment {deployment} serves {app} \(v1 100%\) at (http://\S+)")
+        url = child.match.group(1)
+        term.finished(child, "deploy --name")
+        answered = requests.post(url, json={"query": {"x1": 2, "x2": 2}}, timeout=30)
+        check(answered.status_code == 200 and answered.headers.get("X-Duma-Version") == "1",
+              f"{answered.status_code} {answered.headers} {answered.text}")
+        trained = term.run("train", app, "--task", TASK, "--train", "train.csv", "--val", "val.csv",
+                           "--models", "LogisticRegression", "--trials", "1", "--target", "y", "--watch")
+        check(trained.returncode == 0, trained.stdout + trained.stderr)
+        child = term.spawn("deploy", app, "--name", deployment, "--canary", "20")
+        child.expect(rf"Deployment {deployment} serves {app} \(v1 80%, v2 20%\)")
+        term.finished(child, "deploy --name --canary")
+        deleted = term.run("undeploy", "--name", deployment)
+        check(deleted.returncode == 0, deleted.stderr)
+        gone = requests.post(url, json={"query": {"x1": 2, "x2": 2}}, timeout=30)
+        check(gone.status_code == 404, f"a deleted deployment answered {gone.status_code}")
+    step("deploy --name (a deployment), then a 20% canary of v2", deployments)
     logout = term.run("logout")
     check(logout.returncode == 0 and not os.path.exists(os.path.join(config, "duma", "login.json")), "logout")
     term.refused("after logout", 1, "duma login", "jobs", "ls")

@@ -80,6 +80,27 @@ pub struct DeployArgs {
     /// The app version [default: the latest]
     #[arg(long)]
     version: Option<i64>,
+    /// Serve through this deployment (a stable URL): created if new, else switched to the
+    /// version (or, with --canary, given a share of its traffic). `undeploy --name` deletes it.
+    #[arg(long = "name", value_name = "DEPLOYMENT")]
+    deployment: Option<String>,
+    /// With --name: send this percent of the deployment's traffic to the version, the rest to
+    /// what serves now.
+    #[arg(long, requires = "deployment", value_parser = clap::value_parser!(u32).range(1..=99))]
+    canary: Option<u32>,
+}
+
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["app", "deployment"])))]
+pub struct UndeployArgs {
+    /// Stop the inference job of this app's version.
+    app: Option<String>,
+    /// The app version [default: the latest]
+    #[arg(long, requires = "app")]
+    version: Option<i64>,
+    /// Delete this deployment instead (and stop its versions).
+    #[arg(long = "name", value_name = "DEPLOYMENT", conflicts_with = "app")]
+    deployment: Option<String>,
 }
 
 impl DeployArgs {
@@ -223,6 +244,9 @@ pub async fn logs(globals: &Globals, args: LogsArgs) -> Outcome<()> {
 
 pub async fn deploy(globals: &Globals, args: DeployArgs) -> Outcome<()> {
     let (admin, _) = globals.admin().await?;
+    if let Some(name) = &args.deployment {
+        return deploy_named(globals, &admin, &args, name).await;
+    }
     let target = args.app_version();
     let mut body = json!({"app": target.app});
     if target.version > 0 {
@@ -247,6 +271,119 @@ pub async fn deploy(globals: &Globals, args: DeployArgs) -> Outcome<()> {
             cell(&job["app"]),
             cell(&job["app_version"]),
             cell(&job["predictor_host"])
+        )
+    });
+    Ok(())
+}
+
+/// `deploy --name`: create the deployment, or switch it (all traffic, or a canary share).
+async fn deploy_named(
+    globals: &Globals,
+    admin: &Admin,
+    args: &DeployArgs,
+    name: &str,
+) -> Outcome<()> {
+    let path = format!("/deployments/{}", segment(name));
+    // The version as a number (weights need one): the latest unless given.
+    let version = match args.version {
+        Some(version) => version,
+        None => admin
+            .get(&format!("/train_jobs/{}/-1", segment(&args.app)))
+            .await?["app_version"]
+            .as_i64()
+            .unwrap_or(-1),
+    };
+    let existing = match admin.get(&path).await {
+        Ok(deployment) => Some(deployment),
+        Err(Failure::Api { status, .. }) if status == reqwest::StatusCode::NOT_FOUND => None,
+        Err(failure) => return Err(failure),
+    };
+    match (existing, args.canary) {
+        (None, Some(_)) => {
+            return Err(Failure::usage(format!(
+                "--canary needs deployment {name} to exist: deploy a first version without it"
+            )));
+        }
+        (None, None) => {
+            admin
+                .post(
+                    "/deployments",
+                    &json!({"name": name, "app": args.app, "app_version": version}),
+                )
+                .await?;
+        }
+        (Some(current), canary) => {
+            let body = match canary {
+                None => json!({"app_version": version}),
+                Some(percent) => {
+                    let serving = items(&current["routes"])
+                        .find(|r| {
+                            r["shadow"] == false && r["app_version"].as_i64() != Some(version)
+                        })
+                        .and_then(|r| r["app_version"].as_i64())
+                        .ok_or_else(|| {
+                            Failure::usage(format!(
+                                "deployment {name} serves no other version to share traffic with"
+                            ))
+                        })?;
+                    json!({"weights": {serving.to_string(): 100 - percent, version.to_string(): percent}})
+                }
+            };
+            admin
+                .send(
+                    admin
+                        .request(reqwest::Method::PATCH, &path)
+                        .json(&body)
+                        .timeout(Duration::from_secs(60)),
+                )
+                .await?;
+        }
+    }
+    let spinner = if globals.output.live() {
+        let spinner = indicatif::ProgressBar::new_spinner();
+        spinner.set_message(format!("switching {name} to {} v{version}", args.app));
+        spinner.enable_steady_tick(Duration::from_millis(120));
+        spinner
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let deadline = Instant::now() + DEPLOY_DEADLINE;
+    let settled = loop {
+        let deployment = admin.get(&path).await?;
+        match deployment["status"].as_str() {
+            Some("SERVING") if deployment["pending"].is_null() => break Ok(deployment),
+            Some("FAILED") => {
+                break Err(Failure::other(format!(
+                    "deployment {name} serves nothing: {}",
+                    cell(&deployment["error"])
+                )));
+            }
+            _ if !deployment["error"].is_null() => {
+                break Err(Failure::other(format!(
+                    "the change was given up: {}",
+                    cell(&deployment["error"])
+                )));
+            }
+            _ if Instant::now() >= deadline => {
+                break Err(Failure::other(format!(
+                    "deployment {name} is still switching after {} s",
+                    DEPLOY_DEADLINE.as_secs()
+                )));
+            }
+            _ => tokio::time::sleep(DEPLOY_POLL).await,
+        }
+    };
+    spinner.finish_and_clear();
+    let deployment = settled?;
+    globals.output.show(&deployment, || {
+        let routes: Vec<String> = items(&deployment["routes"])
+            .map(|r| format!("v{} {}%", cell(&r["app_version"]), cell(&r["weight"])))
+            .collect();
+        format!(
+            "Deployment {name} serves {} ({}) at {}",
+            args.app,
+            routes.join(", "),
+            cell(&deployment["url"])
         )
     });
     Ok(())
@@ -277,11 +414,24 @@ async fn wait_running(admin: &Admin, app: &str, version: i64) -> Outcome<Value> 
     }
 }
 
-pub async fn undeploy(globals: &Globals, args: DeployArgs) -> Outcome<()> {
+pub async fn undeploy(globals: &Globals, args: UndeployArgs) -> Outcome<()> {
     let (admin, _) = globals.admin().await?;
+    if let Some(name) = &args.deployment {
+        let deleted = admin
+            .delete(&format!("/deployments/{}", segment(name)))
+            .await?;
+        globals.output.show(&deleted, || {
+            format!("Deleted deployment {name} and stopped its versions")
+        });
+        return Ok(());
+    }
+    let target = AppVersion {
+        app: args.app.unwrap_or_default(),
+        version: args.version.unwrap_or(-1),
+    };
     let job = admin
         .post(
-            &format!("/inference_jobs/{}/stop", args.app_version().path()),
+            &format!("/inference_jobs/{}/stop", target.path()),
             &json!({}),
         )
         .await?;

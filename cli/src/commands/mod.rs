@@ -108,8 +108,8 @@ pub enum UserCommand {
     Logs(jobs::LogsArgs),
     /// Serve a trained app version (an inference job), and wait until it serves.
     Deploy(jobs::DeployArgs),
-    /// Stop serving an app version.
-    Undeploy(jobs::DeployArgs),
+    /// Stop serving an app version, or delete a deployment.
+    Undeploy(jobs::UndeployArgs),
     /// Predictions of a served app for one query or a file of rows.
     Predict(predict::PredictArgs),
 }
