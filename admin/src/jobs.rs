@@ -70,6 +70,22 @@ pub async fn stop_inference_job(
     Ok(stopped)
 }
 
+/// How a new inference job serves: at which deployment service level (`None`: outside any
+/// deployment) and with how many replicas of each trial.
+#[derive(Debug, Clone, Copy)]
+pub struct Serving<'a> {
+    pub service_level: Option<&'a str>,
+    pub replicas: i32,
+}
+
+impl Serving<'_> {
+    /// Rafiki's inference jobs: no level, one replica.
+    pub const PLAIN: Serving<'static> = Serving {
+        service_level: None,
+        replicas: 1,
+    };
+}
+
 /// Serves a STOPPED train job: a new inference job for each model's best trial with saved
 /// parameters (on its own port when the platform gives jobs ports), within the caller's quota.
 pub async fn serve_train_job(
@@ -77,6 +93,7 @@ pub async fn serve_train_job(
     caller: &Caller,
     train_job: &TrainJob,
     budget: &serde_json::Value,
+    serving: Serving<'_>,
 ) -> Result<InferenceJob, ApiError> {
     let app = &train_job.app;
     if train_job.status != JobStatus::Stopped {
@@ -104,7 +121,7 @@ pub async fn serve_train_job(
         .iter()
         .map(|t| ServedTrial {
             trial_id: t.id,
-            desired_replicas: 1,
+            desired_replicas: serving.replicas,
         })
         .collect();
     let tx = db.transaction().await?;
@@ -117,21 +134,29 @@ pub async fn serve_train_job(
         // Validated at start-up.
         Ok(None) | Err(_) => None,
     };
-    let job = inference_jobs::create(&tx, caller.id, train_job.id, budget, &served, port)
-        .await
-        .map_err(|e| {
-            if e.is_duplicate_of(inference_jobs::ONE_LIVE_PER_TRAIN_JOB) {
-                ApiError::new(
-                    ErrorCode::RunningInferenceJobExists,
-                    format!(
-                        "train job {app} v{} is already being served",
-                        train_job.app_version
-                    ),
-                )
-            } else {
-                e.into()
-            }
-        })?;
+    let job = inference_jobs::create(
+        &tx,
+        caller.id,
+        train_job.id,
+        budget,
+        &served,
+        port,
+        serving.service_level,
+    )
+    .await
+    .map_err(|e| {
+        if e.is_duplicate_of(inference_jobs::ONE_LIVE_PER_TRAIN_JOB) {
+            ApiError::new(
+                ErrorCode::RunningInferenceJobExists,
+                format!(
+                    "train job {app} v{} is already being served",
+                    train_job.app_version
+                ),
+            )
+        } else {
+            e.into()
+        }
+    })?;
     tx.commit().await?;
     tracing::info!(inference_job_id = %job.id, trials = served.len(), "inference job created");
     state
@@ -142,18 +167,32 @@ pub async fn serve_train_job(
     Ok(job)
 }
 
-/// The live inference job of a train job, or a new one.
+/// The live inference job of a train job at the same service level, or a new one.
 pub async fn live_or_new_inference_job(
     state: &AppState,
     caller: &Caller,
     train_job: &TrainJob,
+    serving: Serving<'_>,
 ) -> Result<InferenceJob, ApiError> {
     let db = state.pool.get().await?;
     if let Some(job) = inference_jobs::live_for_train_job(&db, train_job.id).await? {
+        let level = |l: Option<&str>| l.unwrap_or("development").to_owned();
+        if level(job.service_level.as_deref()) != level(serving.service_level) {
+            return Err(ApiError::new(
+                ErrorCode::RunningInferenceJobExists,
+                format!(
+                    "{} v{} is served at service level {} already; stop that inference job, or \
+                     deploy it at that level",
+                    train_job.app,
+                    train_job.app_version,
+                    level(job.service_level.as_deref())
+                ),
+            ));
+        }
         return Ok(job);
     }
     drop(db);
-    serve_train_job(state, caller, train_job, &serde_json::json!({})).await
+    serve_train_job(state, caller, train_job, &serde_json::json!({}), serving).await
 }
 
 fn no_free_port(ports: &std::ops::RangeInclusive<u16>) -> ApiError {

@@ -35,6 +35,8 @@ const RECONCILER_LOCK: i64 = 0x0d0a_7ec0;
 const FORGET_WORKERS_AFTER: Duration = Duration::from_secs(600);
 /// A tick taking longer is abandoned (its transaction rolls back) and the next one starts.
 const TICK_DEADLINE: Duration = Duration::from_secs(30);
+/// An inference worker silent for longer no longer counts as serving its levels.
+const NO_WORKER_AFTER: Duration = Duration::from_secs(30);
 /// How often the elected replica sweeps Redis for streams no live job owns.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
@@ -205,7 +207,22 @@ impl Reconciler {
                         }
                     }
                 }
-                if let Some(why) = failed {
+                // A level no live inference worker serves would wait forever: say so.
+                if failed.is_none()
+                    && !running
+                    && !workers::serves_level(&tx, &deployment.service_level, NO_WORKER_AFTER)
+                        .await?
+                {
+                    let why = format!(
+                        "no inference worker serves service level {}: start one whose \
+                         inference_worker.service_levels includes it",
+                        deployment.service_level
+                    );
+                    if deployment.error.as_deref() != Some(why.as_str()) {
+                        tracing::warn!(deployment = deployment.name, why, "deployment waits");
+                        deployment.error = Some(why);
+                    }
+                } else if let Some(why) = failed {
                     tracing::warn!(
                         deployment = deployment.name,
                         why,

@@ -164,6 +164,10 @@ pub struct CreateDeploymentRequest {
     )]
     #[serde(default, deserialize_with = "field::opt_text")]
     pub service_level: Option<String>,
+    /// Replicas of each served model of every version it starts, each on another inference
+    /// worker where there are enough (1 to 16; default 1).
+    #[serde(default, deserialize_with = "field::opt_int")]
+    pub replicas: Option<i64>,
     /// Serving a model without a train job: not built yet (refused).
     #[schema(value_type = Option<Uuid>)]
     #[serde(default, deserialize_with = "field::opt_text")]
@@ -187,7 +191,7 @@ pub struct UpdateDeploymentRequest {
     #[schema(value_type = Option<i64>)]
     #[serde(default, deserialize_with = "field::present")]
     pub shadow: Option<Value>,
-    /// Replicas per served model: not built yet (refused).
+    /// Refused: replicas are set when the deployment is created.
     #[schema(value_type = Option<i64>)]
     #[serde(default, deserialize_with = "field::present")]
     pub replicas: Option<Value>,

@@ -310,6 +310,8 @@ pub struct DeploymentView {
     pub user_id: Uuid,
     pub app: String,
     pub service_level: String,
+    /// Replicas of each served model of the versions it starts.
+    pub replicas: i32,
     /// `STARTING` (nothing serves yet), `SERVING`, `SWITCHING` (serving; a change waits for its
     /// versions to run) or `FAILED` (nothing serves; see `error`).
     pub status: String,
@@ -350,6 +352,7 @@ impl DeploymentView {
             user_id: deployment.user_id.0,
             app: deployment.app.clone(),
             service_level: deployment.service_level.clone(),
+            replicas: deployment.replicas,
             status: status.to_owned(),
             url: format!(
                 "http://{}/deployments/{}/predict",

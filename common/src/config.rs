@@ -425,6 +425,10 @@ pub struct WorkerSettings {
     /// An essential loop (serving, claiming, heartbeat) that makes no progress for this long
     /// fails `/health` and ends the process, so its supervisor restarts it.
     pub stall_timeout_ms: u64,
+    /// Inference workers only: the deployment service levels whose models this worker serves
+    /// (e.g. `["production"]`); absent: every level. Inference jobs started outside a
+    /// deployment are `development`.
+    pub service_levels: Option<Vec<String>>,
 }
 
 impl Default for WorkerSettings {
@@ -438,11 +442,22 @@ impl Default for WorkerSettings {
             cache_dir: PathBuf::from("./.duma/cache"),
             task_timeout_secs: 3_600,
             stall_timeout_ms: 60_000,
+            service_levels: None,
         }
     }
 }
 
 impl WorkerSettings {
+    /// The service levels this (inference) worker serves.
+    pub fn served_levels(&self) -> Vec<String> {
+        self.service_levels.clone().unwrap_or_else(|| {
+            crate::db::deployments::SERVICE_LEVELS
+                .iter()
+                .map(|level| (*level).to_owned())
+                .collect()
+        })
+    }
+
     pub fn heartbeat_interval(&self) -> Duration {
         Duration::from_millis(self.heartbeat_interval_ms)
     }
@@ -592,6 +607,23 @@ impl Settings {
                 return invalid(
                     &format!("{name}.heartbeat_interval_ms"),
                     "must be positive and shorter than lease_ttl_ms",
+                );
+            }
+            if name != "inference_worker" && worker.service_levels.is_some() {
+                return invalid(
+                    &format!("{name}.service_levels"),
+                    "is for inference workers only",
+                );
+            }
+            if let Some(levels) = &worker.service_levels
+                && (levels.is_empty()
+                    || levels
+                        .iter()
+                        .any(|l| !crate::db::deployments::SERVICE_LEVELS.contains(&l.as_str())))
+            {
+                return invalid(
+                    &format!("{name}.service_levels"),
+                    "must list some of development, staging, production",
                 );
             }
             if worker.stall_timeout_ms < 1_000 {
@@ -917,6 +949,25 @@ mod tests {
             jail.set_env("DUMA_DEV_MODE", "true");
             let settings = Settings::load(None).expect("the URLs are ignored");
             assert_eq!(settings.admin.port, 3111);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn only_inference_workers_take_service_levels_and_only_known_ones() {
+        Jail::expect_with(|jail| {
+            jail.set_env("DUMA_DEV_MODE", "true");
+            jail.set_env("DUMA_INFERENCE_WORKER__SERVICE_LEVELS", "[\"production\"]");
+            let settings = Settings::load(None).expect("a known level");
+            assert_eq!(settings.inference_worker.served_levels(), ["production"]);
+            assert_eq!(settings.train_worker.service_levels, None);
+            jail.set_env("DUMA_INFERENCE_WORKER__SERVICE_LEVELS", "[\"gold\"]");
+            let err = Settings::load(None).expect_err("unknown").to_string();
+            assert!(err.contains("DUMA_INFERENCE_WORKER__SERVICE_LEVELS"), "{err}");
+            jail.set_env("DUMA_INFERENCE_WORKER__SERVICE_LEVELS", "[\"production\"]");
+            jail.set_env("DUMA_TRAIN_WORKER__SERVICE_LEVELS", "[\"production\"]");
+            let err = Settings::load(None).expect_err("not a train worker's").to_string();
+            assert!(err.contains("DUMA_TRAIN_WORKER__SERVICE_LEVELS"), "{err}");
             Ok(())
         });
     }

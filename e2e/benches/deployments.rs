@@ -115,8 +115,12 @@ async fn bench() {
     let in_flight = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
     let shed = Arc::new(AtomicUsize::new(0));
     let load = {
-        let (samples, stop, in_flight, shed) =
-            (samples.clone(), stop.clone(), in_flight.clone(), shed.clone());
+        let (samples, stop, in_flight, shed) = (
+            samples.clone(),
+            stop.clone(),
+            in_flight.clone(),
+            shed.clone(),
+        );
         let (http, url, body) = (http.clone(), url.clone(), body.clone());
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));

@@ -18,6 +18,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     let capabilities = serde_json::json!({
         "models": settings.inference_worker.capacity,
         "templates": ["native", "python"],
+        "service_levels": settings.inference_worker.served_levels(),
     });
     let mut host =
         WorkerHost::start(WorkerKind::Inference, &settings, capabilities, shutdown).await?;

@@ -15,7 +15,7 @@ use duma_common::redis::rpc::RpcServer;
 use duma_common::store::ObjectStore;
 use duma_common::worker::{LeasedStreams, WorkerHost};
 use duma_domain::protocol::serving_target;
-use duma_domain::{InferenceJobId, JobStatus, LeaseKind, WorkerId};
+use duma_domain::{InferenceJobId, JobStatus, WorkerId};
 use duma_runtime::python::KillSwitch;
 use duma_runtime::{Model, TemplateResolver};
 use prometheus::{Histogram, IntCounter, IntGauge, IntGaugeVec, Registry};
@@ -116,6 +116,8 @@ pub struct Serving {
     store: ObjectStore,
     resolver: TemplateResolver,
     settings: WorkerSettings,
+    /// The deployment service levels it serves (`inference_worker.service_levels`).
+    levels: Vec<String>,
     metrics: ServingMetrics,
     /// For the consumer groups of the streams it takes on.
     server: RpcServer,
@@ -148,6 +150,7 @@ impl Serving {
             store,
             resolver,
             settings: host.settings.clone(),
+            levels: host.settings.served_levels(),
             hosted: LeasedStreams::new(metrics.models_hosted.clone()),
             metrics,
             server,
@@ -199,12 +202,12 @@ impl Serving {
         }
         while let Some(lease) = self
             .hosted
-            .claim_next(
+            .claim_next_serving(
                 &self.pool,
-                LeaseKind::Serve,
                 self.id,
                 self.settings.capacity,
                 self.settings.lease_ttl(),
+                &self.levels,
             )
             .await?
         {

@@ -22,6 +22,17 @@ fn invalid(message: impl Into<String>) -> ApiError {
     ApiError::new(ErrorCode::InvalidDeployment, message)
 }
 
+/// What a deployment serves its versions with.
+fn serving(deployment: &Deployment) -> (&str, jobs::Serving<'_>) {
+    (
+        deployment.app.as_str(),
+        jobs::Serving {
+            service_level: Some(deployment.service_level.as_str()),
+            replicas: deployment.replicas,
+        },
+    )
+}
+
 fn view(state: &AppState, deployment: &Deployment) -> DeploymentView {
     DeploymentView::new(deployment, &state.settings.admin.predictor_host)
 }
@@ -45,17 +56,21 @@ fn check_name(name: &str) -> Result<(), ApiError> {
     }
 }
 
-/// A share of traffic for `version` of the caller's `app`: its live inference job, or a new one.
+/// Most replicas per deployment.
+const MAX_REPLICAS: i64 = 16;
+
+/// A share of traffic for `version` of the caller's `app`: its live inference job at the
+/// deployment's level, or a new one.
 async fn route_to(
     state: &AppState,
     caller: &Caller,
-    app: &str,
+    (app, serving): (&str, jobs::Serving<'_>),
     version: i64,
     weight: u32,
     shadow: bool,
 ) -> Result<Route, ApiError> {
     let train_job = jobs::find_train_job(state, caller, app, &version.to_string()).await?;
-    let job = jobs::live_or_new_inference_job(state, caller, &train_job).await?;
+    let job = jobs::live_or_new_inference_job(state, caller, &train_job, serving).await?;
     Ok(Route {
         app_version: train_job.app_version,
         inference_job_id: job.id,
@@ -127,15 +142,26 @@ pub async fn create(
             SERVICE_LEVELS.join(", ")
         )));
     }
+    let replicas = request.replicas.unwrap_or(1);
+    if !(1..=MAX_REPLICAS).contains(&replicas) {
+        return Err(invalid(format!(
+            "replicas must be from 1 to {MAX_REPLICAS}, not {replicas}"
+        )));
+    }
+    let replicas = replicas as i32;
     let db = state.pool.get().await?;
     if deployments::by_name(&db, &request.name).await?.is_some() {
         return Err(taken(&request.name));
     }
     drop(db);
+    let serving = jobs::Serving {
+        service_level: Some(&level),
+        replicas,
+    };
     let route = route_to(
         &state,
         &caller,
-        &request.app,
+        (&request.app, serving),
         request.app_version.unwrap_or(-1),
         100,
         false,
@@ -148,6 +174,7 @@ pub async fn create(
         caller.id,
         &request.app,
         &level,
+        replicas,
         &[route],
     )
     .await
@@ -215,7 +242,8 @@ pub async fn update(
     let request: UpdateDeploymentRequest = params.parse()?;
     if request.replicas.is_some() {
         return Err(invalid(
-            "replicas per deployment are not built yet: each served model has one replica",
+            "replicas are set when a deployment is created; create another deployment for \
+             another number of replicas",
         ));
     }
     let primaries: Option<Vec<(i64, u32)>> = match (request.app_version, &request.weights) {
@@ -258,10 +286,20 @@ pub async fn update(
     });
     let mut pending = Vec::new();
     for (version, weight) in primaries {
-        pending.push(route_to(&state, &caller, &deployment.app, version, weight, false).await?);
+        pending.push(
+            route_to(
+                &state,
+                &caller,
+                serving(&deployment),
+                version,
+                weight,
+                false,
+            )
+            .await?,
+        );
     }
     if let Some(version) = shadow {
-        let route = route_to(&state, &caller, &deployment.app, version, 0, true).await?;
+        let route = route_to(&state, &caller, serving(&deployment), version, 0, true).await?;
         if pending.iter().any(|r| r.app_version == route.app_version) {
             return Err(invalid(format!(
                 "version {} cannot be both served and the shadow",
@@ -324,7 +362,7 @@ pub async fn rollback(
             route_to(
                 &state,
                 &caller,
-                &deployment.app,
+                serving(&deployment),
                 i64::from(route.app_version),
                 route.weight,
                 route.shadow,

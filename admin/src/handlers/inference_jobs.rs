@@ -50,7 +50,8 @@ pub async fn create(
     let version = request.app_version.unwrap_or(-1).to_string();
     let budget = serde_json::Value::Object(request.budget.unwrap_or_default());
     let train_job = jobs::find_train_job(&state, &caller, app, &version).await?;
-    let job = jobs::serve_train_job(&state, &caller, &train_job, &budget).await?;
+    let job =
+        jobs::serve_train_job(&state, &caller, &train_job, &budget, jobs::Serving::PLAIN).await?;
     Ok(super::json(reference(&state, &job, true)))
 }
 

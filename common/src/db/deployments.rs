@@ -41,6 +41,8 @@ pub struct Deployment {
     pub user_id: UserId,
     pub app: String,
     pub service_level: String,
+    /// Replicas of each served trial of every version it starts.
+    pub replicas: i32,
     /// What takes traffic now.
     pub routes: Vec<Route>,
     /// What will, once its inference jobs are RUNNING.
@@ -66,6 +68,7 @@ impl Deployment {
             user_id: row.try_get("user_id")?,
             app: row.try_get("app")?,
             service_level: row.try_get("service_level")?,
+            replicas: row.try_get("replicas")?,
             routes,
             pending: pending.map(|Json(p)| p),
             previous: previous.map(|Json(p)| p),
@@ -91,8 +94,8 @@ impl Deployment {
     }
 }
 
-const COLUMNS: &str = "id, name, user_id, app, service_level, routes, pending, previous, retiring, \
-    error, datetime_created, datetime_updated";
+const COLUMNS: &str = "id, name, user_id, app, service_level, replicas, routes, pending, previous, \
+    retiring, error, datetime_created, datetime_updated";
 
 /// A new deployment, taking no traffic until `pending` runs.
 pub async fn insert(
@@ -101,11 +104,12 @@ pub async fn insert(
     user_id: UserId,
     app: &str,
     service_level: &str,
+    replicas: i32,
     pending: &[Route],
 ) -> DbResult<Deployment> {
     let sql = format!(
-        "INSERT INTO deployments (id, name, user_id, app, service_level, pending) \
-         VALUES ($1, $2, $3, $4, $5, $6) RETURNING {COLUMNS}"
+        "INSERT INTO deployments (id, name, user_id, app, service_level, replicas, pending) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {COLUMNS}"
     );
     let row = db
         .query_one(
@@ -116,6 +120,7 @@ pub async fn insert(
                 &user_id,
                 &app,
                 &service_level,
+                &replicas,
                 &Json(pending),
             ],
         )

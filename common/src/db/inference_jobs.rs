@@ -26,6 +26,8 @@ pub struct InferenceJob {
     pub datetime_stopped: Option<DateTime<Utc>>,
     /// Its own port on nginx, when the platform gives jobs ports (`admin.inference_job_ports`).
     pub predictor_port: Option<u16>,
+    /// The deployment service level it serves at (`None`: started outside a deployment).
+    pub service_level: Option<String>,
 }
 
 impl InferenceJob {
@@ -44,12 +46,14 @@ impl InferenceJob {
             predictor_port: row
                 .try_get::<_, Option<i32>>("predictor_port")?
                 .and_then(|port| u16::try_from(port).ok()),
+            service_level: row.try_get("service_level")?,
         })
     }
 }
 
 const SELECT: &str = "SELECT i.id, i.user_id, i.train_job_id, j.app, j.app_version, i.budget, \
-    i.status, i.error, i.datetime_started, i.datetime_stopped, i.predictor_port \
+    i.status, i.error, i.datetime_started, i.datetime_stopped, i.predictor_port, \
+    i.service_level \
     FROM inference_jobs i JOIN train_jobs j ON j.id = i.train_job_id";
 
 /// A trial served by an inference job.
@@ -111,17 +115,20 @@ pub async fn create(
     budget: &serde_json::Value,
     trials: &[ServedTrial],
     predictor_port: Option<u16>,
+    service_level: Option<&str>,
 ) -> DbResult<InferenceJob> {
     let id = InferenceJobId::new();
     tx.execute(
-        "INSERT INTO inference_jobs (id, user_id, train_job_id, budget, predictor_port) \
-         VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO inference_jobs \
+         (id, user_id, train_job_id, budget, predictor_port, service_level) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
         &[
             &id,
             &user_id,
             &train_job_id,
             &Json(budget),
             &predictor_port.map(i32::from),
+            &service_level,
         ],
     )
     .await?;

@@ -265,6 +265,52 @@ pub async fn claim(
         .transpose()
 }
 
+/// Claims a free SERVE lease for `worker_id` of an inference job at one of `levels` (a job
+/// outside any deployment counts as `development`), never a second replica of a trial the
+/// worker already serves: replicas spread over workers, and one that dies costs one replica.
+pub async fn claim_serving(
+    db: &impl GenericClient,
+    worker_id: WorkerId,
+    ttl: Duration,
+    levels: &[String],
+) -> DbResult<Option<Lease>> {
+    let sql = format!(
+        "UPDATE work_leases SET worker_id = $2, datetime_claimed = now(), ready = false, \
+         expires_at = now() + make_interval(secs => $3) \
+         WHERE id = (SELECT l.id FROM work_leases l \
+                     JOIN inference_jobs i ON i.id = l.inference_job_id \
+                     WHERE l.kind = $1 AND l.worker_id IS NULL \
+                       AND coalesce(i.service_level, 'development') = ANY($4) \
+                       AND NOT EXISTS (SELECT 1 FROM work_leases h \
+                           WHERE h.kind = $1 AND h.worker_id = $2 \
+                             AND h.inference_job_id = l.inference_job_id \
+                             AND h.trial_id = l.trial_id) \
+                     ORDER BY l.datetime_claimed NULLS FIRST, l.id \
+                     LIMIT 1 FOR UPDATE OF l SKIP LOCKED) \
+         RETURNING {LEASE_COLUMNS}"
+    );
+    db.query_opt(
+        &sql,
+        &[&LeaseKind::Serve, &worker_id, &ttl.as_secs_f64(), &levels],
+    )
+    .await?
+    .map(|r| Lease::from_row(&r))
+    .transpose()
+}
+
+/// Whether a live inference worker (heartbeat within `alive`) serves `level`.
+pub async fn serves_level(db: &impl GenericClient, level: &str, alive: Duration) -> DbResult<bool> {
+    let row = db
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM workers WHERE kind = 'INFERENCE' \
+               AND last_heartbeat > now() - make_interval(secs => $2) \
+               AND capabilities -> 'service_levels' ? $1)",
+            &[&level, &alive.as_secs_f64()],
+        )
+        .await?;
+    Ok(row.try_get(0)?)
+}
+
 /// Claims a TRAIN lease of a job whose owner holds fewer than `per_user` TRAIN leases (the
 /// superadmin has no limit). TRAIN claims take turns platform-wide (a transaction-scoped
 /// advisory lock; a slot claims once per sub job, so they are rare), so concurrent claims

@@ -118,6 +118,23 @@ impl<T> LeasedStreams<T> {
         Ok(workers::claim(&db, kind, worker, ttl).await?)
     }
 
+    /// Claims the next free SERVE lease at one of `levels` (see [`workers::claim_serving`])
+    /// while fewer than `capacity` are held.
+    pub async fn claim_next_serving(
+        &self,
+        pool: &PgPool,
+        worker: WorkerId,
+        capacity: usize,
+        ttl: std::time::Duration,
+        levels: &[String],
+    ) -> anyhow::Result<Option<workers::Lease>> {
+        if self.held.len() >= capacity {
+            return Ok(None);
+        }
+        let db = pool.get().await?;
+        Ok(workers::claim_serving(&db, worker, ttl, levels).await?)
+    }
+
     fn update_gauge(&self) {
         self.gauge
             .set(i64::try_from(self.held.len()).unwrap_or(i64::MAX));

@@ -537,6 +537,7 @@ async fn inference_job_serving_one_trial(
         &json!({"GPU_COUNT": 0}),
         std::slice::from_ref(&served),
         None,
+        None,
     )
     .await
     .unwrap();
@@ -573,7 +574,7 @@ async fn inference_jobs_serve_trials_and_allow_one_live_job_per_train_job() {
     );
 
     let tx = client.transaction().await.unwrap();
-    let err = inference_jobs::create(&tx, f.owner.id, f.job.id, &json!({}), &served, None)
+    let err = inference_jobs::create(&tx, f.owner.id, f.job.id, &json!({}), &served, None, None)
         .await
         .unwrap_err();
     assert!(
@@ -896,9 +897,10 @@ async fn inference_job_ports_go_to_one_live_job_and_the_longest_released_comes_f
     let serve = async |client: &mut deadpool_postgres::Object| {
         let tx = client.transaction().await.unwrap();
         let port = inference_jobs::free_port(&tx, ports.clone()).await.unwrap();
-        let job = inference_jobs::create(&tx, f.owner.id, f.job.id, &json!({}), &[served], port)
-            .await
-            .unwrap();
+        let job =
+            inference_jobs::create(&tx, f.owner.id, f.job.id, &json!({}), &[served], port, None)
+                .await
+                .unwrap();
         tx.commit().await.unwrap();
         job
     };

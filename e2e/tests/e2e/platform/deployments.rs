@@ -304,11 +304,16 @@ async fn deployment_requests_are_checked_and_owned() {
             "InvalidDeploymentError",
             "model_id",
         ),
+        (
+            json!({"name": "x", "app": "owned", "replicas": 0}),
+            "InvalidDeploymentError",
+            "replicas must be",
+        ),
         // A misspelt or unknown field is refused, never ignored.
         (
-            json!({"name": "x", "app": "owned", "replicas": 2}),
+            json!({"name": "x", "app": "owned", "replica": 2}),
             "InvalidRequestError",
-            "replicas",
+            "replica",
         ),
     ] {
         let message = expect_error(create(body).await, 400, class).await;
@@ -385,4 +390,80 @@ async fn deployment_requests_are_checked_and_owned() {
         "InvalidDeploymentError",
     )
     .await;
+}
+
+/// Starts an inference worker that serves only `levels`; returns its stop switch.
+fn start_worker_for(stack: &Stack, levels: &[&str]) -> tokio_util::sync::CancellationToken {
+    let mut settings = stack.settings_for(duma_common::accounts::Account::InferenceWorker);
+    settings.inference_worker.service_levels =
+        Some(levels.iter().map(|l| (*l).to_owned()).collect());
+    let stop = stack.stop.child_token();
+    tokio::spawn(duma_inference_worker::run(settings, stop.clone()));
+    stop
+}
+
+/// Workers restricted to service levels serve only those levels; a deployment at a level no
+/// worker serves says so instead of hanging; a deployment's replicas go to different workers.
+#[tokio::test]
+async fn service_levels_place_models_on_their_workers_and_replicas_spread() {
+    let stack = spawn_stack(1).await;
+    start_worker_for(&stack, &["development"]);
+    let models = stack.builtin_models(TASK, &["LogisticRegression"]).await;
+    train_version(&stack, "placed", &models, 7).await;
+    let created = stack
+        .post(
+            "/deployments",
+            json!({"name": "placed-prod", "app": "placed", "service_level": "production",
+                   "replicas": 2}),
+        )
+        .await;
+    assert_eq!(created["replicas"], 2);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let deployment = stack.get("/deployments/placed-prod").await;
+        if deployment["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("no inference worker serves service level production"))
+        {
+            assert_eq!(deployment["status"], "STARTING");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never said why: {deployment}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    start_worker_for(&stack, &["production"]);
+    start_worker_for(&stack, &["staging", "production"]);
+    let deployment = wait_serving(&stack, "placed-prod", |r| primary_version(r) == Some(1)).await;
+    assert!(deployment["error"].is_null(), "{deployment}");
+    let job = deployment["routes"][0]["inference_job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Both replicas claimed, by two different workers that serve production.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let holders = loop {
+        let db = stack.ctx.pool.get().await.unwrap();
+        let rows = db
+            .query(
+                "SELECT w.capabilities -> 'service_levels' FROM work_leases l \
+                 JOIN workers w ON w.id = l.worker_id \
+                 WHERE l.inference_job_id = $1::text::uuid AND l.kind = 'SERVE'",
+                &[&job],
+            )
+            .await
+            .unwrap();
+        let levels: Vec<Value> = rows.iter().map(|r| r.get(0)).collect();
+        if levels.len() == 2 {
+            break levels;
+        }
+        assert!(Instant::now() < deadline, "replicas held: {levels:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    for levels in &holders {
+        assert!(
+            levels.as_array().unwrap().contains(&json!("production")),
+            "a replica went to a worker of {levels}"
+        );
+    }
+    assert_ne!(holders[0], holders[1], "both replicas on one worker");
 }
