@@ -117,7 +117,7 @@ async fn set_pending(
 /// Create a deployment of an app version.
 #[utoipa::path(post, path = "/deployments", tag = "deployments",
     request_body(content = CreateDeploymentRequest, content_type = "application/json"),
-    responses((status = 200, body = DeploymentView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)),
+    responses((status = 200, body = DeploymentView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn create(
     state: web::Data<AppState>,
@@ -230,7 +230,7 @@ pub async fn get(
 /// `shadow`. The traffic moves once every version runs.
 #[utoipa::path(patch, path = "/deployments/{name}", tag = "deployments", params(("name" = String, Path)),
     request_body(content = UpdateDeploymentRequest, content_type = "application/json"),
-    responses((status = 200, body = DeploymentView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)),
+    responses((status = 200, body = DeploymentView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn update(
     state: web::Data<AppState>,
@@ -341,7 +341,7 @@ fn parse_weights(weights: &serde_json::Map<String, Value>) -> Result<Vec<(i64, u
 
 /// Return to the routes before the last switch.
 #[utoipa::path(post, path = "/deployments/{name}/rollback", tag = "deployments", params(("name" = String, Path)),
-    responses((status = 200, body = DeploymentView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)),
+    responses((status = 200, body = DeploymentView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn rollback(
     state: web::Data<AppState>,
