@@ -963,10 +963,15 @@ mod tests {
             assert_eq!(settings.train_worker.service_levels, None);
             jail.set_env("DUMA_INFERENCE_WORKER__SERVICE_LEVELS", "[\"gold\"]");
             let err = Settings::load(None).expect_err("unknown").to_string();
-            assert!(err.contains("DUMA_INFERENCE_WORKER__SERVICE_LEVELS"), "{err}");
+            assert!(
+                err.contains("DUMA_INFERENCE_WORKER__SERVICE_LEVELS"),
+                "{err}"
+            );
             jail.set_env("DUMA_INFERENCE_WORKER__SERVICE_LEVELS", "[\"production\"]");
             jail.set_env("DUMA_TRAIN_WORKER__SERVICE_LEVELS", "[\"production\"]");
-            let err = Settings::load(None).expect_err("not a train worker's").to_string();
+            let err = Settings::load(None)
+                .expect_err("not a train worker's")
+                .to_string();
             assert!(err.contains("DUMA_TRAIN_WORKER__SERVICE_LEVELS"), "{err}");
             Ok(())
         });

@@ -92,6 +92,26 @@ pub async fn spawn_stack_with(
 }
 
 impl Stack {
+    /// The sum of the samples of metric `name` (a prefix: `_count` and label sets included)
+    /// at `base`/metrics whose lines contain each of `labels` (e.g. `version="2"`).
+    pub async fn metric_sum(&self, base: &str, name: &str, labels: &[&str]) -> f64 {
+        let metrics = self
+            .client
+            .http
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        metrics
+            .lines()
+            .filter(|l| l.starts_with(name) && labels.iter().all(|label| l.contains(label)))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
     /// The stack's settings as `account` connects (its own database role and Redis user).
     pub fn settings_for(&self, account: Account) -> Settings {
         as_account(&self.settings, account)

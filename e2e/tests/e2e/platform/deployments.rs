@@ -233,22 +233,13 @@ async fn a_deployment_switches_versions_under_load_without_a_failure_and_rolls_b
     }
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let metrics = stack
-            .client
-            .http
-            .get(format!("{predictor}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let compared: f64 = metrics
-            .lines()
-            .filter(|l| l.starts_with("duma_deployment_shadow_total"))
-            .filter(|l| l.contains("version=\"2\"") && l.contains("outcome=\"agree\""))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum();
+        let compared = stack
+            .metric_sum(
+                &predictor,
+                "duma_deployment_shadow_total",
+                &["version=\"2\"", "outcome=\"agree\""],
+            )
+            .await;
         if compared >= 40.0 {
             break;
         }

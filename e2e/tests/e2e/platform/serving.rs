@@ -365,21 +365,9 @@ async fn two_predictors_behind_one_nginx_both_serve() {
         .unwrap();
     assert_eq!(health.status(), 200);
     for predictor in [first, second] {
-        let metrics = stack
-            .client
-            .http
-            .get(format!("{predictor}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let served: f64 = metrics
-            .lines()
-            .filter(|l| l.starts_with("duma_predict_seconds_count"))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum();
+        let served = stack
+            .metric_sum(&predictor, "duma_predict_seconds_count", &[])
+            .await;
         assert!(served >= 1.0, "{predictor} served nothing");
     }
 }
