@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use parking_lot::RwLock;
 
@@ -78,7 +79,40 @@ pub struct RouteTable {
     routes: RwLock<HashMap<InferenceJobId, Arc<Route>>>,
     /// Which live job holds each of nginx's per-job ports (`admin.inference_job_ports`).
     ports: RwLock<HashMap<u16, InferenceJobId>>,
-    deployments: RwLock<HashMap<String, Arc<DeploymentRoutes>>>,
+    deployments: RwLock<HashMap<String, CachedDeployment>>,
+    /// Counts deployment changes heard: routes loaded while one came in are kept stale.
+    deployment_changes: AtomicU64,
+}
+
+/// A deployment's routes as last loaded; `stale` once it changed.
+struct CachedDeployment {
+    routes: Arc<DeploymentRoutes>,
+    stale: AtomicBool,
+    /// A request is loading the new routes.
+    reloading: Arc<AtomicBool>,
+}
+
+/// Held by the request reloading a deployment's routes: done or dropped, another may reload.
+struct Reloading(Arc<AtomicBool>);
+
+impl Drop for Reloading {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+impl CachedDeployment {
+    fn fresh(routes: Arc<DeploymentRoutes>) -> Self {
+        Self {
+            routes,
+            stale: AtomicBool::new(false),
+            reloading: Arc::default(),
+        }
+    }
+
+    fn mark_stale(&self) {
+        self.stale.store(true, Ordering::Release);
+    }
 }
 
 impl RouteTable {
@@ -89,16 +123,64 @@ impl RouteTable {
             routes: RwLock::default(),
             ports: RwLock::default(),
             deployments: RwLock::default(),
+            deployment_changes: AtomicU64::new(0),
         }
     }
 
     /// The routes of a deployment that serves; `None` if it does not exist or serves nothing yet.
+    ///
+    /// After a change the cached routes are stale but still served (the versions they name keep
+    /// answering while they drain) until one request has loaded the new ones — with the routes of
+    /// their inference jobs — so a switch costs one lookup, not one per request in flight.
     pub async fn deployment(&self, name: &str) -> anyhow::Result<Option<Arc<DeploymentRoutes>>> {
-        if let Some(routes) = self.deployments.read().get(name) {
-            return Ok(Some(routes.clone()));
+        let (stale, _reloading) = match self.deployments.read().get(name) {
+            Some(cached) if !cached.stale.load(Ordering::Acquire) => {
+                return Ok(Some(cached.routes.clone()));
+            }
+            // Another request is loading the new routes: keep serving these meanwhile.
+            Some(cached) if cached.reloading.swap(true, Ordering::AcqRel) => {
+                return Ok(Some(cached.routes.clone()));
+            }
+            // This request loads them; should it be cancelled midway, another one will.
+            Some(cached) => (
+                Some(cached.routes.clone()),
+                Some(Reloading(cached.reloading.clone())),
+            ),
+            None => (None, None),
+        };
+        let changes = self.deployment_changes.load(Ordering::Acquire);
+        let loaded = self.load_deployment(name).await;
+        let mut cache = self.deployments.write();
+        match loaded {
+            Ok(Some(routes)) => {
+                let cached = CachedDeployment::fresh(routes.clone());
+                if self.deployment_changes.load(Ordering::Acquire) != changes {
+                    // A change came in while loading: these may predate it.
+                    cached.stale.store(true, Ordering::Release);
+                }
+                cache.insert(name.to_owned(), cached);
+                Ok(Some(routes))
+            }
+            Ok(None) => {
+                cache.remove(name);
+                Ok(None)
+            }
+            Err(error) => match stale {
+                Some(routes) => {
+                    tracing::warn!(%error, "reloading a deployment failed; serving its last routes");
+                    Ok(Some(routes))
+                }
+                None => Err(error),
+            },
         }
-        let db = self.pool.get().await?;
-        let Some(deployment) = deployments::by_name(&db, name).await? else {
+    }
+
+    async fn load_deployment(&self, name: &str) -> anyhow::Result<Option<Arc<DeploymentRoutes>>> {
+        let deployment = {
+            let db = self.pool.get().await?;
+            deployments::by_name(&db, name).await?
+        };
+        let Some(deployment) = deployment else {
             return Ok(None);
         };
         let primaries: Vec<_> = deployment
@@ -110,7 +192,11 @@ impl RouteTable {
         if primaries.is_empty() {
             return Ok(None);
         }
-        let routes = Arc::new(DeploymentRoutes {
+        // The versions' own routes, before any request needs them.
+        for route in &deployment.routes {
+            self.get(route.inference_job_id).await?;
+        }
+        Ok(Some(Arc::new(DeploymentRoutes {
             name: deployment.name.clone(),
             service_level: deployment.service_level.clone(),
             primaries,
@@ -119,11 +205,7 @@ impl RouteTable {
                 .iter()
                 .find(|r| r.shadow)
                 .map(|r| (r.app_version, r.inference_job_id)),
-        });
-        self.deployments
-            .write()
-            .insert(deployment.name, routes.clone());
-        Ok(Some(routes))
+        })))
     }
 
     /// The live job that holds nginx's `port`, if any.
@@ -179,7 +261,10 @@ impl RouteTable {
             | Event::InferenceJobStopped { inference_job_id } => *inference_job_id,
             Event::Resync | Event::PredictionKeysChanged => return self.clear(),
             Event::DeploymentChanged { name } => {
-                self.deployments.write().remove(name);
+                self.deployment_changes.fetch_add(1, Ordering::AcqRel);
+                if let Some(cached) = self.deployments.read().get(name) {
+                    cached.mark_stale();
+                }
                 return;
             }
             _ => return,
@@ -193,6 +278,9 @@ impl RouteTable {
     pub fn clear(&self) {
         self.routes.write().clear();
         self.ports.write().clear();
-        self.deployments.write().clear();
+        self.deployment_changes.fetch_add(1, Ordering::AcqRel);
+        for cached in self.deployments.read().values() {
+            cached.mark_stale();
+        }
     }
 }
