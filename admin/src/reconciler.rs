@@ -165,7 +165,10 @@ impl Reconciler {
             }
         }
         workers::delete_silent_idle(&tx, FORGET_WORKERS_AFTER).await?;
-        self.waiting.reset();
+        // Every kind, zero included: a dashboard's query of it always finds a series.
+        for kind in duma_domain::LeaseKind::ALL {
+            self.waiting.with_label_values(&[kind.as_str()]).set(0);
+        }
         for (kind, count) in workers::count_waiting(&tx).await? {
             self.waiting.with_label_values(&[kind.as_str()]).set(count);
         }

@@ -97,6 +97,8 @@ pub async fn predict(
             return count(metrics, Some(&routes), Some(version), busy.error_response());
         }
     };
+    // A caller refused for its key makes no series of the job's (as on the job's own route).
+    let mut job_label = job.to_string();
     let response = match serve(&predictor, job, &route, &request, body, &request_id).await {
         Ok(served) => {
             let mut response = HttpResponse::Ok();
@@ -116,7 +118,10 @@ pub async fn predict(
                 response.json(served.body())
             }
         }
-        Err((refused, _)) => {
+        Err((refused, labelled)) => {
+            if !labelled {
+                job_label = crate::predict::NO_JOB.to_owned();
+            }
             let mut response = refused.error_response();
             if let Ok(value) = version.to_string().parse() {
                 response.headers_mut().insert(
@@ -127,10 +132,15 @@ pub async fn predict(
             response
         }
     };
+    let seconds = started.elapsed().as_secs_f64();
     metrics
         .latency
         .with_label_values(&[routes.name.as_str(), &version.to_string()])
-        .observe(started.elapsed().as_secs_f64());
+        .observe(seconds);
+    // The version's own inference job counts it too, as if asked directly.
+    predictor
+        .metrics
+        .observe(&job_label, response.status(), seconds);
     count(metrics, Some(&routes), Some(version), response)
 }
 

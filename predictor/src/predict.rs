@@ -50,7 +50,7 @@ const STATUSES: [StatusCode; 8] = [
 
 /// The `inference_job` label of requests for no live job: ids that do not parse, are unknown or
 /// stopped never make series of their own (they are the caller's to choose).
-const NO_JOB: &str = "none";
+pub const NO_JOB: &str = "none";
 
 #[derive(Clone)]
 pub struct PredictMetrics {
@@ -86,6 +86,13 @@ impl PredictMetrics {
             fan_out_wait,
             in_flight,
         })
+    }
+
+    /// Records a request job `label` answered with `status` after `seconds`.
+    pub fn observe(&self, label: &str, status: StatusCode, seconds: f64) {
+        self.latency
+            .with_label_values(&[label, status.as_str()])
+            .observe(seconds);
     }
 
     /// Removes a stopped job's series, so they do not outlive it.
@@ -182,9 +189,7 @@ fn measured(
     let status = response.status();
     predictor
         .metrics
-        .latency
-        .with_label_values(&[label.as_str(), status.as_str()])
-        .observe(started.elapsed().as_secs_f64());
+        .observe(&label, status, started.elapsed().as_secs_f64());
     if status.is_server_error() {
         tracing::warn!(job = label, %status, "predict failed");
     }
