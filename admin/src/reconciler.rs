@@ -272,6 +272,8 @@ impl Reconciler {
                     .chain(deployment.pending.iter().flatten())
                     .any(|r| r.inference_job_id == retired.inference_job_id);
                 if !still_used
+                    && !deployments::routes_elsewhere(&tx, retired.inference_job_id, deployment.id)
+                        .await?
                     && inference_jobs::set_status(
                         &tx,
                         retired.inference_job_id,

@@ -388,6 +388,9 @@ pub async fn delete(
     let db = state.pool.get().await?;
     deployments::delete(&db, deployment.id).await?;
     for job in deployment.inference_jobs() {
+        if deployments::routes_elsewhere(&db, job, deployment.id).await? {
+            continue;
+        }
         if let Some(job) = duma_common::db::inference_jobs::by_id(&db, job).await? {
             jobs::stop_inference_job(&state, &job).await?;
         }

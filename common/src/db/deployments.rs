@@ -191,6 +191,24 @@ pub async fn save_routing(db: &impl GenericClient, deployment: &Deployment) -> D
     Ok(())
 }
 
+/// Whether a deployment other than `except` routes (or will route) traffic to `job`: a version
+/// two deployments share is stopped by neither.
+pub async fn routes_elsewhere(
+    db: &impl GenericClient,
+    job: InferenceJobId,
+    except: DeploymentId,
+) -> DbResult<bool> {
+    let needle = Json(serde_json::json!([{ "inference_job_id": job }]));
+    let row = db
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM deployments WHERE id <> $2 \
+               AND (routes @> $1 OR coalesce(pending, '[]'::jsonb) @> $1))",
+            &[&needle, &except],
+        )
+        .await?;
+    Ok(row.try_get(0)?)
+}
+
 pub async fn delete(db: &impl GenericClient, id: DeploymentId) -> DbResult<()> {
     db.execute("DELETE FROM deployments WHERE id = $1", &[&id])
         .await?;

@@ -458,3 +458,27 @@ async fn service_levels_place_models_on_their_workers_and_replicas_spread() {
     }
     assert_ne!(holders[0], holders[1], "both replicas on one worker");
 }
+
+/// Two deployments of one app version share its inference job: deleting one leaves it serving
+/// the other; deleting the second stops it.
+#[tokio::test]
+async fn a_version_two_deployments_share_is_stopped_by_neither_alone() {
+    let stack = spawn_stack(1).await;
+    let models = stack.builtin_models(TASK, &["LogisticRegression"]).await;
+    train_version(&stack, "shared", &models, 9).await;
+    let first = stack
+        .post("/deployments", json!({"name": "shared-a", "app": "shared"}))
+        .await;
+    let second = stack
+        .post("/deployments", json!({"name": "shared-b", "app": "shared"}))
+        .await;
+    assert_eq!(
+        first["pending"][0]["inference_job_id"],
+        second["pending"][0]["inference_job_id"]
+    );
+    let delete = |path: &'static str| stack.client.delete(Some(&stack.token), path, None);
+    assert_eq!(delete("/deployments/shared-a").await.status(), 200);
+    assert!(serving(&stack, "shared", 1).await, "stopped under shared-b");
+    assert_eq!(delete("/deployments/shared-b").await.status(), 200);
+    assert!(!serving(&stack, "shared", 1).await);
+}
