@@ -20,7 +20,6 @@ import stat
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 
 import pexpect
@@ -29,20 +28,13 @@ import requests
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "python"))
 from duma.client import Client  # noqa: E402
 
+from checks import Checks  # noqa: E402
+
 TASK = "TABULAR_CLASSIFICATION"
 DEADLINE = 300
 
 
-def check(condition, message):
-    if not condition:
-        raise SystemExit(f"cli smoke: {message}")
-
-
-def step(name, action):
-    began = time.monotonic()
-    result = action()
-    print(f"  {name:<52} {time.monotonic() - began:7.2f} s", flush=True)
-    return result
+check, step, _ = Checks("cli smoke", deadline=DEADLINE).tools()
 
 
 class Terminal:

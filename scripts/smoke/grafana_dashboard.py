@@ -26,25 +26,14 @@ import requests
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "python"))
 from duma.client import Client  # noqa: E402
 
+from checks import Checks  # noqa: E402
+
 DASHBOARD = os.path.join(os.path.dirname(__file__), "..", "..", "deploy", "grafana", "dashboards", "duma.json")
 DEADLINE = 120
 TASK = "TABULAR_CLASSIFICATION"
 
 
-def check(condition, message):
-    if not condition:
-        raise SystemExit(f"grafana dashboard: {message}")
-
-
-def wait_for(what, probe):
-    until = time.monotonic() + DEADLINE
-    last = None
-    while time.monotonic() < until:
-        last = probe()
-        if last:
-            return last
-        time.sleep(0.5)
-    raise SystemExit(f"grafana dashboard: {what} not reached in {DEADLINE} s (last: {last!r})")
+check, _, wait_for = Checks("grafana dashboard", deadline=DEADLINE).tools()
 
 
 def queries(dashboard):

@@ -17,7 +17,6 @@ import io
 import os
 import random
 import tempfile
-import time
 import uuid
 import zipfile
 
@@ -25,32 +24,14 @@ import requests
 from PIL import Image
 from singa_auto.client import Client
 
+from checks import Checks
+
 DEADLINE = 300.0
 TEMPLATES = os.path.join(os.path.dirname(__file__), "..", "..", "python", "tests", "templates")
 SIZE = 12
 
 
-def check(condition, message):
-    if not condition:
-        raise SystemExit(f"rafiki examples: {message}")
-
-
-def step(name, action):
-    began = time.monotonic()
-    result = action()
-    print(f"  {name:<52} {time.monotonic() - began:7.2f} s", flush=True)
-    return result
-
-
-def wait_for(what, probe):
-    until = time.monotonic() + DEADLINE
-    last = None
-    while time.monotonic() < until:
-        last = probe()
-        if last:
-            return last
-        time.sleep(0.5)
-    raise SystemExit(f"rafiki examples: {what} not reached in {DEADLINE:.0f} s (last: {last!r})")
+check, step, wait_for = Checks("rafiki examples", deadline=DEADLINE).tools()
 
 
 def image(label, rng):

@@ -17,12 +17,13 @@ import os
 import random
 import sys
 import tempfile
-import time
 import uuid
 
 import requests
 from singa_auto.client import Client
 from singa_auto.error_code import SingaAutoConnectionError
+
+from checks import Checks
 
 TASK = "TABULAR_CLASSIFICATION"
 DEADLINE = 300.0
@@ -70,22 +71,13 @@ class SingaAutoLogReg(BaseModel):
 '''
 
 
-def check(condition, message):
-    if not condition:
-        raise SystemExit(f"singa-auto client: {message}")
+check, step, wait_for = Checks("singa-auto client", deadline=DEADLINE, width=46).tools()
 
 
 def created(what, body):
     """SINGA-Auto's client hands back a 400's body as if it were the result: check for an id."""
     check(isinstance(body, dict) and "id" in body, f"{what} refused: {body}")
     return body
-
-
-def step(name, action):
-    began = time.monotonic()
-    result = action()
-    print(f"  {name:<46} {time.monotonic() - began:7.2f} s", flush=True)
-    return result
 
 
 def fails(what, action):
@@ -95,17 +87,6 @@ def fails(what, action):
     except (SingaAutoConnectionError, Exception) as error:  # noqa: B014 - either is a refusal
         return str(error)
     raise SystemExit(f"singa-auto client: {what} did not fail")
-
-
-def wait_for(what, probe):
-    until = time.monotonic() + DEADLINE
-    last = None
-    while time.monotonic() < until:
-        last = probe()
-        if last:
-            return last
-        time.sleep(0.5)
-    raise SystemExit(f"singa-auto client: {what} not reached in {DEADLINE:.0f} s (last: {last!r})")
 
 
 def write_csv(path, rows, seed):

@@ -1,0 +1,41 @@
+"""What the smoke scripts share: failing with one line that names the script, timed steps, and
+polling with a deadline.
+
+    from checks import Checks
+    check, step, wait_for = Checks("cli smoke").tools()
+"""
+
+import time
+
+
+class Checks:
+    def __init__(self, name, deadline=300.0, width=52):
+        self.name = name
+        self.deadline = deadline
+        self.width = width
+
+    def tools(self):
+        return self.check, self.step, self.wait_for
+
+    def check(self, condition, message):
+        """Ends the script with `<name>: message` unless `condition` holds."""
+        if not condition:
+            raise SystemExit(f"{self.name}: {message}")
+
+    def step(self, label, action):
+        """Runs `action`, printing its label and how long it took; returns its result."""
+        began = time.monotonic()
+        result = action()
+        print(f"  {label:<{self.width}} {time.monotonic() - began:7.2f} s", flush=True)
+        return result
+
+    def wait_for(self, what, probe, interval=0.5):
+        """Polls `probe` until it returns something truthy, within the deadline."""
+        until = time.monotonic() + self.deadline
+        last = None
+        while time.monotonic() < until:
+            last = probe()
+            if last:
+                return last
+            time.sleep(interval)
+        raise SystemExit(f"{self.name}: {what} not reached in {self.deadline:.0f} s (last: {last!r})")
