@@ -92,11 +92,9 @@ pub async fn spawn_stack_with(
 }
 
 impl Stack {
-    /// The sum of the samples of metric `name` (a prefix: `_count` and label sets included)
-    /// at `base`/metrics whose lines contain each of `labels` (e.g. `version="2"`).
-    pub async fn metric_sum(&self, base: &str, name: &str, labels: &[&str]) -> f64 {
-        let metrics = self
-            .client
+    /// What `base`/metrics answers (Prometheus text).
+    pub async fn metrics_text(&self, base: &str) -> String {
+        self.client
             .http
             .get(format!("{base}/metrics"))
             .send()
@@ -104,8 +102,14 @@ impl Stack {
             .unwrap()
             .text()
             .await
-            .unwrap();
-        metrics
+            .unwrap()
+    }
+
+    /// The sum of the samples of metric `name` (a prefix: `_count` and label sets included)
+    /// at `base`/metrics whose lines contain each of `labels` (e.g. `version="2"`).
+    pub async fn metric_sum(&self, base: &str, name: &str, labels: &[&str]) -> f64 {
+        self.metrics_text(base)
+            .await
             .lines()
             .filter(|l| l.starts_with(name) && labels.iter().all(|label| l.contains(label)))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())

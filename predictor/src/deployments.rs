@@ -5,6 +5,7 @@
 
 use std::time::Instant;
 
+use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use duma_common::api_error::{ApiError, ErrorCode};
 use duma_common::ops::RequestId;
@@ -17,7 +18,7 @@ use crate::routes::DeploymentRoutes;
 /// The header a client pins its requests to one version with.
 pub const ROUTING_KEY: &str = "x-routing-key";
 /// The header naming the app version that answered.
-pub const VERSION_HEADER: &str = "X-Duma-Version";
+pub const VERSION_HEADER: &str = "x-duma-version";
 /// The `deployment` label of requests for no serving deployment.
 const NONE: &str = "none";
 
@@ -99,39 +100,32 @@ pub async fn predict(
     };
     // A caller refused for its key makes no series of the job's (as on the job's own route).
     let mut job_label = job.to_string();
-    let response = match serve(&predictor, job, &route, &request, body, &request_id).await {
+    let mut response = match serve(&predictor, job, &route, &request, body, &request_id).await {
         Ok(served) => {
-            let mut response = HttpResponse::Ok();
-            response.insert_header((VERSION_HEADER, version.to_string()));
+            let body = served.body();
             if let Some(shadow) = routes.shadow {
                 let predictor = predictor.clone();
                 let routes = routes.clone();
                 let request_id = request_id.clone();
-                let body = served.body();
                 let (queries, primary) = (served.queries, served.predictions);
                 actix_web::rt::spawn(async move {
                     compare_shadow(&predictor, &routes, shadow, &queries, &primary, &request_id)
                         .await;
                 });
-                response.json(body)
-            } else {
-                response.json(served.body())
             }
+            HttpResponse::Ok().json(body)
         }
         Err((refused, labelled)) => {
             if !labelled {
                 job_label = crate::predict::NO_JOB.to_owned();
             }
-            let mut response = refused.error_response();
-            if let Ok(value) = version.to_string().parse() {
-                response.headers_mut().insert(
-                    actix_web::http::header::HeaderName::from_static("x-duma-version"),
-                    value,
-                );
-            }
-            response
+            refused.error_response()
         }
     };
+    response.headers_mut().insert(
+        HeaderName::from_static(VERSION_HEADER),
+        HeaderValue::from(version),
+    );
     let seconds = started.elapsed().as_secs_f64();
     metrics
         .latency

@@ -18,17 +18,16 @@ use serde_json::Value;
 /// The form field SINGA-Auto's clients send images in.
 pub const FIELD: &str = "img";
 
-/// Whether a body is a multipart upload (by its `Content-Type`).
+const MULTIPART: &str = "multipart/form-data";
+
+/// Whether a body is a multipart upload (by its `Content-Type`), without allocating: every
+/// predict request asks.
 pub fn is_multipart(headers: &HeaderMap) -> bool {
     headers
         .get(actix_web::http::header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| {
-            value
-                .trim_start()
-                .to_ascii_lowercase()
-                .starts_with("multipart/form-data")
-        })
+        .and_then(|value| value.trim_start().get(..MULTIPART.len()))
+        .is_some_and(|prefix| prefix.eq_ignore_ascii_case(MULTIPART))
 }
 
 /// Whether a job of `task` takes image uploads.

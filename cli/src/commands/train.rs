@@ -352,7 +352,12 @@ pub fn knobs(value: &Value) -> String {
 }
 
 fn started(trial: &Value) -> Option<DateTime<Utc>> {
-    trial["datetime_started"]
+    http_date(&trial["datetime_started"])
+}
+
+/// An HTTP date (the API's datetimes) as UTC.
+fn http_date(value: &Value) -> Option<DateTime<Utc>> {
+    value
         .as_str()
         .and_then(|text| DateTime::parse_from_rfc2822(text).ok())
         .map(|t| t.with_timezone(&Utc))
@@ -368,16 +373,10 @@ fn duration(trial: &Value) -> String {
 
 /// From an HTTP date to another (or to now).
 fn since(start: &Value, stop: &Value) -> Duration {
-    let parse = |value: &Value| {
-        value
-            .as_str()
-            .and_then(|text| DateTime::parse_from_rfc2822(text).ok())
-            .map(|t| t.with_timezone(&Utc))
-    };
-    let Some(start) = parse(start) else {
+    let Some(start) = http_date(start) else {
         return Duration::ZERO;
     };
-    let end = parse(stop).unwrap_or_else(Utc::now);
+    let end = http_date(stop).unwrap_or_else(Utc::now);
     (end - start).to_std().unwrap_or_default()
 }
 

@@ -726,16 +726,7 @@ async fn made_up_job_ids_add_no_metric_series_and_a_stopped_jobs_series_go() {
         assert_eq!(response.status(), 404);
     }
     let job_labels = || async {
-        let metrics = stack
-            .client
-            .http
-            .get(format!("{predictor}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = stack.metrics_text(&predictor).await;
         let mut labels: Vec<String> = metrics
             .lines()
             .filter(|l| l.starts_with("duma_predict"))
