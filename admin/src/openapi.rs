@@ -7,8 +7,8 @@ use utoipa::openapi::{RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use crate::handlers::{
-    actions, datasets, deployments, inference_jobs, models, prediction_keys, tokens, train_jobs,
-    trials, users,
+    actions, datasets, deployments, evaluations, inference_jobs, models, prediction_keys, tokens,
+    train_jobs, trials, users,
 };
 
 #[derive(OpenApi)]
@@ -23,6 +23,7 @@ use crate::handlers::{
         trials::get, trials::logs, trials::parameters,
         inference_jobs::create, inference_jobs::list, inference_jobs::list_by_app, inference_jobs::get, inference_jobs::stop,
         deployments::create, deployments::list, deployments::get, deployments::update, deployments::rollback, deployments::delete,
+        evaluations::create, evaluations::list, evaluations::get, evaluations::compare,
         prediction_keys::create, prediction_keys::list, prediction_keys::delete,
         actions::stop_all_jobs,
     ),

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use duma_common::db::deployments::{self, Retiring};
-use duma_common::db::{PgPool, inference_jobs, train_jobs, workers};
+use duma_common::db::{PgPool, evaluations, inference_jobs, train_jobs, workers};
 use duma_common::ops::Probe;
 use duma_common::redis::Redis;
 use duma_common::redis::events::{self, Event};
@@ -163,6 +163,13 @@ impl Reconciler {
             if let Some(status) = inference_jobs::roll_up(&tx, job.id).await? {
                 tracing::info!(inference_job_id = %job.id, %status, "inference job status follows its replicas");
             }
+        }
+        let orphans = evaluations::fail_orphans(&tx, NO_WORKER_AFTER).await?;
+        if orphans > 0 {
+            tracing::warn!(
+                orphans,
+                "evaluations whose train worker is gone are ERRORED"
+            );
         }
         workers::delete_silent_idle(&tx, FORGET_WORKERS_AFTER).await?;
         // Every kind, zero included: a dashboard's query of it always finds a series.

@@ -233,3 +233,38 @@ pub struct TrialsQuery {
     #[serde(default, deserialize_with = "field::opt_int")]
     pub offset: Option<i64>,
 }
+
+/// `POST /evaluations`: a labelled dataset and what to score on it — a `deployment` (its
+/// primary version, or `app_version` among its versions), an `app` version, or one `trial_id`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateEvaluationRequest {
+    /// One of the caller's datasets, of the version's task, with the target column it was
+    /// trained on.
+    #[schema(value_type = Uuid)]
+    #[serde(deserialize_with = "field::text")]
+    pub dataset_id: String,
+    #[serde(default, deserialize_with = "field::opt_text")]
+    pub deployment: Option<String>,
+    #[serde(default, deserialize_with = "field::opt_text")]
+    pub app: Option<String>,
+    /// With `app`: the version (-1 or absent: the latest); with `deployment`: one of its
+    /// versions (absent: the one with most traffic).
+    #[serde(default, deserialize_with = "field::opt_int")]
+    pub app_version: Option<i64>,
+    #[schema(value_type = Option<Uuid>)]
+    #[serde(default, deserialize_with = "field::opt_text")]
+    pub trial_id: Option<String>,
+}
+
+/// `GET /evaluations` filters.
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListEvaluationsQuery {
+    /// Only this app's evaluations; with it, `comparison` lines its versions up side by side.
+    #[serde(default, deserialize_with = "field::opt_text")]
+    pub app: Option<String>,
+    /// Only evaluations on this dataset.
+    #[serde(default, deserialize_with = "field::opt_text")]
+    pub dataset_id: Option<String>,
+}

@@ -4,8 +4,8 @@ use actix_web::http::{Method, header};
 use actix_web::{HttpRequest, HttpResponse, Resource, Route, web};
 
 use crate::handlers::{
-    actions, datasets, deployments, inference_jobs, models, prediction_keys, tokens, train_jobs,
-    trials, users,
+    actions, datasets, deployments, evaluations, inference_jobs, models, prediction_keys, tokens,
+    train_jobs, trials, users,
 };
 use crate::openapi;
 use duma_common::api_error::{ApiError, ErrorCode};
@@ -128,6 +128,21 @@ fn table() -> Vec<(&'static str, Vec<(Method, Route)>)> {
         (
             "/deployments/{name}/rollback",
             vec![(Method::POST, web::to(deployments::rollback))],
+        ),
+        (
+            "/evaluations",
+            vec![
+                (Method::POST, web::to(evaluations::create)),
+                (Method::GET, web::to(evaluations::list)),
+            ],
+        ),
+        (
+            "/evaluations/{evaluation_id}",
+            vec![(Method::GET, web::to(evaluations::get))],
+        ),
+        (
+            "/apps/{app}/evaluations",
+            vec![(Method::GET, web::to(evaluations::compare))],
         ),
         (
             "/apps/{app}/prediction_keys",

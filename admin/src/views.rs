@@ -421,3 +421,75 @@ pub struct CreatedPredictionKeyView {
     /// Send it as `Authorization: Bearer <key>` or `X-API-Key: <key>` with predictions.
     pub key: String,
 }
+
+/// An evaluation: what was scored, on which dataset, and the scores.
+#[derive(Serialize, ToSchema)]
+pub struct EvaluationView {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub dataset_id: Uuid,
+    pub app: String,
+    pub app_version: i32,
+    /// The deployment it was asked for by, if any.
+    pub deployment: Option<String>,
+    /// The trials scored together (ensembled as the predictor serves them), best first.
+    pub trial_ids: Vec<Uuid>,
+    pub task: String,
+    /// `PENDING`, `RUNNING`, `COMPLETED` or `ERRORED` (see `error`).
+    pub status: String,
+    /// `{"classification": {accuracy, labels, per_label, macro_avg, weighted_avg,
+    /// confusion_matrix}}` or `{"regression": {mae, rmse, r2}}`, with scikit-learn's
+    /// definitions.
+    #[schema(value_type = Option<Object>)]
+    pub metrics: Option<duma_domain::evaluation::Metrics>,
+    /// Rows scored (those with a target value).
+    pub rows: Option<i32>,
+    pub duration_secs: Option<f64>,
+    pub error: Option<String>,
+    pub datetime_created: String,
+    pub datetime_started: Option<String>,
+    pub datetime_stopped: Option<String>,
+}
+
+impl From<&duma_common::db::evaluations::Evaluation> for EvaluationView {
+    fn from(e: &duma_common::db::evaluations::Evaluation) -> Self {
+        Self {
+            id: e.id.0,
+            user_id: e.user_id.0,
+            dataset_id: e.dataset_id.0,
+            app: e.app.clone(),
+            app_version: e.app_version,
+            deployment: e.deployment.clone(),
+            trial_ids: e.trial_ids.iter().map(|t| t.0).collect(),
+            task: e.task.clone(),
+            status: e.status.clone(),
+            metrics: e.metrics.clone(),
+            rows: e.rows,
+            duration_secs: e.duration_secs,
+            error: e.error.clone(),
+            datetime_created: http_date(&e.datetime_created),
+            datetime_started: e.datetime_started.as_ref().map(http_date),
+            datetime_stopped: e.datetime_stopped.as_ref().map(http_date),
+        }
+    }
+}
+
+/// `GET /evaluations?app=A`: the app's latest completed evaluation per version and dataset,
+/// side by side.
+#[derive(Serialize, ToSchema)]
+pub struct EvaluationComparisonView {
+    pub app: String,
+    /// One line per version and dataset, newest version first.
+    pub versions: Vec<EvaluationLineView>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct EvaluationLineView {
+    pub app_version: i32,
+    pub dataset_id: Uuid,
+    pub evaluation_id: Uuid,
+    pub rows: Option<i32>,
+    /// The headline scores: accuracy, macro_f1 and weighted_f1, or mae, rmse and r2.
+    #[schema(value_type = Object)]
+    pub scores: serde_json::Map<String, serde_json::Value>,
+}

@@ -67,4 +67,6 @@ id_type!(
     PredictionKeyId,
     /// A named, long-lived endpoint of an app.
     DeploymentId,
+    /// Scores of a served version on a labelled dataset.
+    EvaluationId,
 );

@@ -5,6 +5,8 @@
 
 mod budget;
 pub mod dependencies;
+pub mod ensemble;
+pub mod evaluation;
 mod ids;
 mod knobs;
 mod names;
@@ -16,8 +18,8 @@ mod trial_log;
 
 pub use budget::{Budget, BudgetError};
 pub use ids::{
-    DatasetId, DeploymentId, InferenceJobId, LeaseId, ModelId, PredictionKeyId, SubTrainJobId,
-    TrainJobId, TrialId, UserId, WorkerId,
+    DatasetId, DeploymentId, EvaluationId, InferenceJobId, LeaseId, ModelId, PredictionKeyId,
+    SubTrainJobId, TrainJobId, TrialId, UserId, WorkerId,
 };
 pub use knobs::{Knob, KnobConfig, KnobError, KnobValue, Knobs, Policy};
 pub use names::{AppName, Email, ModelClass, ModelName, NameError};

@@ -3,7 +3,6 @@
 //! and the answers are ensembled. Any number of replicas can run behind nginx.
 
 mod deployments;
-mod ensemble;
 mod images;
 mod predict;
 mod routes;

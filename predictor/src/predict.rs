@@ -16,9 +16,9 @@ use duma_domain::InferenceJobId;
 use prometheus::{HistogramVec, IntGauge, Registry};
 use serde_json::{Value, json};
 
-use crate::ensemble::ensemble;
 use crate::images;
 use crate::routes::{Route, RouteTable};
+use duma_domain::ensemble::ensemble;
 
 pub struct Predictor {
     pub routes: RouteTable,

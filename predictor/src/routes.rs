@@ -14,7 +14,7 @@ use duma_domain::protocol::serving_target;
 use sha2::Digest;
 use tokio::sync::Semaphore;
 
-use crate::ensemble::Combine;
+use duma_domain::ensemble::Combine;
 
 /// Where one inference job's queries go.
 pub struct Route {

@@ -2,6 +2,7 @@
 //! the object store (cached by checksum) → train → evaluate → parameters stored → COMPLETED with
 //! its score → feedback to the advisor.
 
+mod evaluation;
 mod metrics;
 mod worker;
 
@@ -54,6 +55,17 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     let prebuild_stop = stop.clone();
     host.spawn("environment prebuilds", async move {
         prebuilder.run_prebuilds(prebuild_stop).await;
+        Ok(())
+    });
+    let evaluator = worker.clone();
+    let evaluation_stop = stop.clone();
+    let evaluation_probe = host
+        .liveness
+        .probe("evaluations", host.settings.stall_timeout());
+    host.spawn("evaluations", async move {
+        evaluator
+            .run_evaluations(&evaluation_probe, evaluation_stop)
+            .await;
         Ok(())
     });
     for slot in 0..host.settings.capacity {

@@ -38,7 +38,7 @@ const ADVISOR_TIMEOUT: Duration = Duration::from_secs(3);
 /// Back-off when no advisor answers (none holds the sub job yet).
 const ADVISOR_RETRY: Duration = Duration::from_millis(250);
 /// Idle slots look for work at least this often, besides being woken by events.
-const IDLE_RECHECK: Duration = Duration::from_secs(1);
+pub(crate) const IDLE_RECHECK: Duration = Duration::from_secs(1);
 /// Environments waiting to be built ahead of their model's first trial; more are dropped (they
 /// are then built at that trial, as without prebuilding): uploads cannot queue unbounded work.
 const PREBUILDS_WAITING: usize = 8;
@@ -56,6 +56,8 @@ pub struct TrainWorker {
     pub resolver: TemplateResolver,
     /// Woken when a train job is created.
     pub work_available: Notify,
+    /// Woken when an evaluation is asked for.
+    pub evaluations_available: Notify,
     /// Trials of one user running at once, platform-wide (`admin.quota_concurrent_trials`).
     trials_per_user: u32,
     cancellations: Mutex<HashMap<TrainJobId, CancellationToken>>,
@@ -119,6 +121,7 @@ impl TrainWorker {
             cache,
             resolver,
             work_available: Notify::new(),
+            evaluations_available: Notify::new(),
             trials_per_user,
             cancellations: Mutex::default(),
             prebuilds,
@@ -130,7 +133,12 @@ impl TrainWorker {
     pub fn on_event(&self, event: &Event) {
         match event {
             // After a re-subscription a creation may have been missed: idle slots look again.
-            Event::TrainJobCreated { .. } | Event::Resync => self.work_available.notify_waiters(),
+            Event::TrainJobCreated { .. } => self.work_available.notify_waiters(),
+            Event::EvaluationCreated => self.evaluations_available.notify_waiters(),
+            Event::Resync => {
+                self.work_available.notify_waiters();
+                self.evaluations_available.notify_waiters();
+            }
             Event::TrainJobStopped { train_job_id } => {
                 if let Some(token) = self.lock_cancellations().remove(train_job_id) {
                     token.cancel();

@@ -80,7 +80,11 @@ async fn route_to(
 }
 
 /// The caller's deployment (or any, for admins) named `name`.
-async fn find(state: &AppState, caller: &Caller, name: &str) -> Result<Deployment, ApiError> {
+pub(crate) async fn find(
+    state: &AppState,
+    caller: &Caller,
+    name: &str,
+) -> Result<Deployment, ApiError> {
     let db = state.pool.get().await?;
     let deployment = deployments::by_name(&db, name).await?;
     match deployment {

@@ -4,6 +4,7 @@
 pub mod actions;
 pub mod datasets;
 pub mod deployments;
+pub mod evaluations;
 pub mod inference_jobs;
 pub mod models;
 pub mod prediction_keys;

@@ -16,7 +16,7 @@ const DEFAULT_BEST_COUNT: i64 = 2;
 const DEFAULT_TRIAL_LIMIT: i64 = 1000;
 const MAX_TRIAL_LIMIT: i64 = 10_000;
 
-async fn owned_dataset(
+pub(crate) async fn owned_dataset(
     db: &impl duma_common::db::GenericClient,
     caller: &Caller,
     id: DatasetId,

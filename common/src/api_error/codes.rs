@@ -89,6 +89,9 @@ error_codes! {
     DeploymentNotFound => "InvalidDeploymentError", NOT_FOUND;
     DeploymentExists => "DeploymentExistsError", CONFLICT;
     NothingToRollBack => "InvalidDeploymentError", CONFLICT;
+    // Evaluations.
+    InvalidEvaluation => "InvalidEvaluationError", BAD_REQUEST;
+    EvaluationNotFound => "InvalidEvaluationError", NOT_FOUND;
     /// The app has prediction keys and the request carried none of them.
     PredictionKeyRequired => "UnauthorizedError", UNAUTHORIZED;
     PredictionKeyNotFound => "InvalidPredictionKeyError", NOT_FOUND;

@@ -5,6 +5,7 @@
 
 pub mod datasets;
 pub mod deployments;
+pub mod evaluations;
 pub mod inference_jobs;
 pub mod migrations;
 pub mod models;

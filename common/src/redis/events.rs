@@ -40,6 +40,8 @@ pub enum Event {
     ModelUploaded {
         dependencies: Dependencies,
     },
+    /// An evaluation was asked for: idle train workers look for it.
+    EvaluationCreated,
     /// Never published: the local event feed sends it after re-subscribing, because events sent
     /// while the subscription was down are lost. Whoever caches from events reloads.
     Resync,

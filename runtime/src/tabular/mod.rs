@@ -4,6 +4,7 @@
 
 pub(crate) mod dataset;
 pub(crate) mod encoding;
+pub(crate) mod labelled;
 pub(crate) mod model;
 pub(crate) mod target;
 

@@ -82,7 +82,7 @@ impl ClassLabels {
         }
     }
 
-    fn names(&self) -> Vec<String> {
+    pub(crate) fn names(&self) -> Vec<String> {
         match self {
             ClassLabels::Numeric(values) => values.iter().map(f64::to_string).collect(),
             ClassLabels::Text(names) => names.clone(),

@@ -2,6 +2,7 @@
 //! workers, predictors and nginx), driven through the admin's REST API.
 
 mod deployments;
+mod evaluations;
 mod python;
 mod serving;
 mod training;
