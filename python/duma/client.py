@@ -249,6 +249,50 @@ class Client:
         data = self._parse_response(res)
         return data["prediction"] if queries is None else data["predictions"]
 
+    # -- deployments and evaluations (Duma's; docs/deployments.md) ------------------------------
+
+    def create_deployment(self, name: str, app: str, app_version: int = -1, service_level: str = None,
+                          replicas: int = None) -> Dict[str, Any]:
+        body = {"name": name, "app": app, "app_version": app_version}
+        if service_level is not None:
+            body["service_level"] = service_level
+        if replicas is not None:
+            body["replicas"] = replicas
+        return self._post("/deployments", json=body)
+
+    def get_deployments(self) -> List[Dict[str, Any]]:
+        return self._get("/deployments")
+
+    def get_deployment(self, name: str) -> Dict[str, Any]:
+        return self._get(f"/deployments/{name}")
+
+    def update_deployment(self, name: str, **changes: Any) -> Dict[str, Any]:
+        """``app_version=``, ``weights={"3": 95, "4": 5}``, ``shadow=`` and/or ``replicas=``."""
+        return self._patch(f"/deployments/{name}", json=changes)
+
+    def rollback_deployment(self, name: str) -> Dict[str, Any]:
+        return self._post(f"/deployments/{name}/rollback")
+
+    def delete_deployment(self, name: str) -> Dict[str, Any]:
+        return self._delete(f"/deployments/{name}")
+
+    def create_evaluation(self, dataset_id: str, deployment: str = None, app: str = None,
+                          app_version: int = None, trial_id: str = None) -> Dict[str, Any]:
+        """Scores a deployment's version, an app version or one trial on a labelled dataset."""
+        body = {"dataset_id": dataset_id, "deployment": deployment, "app": app,
+                "app_version": app_version, "trial_id": trial_id}
+        return self._post("/evaluations", json={k: v for k, v in body.items() if v is not None})
+
+    def get_evaluation(self, evaluation_id: str) -> Dict[str, Any]:
+        return self._get(f"/evaluations/{evaluation_id}")
+
+    def get_evaluations(self, app: str = None, dataset_id: str = None) -> List[Dict[str, Any]]:
+        return self._get("/evaluations", params={"app": app, "dataset_id": dataset_id})
+
+    def compare_evaluations(self, app: str) -> Dict[str, Any]:
+        """The app's versions side by side: the latest completed evaluation of each."""
+        return self._get(f"/apps/{app}/evaluations")
+
     # -- administration ------------------------------------------------------------------------
 
     def stop_all_jobs(self) -> Dict[str, Any]:
@@ -271,6 +315,10 @@ class Client:
         res = self._session.post(
             self._url(path), headers=self._headers(), json=json, data=data, files=files, timeout=self._timeout
         )
+        return self._parse_response(res)
+
+    def _patch(self, path, json=None):
+        res = self._session.patch(self._url(path), headers=self._headers(), json=json, timeout=self._timeout)
         return self._parse_response(res)
 
     def _delete(self, path, json=None):
