@@ -189,6 +189,14 @@ pub async fn live_or_new_inference_job(
                 ),
             ));
         }
+        // Shared with another deployment (or a Rafiki inference job): never fewer replicas
+        // than either asks for.
+        if inference_jobs::replicas(&db, job.id).await? < serving.replicas {
+            let mut db = db;
+            let tx = db.transaction().await?;
+            inference_jobs::set_replicas(&tx, job.id, serving.replicas).await?;
+            tx.commit().await?;
+        }
         return Ok(job);
     }
     drop(db);

@@ -25,8 +25,10 @@ use duma_common::db::{PgPool, evaluations, inference_jobs, train_jobs, workers};
 use duma_common::ops::Probe;
 use duma_common::redis::Redis;
 use duma_common::redis::events::{self, Event};
+use duma_common::redis::rpc::{SERVING_GROUP, requeue_orphans};
 use duma_domain::JobStatus;
 use duma_domain::protocol::Target;
+use duma_domain::protocol::serving_target;
 use prometheus::{IntGaugeVec, Registry};
 use tokio_util::sync::CancellationToken;
 
@@ -144,10 +146,16 @@ impl Reconciler {
         }
         let departed = workers::reclaim_departed(&tx).await?;
         let expired = workers::reclaim_expired(&tx).await?;
+        let mut orphaned = Vec::new();
         for (why, (lease, lost)) in std::iter::repeat("its database connection closed")
             .zip(departed)
             .chain(std::iter::repeat("it stopped renewing its lease").zip(expired))
         {
+            if let (Some(worker), Some(job), Some(trial)) =
+                (lease.worker_id, lease.inference_job_id, lease.trial_id)
+            {
+                orphaned.push((worker, serving_target(job, trial)));
+            }
             tracing::warn!(
                 worker_id = ?lease.worker_id,
                 lease_id = %lease.id,
@@ -180,6 +188,23 @@ impl Reconciler {
             self.waiting.with_label_values(&[kind.as_str()]).set(count);
         }
         tx.commit().await?;
+        // Their requests read but unanswered go to the live replicas now, not after an idle time.
+        for (worker, target) in orphaned {
+            let stream = self.redis.keys().request_stream(&target);
+            match requeue_orphans(&self.redis, &stream, SERVING_GROUP, &worker.to_string()).await {
+                Ok(0) => {}
+                Ok(moved) => {
+                    tracing::info!(
+                        stream,
+                        moved,
+                        "requests of a dead replica handed to the live ones"
+                    )
+                }
+                Err(error) => {
+                    tracing::warn!(stream, %error, "cannot hand a dead replica's requests over")
+                }
+            }
+        }
         self.advance_deployments().await?;
         Ok(true)
     }

@@ -191,10 +191,10 @@ pub struct UpdateDeploymentRequest {
     #[schema(value_type = Option<i64>)]
     #[serde(default, deserialize_with = "field::present")]
     pub shadow: Option<Value>,
-    /// Refused: replicas are set when the deployment is created.
-    #[schema(value_type = Option<i64>)]
-    #[serde(default, deserialize_with = "field::present")]
-    pub replicas: Option<Value>,
+    /// Replicas of each served model of its versions (1 to 16), changed in place without
+    /// stopping traffic; a version another deployment shares keeps the larger number.
+    #[serde(default, deserialize_with = "field::opt_int")]
+    pub replicas: Option<i64>,
 }
 
 /// `GET /datasets`, `GET /models/available`

@@ -57,7 +57,8 @@ impl Account {
     /// Its Redis ACL rules for keys and channels under `prefix` (what follows
     /// `user <name> on >password`): which keys, channels and commands, nothing else.
     ///
-    /// - the admin publishes job events and deletes orphaned request streams;
+    /// - the admin publishes job events, deletes orphaned request streams and hands the requests
+    ///   a dead serving replica had read to the live ones (one script: `rpc::requeue_orphans`);
     /// - the predictor and the train worker are RPC clients (of serving replicas and of advisors):
     ///   they append requests and pop their own replies;
     /// - the advisor and inference workers are RPC servers: they read requests as a consumer
@@ -67,7 +68,10 @@ impl Account {
         let streams = |target: &str| format!("~{prefix}stream:{target}");
         let replies = format!("~{prefix}replies:*");
         let (keys, commands): (Vec<String>, Vec<&str>) = match self {
-            Account::Admin => (vec![streams("*")], vec!["publish", "scan", "unlink"]),
+            Account::Admin => (
+                vec![streams("*")],
+                [&["publish", "scan", "unlink"], REQUEUE].concat(),
+            ),
             Account::Predictor => (vec![streams("serve:*"), replies], RPC_CLIENT.to_vec()),
             Account::TrainWorker => (vec![streams("advisor:*"), replies], RPC_CLIENT.to_vec()),
             Account::AdvisorWorker => (vec![streams("advisor:*"), replies], RPC_SERVER.to_vec()),
@@ -90,6 +94,16 @@ impl Account {
         rules
     }
 }
+
+/// What the admin's hand-over of a dead replica's requests runs (a script, and what it calls).
+const REQUEUE: &[&str] = &[
+    "eval",
+    "xpending",
+    "xrange",
+    "xadd",
+    "xack",
+    "xgroup|delconsumer",
+];
 
 /// What an RPC client sends (`duma_common::redis::rpc::client`).
 const RPC_CLIENT: &[&str] = &["xadd", "blpop", "lpop"];

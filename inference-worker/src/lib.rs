@@ -6,7 +6,7 @@ mod replica;
 mod serving;
 
 use duma_common::Settings;
-use duma_common::redis::rpc::RpcServer;
+use duma_common::redis::rpc::{RpcServer, SERVING_GROUP};
 use duma_common::store::{ObjectCache, ObjectStore};
 use duma_common::worker::WorkerHost;
 use duma_domain::WorkerKind;
@@ -23,7 +23,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     let mut host =
         WorkerHost::start(WorkerKind::Inference, &settings, capabilities, shutdown).await?;
     let store = ObjectStore::from_settings(&settings.object_store)?;
-    let server = RpcServer::new(&host.redis, "inference", &host.id.to_string()).await?;
+    let server = RpcServer::new(&host.redis, SERVING_GROUP, &host.id.to_string()).await?;
     let cache_dir = &host.settings.cache_dir;
     let resolver = TemplateResolver::new(
         ObjectCache::new(&cache_dir.join("objects"), store.clone())?,

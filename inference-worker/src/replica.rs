@@ -20,8 +20,8 @@ use crate::serving::ServingMetrics;
 const READ_BLOCK: Duration = Duration::from_millis(100);
 /// Requests per read, at most (all of them go to the model in one predict call).
 const READ_BATCH: usize = 256;
-/// Entries a dead replica read but never answered are taken over after this (a takeover does
-/// not wait: see [`Replica::run`]). A live replica busy longer than this with an entry has it
+/// Entries a dead replica read but never answered are taken over after this, if the reconciler
+/// has not handed them over first. A live replica busy longer than this with an entry has it
 /// served twice (the first answer wins), which costs work, never correctness.
 const RECLAIM_IDLE: Duration = Duration::from_secs(2);
 /// How often the stream is checked for such entries, and its depth reported.
@@ -75,20 +75,18 @@ impl Replica {
         } = self;
         let model = Arc::new(Mutex::new(model));
         let streams = [stream.clone()];
-        // One replica serves a trial, so whatever its stream holds read but unanswered was read
-        // by a replica that is gone (this is a takeover): answer it first, not after it idles.
-        // (More replicas per trial would have to claim only the gone replicas' entries.)
-        let mut reclaim_idle = Duration::ZERO;
+        // What a replica that died had read is handed over by the reconciler the moment its
+        // death is known (`requeue_orphans`); reclaiming what idled is the backstop, and never
+        // takes what a live replica is still answering.
         let mut next_housekeeping = Instant::now();
         let mut backoff = RECONNECT_BACKOFF.0;
         while !stop.is_cancelled() {
             let mut requests = Vec::new();
             if Instant::now() >= next_housekeeping {
-                match housekeeping(&mut server, &stream, reclaim_idle, &metrics).await {
+                match housekeeping(&mut server, &stream, RECLAIM_IDLE, &metrics).await {
                     Ok(orphans) => requests = orphans,
                     Err(error) => tracing::warn!(stream, %error, "reclaiming requests failed"),
                 }
-                reclaim_idle = RECLAIM_IDLE;
                 next_housekeeping = Instant::now() + HOUSEKEEPING;
             }
             if requests.is_empty() {

@@ -11,7 +11,7 @@ use duma_common::db::{PgPool, inference_jobs, models, trials};
 use duma_common::ops::{Pending, Probe};
 use duma_common::redis::Redis;
 use duma_common::redis::events::{self, Event};
-use duma_common::redis::rpc::RpcServer;
+use duma_common::redis::rpc::{RpcServer, SERVING_GROUP};
 use duma_common::store::ObjectStore;
 use duma_common::worker::{LeasedStreams, WorkerHost};
 use duma_domain::protocol::serving_target;
@@ -281,7 +281,7 @@ impl Serving {
             stream: stream.clone(),
             model,
             kill: kill.clone(),
-            server: RpcServer::new(&self.redis, "inference", &self.id.to_string()).await?,
+            server: RpcServer::new(&self.redis, SERVING_GROUP, &self.id.to_string()).await?,
             metrics: self.metrics.clone(),
         };
         let db = self.pool.get().await?;

@@ -4,6 +4,7 @@
 
 use actix_web::{HttpResponse, web};
 use duma_common::db::deployments::{self, Deployment, Route, SERVICE_LEVELS};
+use duma_common::db::inference_jobs;
 use duma_common::redis::events::Event;
 use serde_json::Value;
 
@@ -58,6 +59,42 @@ fn check_name(name: &str) -> Result<(), ApiError> {
 
 /// Most replicas per deployment.
 const MAX_REPLICAS: i64 = 16;
+
+fn check_replicas(replicas: i64) -> Result<i32, ApiError> {
+    if (1..=MAX_REPLICAS).contains(&replicas) {
+        Ok(replicas as i32)
+    } else {
+        Err(invalid(format!(
+            "replicas must be from 1 to {MAX_REPLICAS}, not {replicas}"
+        )))
+    }
+}
+
+/// Serves every version of `deployment` (now and pending) with `replicas` replicas of each
+/// trial — or more, where another deployment shares the version and asks for more. Traffic
+/// keeps flowing: new replicas join the trial's stream as they load, dropped ones leave it.
+async fn resize(
+    state: &AppState,
+    deployment: &mut Deployment,
+    replicas: i32,
+) -> Result<(), ApiError> {
+    let mut db = state.pool.get().await?;
+    let tx = db.transaction().await?;
+    deployments::set_replicas(&tx, deployment.id, replicas).await?;
+    for route in deployment
+        .routes
+        .iter()
+        .chain(deployment.pending.iter().flatten())
+    {
+        let job = route.inference_job_id;
+        let elsewhere = deployments::replicas_elsewhere(&tx, job, deployment.id).await?;
+        let wanted = elsewhere.map_or(replicas, |other| other.max(replicas));
+        inference_jobs::set_replicas(&tx, job, wanted).await?;
+    }
+    tx.commit().await?;
+    deployment.replicas = replicas;
+    Ok(())
+}
 
 /// A share of traffic for `version` of the caller's `app`: its live inference job at the
 /// deployment's level, or a new one.
@@ -146,13 +183,7 @@ pub async fn create(
             SERVICE_LEVELS.join(", ")
         )));
     }
-    let replicas = request.replicas.unwrap_or(1);
-    if !(1..=MAX_REPLICAS).contains(&replicas) {
-        return Err(invalid(format!(
-            "replicas must be from 1 to {MAX_REPLICAS}, not {replicas}"
-        )));
-    }
-    let replicas = replicas as i32;
+    let replicas = check_replicas(request.replicas.unwrap_or(1))?;
     let db = state.pool.get().await?;
     if deployments::by_name(&db, &request.name).await?.is_some() {
         return Err(taken(&request.name));
@@ -244,12 +275,7 @@ pub async fn update(
 ) -> ApiResult<HttpResponse> {
     caller.require(roles::DEVELOPERS)?;
     let request: UpdateDeploymentRequest = params.parse()?;
-    if request.replicas.is_some() {
-        return Err(invalid(
-            "replicas are set when a deployment is created; create another deployment for \
-             another number of replicas",
-        ));
-    }
+    let replicas = request.replicas.map(check_replicas).transpose()?;
     let primaries: Option<Vec<(i64, u32)>> = match (request.app_version, &request.weights) {
         (Some(_), Some(_)) => {
             return Err(invalid(
@@ -267,12 +293,19 @@ pub async fn update(
             || invalid("shadow must be an app version (an integer from 1) or null"),
         )?)),
     };
-    if primaries.is_none() && shadow.is_none() {
+    if primaries.is_none() && shadow.is_none() && replicas.is_none() {
         return Err(invalid(
-            "nothing to change: give app_version, weights or shadow",
+            "nothing to change: give app_version, weights, shadow or replicas",
         ));
     }
-    let deployment = find(&state, &caller, &name).await?;
+    let mut deployment = find(&state, &caller, &name).await?;
+    if let Some(replicas) = replicas {
+        resize(&state, &mut deployment, replicas).await?;
+        if primaries.is_none() && shadow.is_none() {
+            tracing::info!(deployment = deployment.name, replicas, "deployment resized");
+            return Ok(super::json(view(&state, &deployment)));
+        }
+    }
     let base = deployment
         .pending
         .clone()

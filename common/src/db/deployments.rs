@@ -209,6 +209,38 @@ pub async fn routes_elsewhere(
     Ok(row.try_get(0)?)
 }
 
+/// The most replicas a deployment other than `except` that routes (or will route) traffic to
+/// `job` asks for: a version two deployments share serves the larger of their numbers.
+pub async fn replicas_elsewhere(
+    db: &impl GenericClient,
+    job: InferenceJobId,
+    except: DeploymentId,
+) -> DbResult<Option<i32>> {
+    let needle = Json(serde_json::json!([{ "inference_job_id": job }]));
+    let row = db
+        .query_one(
+            "SELECT max(replicas) FROM deployments WHERE id <> $2 \
+               AND (routes @> $1 OR coalesce(pending, '[]'::jsonb) @> $1)",
+            &[&needle, &except],
+        )
+        .await?;
+    Ok(row.try_get(0)?)
+}
+
+/// Sets the replicas a deployment asks for.
+pub async fn set_replicas(
+    db: &impl GenericClient,
+    id: DeploymentId,
+    replicas: i32,
+) -> DbResult<()> {
+    db.execute(
+        "UPDATE deployments SET replicas = $2, datetime_updated = now() WHERE id = $1",
+        &[&id, &replicas],
+    )
+    .await?;
+    Ok(())
+}
+
 pub async fn delete(db: &impl GenericClient, id: DeploymentId) -> DbResult<()> {
     db.execute("DELETE FROM deployments WHERE id = $1", &[&id])
         .await?;

@@ -146,6 +146,53 @@ pub async fn create(
     InferenceJob::from_row(&tx.query_one(&sql, &[&id]).await?)
 }
 
+/// Replicas of each served trial of job `id` (the most any of them has).
+pub async fn replicas(db: &impl GenericClient, id: InferenceJobId) -> DbResult<i32> {
+    let row = db
+        .query_one(
+            "SELECT coalesce(max(desired_replicas), 0) FROM inference_job_trials \
+             WHERE inference_job_id = $1",
+            &[&id],
+        )
+        .await?;
+    Ok(row.try_get(0)?)
+}
+
+/// Serves each trial of job `id` with `replicas` replicas: leases for the new slots, which free
+/// workers claim (each replica on another worker); the leases of slots past it deleted, so their
+/// holders drop those replicas at their next check while the rest keep serving.
+pub async fn set_replicas(tx: &Transaction<'_>, id: InferenceJobId, replicas: i32) -> DbResult<()> {
+    let rows = tx
+        .query(
+            "SELECT trial_id, desired_replicas FROM inference_job_trials \
+             WHERE inference_job_id = $1 FOR UPDATE",
+            &[&id],
+        )
+        .await?;
+    for row in rows {
+        let trial: TrialId = row.try_get(0)?;
+        let desired: i32 = row.try_get(1)?;
+        if replicas > desired {
+            let subject = LeaseSubject::Serving(id, trial);
+            workers::create_lease_slots(tx, subject, desired..replicas).await?;
+        } else if replicas < desired {
+            tx.execute(
+                "DELETE FROM work_leases WHERE inference_job_id = $1 AND trial_id = $2 \
+                 AND slot >= $3",
+                &[&id, &trial, &replicas],
+            )
+            .await?;
+        }
+        tx.execute(
+            "UPDATE inference_job_trials SET desired_replicas = $3 \
+             WHERE inference_job_id = $1 AND trial_id = $2",
+            &[&id, &trial, &replicas],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 pub async fn by_id(db: &impl GenericClient, id: InferenceJobId) -> DbResult<Option<InferenceJob>> {
     let sql = format!("{SELECT} WHERE i.id = $1");
     db.query_opt(&sql, &[&id])

@@ -213,6 +213,15 @@ pub async fn create_leases(
     subject: LeaseSubject,
     slots: i32,
 ) -> DbResult<Vec<Lease>> {
+    create_lease_slots(db, subject, 0..slots).await
+}
+
+/// Creates unclaimed leases of `slots` for a subject (more replicas of a served trial).
+pub async fn create_lease_slots(
+    db: &impl GenericClient,
+    subject: LeaseSubject,
+    slots: std::ops::Range<i32>,
+) -> DbResult<Vec<Lease>> {
     let (kind, sub_job, inference_job, trial) = match subject {
         LeaseSubject::SubTrainJob(kind, id) => (kind, Some(id), None, None),
         LeaseSubject::Serving(job, trial) => (LeaseKind::Serve, None, Some(job), Some(trial)),
@@ -222,7 +231,7 @@ pub async fn create_leases(
          VALUES ($1, $2, $3, $4, $5, $6) RETURNING {LEASE_COLUMNS}"
     );
     let mut leases = Vec::new();
-    for slot in 0..slots {
+    for slot in slots {
         let row = db
             .query_one(
                 &sql,

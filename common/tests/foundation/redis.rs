@@ -220,7 +220,8 @@ async fn shared_connection_comes_back_after_a_restart_that_reloads_data() {
 }
 
 /// Each service's Redis user reaches only its own keys and commands: the predictor appends to
-/// serving streams but not to an advisor's, reads no other key, and cannot reconfigure Redis.
+/// serving streams but not to an advisor's, reads no other key, and cannot reconfigure Redis;
+/// the admin reads no request.
 #[tokio::test]
 async fn a_service_redis_user_is_refused_other_keys_and_commands() {
     use duma_common::accounts::Account;
@@ -253,10 +254,17 @@ async fn a_service_redis_user_is_refused_other_keys_and_commands() {
     let admin = Redis::connect(&duma_testkit::as_account(&ctx.settings, Account::Admin).redis)
         .await
         .unwrap();
+    // The admin re-adds a dead replica's requests (a script), but reads none and owns no other key.
+    refused(admin.shared().get(keys.key("anything")).await);
     refused(
-        admin
-            .shared()
-            .xadd(keys.request_stream("serve:a:b"), "*", &[("f", "v")])
+        redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg("inference")
+            .arg("admin")
+            .arg("STREAMS")
+            .arg(keys.request_stream("serve:a:b"))
+            .arg(">")
+            .query_async(&mut admin.shared())
             .await,
     );
 }

@@ -7,6 +7,7 @@
 //! | [`client`] | the requesting side: [`RpcClient`], one writer and one reply reader per process |
 //! | [`server`] | the serving side: [`RpcServer`] reads, reclaims and answers batches |
 //! | [`serve_loop`] | [`ServeLoop`] drives a [`StreamService`] (advisors, inference workers) |
+//! | [`orphans`] | [`requeue_orphans`]: a dead server's unanswered entries handed to the live ones |
 //! | [`memory`] | [`MemoryBus`]: the same streams and replies in process, for tests without Redis |
 //!
 //! - Requests go to a stream per target, read by a consumer group whose consumers are the
@@ -21,12 +22,14 @@
 
 mod client;
 mod memory;
+mod orphans;
 mod serve_loop;
 mod server;
 mod wire;
 
 pub use client::{RpcClient, RpcClientTasks};
 pub use memory::MemoryBus;
+pub use orphans::{SERVING_GROUP, requeue_orphans};
 pub use serve_loop::{ServeLoop, StreamService};
 pub use server::{Reply, RpcServer};
 pub use wire::Request;

@@ -343,7 +343,7 @@ async fn deployment_requests_are_checked_and_owned() {
         (json!({"app_version": 1, "weights": {"1": 100}}), "not both"),
         (json!({}), "nothing to change"),
         (json!({"shadow": "two"}), "shadow"),
-        (json!({"replicas": 3}), "replicas"),
+        (json!({"replicas": 0}), "replicas must be"),
     ] {
         let message = expect_error(
             patch(&stack, "/deployments/owned-one", body).await,
@@ -481,4 +481,143 @@ async fn a_version_two_deployments_share_is_stopped_by_neither_alone() {
     assert!(serving(&stack, "shared", 1).await, "stopped under shared-b");
     assert_eq!(delete("/deployments/shared-b").await.status(), 200);
     assert!(!serving(&stack, "shared", 1).await);
+}
+
+/// Ready SERVE leases of `job` on live leases, and how many workers hold them.
+async fn ready_replicas(stack: &Stack, job: &str) -> (i64, i64) {
+    let db = stack.ctx.pool.get().await.unwrap();
+    let row = db
+        .query_one(
+            "SELECT count(*), count(DISTINCT worker_id) FROM work_leases \
+             WHERE inference_job_id = $1::text::uuid AND kind = 'SERVE' AND ready \
+               AND expires_at > now()",
+            &[&job],
+        )
+        .await
+        .unwrap();
+    (row.get(0), row.get(1))
+}
+
+async fn wait_replicas(stack: &Stack, job: &str, wanted: i64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (ready, workers) = ready_replicas(stack, job).await;
+        if ready == wanted && workers == wanted {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{ready} replicas on {workers} workers, not {wanted}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Replicas change in place, without a switch; with two, a SIGKILLed worker (an aborted task:
+/// it never says goodbye) costs no request, even those it had read and not answered.
+#[tokio::test]
+async fn replicas_change_in_place_and_a_killed_worker_costs_no_request() {
+    let stack = spawn_stack(1).await;
+    stack.start_inference_worker();
+    let victim = stack.spawn_inference_worker();
+    let (predictor, _) = stack.start_predictor().await;
+    let models = stack.builtin_models(TASK, &["LogisticRegression"]).await;
+    train_version(&stack, "resized", &models, 21).await;
+    stack
+        .post("/deployments", json!({"name": "resized", "app": "resized"}))
+        .await;
+    let deployment = wait_serving(&stack, "resized", |r| primary_version(r) == Some(1)).await;
+    let job = deployment["routes"][0]["inference_job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    wait_replicas(&stack, &job, 1).await;
+
+    let grown = patch(&stack, "/deployments/resized", json!({"replicas": 2})).await;
+    assert_eq!(grown.status(), 200);
+    let grown: Value = grown.json().await.unwrap();
+    assert_eq!(grown["replicas"], 2);
+    assert_eq!(grown["status"], "SERVING", "a resize is no switch: {grown}");
+    assert_eq!(grown["routes"][0]["inference_job_id"], json!(job));
+    wait_replicas(&stack, &job, 2).await;
+
+    // Load from four clients while one of the two workers dies.
+    let url = format!("{predictor}/deployments/resized/predict");
+    let stop = Arc::new(AtomicBool::new(false));
+    let (sent, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let mut clients = Vec::new();
+    let started = Instant::now();
+    for _ in 0..4 {
+        let (http, url) = (stack.client.http.clone(), url.clone());
+        let (stop, sent, failed) = (stop.clone(), sent.clone(), failed.clone());
+        clients.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let response = http
+                    .post(&url)
+                    .json(&json!({"queries": [query()]}))
+                    .send()
+                    .await;
+                sent.fetch_add(1, Ordering::Relaxed);
+                let failure = match response {
+                    Ok(r) if r.status() == 200 => None,
+                    Ok(r) => Some(format!(
+                        "{}: {}",
+                        r.status(),
+                        r.text().await.unwrap_or_default()
+                    )),
+                    Err(error) => Some(error.to_string()),
+                };
+                if let Some(failure) = failure {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                    eprintln!(
+                        "failed {:?} after the load began: {failure}",
+                        started.elapsed()
+                    );
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    victim.abort();
+    let killed = Instant::now();
+    // Until the survivor alone holds the job (the dead worker's lease freed), and a while on.
+    loop {
+        let (ready, _) = ready_replicas(&stack, &job).await;
+        if ready == 1 {
+            break;
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(15),
+            "the dead replica is never noticed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, Ordering::Relaxed);
+    for client in clients {
+        client.await.unwrap();
+    }
+    let (sent, failed) = (sent.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    assert!(sent > 50, "only {sent} requests: the load proved nothing");
+    assert_eq!(
+        failed, 0,
+        "{failed} of {sent} requests failed around the kill"
+    );
+
+    // Shrinking drops a replica's lease; the other keeps serving.
+    stack.start_inference_worker();
+    wait_replicas(&stack, &job, 2).await;
+    let shrunk = patch(&stack, "/deployments/resized", json!({"replicas": 1})).await;
+    assert_eq!(shrunk.status(), 200);
+    wait_replicas(&stack, &job, 1).await;
+    let (status, version) = predict(&stack, &url, None).await;
+    assert_eq!((status, version), (200, Some(1)));
+    for bad in [
+        json!({"replicas": 0}),
+        json!({"replicas": 17}),
+        json!({"replicas": "two"}),
+    ] {
+        let response = patch(&stack, "/deployments/resized", bad.clone()).await;
+        assert_eq!(response.status(), 400, "{bad}");
+    }
 }
