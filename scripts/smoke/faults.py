@@ -10,6 +10,9 @@ predict through nginx. After each kill it asserts:
 - the train job ends STOPPED within 30 s of the kill, with no trial left RUNNING;
 - serving is back (every prediction sent after that moment answered 200 within 1 s) within 2 s of
   a worker or predictor kill, 10 s of a Redis or PostgreSQL kill;
+- a deployment with two replicas (one on each inference worker), under load of its own, fails no
+  request at all when an inference worker is killed (the requests the dead one had read are
+  handed to the live one);
 and after the drill: another user's job trains to its end at once, and nothing stored earlier
 (users, datasets, jobs, trials and their scores) was lost. Prints a table of the measured times.
 """
@@ -85,7 +88,7 @@ class Load:
         self.url = url
         self.stopping = threading.Event()
         self.lock = threading.Lock()
-        self.records = []  # (sent, done, ok)
+        self.records = []  # (sent, done, answered in time, answered)
         self.threads = [threading.Thread(target=self.run, daemon=True) for _ in range(threads)]
 
     def start(self):
@@ -108,7 +111,7 @@ class Load:
                 ok = False
             done = time.monotonic()
             with self.lock:
-                self.records.append((sent, done, ok and done - sent <= SLOW))
+                self.records.append((sent, done, ok and done - sent <= SLOW, ok))
             if not ok:
                 time.sleep(0.05)  # a failing stack is not hammered
 
@@ -124,6 +127,12 @@ class Load:
         if not window:
             return None, 0
         return (max(r[1] for r in bad) - killed if bad else 0.0), len(bad)
+
+    def failed_between(self, start, until):
+        """Requests sent in the window that got no answer (slow ones count as answered), and
+        how many were sent."""
+        window = [r for r in self.since(start) if r[0] <= until]
+        return len([r for r in window if not r[3]]), len(window)
 
 
 def login(admin, email, password):
@@ -203,6 +212,18 @@ def main():
         lambda j: j if j["status"] == "RUNNING" else None)(dev.get_running_inference_job(serve_app)))
     url = f"http://{job['predictor_host']}/predict"
     wait_for("a first prediction", lambda: requests.post(url, json=QUERY, timeout=5).ok)
+    # And a deployment of another app with two replicas: each inference worker serves one.
+    replicated = f"replicated-{uuid.uuid4().hex[:6]}"
+    dev.create_train_job(replicated, TASK, train["id"], train["id"], budget={"MODEL_TRIAL_COUNT": 2},
+                         models=[model], train_args=train_args)
+    wait_for("the replicated app's training", lambda: job_status(dev, replicated) == "STOPPED")
+    deployment = dev.create_deployment(replicated, replicated, replicas=2)
+    wait_for("the replicated deployment serving",
+             lambda: dev.get_deployment(replicated)["status"] == "SERVING")
+    wait_for("a first prediction of the deployment",
+             lambda: requests.post(deployment["url"], json=QUERY, timeout=5).ok)
+    replicated_load = Load(deployment["url"], threads=2)
+    replicated_load.start()
     load = Load(url)
     load.start()
     time.sleep(1.0)
@@ -246,6 +267,13 @@ def main():
         # Serving is judged over the watch window after the kill.
         time.sleep(max(0.0, killed + WATCH - time.monotonic()))
         outage, bad = load.outage_after(killed, killed + WATCH)
+        if kind == "inference worker":
+            lost_requests, sent = replicated_load.failed_between(killed - 1.0, killed + WATCH)
+            print(f"     replicated deployment: {lost_requests} of {sent} requests failed around the kill",
+                  flush=True)
+            if lost_requests or not sent:
+                failures.append(f"kill {number} ({kind}): the two-replica deployment failed "
+                                f"{lost_requests} of {sent} requests")
         rows.append((number, kind, job_end if status in ("STOPPED", "ERRORED") else None, status,
                      len(trials), outage, bad))
         print(f"  {number:>2} {kind:<17} job {status or 'still ' + str(job_status(dev, app)):<8} "
@@ -263,6 +291,8 @@ def main():
         if missing:
             failures.append(f"kill {number} ({kind}): stored jobs or trials changed: {missing}")
     load.stop()
+    replicated_load.stop()
+    dev.delete_deployment(replicated)
 
     # Another user's work is not held up by what happened.
     began = time.monotonic()
