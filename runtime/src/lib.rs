@@ -19,6 +19,7 @@ mod contract;
 mod error;
 pub mod linalg;
 mod logger;
+pub mod onnx;
 mod optim;
 pub mod params;
 pub mod python;

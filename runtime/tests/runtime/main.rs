@@ -5,6 +5,7 @@ mod classification;
 mod datasets;
 mod knobs;
 mod logs;
+mod onnx;
 mod parameters;
 mod python;
 mod regression;

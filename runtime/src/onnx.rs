@@ -1,0 +1,520 @@
+//! ONNX models, served with ONNX Runtime through the `ort` crate. The runtime library is loaded
+//! at run time from `onnx.runtime_path` (the pinned PyPI `onnxruntime` wheel's, which
+//! `scripts/setup` unpacks into `.onnxruntime/`), so machines without it build and run
+//! unchanged and refuse ONNX models in words.
+//!
+//! - [`inspect`] loads an uploaded file once and records what it takes and answers
+//!   ([`Signature`]); what cannot be served is refused with the reason and the fix.
+//! - [`OnnxModel`] answers Rafiki queries: for one input, a query is the row (a number list,
+//!   nested as the input's shape) or `{input: row}`; for several, `{input: value}`. The answer
+//!   is the row of the one output (a scalar for one value), the class probabilities of a
+//!   classifier (an output named like `probabilities`), else `{output: row}`.
+//!
+//! Sessions use one intra-op thread (scale with processes) and all graph optimisations, done
+//! once at load.
+
+use std::path::Path;
+use std::sync::OnceLock;
+
+use ort::environment::Environment;
+use ort::session::Session;
+use ort::session::builder::GraphOptimizationLevel;
+use ort::value::{DynValue, Tensor, TensorElementType, ValueType};
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::contract::Model;
+use crate::error::TemplateError;
+use crate::logger::TrialLogger;
+
+/// Values one row of one input or output may hold, at most (a 4k×4k image is 16M).
+const MAX_ROW_VALUES: i64 = 16 << 20;
+
+/// A tensor an ONNX model takes or answers, in the Open Inference Protocol's terms.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TensorSpec {
+    pub name: String,
+    /// `FP32`, `FP64`, `INT64`, `INT32`, `BOOL`, `STRING`, …
+    pub datatype: String,
+    /// `-1` where the size is free (the batch, usually).
+    pub shape: Vec<i64>,
+}
+
+/// What an ONNX model takes and answers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Signature {
+    pub inputs: Vec<TensorSpec>,
+    pub outputs: Vec<TensorSpec>,
+}
+
+static ENVIRONMENT: OnceLock<Result<Environment, String>> = OnceLock::new();
+
+/// The process's ONNX Runtime, loaded from `library` the first time (later calls reuse it,
+/// whatever path they give).
+fn environment(library: &Path) -> Result<&'static Environment, String> {
+    ENVIRONMENT
+        .get_or_init(|| {
+            if !library.is_file() {
+                return Err(format!(
+                    "no ONNX Runtime library at {} (onnx.runtime_path; scripts/setup installs \
+                     one into .onnxruntime/)",
+                    library.display()
+                ));
+            }
+            let builder = ort::init_from(library)
+                .map_err(|e| format!("ONNX Runtime at {} did not load: {e}", library.display()))?;
+            builder
+                .with_name("duma")
+                .build()
+                .map_err(|e| format!("ONNX Runtime did not start: {e}"))
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+fn datatype(ty: TensorElementType) -> &'static str {
+    match ty {
+        TensorElementType::Float32 => "FP32",
+        TensorElementType::Float64 => "FP64",
+        TensorElementType::Float16 => "FP16",
+        TensorElementType::Bfloat16 => "BF16",
+        TensorElementType::Int8 => "INT8",
+        TensorElementType::Int16 => "INT16",
+        TensorElementType::Int32 => "INT32",
+        TensorElementType::Int64 => "INT64",
+        TensorElementType::Uint8 => "UINT8",
+        TensorElementType::Uint16 => "UINT16",
+        TensorElementType::Uint32 => "UINT32",
+        TensorElementType::Uint64 => "UINT64",
+        TensorElementType::Bool => "BOOL",
+        TensorElementType::String => "STRING",
+        _ => "UNSUPPORTED",
+    }
+}
+
+/// Input types a query's numbers can fill.
+const INPUT_TYPES: [&str; 4] = ["FP32", "FP64", "INT64", "INT32"];
+/// Output types an answer can carry.
+const OUTPUT_TYPES: [&str; 6] = ["FP32", "FP64", "INT64", "INT32", "BOOL", "STRING"];
+
+fn spec(name: &str, ty: &ValueType, role: &str) -> Result<TensorSpec, String> {
+    let ValueType::Tensor { ty, shape, .. } = ty else {
+        let zipmap =
+            matches!(ty, ValueType::Sequence(inner) if matches!(**inner, ValueType::Map { .. }));
+        return Err(if zipmap {
+            format!(
+                "output `{name}` is a sequence of maps (scikit-learn's ZipMap), which Duma does not \
+                 serve: export the classifier with zipmap=False (skl2onnx: \
+                 options={{id(model): {{'zipmap': False}}}}) to get a probability tensor"
+            )
+        } else {
+            format!("{role} `{name}` is a {ty:?}, not a tensor; Duma serves tensors only")
+        });
+    };
+    Ok(TensorSpec {
+        name: name.to_owned(),
+        datatype: datatype(*ty).to_owned(),
+        shape: shape.to_vec(),
+    })
+}
+
+/// Values per row of a tensor (its shape past the batch), where known.
+fn row_values(spec: &TensorSpec) -> i64 {
+    spec.shape.iter().skip(1).map(|&d| d.max(1)).product()
+}
+
+fn check(signature: &Signature) -> Result<(), String> {
+    if signature.inputs.is_empty() || signature.outputs.is_empty() {
+        return Err("the model has no inputs or no outputs".to_owned());
+    }
+    for input in &signature.inputs {
+        if !INPUT_TYPES.contains(&input.datatype.as_str()) {
+            return Err(format!(
+                "input `{}` is {}; Duma fills inputs of {} from queries (encode text and \
+                 categories as numbers before export)",
+                input.name,
+                input.datatype,
+                INPUT_TYPES.join(", ")
+            ));
+        }
+        if input.shape.is_empty() {
+            return Err(format!(
+                "input `{}` is a scalar; Duma needs a batch dimension first",
+                input.name
+            ));
+        }
+    }
+    for output in &signature.outputs {
+        if !OUTPUT_TYPES.contains(&output.datatype.as_str()) {
+            return Err(format!(
+                "output `{}` is {}, which Duma cannot answer with",
+                output.name, output.datatype
+            ));
+        }
+    }
+    for spec in signature.inputs.iter().chain(&signature.outputs) {
+        if row_values(spec) > MAX_ROW_VALUES || spec.shape.iter().any(|&d| d > MAX_ROW_VALUES) {
+            return Err(format!(
+                "`{}` has shape {:?}: more than {MAX_ROW_VALUES} values per row",
+                spec.name, spec.shape
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn load_session(library: &Path, bytes: &[u8]) -> Result<Session, String> {
+    let environment = environment(library)?;
+    let builder = Session::builder(environment).map_err(|e| e.to_string())?;
+    let builder = builder
+        .with_intra_threads(1)
+        .map_err(|e| e.to_string())?
+        .with_inter_threads(1)
+        .map_err(|e| e.to_string())?
+        .with_optimization_level(GraphOptimizationLevel::All)
+        .map_err(|e| e.to_string())?;
+    let mut builder = builder;
+    builder
+        .commit_from_memory(bytes)
+        .map_err(|e| format!("ONNX Runtime cannot load it: {e}"))
+}
+
+fn signature_of(session: &Session) -> Result<Signature, String> {
+    let inputs = session
+        .inputs()
+        .iter()
+        .map(|o| spec(o.name(), o.dtype(), "input"))
+        .collect::<Result<Vec<_>, _>>()?;
+    let outputs = session
+        .outputs()
+        .iter()
+        .map(|o| spec(o.name(), o.dtype(), "output"))
+        .collect::<Result<Vec<_>, _>>()?;
+    let signature = Signature { inputs, outputs };
+    check(&signature)?;
+    Ok(signature)
+}
+
+/// Whether `bytes` look like a serialised ONNX model — a protobuf `ModelProto` starts with its
+/// `ir_version` field: tag `0x08`, then a small version number — as opposed to a Python template
+/// (text never starts with a backspace) or anything else. Loading it is the real check.
+pub fn looks_like_onnx(bytes: &[u8]) -> bool {
+    bytes.len() > 16 && bytes[0] == 0x08 && (1..=64).contains(&bytes[1])
+}
+
+/// Loads `bytes` as a model and says what it takes and answers, or why it cannot be served.
+pub fn inspect(library: &Path, bytes: &[u8]) -> Result<Signature, String> {
+    let session = load_session(library, bytes)?;
+    signature_of(&session)
+}
+
+/// A loaded ONNX model answering queries.
+pub struct OnnxModel {
+    session: Mutex<Session>,
+    signature: Signature,
+    bytes: Vec<u8>,
+}
+
+impl OnnxModel {
+    pub fn load(library: &Path, bytes: &[u8]) -> Result<Self, TemplateError> {
+        let invalid = |reason: String| TemplateError::InvalidParameters { reason };
+        let session = load_session(library, bytes).map_err(invalid)?;
+        let signature = signature_of(&session).map_err(invalid)?;
+        Ok(Self {
+            session: Mutex::new(session),
+            signature,
+            bytes: bytes.to_vec(),
+        })
+    }
+
+    pub fn signature(&self) -> &Signature {
+        &self.signature
+    }
+}
+
+/// A query's value for one input, flattened, with the shape of one row it had.
+fn flatten(
+    value: &Value,
+    out: &mut Vec<f64>,
+    shape: &mut Vec<usize>,
+    depth: usize,
+) -> Result<(), String> {
+    match value {
+        Value::Number(n) => {
+            out.push(n.as_f64().ok_or("a number out of range")?);
+            if depth < shape.len() {
+                return Err("nested lists of uneven depth".to_owned());
+            }
+            Ok(())
+        }
+        Value::Array(items) => {
+            if depth == shape.len() {
+                shape.push(items.len());
+            } else if shape.get(depth) != Some(&items.len()) {
+                return Err("nested lists of uneven length".to_owned());
+            }
+            for item in items {
+                flatten(item, out, shape, depth + 1)?;
+            }
+            Ok(())
+        }
+        other => Err(format!("{other} is not a number")),
+    }
+}
+
+/// The row of `spec` one query holds: its numbers and its shape.
+fn row(spec: &TensorSpec, value: &Value) -> Result<(Vec<f64>, Vec<usize>), String> {
+    let (mut numbers, mut shape) = (Vec::new(), Vec::new());
+    flatten(value, &mut numbers, &mut shape, 0)?;
+    let expected = &spec.shape[1..];
+    // A row may be written flat for a tensor of more dimensions (an image as one list).
+    let fixed = expected.iter().all(|&d| d >= 0);
+    let wanted: usize = expected.iter().map(|&d| d.max(1) as usize).product();
+    if fixed && numbers.len() == wanted {
+        return Ok((numbers, expected.iter().map(|&d| d as usize).collect()));
+    }
+    if shape.len() != expected.len()
+        || shape
+            .iter()
+            .zip(expected)
+            .any(|(&got, &want)| want >= 0 && got as i64 != want)
+    {
+        return Err(format!(
+            "input `{}` takes rows of shape {:?}, not {:?} ({} values)",
+            spec.name,
+            expected,
+            shape,
+            numbers.len()
+        ));
+    }
+    Ok((numbers, shape))
+}
+
+fn tensor_value(
+    spec: &TensorSpec,
+    shape: Vec<usize>,
+    numbers: Vec<f64>,
+) -> Result<DynValue, String> {
+    let made = match spec.datatype.as_str() {
+        "FP32" => {
+            Tensor::from_array((shape, numbers.iter().map(|&v| v as f32).collect::<Vec<_>>()))
+                .map(|t| t.into_dyn())
+        }
+        "FP64" => Tensor::from_array((shape, numbers)).map(|t| t.into_dyn()),
+        "INT64" => {
+            Tensor::from_array((shape, numbers.iter().map(|&v| v as i64).collect::<Vec<_>>()))
+                .map(|t| t.into_dyn())
+        }
+        "INT32" => {
+            Tensor::from_array((shape, numbers.iter().map(|&v| v as i32).collect::<Vec<_>>()))
+                .map(|t| t.into_dyn())
+        }
+        other => return Err(format!("input `{}` is {other}", spec.name)),
+    };
+    made.map_err(|e| e.to_string())
+}
+
+/// Values of an output tensor as JSON, with its shape.
+fn output_values(value: &DynValue) -> Result<(Vec<usize>, Vec<Value>), String> {
+    let shape_of = |shape: &ort::value::Shape| shape.iter().map(|&d| d.max(0) as usize).collect();
+    let ValueType::Tensor { ty, .. } = value.dtype() else {
+        return Err("an output that is not a tensor".to_owned());
+    };
+    let numbers = |values: Vec<f64>| values.into_iter().map(Value::from).collect::<Vec<_>>();
+    let err = |e: ort::Error| e.to_string();
+    Ok(match ty {
+        TensorElementType::Float32 => {
+            let (shape, data) = value.try_extract_tensor::<f32>().map_err(err)?;
+            (
+                shape_of(shape),
+                numbers(data.iter().map(|&v| f64::from(v)).collect()),
+            )
+        }
+        TensorElementType::Float64 => {
+            let (shape, data) = value.try_extract_tensor::<f64>().map_err(err)?;
+            (shape_of(shape), numbers(data.to_vec()))
+        }
+        TensorElementType::Int64 => {
+            let (shape, data) = value.try_extract_tensor::<i64>().map_err(err)?;
+            (
+                shape_of(shape),
+                data.iter().map(|&v| Value::from(v)).collect(),
+            )
+        }
+        TensorElementType::Int32 => {
+            let (shape, data) = value.try_extract_tensor::<i32>().map_err(err)?;
+            (
+                shape_of(shape),
+                data.iter().map(|&v| Value::from(v)).collect(),
+            )
+        }
+        TensorElementType::Bool => {
+            let (shape, data) = value.try_extract_tensor::<bool>().map_err(err)?;
+            (
+                shape_of(shape),
+                data.iter().map(|&v| Value::from(v)).collect(),
+            )
+        }
+        TensorElementType::String => {
+            let (shape, data) = value.try_extract_strings().map_err(err)?;
+            (shape_of(shape), data.into_iter().map(Value::from).collect())
+        }
+        other => return Err(format!("an output of type {other:?}")),
+    })
+}
+
+/// Nests `values` (one row, flat) by `shape`.
+fn nest(values: &[Value], shape: &[usize]) -> Value {
+    match shape {
+        [] => values.first().cloned().unwrap_or(Value::Null),
+        [_] => Value::Array(values.to_vec()),
+        [_, rest @ ..] => {
+            let step: usize = rest.iter().product::<usize>().max(1);
+            Value::Array(values.chunks(step).map(|c| nest(c, rest)).collect())
+        }
+    }
+}
+
+impl OnnxModel {
+    fn inputs_of(&self, queries: &[Value]) -> Result<Vec<(String, DynValue)>, TemplateError> {
+        let mut tensors = Vec::with_capacity(self.signature.inputs.len());
+        for spec in &self.signature.inputs {
+            let mut numbers = Vec::new();
+            let mut row_shape: Option<Vec<usize>> = None;
+            for (index, query) in queries.iter().enumerate() {
+                let invalid = |reason: String| TemplateError::InvalidQuery { index, reason };
+                let value = match query {
+                    Value::Object(fields) => fields.get(&spec.name).ok_or_else(|| {
+                        invalid(format!(
+                            "the query has no `{}`; the model's inputs are {}",
+                            spec.name,
+                            self.input_names()
+                        ))
+                    })?,
+                    other if self.signature.inputs.len() == 1 => other,
+                    _ => {
+                        return Err(invalid(format!(
+                            "the model has several inputs: send {{\"input\": value}} for each of {}",
+                            self.input_names()
+                        )));
+                    }
+                };
+                let (values, shape) = row(spec, value).map_err(invalid)?;
+                match &row_shape {
+                    Some(first) if *first != shape => {
+                        return Err(invalid(format!(
+                            "rows of `{}` differ in shape within one batch ({first:?} and {shape:?})",
+                            spec.name
+                        )));
+                    }
+                    Some(_) => {}
+                    None => row_shape = Some(shape),
+                }
+                numbers.extend(values);
+            }
+            let mut shape = vec![queries.len()];
+            shape.extend(row_shape.unwrap_or_default());
+            let tensor = tensor_value(spec, shape, numbers)
+                .map_err(|reason| TemplateError::InvalidQuery { index: 0, reason })?;
+            tensors.push((spec.name.clone(), tensor));
+        }
+        Ok(tensors)
+    }
+
+    fn input_names(&self) -> String {
+        let names: Vec<String> = self
+            .signature
+            .inputs
+            .iter()
+            .map(|i| format!("`{}`", i.name))
+            .collect();
+        names.join(", ")
+    }
+
+    /// The output a prediction is: the only one, or a classifier's probabilities.
+    fn answer_output(&self) -> Option<&str> {
+        match self.signature.outputs.as_slice() {
+            [only] => Some(&only.name),
+            outputs => outputs
+                .iter()
+                .find(|o| o.name.to_ascii_lowercase().contains("probab"))
+                .map(|o| o.name.as_str()),
+        }
+    }
+}
+
+impl Model for OnnxModel {
+    fn train(
+        &mut self,
+        _dataset: &Path,
+        _train_args: &Map<String, Value>,
+        _log: &mut TrialLogger,
+    ) -> Result<(), TemplateError> {
+        Err(TemplateError::Training(
+            "an ONNX model is served as uploaded, never trained".to_owned(),
+        ))
+    }
+
+    fn evaluate(&mut self, _dataset: &Path, _log: &mut TrialLogger) -> Result<f64, TemplateError> {
+        Err(TemplateError::Training(
+            "an ONNX model is served as uploaded, never trained".to_owned(),
+        ))
+    }
+
+    fn predict(&self, queries: &[Value]) -> Result<Vec<Value>, TemplateError> {
+        if queries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let inputs = self.inputs_of(queries)?;
+        let failed = |reason: String| TemplateError::InvalidQuery { index: 0, reason };
+        let mut session = self.session.lock();
+        let outputs = session
+            .run(inputs)
+            .map_err(|e| failed(format!("ONNX Runtime refused the batch: {e}")))?;
+        let n = queries.len();
+        let mut columns: Vec<(String, Vec<Value>)> = Vec::new();
+        for spec in &self.signature.outputs {
+            let Some(value) = outputs.get(&spec.name) else {
+                continue;
+            };
+            let (shape, values) = output_values(value).map_err(failed)?;
+            if shape.first() != Some(&n) {
+                return Err(failed(format!(
+                    "output `{}` has shape {shape:?}, not one row per query",
+                    spec.name
+                )));
+            }
+            let mut row_shape = shape[1..].to_vec();
+            // One value per row is that value, not a list of one.
+            if row_shape.iter().product::<usize>() == 1 {
+                row_shape.clear();
+            }
+            let step = values.len() / n;
+            let rows = values
+                .chunks(step.max(1))
+                .map(|c| nest(c, &row_shape))
+                .collect();
+            columns.push((spec.name.clone(), rows));
+        }
+        let answer = self.answer_output().map(str::to_owned);
+        Ok((0..n)
+            .map(|i| match &answer {
+                Some(name) => columns
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map_or(Value::Null, |(_, rows)| rows[i].clone()),
+                None => Value::Object(
+                    columns
+                        .iter()
+                        .map(|(name, rows)| (name.clone(), rows[i].clone()))
+                        .collect(),
+                ),
+            })
+            .collect())
+    }
+
+    fn dump_parameters(&self) -> Result<Vec<u8>, TemplateError> {
+        Ok(self.bytes.clone())
+    }
+}
