@@ -20,8 +20,8 @@ use crate::serving::ServingMetrics;
 const READ_BLOCK: Duration = Duration::from_millis(100);
 /// Requests per read, at most (all of them go to the model in one predict call).
 const READ_BATCH: usize = 256;
-/// Entries a dead replica read but never answered are taken over after this, if the reconciler
-/// has not handed them over first. A live replica busy longer than this with an entry has it
+/// Entries a dead replica read but never answered are taken over after this (at once when a
+/// replica starts: see [`Replica::run`]), if the reconciler has not handed them over first. A live replica busy longer than this with an entry has it
 /// served twice (the first answer wins), which costs work, never correctness.
 const RECLAIM_IDLE: Duration = Duration::from_secs(2);
 /// How often the stream is checked for such entries, and its depth reported.
@@ -75,18 +75,23 @@ impl Replica {
         } = self;
         let model = Arc::new(Mutex::new(model));
         let streams = [stream.clone()];
-        // What a replica that died had read is handed over by the reconciler the moment its
-        // death is known (`requeue_orphans`); reclaiming what idled is the backstop, and never
-        // takes what a live replica is still answering.
+        // Whatever the stream holds read but unanswered when a replica starts was most likely
+        // read by one that is gone (a takeover): it is answered first, not after it idles. (With
+        // several replicas it may be one a live replica is answering: the first answer wins, so
+        // that costs work, once per start, never correctness.) After that, what a replica that
+        // died had read is handed over by the reconciler the moment its death is known
+        // (`requeue_orphans`), and reclaiming what idled is the backstop.
+        let mut reclaim_idle = Duration::ZERO;
         let mut next_housekeeping = Instant::now();
         let mut backoff = RECONNECT_BACKOFF.0;
         while !stop.is_cancelled() {
             let mut requests = Vec::new();
             if Instant::now() >= next_housekeeping {
-                match housekeeping(&mut server, &stream, RECLAIM_IDLE, &metrics).await {
+                match housekeeping(&mut server, &stream, reclaim_idle, &metrics).await {
                     Ok(orphans) => requests = orphans,
                     Err(error) => tracing::warn!(stream, %error, "reclaiming requests failed"),
                 }
+                reclaim_idle = RECLAIM_IDLE;
                 next_housekeeping = Instant::now() + HOUSEKEEPING;
             }
             if requests.is_empty() {
