@@ -3,13 +3,14 @@
 
 use duma_common::api_error::{ApiError, ErrorCode};
 use duma_common::db::inference_jobs::{self, InferenceJob, ServedTrial};
+use duma_common::db::models;
 use duma_common::db::train_jobs::{self, TrainJob};
 use duma_common::db::trials;
 use duma_common::redis::events::Event;
-use duma_domain::JobStatus;
+use duma_domain::{AccessRight, JobStatus, ModelId, TemplateKind};
 
 use crate::auth::Caller;
-use crate::params::app_version;
+use crate::params::{app_version, param_id};
 use crate::state::AppState;
 
 /// The caller's train job of `app` at `app_version` (-1: the latest).
@@ -30,6 +31,64 @@ pub async fn find_train_job(
                 format!("you have no train job for app {app} at {which}"),
             )
         })
+}
+
+/// A new version of the caller's `app` that serves the uploaded ONNX model `model_id` (the
+/// caller's, or public) without training: its one trial's parameters are the uploaded file.
+pub async fn version_from_model(
+    state: &AppState,
+    caller: &Caller,
+    app: &str,
+    model_id: &str,
+) -> Result<TrainJob, ApiError> {
+    let id: ModelId = param_id(model_id, "model_id", ErrorCode::InvalidModel)?;
+    let mut db = state.pool.get().await?;
+    let model = models::by_id(&db, id)
+        .await?
+        .filter(|m| {
+            m.user_id == caller.id || m.access_right == AccessRight::Public || caller.is_admin()
+        })
+        .ok_or_else(|| ApiError::new(ErrorCode::ModelNotFound, format!("no model with id {id}")))?;
+    let file = match (
+        model.template_kind,
+        &model.source_path,
+        &model.source_sha256,
+    ) {
+        (TemplateKind::Onnx, Some(path), Some(sha256)) => (path.clone(), sha256.clone()),
+        (TemplateKind::Onnx, ..) => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidModel,
+                format!("model {} has no stored file", model.name),
+            ));
+        }
+        (kind, ..) => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidModel,
+                format!(
+                    "model {} is a {} template: it must be trained before it is served (start a \
+                     train job); only ONNX models serve as uploaded",
+                    model.name,
+                    kind.as_str()
+                ),
+            ));
+        }
+    };
+    let app = duma_domain::AppName::parse(app)
+        .map_err(|e| ApiError::new(ErrorCode::InvalidTrainJob, e.to_string()))?;
+    let app = app.as_str();
+    let tx = db.transaction().await?;
+    let job = train_jobs::create_from_model(
+        &tx,
+        caller.id,
+        app,
+        &model.task,
+        model.id,
+        (&file.0, &file.1, model.source_size_bytes.unwrap_or(0)),
+    )
+    .await?;
+    tx.commit().await?;
+    tracing::info!(app, app_version = job.app_version, model_id = %model.id, "version made from an uploaded model");
+    Ok(job)
 }
 
 /// Stops a live job and tells the workers; `None` if it was not live.

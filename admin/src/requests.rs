@@ -141,6 +141,11 @@ pub struct CreateInferenceJobRequest {
     #[schema(value_type = Option<Object>)]
     #[serde(default, deserialize_with = "field::opt_object")]
     pub budget: Option<Map<String, Value>>,
+    /// Serve an uploaded ONNX model without training (Duma's): a new version of `app` is made
+    /// from it; not with `app_version`.
+    #[schema(value_type = Option<Uuid>)]
+    #[serde(default, deserialize_with = "field::opt_text")]
+    pub model_id: Option<String>,
 }
 
 /// `POST /deployments`
@@ -168,7 +173,8 @@ pub struct CreateDeploymentRequest {
     /// worker where there are enough (1 to 16; default 1).
     #[serde(default, deserialize_with = "field::opt_int")]
     pub replicas: Option<i64>,
-    /// Serving a model without a train job: not built yet (refused).
+    /// Serve an uploaded ONNX model without training: a new version of `app` is made from it
+    /// (instead of `app_version`).
     #[schema(value_type = Option<Uuid>)]
     #[serde(default, deserialize_with = "field::opt_text")]
     pub model_id: Option<String>,

@@ -59,6 +59,7 @@ pub async fn seed(settings: &Settings, pool: &PgPool) -> anyhow::Result<()> {
             access_right: AccessRight::Public,
             docker_image: None,
             description: None,
+            signature: None,
         };
         models::upsert_builtin(&db, &new).await?;
     }

@@ -126,6 +126,13 @@ pub struct ModelView {
     pub docker_image: Option<String>,
     /// What its developer says about it (`model_description` at upload).
     pub model_description: Option<String>,
+    /// `native` (built in), `python` (an uploaded template) or `onnx` (an uploaded ONNX model,
+    /// served without training).
+    pub template_kind: String,
+    /// An ONNX model's tensors: `{"inputs": [{"name", "datatype", "shape"}], "outputs": [...]}`
+    /// (`-1`: any size).
+    #[schema(value_type = Option<Object>)]
+    pub signature: Option<Value>,
 }
 
 impl From<&Model> for ModelView {
@@ -135,6 +142,8 @@ impl From<&Model> for ModelView {
             model_class: m.model_class.clone(),
             docker_image: m.docker_image.clone(),
             model_description: m.description.clone(),
+            template_kind: m.template_kind.as_str().to_owned(),
+            signature: m.signature.clone(),
         }
     }
 }
@@ -164,8 +173,9 @@ pub struct TrainJobView {
     pub app: String,
     pub app_version: i32,
     pub task: String,
-    pub train_dataset_id: Uuid,
-    pub val_dataset_id: Uuid,
+    /// `null` for a version served from an uploaded model (nothing trained).
+    pub train_dataset_id: Option<Uuid>,
+    pub val_dataset_id: Option<Uuid>,
     #[schema(value_type = Object)]
     pub train_args: serde_json::Map<String, Value>,
     pub datetime_started: String,
@@ -184,8 +194,8 @@ impl From<&TrainJob> for TrainJobView {
             app: j.app.clone(),
             app_version: j.app_version,
             task: j.task.clone(),
-            train_dataset_id: j.train_dataset_id.0,
-            val_dataset_id: j.val_dataset_id.0,
+            train_dataset_id: j.train_dataset_id.map(|d| d.0),
+            val_dataset_id: j.val_dataset_id.map(|d| d.0),
             train_args: j.train_args.clone(),
             datetime_started: http_date(&j.datetime_started),
             datetime_stopped: opt_http_date(&j.datetime_stopped),

@@ -167,7 +167,12 @@ impl SubJobAdvisor {
         )
         .await
         {
-            Ok(trial) => trial,
+            Ok(Some(trial)) => trial,
+            // The job was stopped meanwhile: no more trials.
+            Ok(None) => {
+                self.trial_limit = Some(self.created);
+                return Ok(self.spent_reply());
+            }
             Err(e) if e.is_duplicate_of(trials::NUMBER_TAKEN) => {
                 // Another advisor numbered trials meanwhile (a lease handover): resync and retry.
                 let taken = trials::list_by_sub_job(&db, self.sub_job.id).await?;

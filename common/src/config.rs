@@ -40,6 +40,25 @@ pub struct Settings {
     pub train_worker: WorkerSettings,
     pub inference_worker: WorkerSettings,
     pub python: PythonSettings,
+    pub onnx: OnnxSettings,
+}
+
+/// How ONNX models are served.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OnnxSettings {
+    /// The ONNX Runtime shared library, loaded at run time by the admin (to check uploads) and
+    /// the workers (to serve): the pinned PyPI wheel's, which `scripts/setup` unpacks into
+    /// `.onnxruntime/`. Without it, ONNX uploads are refused in words; nothing else changes.
+    pub runtime_path: PathBuf,
+}
+
+impl Default for OnnxSettings {
+    fn default() -> Self {
+        Self {
+            runtime_path: PathBuf::from("./.onnxruntime/libonnxruntime.so"),
+        }
+    }
 }
 
 /// How workers run Python templates.

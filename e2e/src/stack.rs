@@ -58,6 +58,7 @@ pub async fn spawn_stack_with(
         worker.cache_dir = repository.join("target/duma-test-cache");
     }
     settings.python.sdk_path = repository.join("python");
+    settings.onnx.runtime_path = repository.join(".onnxruntime/libonnxruntime.so");
     settings.python.env_dir = repository.join("target/duma-test-cache/venvs");
     settings.advisor_worker.capacity = 16;
     settings.train_worker.capacity = 1;

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
     let capabilities = serde_json::json!({
         "models": settings.inference_worker.capacity,
-        "templates": ["native", "python"],
+        "templates": ["native", "python", "onnx"],
         "service_levels": settings.inference_worker.served_levels(),
     });
     let mut host =
@@ -28,6 +28,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     let resolver = TemplateResolver::new(
         ObjectCache::new(&cache_dir.join("objects"), store.clone())?,
         &settings.python,
+        &settings.onnx,
         cache_dir.join("runners"),
     );
     let probe = host

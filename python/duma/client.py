@@ -220,9 +220,17 @@ class Client:
 
     # -- inference jobs ------------------------------------------------------------------------
 
-    def create_inference_job(self, app: str, app_version: int = -1, budget: Dict[str, Any] = None) -> Dict[str, Any]:
+    def create_inference_job(self, app: str, app_version: int = -1, budget: Dict[str, Any] = None,
+                             model_id: str = None) -> Dict[str, Any]:
+        """Serves a trained version of ``app``; with ``model_id`` (Duma's), makes a new version
+        of an uploaded ONNX model and serves it, nothing trained."""
         budget = {InferenceBudgetOption.GPU_COUNT: 0, **(budget or {})}
-        return self._post("/inference_jobs", json={"app": app, "app_version": app_version, "budget": budget})
+        body = {"app": app, "budget": budget}
+        if model_id is None:
+            body["app_version"] = app_version
+        else:
+            body["model_id"] = model_id
+        return self._post("/inference_jobs", json=body)
 
     def get_inference_jobs_by_user(self, user_id: str) -> List[Dict[str, Any]]:
         return self._get("/inference_jobs", params={"user_id": user_id})

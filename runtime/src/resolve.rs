@@ -1,17 +1,18 @@
 //! From a model's [`TemplateSource`] to a runnable [`Template`]: built-ins by class name; uploaded Python
 //! templates by fetching their source (cached by checksum) and preparing the virtualenv of their
-//! dependencies. Shared by the train and inference workers.
+//! dependencies; ONNX models by the runtime library they are served with (their file arrives as
+//! the trial's parameters). Shared by the train and inference workers.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use duma_common::config::PythonSettings;
+use duma_common::config::{OnnxSettings, PythonSettings};
 use duma_common::store::ObjectCache;
 use duma_domain::{TemplateKind, TemplateSource};
 
 use crate::python::{PythonEnv, PythonTemplate, VenvCache};
 use crate::sandbox::Sandbox;
-use crate::template::Template;
+use crate::template::{OnnxTemplate, Template};
 
 #[derive(Clone)]
 pub struct TemplateResolver {
@@ -22,13 +23,20 @@ pub struct TemplateResolver {
     /// Parent of Python runners' working directories.
     pub work_root: PathBuf,
     pub sandbox: Arc<Sandbox>,
+    /// The ONNX Runtime library ONNX models are served with.
+    pub onnx_runtime: PathBuf,
 }
 
 impl TemplateResolver {
     /// Python templates get environments under `python.env_dir` and run in the sandbox of
     /// `python.sandbox` (checked now: a host that cannot confine model code is logged once and
     /// refuses Python templates).
-    pub fn new(cache: ObjectCache, python: &PythonSettings, work_root: PathBuf) -> Self {
+    pub fn new(
+        cache: ObjectCache,
+        python: &PythonSettings,
+        onnx: &OnnxSettings,
+        work_root: PathBuf,
+    ) -> Self {
         let sandbox = Arc::new(Sandbox::new(
             &python.sandbox,
             &python.interpreter,
@@ -41,6 +49,7 @@ impl TemplateResolver {
             sdk_path: python.sdk_path.clone(),
             work_root,
             sandbox,
+            onnx_runtime: onnx.runtime_path.clone(),
         }
     }
 }
@@ -56,10 +65,9 @@ impl TemplateResolver {
             TemplateKind::Native => Ok(crate::builtin_template(&model.class)
                 .map(Template::Builtin)
                 .ok_or_else(|| format!("no built-in template `{}`", model.class))),
-            TemplateKind::Onnx => Ok(Err(format!(
-                "{} is an ONNX model, which this Duma cannot run yet",
-                model.name
-            ))),
+            TemplateKind::Onnx => Ok(Ok(Template::Onnx(OnnxTemplate {
+                library: self.onnx_runtime.clone(),
+            }))),
             TemplateKind::Python => {
                 let Some((path, sha256)) = &model.file else {
                     return Ok(Err(format!("model {} has no source file", model.name)));

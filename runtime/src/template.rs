@@ -1,4 +1,7 @@
-//! Any template a worker can run: built into the binary, or uploaded Python.
+//! Any template a worker can run: built into the binary, uploaded Python, or an uploaded ONNX
+//! model (served, never trained).
+
+use std::path::PathBuf;
 
 use duma_domain::Knobs;
 
@@ -10,6 +13,13 @@ use crate::python::{KillSwitch, PythonTemplate};
 pub enum Template {
     Builtin(&'static BuiltinTemplate),
     Python(PythonTemplate),
+    Onnx(OnnxTemplate),
+}
+
+/// An uploaded ONNX model: the file is its parameters, served with the runtime `library`.
+#[derive(Debug, Clone)]
+pub struct OnnxTemplate {
+    pub library: PathBuf,
 }
 
 impl Template {
@@ -18,6 +28,9 @@ impl Template {
         match self {
             Template::Builtin(template) => template.build(knobs),
             Template::Python(template) => template.build(knobs, kill),
+            Template::Onnx(_) => Err(TemplateError::Training(
+                "an ONNX model is served as uploaded, never trained".to_owned(),
+            )),
         }
     }
 
@@ -31,6 +44,10 @@ impl Template {
         match self {
             Template::Builtin(template) => template.load(parameters),
             Template::Python(template) => template.load(knobs, parameters, kill),
+            Template::Onnx(template) => {
+                let model = crate::onnx::OnnxModel::load(&template.library, parameters)?;
+                Ok(Box::new(model))
+            }
         }
     }
 }

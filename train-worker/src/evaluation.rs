@@ -103,7 +103,9 @@ impl TrainWorker {
             .await?
             .ok_or_else(|| anyhow::anyhow!("its train job is gone"))?;
         let mut paths: Vec<PathBuf> = Vec::with_capacity(2);
-        for id in [evaluation.dataset_id, train_job.train_dataset_id] {
+        // A version served from an uploaded model has no training data: its classes are its
+        // output's indices.
+        for id in std::iter::once(evaluation.dataset_id).chain(train_job.train_dataset_id) {
             let dataset = datasets::by_id(&db, id)
                 .await?
                 .ok_or_else(|| anyhow::anyhow!("dataset {id} is gone"))?;
@@ -116,13 +118,12 @@ impl TrainWorker {
         drop(db);
         let train_args = train_job.train_args.clone();
         let classification = evaluation.task.ends_with("CLASSIFICATION");
-        let (data, training) = (paths[0].clone(), paths[1].clone());
+        let (data, training) = (paths[0].clone(), paths.get(1).cloned());
         let read = tokio::task::spawn_blocking(move || {
             let rows = labelled_rows_of(&data, &train_args)?;
-            let classes = if classification {
-                Some(class_names_of(&training, &train_args)?)
-            } else {
-                None
+            let classes = match (&training, classification) {
+                (Some(training), true) => Some(class_names_of(training, &train_args)?),
+                _ => None,
             };
             Ok::<_, duma_runtime::TemplateError>((rows, classes))
         })
@@ -152,9 +153,10 @@ impl TrainWorker {
                 )
             })
             .collect();
-        Ok(match classes {
-            Some(classes) => classify(&rows, &predictions, &classes),
-            None => regress(&rows, &predictions),
+        Ok(if classification {
+            classify(&rows, &predictions, classes.as_deref())
+        } else {
+            regress(&rows, &predictions)
         })
     }
 
@@ -217,21 +219,24 @@ impl TrainWorker {
     }
 }
 
-fn classify(rows: &LabelledRows, predictions: &[Value], classes: &[String]) -> Outcome {
-    let classes: Vec<String> = classes.iter().map(|c| canonical_label(c)).collect();
+/// `classes`: those of the training data, in probability order; `None` for an uploaded model,
+/// whose probability vectors name classes by index.
+fn classify(rows: &LabelledRows, predictions: &[Value], classes: Option<&[String]>) -> Outcome {
+    let classes: Option<Vec<String>> =
+        classes.map(|c| c.iter().map(|c| canonical_label(c)).collect());
     let mut truth = Vec::with_capacity(predictions.len());
     let mut predicted = Vec::with_capacity(predictions.len());
     for ((target, line), prediction) in rows.targets.iter().zip(&rows.lines).zip(predictions) {
         let label = canonical_label(target);
-        if !classes.contains(&label) {
+        if let Some(classes) = classes.as_ref().filter(|c| !c.contains(&label)) {
             return Outcome::Invalid(format!(
                 "line {line}: label `{target}` is none of the {} classes the model was trained \
                  on ({})",
                 classes.len(),
-                shown(&classes)
+                shown(classes)
             ));
         }
-        match score::predicted_label(prediction, Some(&classes)) {
+        match score::predicted_label(prediction, classes.as_deref()) {
             Ok(answer) => predicted.push(answer),
             Err(what) => {
                 return Outcome::Invalid(format!("line {line}: the model answered {what}"));

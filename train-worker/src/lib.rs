@@ -21,7 +21,7 @@ pub use worker::TrainWorker;
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
     let capabilities = serde_json::json!({
         "slots": settings.train_worker.capacity,
-        "templates": ["native", "python"],
+        "templates": ["native", "python", "onnx"],
     });
     let mut host = WorkerHost::start(WorkerKind::Train, &settings, capabilities, shutdown).await?;
     let store = ObjectStore::from_settings(&settings.object_store)?;
@@ -34,6 +34,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         store,
         rpc,
         settings.python.clone(),
+        settings.onnx.clone(),
         settings.admin.quota_concurrent_trials,
     )?);
 

@@ -9,7 +9,7 @@ use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use duma_common::config::{PythonSettings, WorkerSettings};
+use duma_common::config::{OnnxSettings, PythonSettings, WorkerSettings};
 use duma_common::db::models::Model;
 use duma_common::db::train_jobs::{SubTrainJob, TrainJob};
 use duma_common::db::trials::{self, SavedParams};
@@ -103,13 +103,18 @@ impl TrainWorker {
         store: ObjectStore,
         rpc: RpcClient,
         python: PythonSettings,
+        onnx: OnnxSettings,
         trials_per_user: u32,
     ) -> anyhow::Result<Self> {
         let (id, pool, settings) = (host.id, host.pool.clone(), host.settings.clone());
         let metrics = TrainMetrics::register(&host.registry)?;
         let cache = ObjectCache::new(&settings.cache_dir.join("objects"), store.clone())?;
-        let resolver =
-            TemplateResolver::new(cache.clone(), &python, settings.cache_dir.join("runners"));
+        let resolver = TemplateResolver::new(
+            cache.clone(),
+            &python,
+            &onnx,
+            settings.cache_dir.join("runners"),
+        );
         let (prebuilds, prebuilds_waiting) = tokio::sync::mpsc::channel(PREBUILDS_WAITING);
         Ok(Self {
             id,
@@ -308,8 +313,14 @@ impl TrainWorker {
         let model = models::by_id(&db, sub_job.model_id)
             .await?
             .ok_or_else(|| anyhow::anyhow!("model vanished"))?;
+        let (Some(train), Some(val)) = (train_job.train_dataset_id, train_job.val_dataset_id)
+        else {
+            return Ok(Prepared::Failed(
+                "this version serves an uploaded model: there is nothing to train".to_owned(),
+            ));
+        };
         let mut paths = Vec::with_capacity(2);
-        for id in [train_job.train_dataset_id, train_job.val_dataset_id] {
+        for id in [train, val] {
             let dataset = datasets::by_id(&db, id)
                 .await?
                 .ok_or_else(|| anyhow::anyhow!("dataset {id} vanished"))?;

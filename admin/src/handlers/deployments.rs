@@ -167,13 +167,12 @@ pub async fn create(
 ) -> ApiResult<HttpResponse> {
     caller.require(roles::DEVELOPERS)?;
     let request: CreateDeploymentRequest = params.parse()?;
-    if request.model_id.is_some() {
+    check_name(&request.name)?;
+    if request.model_id.is_some() && request.app_version.is_some() {
         return Err(invalid(
-            "deploying a model without a train job (`model_id`) is not built yet: train it, \
-             then deploy the app version",
+            "give app_version (a trained version) or model_id (an uploaded model), not both",
         ));
     }
-    check_name(&request.name)?;
     let level = request
         .service_level
         .unwrap_or_else(|| "development".to_owned());
@@ -189,6 +188,13 @@ pub async fn create(
         return Err(taken(&request.name));
     }
     drop(db);
+    let version = match &request.model_id {
+        Some(model_id) => {
+            let made = jobs::version_from_model(&state, &caller, &request.app, model_id).await?;
+            i64::from(made.app_version)
+        }
+        None => request.app_version.unwrap_or(-1),
+    };
     let serving = jobs::Serving {
         service_level: Some(&level),
         replicas,
@@ -197,7 +203,7 @@ pub async fn create(
         &state,
         &caller,
         (&request.app, serving),
-        request.app_version.unwrap_or(-1),
+        version,
         100,
         false,
     )

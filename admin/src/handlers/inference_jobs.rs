@@ -47,9 +47,21 @@ pub async fn create(
     caller.require(roles::DEVELOPERS)?;
     let request: CreateInferenceJobRequest = params.parse()?;
     let app = request.app.as_str();
-    let version = request.app_version.unwrap_or(-1).to_string();
     let budget = serde_json::Value::Object(request.budget.unwrap_or_default());
-    let train_job = jobs::find_train_job(&state, &caller, app, &version).await?;
+    let train_job = match (&request.model_id, request.app_version) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidRequest,
+                "give app_version (serve a trained version) or model_id (make a version of an \
+                 uploaded model), not both",
+            ));
+        }
+        (Some(model_id), None) => jobs::version_from_model(&state, &caller, app, model_id).await?,
+        (None, version) => {
+            let version = version.unwrap_or(-1).to_string();
+            jobs::find_train_job(&state, &caller, app, &version).await?
+        }
+    };
     let job =
         jobs::serve_train_job(&state, &caller, &train_job, &budget, jobs::Serving::PLAIN).await?;
     Ok(super::json(reference(&state, &job, true)))

@@ -101,7 +101,8 @@ pub async fn create(
         ));
     }
     let id = ModelId::new();
-    let path = format!("models/{id}/source.py");
+    // A Python template or an ONNX model: which, its content says (`recognise`).
+    let path = format!("models/{id}/file");
     let limit = {
         let db = state.pool.get().await?;
         crate::quotas::upload_limit(
@@ -130,13 +131,14 @@ pub async fn create(
                 "missing file part `model_file_bytes`",
             )
         })?;
+        let (template_kind, signature) = recognise(&state, &source.path).await?;
         let db = state.pool.get().await?;
         let new = NewModel {
             id,
             user_id: caller.id,
             name: fields.name.to_string(),
             task: fields.task,
-            template_kind: TemplateKind::Python,
+            template_kind,
             source_path: Some(source.path.clone()),
             source_sha256: Some(source.sha256.clone()),
             source_size_bytes: i64::try_from(source.size_bytes).ok(),
@@ -146,6 +148,7 @@ pub async fn create(
             access_right: fields.access_right,
             docker_image: fields.docker_image,
             description: fields.description,
+            signature,
         };
         models::insert(&db, &new).await.map_err(|e| {
             if e.is_duplicate_of(models::NAME_TAKEN) {
@@ -175,6 +178,56 @@ pub async fn create(
         }
     }
 }
+
+/// What an uploaded file is, by its content: an ONNX model (loaded now, so one that cannot be
+/// served is refused with the reason, and its tensors are recorded), else a Python template
+/// (whose code only a sandboxed worker runs).
+async fn recognise(
+    state: &AppState,
+    path: &str,
+) -> Result<(TemplateKind, Option<serde_json::Value>), ApiError> {
+    let bytes = state.store.get_bytes(path).await?;
+    if !duma_runtime::onnx::looks_like_onnx(&bytes) {
+        return Ok((TemplateKind::Python, None));
+    }
+    let library = state.settings.onnx.runtime_path.clone();
+    let inspected =
+        tokio::task::spawn_blocking(move || duma_runtime::onnx::inspect(&library, &bytes));
+    let signature = match tokio::time::timeout(ONNX_INSPECTION, inspected).await {
+        Ok(Ok(Ok(signature))) => signature,
+        Ok(Ok(Err(reason))) => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidModel,
+                format!("the file is an ONNX model Duma cannot serve: {reason}"),
+            ));
+        }
+        Ok(Err(_)) => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidModel,
+                "the ONNX model crashed its inspection",
+            ));
+        }
+        Err(_) => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidModel,
+                format!(
+                    "the ONNX model took longer than {}s to load",
+                    ONNX_INSPECTION.as_secs()
+                ),
+            ));
+        }
+    };
+    let signature = serde_json::to_value(signature).map_err(|e| {
+        ApiError::new(
+            ErrorCode::InvalidModel,
+            format!("unreadable signature: {e}"),
+        )
+    })?;
+    Ok((TemplateKind::Onnx, Some(signature)))
+}
+
+/// The longest an uploaded ONNX model may take to load.
+const ONNX_INSPECTION: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Models the caller may use: public ones and their own.
 #[utoipa::path(get, path = "/models/available", tag = "models",

@@ -101,9 +101,11 @@ pub async fn create(
                 "model_ids is empty: a train job needs at least one model",
             ));
         }
+        // Uploaded ONNX models serve as they are: there is nothing to tune.
         None => available
             .iter()
             .filter(|m| m.template_kind == TemplateKind::Native || m.user_id == caller.id)
+            .filter(|m| m.template_kind != TemplateKind::Onnx)
             .map(|m| m.id)
             .collect(),
         Some(ids) => {
@@ -117,6 +119,19 @@ pub async fn create(
                         Some(m) => format!("model {} is private to another user", m.name),
                     };
                     return Err(ApiError::new(ErrorCode::InvalidModel, reason));
+                }
+                if let Some(m) = available
+                    .iter()
+                    .find(|m| m.id == *id && m.template_kind == TemplateKind::Onnx)
+                {
+                    return Err(ApiError::new(
+                        ErrorCode::InvalidModel,
+                        format!(
+                            "model {} is an ONNX model: it is served as uploaded, not trained \
+                             (POST /inference_jobs with app and model_id)",
+                            m.name
+                        ),
+                    ));
                 }
             }
             let mut unique = ids;

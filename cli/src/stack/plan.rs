@@ -307,6 +307,13 @@ impl Plan {
                 sdk.display().to_string(),
             );
         }
+        if let Some(library) = onnx_runtime(&bin_dir) {
+            default(
+                &mut service_env,
+                "DUMA_ONNX__RUNTIME_PATH",
+                library.display().to_string(),
+            );
+        }
         default(
             &mut admin_env,
             "DUMA_ADMIN__JWT_SECRET",
@@ -854,6 +861,22 @@ fn find_program(name: &str) -> Option<PathBuf> {
 
 /// The folder holding the `duma` Python package: the checkout's `python/` (from the working
 /// directory or next to `target/<profile>/`), or an installed `lib/duma/python`.
+/// The ONNX Runtime library ONNX models are served with: the checkout's (`scripts/setup` puts it
+/// in `.onnxruntime/`), or one installed beside the binaries.
+fn onnx_runtime(bin_dir: &Path) -> Option<PathBuf> {
+    let mut candidates = Vec::new();
+    if let Ok(cwd) = std::env::current_dir() {
+        candidates.push(cwd.join(".onnxruntime"));
+    }
+    candidates.push(bin_dir.join("../../.onnxruntime"));
+    candidates.push(bin_dir.join("../lib/duma"));
+    candidates
+        .into_iter()
+        .map(|dir| dir.join("libonnxruntime.so"))
+        .find(|library| library.is_file())
+        .and_then(|library| library.canonicalize().ok())
+}
+
 fn python_sdk(bin_dir: &Path) -> Option<PathBuf> {
     let mut candidates = Vec::new();
     if let Ok(cwd) = std::env::current_dir() {

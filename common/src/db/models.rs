@@ -27,6 +27,8 @@ pub struct Model {
     pub docker_image: Option<String>,
     /// What its developer says about it.
     pub description: Option<String>,
+    /// What an ONNX model takes and answers (`duma_runtime::onnx::Signature`).
+    pub signature: Option<serde_json::Value>,
     pub datetime_created: DateTime<Utc>,
 }
 
@@ -60,6 +62,9 @@ impl Model {
             access_right: row.try_get("access_right")?,
             docker_image: row.try_get("docker_image")?,
             description: row.try_get("description")?,
+            signature: row
+                .try_get::<_, Option<Json<serde_json::Value>>>("signature")?
+                .map(|Json(s)| s),
             datetime_created: row.try_get("datetime_created")?,
         })
     }
@@ -67,7 +72,7 @@ impl Model {
 
 const COLUMNS: &str = "id, user_id, name, task, template_kind, source_path, source_sha256, \
     source_size_bytes, model_class, knob_config, dependencies, access_right, docker_image, \
-    description, datetime_created";
+    description, signature, datetime_created";
 
 #[derive(Debug, Clone)]
 pub struct NewModel {
@@ -85,13 +90,15 @@ pub struct NewModel {
     pub access_right: AccessRight,
     pub docker_image: Option<String>,
     pub description: Option<String>,
+    pub signature: Option<serde_json::Value>,
 }
 
 pub async fn insert(db: &impl GenericClient, new: &NewModel) -> DbResult<Model> {
     let sql = format!(
         "INSERT INTO models (id, user_id, name, task, template_kind, source_path, source_sha256, \
          source_size_bytes, model_class, knob_config, dependencies, access_right, docker_image, \
-         description) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+         description, signature) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
          RETURNING {COLUMNS}"
     );
     let row = db
@@ -112,6 +119,7 @@ pub async fn insert(db: &impl GenericClient, new: &NewModel) -> DbResult<Model> 
                 &new.access_right,
                 &new.docker_image,
                 &new.description,
+                &new.signature.as_ref().map(Json),
             ],
         )
         .await?;

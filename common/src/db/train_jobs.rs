@@ -20,8 +20,9 @@ pub struct TrainJob {
     pub app: String,
     pub app_version: i32,
     pub task: String,
-    pub train_dataset_id: DatasetId,
-    pub val_dataset_id: DatasetId,
+    /// `None` for a version served from an uploaded model (nothing trained).
+    pub train_dataset_id: Option<DatasetId>,
+    pub val_dataset_id: Option<DatasetId>,
     pub budget: Budget,
     pub train_args: serde_json::Map<String, serde_json::Value>,
     pub status: JobStatus,
@@ -157,6 +158,84 @@ pub async fn create(
     Ok((job, subs))
 }
 
+/// A new, already STOPPED version of `app` that trained nothing: it serves the uploaded model
+/// `model_id`, whose file (`params`: its path, SHA-256 and size) is the parameters of its one
+/// COMPLETED trial — so inference jobs, deployments and evaluations serve it like any version.
+pub async fn create_from_model(
+    tx: &Transaction<'_>,
+    user_id: UserId,
+    app: &str,
+    task: &str,
+    model_id: ModelId,
+    params: (&str, &str, i64),
+) -> DbResult<TrainJob> {
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended($1::text || '/' || $2, 0))",
+        &[&user_id.0.to_string(), &app],
+    )
+    .await?;
+    let version: i32 = tx
+        .query_one(
+            "SELECT coalesce(max(app_version), 0) + 1 FROM train_jobs WHERE user_id = $1 AND app = $2",
+            &[&user_id, &app],
+        )
+        .await?
+        .try_get(0)?;
+    let budget = Budget {
+        model_trial_count: 0,
+        ..Budget::default()
+    };
+    let sql = format!(
+        "INSERT INTO train_jobs (id, user_id, app, app_version, task, budget, status, \
+         datetime_stopped) VALUES ($1, $2, $3, $4, $5, $6, 'STOPPED', now()) RETURNING {COLUMNS}"
+    );
+    let row = tx
+        .query_one(
+            &sql,
+            &[
+                &TrainJobId::new(),
+                &user_id,
+                &app,
+                &version,
+                &task,
+                &Json(&budget),
+            ],
+        )
+        .await?;
+    let job = TrainJob::from_row(&row)?;
+    let sub_job = SubTrainJobId::new();
+    tx.execute(
+        "INSERT INTO sub_train_jobs (id, train_job_id, model_id, status, datetime_stopped) \
+         VALUES ($1, $2, $3, 'STOPPED', now())",
+        &[&sub_job, &job.id, &model_id],
+    )
+    .await?;
+    let proposal = duma_domain::Proposal {
+        trial_no: 1,
+        knobs: duma_domain::Knobs::default(),
+        to_eval: false,
+        to_save_params: true,
+        meta: serde_json::Map::new(),
+    };
+    let (path, sha256, size) = params;
+    tx.execute(
+        "INSERT INTO trials (id, sub_train_job_id, no, model_id, proposal, status, params_path, \
+         params_sha256, params_size_bytes, datetime_stopped) \
+         VALUES ($1, $2, 1, $3, $4, 'COMPLETED', $5, $6, $7, now())",
+        &[
+            &duma_domain::TrialId::new(),
+            &sub_job,
+            &model_id,
+            &Json(&proposal),
+            &path,
+            &sha256,
+            &size,
+        ],
+    )
+    .await?;
+    Ok(job)
+}
+
 pub async fn by_id(db: &impl GenericClient, id: TrainJobId) -> DbResult<Option<TrainJob>> {
     let sql = format!("SELECT {COLUMNS} FROM train_jobs WHERE id = $1");
     db.query_opt(&sql, &[&id])
@@ -272,6 +351,14 @@ pub async fn stop(tx: &Transaction<'_>, id: TrainJobId) -> DbResult<Option<Train
     let Some(job) = set_status(tx, id, JobStatus::Stopped, None).await? else {
         return Ok(None);
     };
+    // The sub jobs first: from here no trial can be added under them (`trials::insert_running`
+    // waits on their rows), and the statement below sees every trial added before.
+    tx.execute(
+        "UPDATE sub_train_jobs SET status = 'STOPPED', datetime_stopped = now() \
+         WHERE train_job_id = $1 AND status IN ('STARTED', 'RUNNING')",
+        &[&id],
+    )
+    .await?;
     tx.execute(
         "WITH cancelled AS ( \
              UPDATE trials SET status = 'ERRORED', datetime_stopped = now() \
@@ -281,12 +368,6 @@ pub async fn stop(tx: &Transaction<'_>, id: TrainJobId) -> DbResult<Option<Train
          INSERT INTO trial_logs (trial_id, kind, payload) \
          SELECT id, 'MESSAGE', jsonb_build_object('message', 'cancelled: the train job was stopped') \
          FROM cancelled",
-        &[&id],
-    )
-    .await?;
-    tx.execute(
-        "UPDATE sub_train_jobs SET status = 'STOPPED', datetime_stopped = now() \
-         WHERE train_job_id = $1 AND status IN ('STARTED', 'RUNNING')",
         &[&id],
     )
     .await?;

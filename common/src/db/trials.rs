@@ -88,7 +88,10 @@ const SELECT: &str = "SELECT t.id, t.sub_train_job_id, s.train_job_id, j.user_id
     FROM trials t JOIN sub_train_jobs s ON s.id = t.sub_train_job_id \
     JOIN train_jobs j ON j.id = s.train_job_id JOIN models m ON m.id = t.model_id";
 
-/// Creates a RUNNING trial for a proposal. A repeated number fails with [`NUMBER_TAKEN`].
+/// Creates a RUNNING trial for a proposal, if its sub job is still live (`None` once it was
+/// stopped: the check and the insert hold the sub job's row, so a trial never appears RUNNING
+/// under a job whose stop already ended its trials — see [`super::train_jobs::stop`]). A repeated
+/// number fails with [`NUMBER_TAKEN`].
 pub async fn insert_running(
     db: &impl GenericClient,
     sub_train_job_id: SubTrainJobId,
@@ -96,25 +99,31 @@ pub async fn insert_running(
     worker_id: Option<WorkerId>,
     lease_id: Option<LeaseId>,
     proposal: &Proposal,
-) -> DbResult<Trial> {
+) -> DbResult<Option<Trial>> {
     let id = TrialId::new();
     let no = i32::try_from(proposal.trial_no).unwrap_or(i32::MAX);
-    db.execute(
-        "INSERT INTO trials (id, sub_train_job_id, no, model_id, worker_id, lease_id, proposal, \
-         status) VALUES ($1, $2, $3, $4, $5, $6, $7, 'RUNNING')",
-        &[
-            &id,
-            &sub_train_job_id,
-            &no,
-            &model_id,
-            &worker_id,
-            &lease_id,
-            &Json(proposal),
-        ],
-    )
-    .await?;
+    let inserted = db
+        .execute(
+            "WITH live AS (SELECT id FROM sub_train_jobs WHERE id = $2 \
+                 AND status IN ('STARTED', 'RUNNING') FOR SHARE) \
+             INSERT INTO trials (id, sub_train_job_id, no, model_id, worker_id, lease_id, \
+             proposal, status) SELECT $1, live.id, $3, $4, $5, $6, $7, 'RUNNING' FROM live",
+            &[
+                &id,
+                &sub_train_job_id,
+                &no,
+                &model_id,
+                &worker_id,
+                &lease_id,
+                &Json(proposal),
+            ],
+        )
+        .await?;
+    if inserted == 0 {
+        return Ok(None);
+    }
     let sql = format!("{SELECT} WHERE t.id = $1");
-    Trial::from_row(&db.query_one(&sql, &[&id]).await?)
+    Ok(Some(Trial::from_row(&db.query_one(&sql, &[&id]).await?)?))
 }
 
 pub async fn by_id(db: &impl GenericClient, id: TrialId) -> DbResult<Option<Trial>> {

@@ -127,7 +127,8 @@ async fn no_interleaving_leaves_a_trial_running_without_a_live_holder_after_a_re
                         &proposal,
                     )
                     .await
-                    .unwrap();
+                    .unwrap()
+                    .expect("a live sub job");
                     fleet.get_mut(&id).unwrap().trial = Some(trial.id);
                 }
                 (3, Some(id)) if fleet[&id].alive => {

@@ -51,6 +51,7 @@ fn new_model(owner: UserId, name: &str, access_right: AccessRight) -> models::Ne
         access_right,
         docker_image: None,
         description: None,
+        signature: None,
     }
 }
 
@@ -283,7 +284,7 @@ async fn train_jobs_version_per_app_and_allow_one_live_job() {
         vec![f.sub.clone()]
     );
 
-    let train = datasets::by_id(&client, f.job.train_dataset_id)
+    let train = datasets::by_id(&client, f.job.train_dataset_id.unwrap())
         .await
         .unwrap()
         .unwrap();
@@ -369,7 +370,7 @@ async fn concurrent_train_job_creations_for_one_app_let_exactly_one_through() {
         train_jobs::stop(&tx, f.job.id).await.unwrap();
         tx.commit().await.unwrap();
     }
-    let train = datasets::by_id(&db, f.job.train_dataset_id)
+    let train = datasets::by_id(&db, f.job.train_dataset_id.unwrap())
         .await
         .unwrap()
         .unwrap();
@@ -414,7 +415,8 @@ async fn trials_and_logs_round_trip() {
         started.push(
             trials::insert_running(&db, f.sub.id, f.model.id, Some(worker.id), None, &proposal)
                 .await
-                .unwrap(),
+                .unwrap()
+                .expect("a live sub job"),
         );
     }
     let first = &started[0];
@@ -524,7 +526,8 @@ async fn inference_job_serving_one_trial(
         &Proposal::new(1, Knobs::new()),
     )
     .await
-    .unwrap();
+    .unwrap()
+    .expect("a live sub job");
     let served = inference_jobs::ServedTrial {
         trial_id: trial.id,
         desired_replicas,
@@ -680,7 +683,8 @@ async fn leases_are_claimed_once_renewed_by_heartbeats_and_reclaimed_after_expir
         &Proposal::new(1, Knobs::default()),
     )
     .await
-    .unwrap();
+    .unwrap()
+    .expect("a live sub job");
     assert!(
         workers::heartbeat(&db, a.id, Duration::from_millis(1))
             .await
@@ -936,4 +940,25 @@ async fn inference_job_ports_go_to_one_live_job_and_the_longest_released_comes_f
     // Both released: 40000 longest ago.
     let c = serve(&mut client).await;
     assert_eq!(c.predictor_port, Some(40000));
+}
+
+/// A proposal that loses the race with a stop adds no trial: nothing RUNNING under a stopped job.
+#[tokio::test]
+async fn no_trial_starts_under_a_stopped_job() {
+    let f = fixture().await;
+    let mut db = f.ctx.pool.get().await.unwrap();
+    let tx = db.transaction().await.unwrap();
+    train_jobs::stop(&tx, f.job.id).await.unwrap();
+    tx.commit().await.unwrap();
+    let added = trials::insert_running(
+        &db,
+        f.sub.id,
+        f.model.id,
+        None,
+        None,
+        &Proposal::new(1, Knobs::new()),
+    )
+    .await
+    .unwrap();
+    assert!(added.is_none(), "{added:?}");
 }

@@ -25,7 +25,8 @@ pub async fn completed_trial(app: &TestApp, train_job_id: &str, no: u32, score: 
         &Proposal::new(no, knobs),
     )
     .await
-    .unwrap();
+    .unwrap()
+    .expect("a live sub job");
     let stored = app
         .ctx
         .store

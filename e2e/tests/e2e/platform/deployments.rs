@@ -292,7 +292,7 @@ async fn deployment_requests_are_checked_and_owned() {
         ),
         (
             json!({"name": "x", "app": "owned", "model_id": "m"}),
-            "InvalidDeploymentError",
+            "InvalidModelError",
             "model_id",
         ),
         (

@@ -3,6 +3,7 @@
 
 mod deployments;
 mod evaluations;
+mod onnx;
 mod python;
 mod serving;
 mod training;

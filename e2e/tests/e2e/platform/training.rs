@@ -41,6 +41,7 @@ async fn native_model(
             access_right: AccessRight::Public,
             docker_image: None,
             description: None,
+            signature: None,
         },
     )
     .await

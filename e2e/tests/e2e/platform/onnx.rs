@@ -1,0 +1,232 @@
+//! Uploaded ONNX models through the real admin, workers, predictor and ONNX Runtime: recognised
+//! by content and checked at upload, served without training (an inference job or a deployment
+//! from `model_id`), answering as the exporting framework (scikit-learn) does; what cannot be
+//! served refused at upload with nothing stored.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use duma_e2e::client::{ModelUpload, expect_error};
+use duma_e2e::stack::{Stack, predict_url, spawn_stack};
+
+const TASK: &str = "TABULAR_CLASSIFICATION";
+
+/// scikit-learn models exported by skl2onnx (the project's virtualenv), and its predictions.
+fn exports() -> (tempfile::TempDir, Value) {
+    let repository = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dir = tempfile::tempdir().unwrap();
+    let status = Command::new(repository.join(".venv/bin/python"))
+        .arg(repository.join("runtime/tests/onnx_exports.py"))
+        .arg(dir.path())
+        .status()
+        .expect("the project virtualenv (scripts/setup)");
+    assert!(status.success());
+    let expected = std::fs::read(dir.path().join("expected.json")).unwrap();
+    (dir, serde_json::from_slice(&expected).unwrap())
+}
+
+async fn upload(stack: &Stack, name: &str, file: Vec<u8>) -> reqwest::Response {
+    let upload = ModelUpload {
+        name,
+        task: TASK,
+        class: "OnnxModel",
+        source: file,
+        dependencies: json!({}),
+        access_right: "PRIVATE",
+    };
+    stack.client.upload_model(&stack.token, upload).await
+}
+
+async fn predictions(stack: &Stack, url: &str, rows: &Value) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let response = stack
+            .client
+            .http
+            .post(url)
+            .json(&json!({ "queries": rows }))
+            .send()
+            .await
+            .unwrap();
+        if response.status() == 200 {
+            let body: Value = response.json().await.unwrap();
+            return body["predictions"].as_array().unwrap().clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never served: {}",
+            response.status()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn close(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Array(a), Value::Array(b)) => {
+            a.len() == b.len() && a.iter().zip(b).all(|(a, b)| close(a, b))
+        }
+        (a, b) => (a.as_f64().unwrap() - b.as_f64().unwrap()).abs() <= 1e-5,
+    }
+}
+
+#[tokio::test]
+async fn an_uploaded_onnx_model_is_served_without_training_as_scikit_learn_answers() {
+    let stack = spawn_stack(1).await;
+    stack.start_inference_worker();
+    let (predictor, _) = stack.start_predictor().await;
+    let (dir, expected) = exports();
+    let file = std::fs::read(dir.path().join("classifier.onnx")).unwrap();
+    let uploaded: Value = upload(&stack, "iris-onnx", file)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = uploaded["id"].as_str().expect("a model id").to_owned();
+    let model = stack.get(&format!("/models/{id}")).await;
+    assert_eq!(model["template_kind"], "onnx");
+    let input = &model["signature"]["inputs"][0];
+    assert_eq!(input["datatype"], "FP32");
+    assert_eq!(input["shape"], json!([-1, 8]));
+
+    // Rafiki's inference job, from the model: a new version of the app, nothing trained.
+    let job = stack
+        .post(
+            "/inference_jobs",
+            json!({"app": "uploaded", "model_id": id}),
+        )
+        .await;
+    let version = stack.get("/train_jobs/uploaded/1").await;
+    assert_eq!(version["status"], "STOPPED");
+    assert!(version["train_dataset_id"].is_null(), "{version}");
+    let rows = &expected["classifier_rows"];
+    let answers = predictions(&stack, &predict_url(&job, &predictor), rows).await;
+    assert!(
+        close(
+            &Value::Array(answers),
+            &expected["classifier_probabilities"]
+        ),
+        "the served model does not answer as scikit-learn does"
+    );
+
+    // A deployment from the same model: another version, behind a stable name.
+    stack
+        .post(
+            "/deployments",
+            json!({"name": "uploaded-live", "app": "uploaded", "model_id": id}),
+        )
+        .await;
+    let url = format!("{predictor}/deployments/uploaded-live/predict");
+    let answers = predictions(&stack, &url, rows).await;
+    assert!(close(
+        &Value::Array(answers),
+        &expected["classifier_probabilities"]
+    ));
+    assert_eq!(
+        stack.get("/deployments/uploaded-live").await["routes"][0]["app_version"],
+        2
+    );
+
+    // It is served, never trained.
+    let train = stack
+        .upload_dataset(TASK, duma_e2e::data::classification_csv(50, 1))
+        .await;
+    let message = expect_error(
+        stack
+            .client
+            .post(
+                Some(&stack.token),
+                "/train_jobs",
+                json!({"app": "tune-it", "task": TASK, "train_dataset_id": train,
+                       "val_dataset_id": train, "budget": {"MODEL_TRIAL_COUNT": 1},
+                       "model_ids": [id]}),
+            )
+            .await,
+        400,
+        "InvalidModelError",
+    )
+    .await;
+    assert!(message.contains("served as uploaded"), "{message}");
+}
+
+#[tokio::test]
+async fn onnx_files_that_cannot_be_served_are_refused_at_upload_with_nothing_stored() {
+    let stack = spawn_stack(0).await;
+    let (dir, _) = exports();
+    let zipmap = std::fs::read(dir.path().join("zipmap.onnx")).unwrap();
+    let message = expect_error(
+        upload(&stack, "zipmap", zipmap).await,
+        400,
+        "InvalidModelError",
+    )
+    .await;
+    assert!(message.contains("zipmap=False"), "{message}");
+    let mut truncated = std::fs::read(dir.path().join("classifier.onnx")).unwrap();
+    truncated.truncate(truncated.len() / 2);
+    let truncated_copy = truncated.clone();
+    let message = expect_error(
+        upload(&stack, "truncated", truncated).await,
+        400,
+        "InvalidModelError",
+    )
+    .await;
+    assert!(message.contains("cannot load"), "{message}");
+    let available = stack.get(&format!("/models/available?task={TASK}")).await;
+    let names: Vec<&str> = available
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["name"].as_str())
+        .collect();
+    assert!(
+        !names.contains(&"zipmap") && !names.contains(&"truncated"),
+        "{names:?}"
+    );
+    // Neither file is left in the object store (other tests share it: look for their bytes),
+    // where an accepted upload's file is.
+    let accepted = std::fs::read(dir.path().join("regressor.onnx")).unwrap();
+    assert_eq!(upload(&stack, "kept", accepted.clone()).await.status(), 200);
+    let refused = [
+        std::fs::read(dir.path().join("zipmap.onnx")).unwrap(),
+        truncated_copy,
+    ];
+    let root = stack.ctx.settings.object_store.root.join("models");
+    let mut stored = Vec::new();
+    for model in std::fs::read_dir(&root).into_iter().flatten().flatten() {
+        for file in std::fs::read_dir(model.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            stored.push(std::fs::read(file.path()).unwrap_or_default());
+        }
+    }
+    assert!(
+        stored.contains(&accepted),
+        "the store is not where the test looks"
+    );
+    assert!(
+        !stored.iter().any(|bytes| refused.contains(bytes)),
+        "a refused upload left its file"
+    );
+
+    // A model that is not ONNX is not served without training.
+    let models = stack.builtin_models(TASK, &["LogisticRegression"]).await;
+    let message = expect_error(
+        stack
+            .client
+            .post(
+                Some(&stack.token),
+                "/inference_jobs",
+                json!({"app": "nope", "model_id": models[0]}),
+            )
+            .await,
+        400,
+        "InvalidModelError",
+    )
+    .await;
+    assert!(message.contains("must be trained"), "{message}");
+}

@@ -1,0 +1,86 @@
+"""An ONNX model trained elsewhere, served by a running Duma without training: a scikit-learn
+classifier exported with skl2onnx is uploaded as a model, served from its model_id as an
+inference job, and its answers through nginx must equal scikit-learn's predict_proba on the same
+rows (to 1e-5); an export with ZipMap is refused at upload, saying how to export it.
+
+    python scripts/smoke/onnx.py --admin http://localhost:13000 --superadmin-password ...
+"""
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+import uuid
+from urllib.parse import urlparse
+
+import numpy as np
+import requests
+from skl2onnx import to_onnx
+from sklearn.datasets import make_classification
+from sklearn.ensemble import RandomForestClassifier
+
+sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "python"))
+from checks import Checks  # noqa: E402
+from duma.client import Client, DumaClientError  # noqa: E402
+
+check, step, wait_for = Checks("onnx smoke", deadline=120.0).tools()
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--admin", required=True)
+    parser.add_argument("--superadmin-password", required=True)
+    args = parser.parse_args()
+    url = urlparse(args.admin)
+    admin = Client(url.hostname, url.port, timeout=60)
+    admin.login("superadmin@rafiki", args.superadmin_password)
+    email, password = f"onnx-{uuid.uuid4().hex[:8]}@example.com", "serve-it-1"
+    admin.create_user(email, password, "MODEL_DEVELOPER")
+    client = Client(url.hostname, url.port, timeout=60)
+    client.login(email, password)
+
+    x, y = make_classification(n_samples=400, n_features=12, n_informative=6, n_classes=3, random_state=5)
+    x = x.astype(np.float32)
+    forest = RandomForestClassifier(n_estimators=20, max_depth=6, random_state=0).fit(x[:300], y[:300])
+    work = tempfile.mkdtemp(prefix="duma-onnx-")
+    path, zipmap = os.path.join(work, "forest.onnx"), os.path.join(work, "zipmap.onnx")
+    with open(path, "wb") as f:
+        f.write(to_onnx(forest, x[:1], options={id(forest): {"zipmap": False}}).SerializeToString())
+    with open(zipmap, "wb") as f:
+        f.write(to_onnx(forest, x[:1]).SerializeToString())
+
+    model = step("upload a scikit-learn forest exported to ONNX", lambda: client.create_model(
+        f"forest-{uuid.uuid4().hex[:6]}", "TABULAR_CLASSIFICATION", path, "Forest"))
+    shown = client.get_model(model["id"])
+    check(shown["template_kind"] == "onnx", f"not recognised as ONNX: {shown}")
+    check(shown["signature"]["inputs"][0]["shape"] == [-1, 12], f"signature: {shown['signature']}")
+    try:
+        client.create_model("zipmapped", "TABULAR_CLASSIFICATION", zipmap, "Forest")
+        check(False, "an export with ZipMap was accepted")
+    except DumaClientError as error:
+        check(error.status == 400 and "zipmap=False" in error.message, f"ZipMap refusal: {error}")
+
+    app = f"forest-{uuid.uuid4().hex[:6]}"
+    job = step("serve it from its model_id (nothing trains)", lambda: client.create_inference_job(
+        app, model_id=model["id"]))
+    wait_for("the inference job RUNNING",
+             lambda: client.get_running_inference_job(app)["status"] == "RUNNING")
+    rows = x[300:]
+    answers = step("predict 100 rows through nginx", lambda: requests.post(
+        f"http://{job['predictor_host']}/predict", json={"queries": rows.tolist()}, timeout=30))
+    check(answers.status_code == 200, f"{answers.status_code} {answers.text[:200]}")
+    got = np.array(answers.json()["predictions"])
+    expected = forest.predict_proba(rows)
+    gap = float(np.max(np.abs(got - expected)))
+    print(f"  largest difference from scikit-learn's predict_proba: {gap:.2e} (allowed 1e-5)")
+    check(gap <= 1e-5, f"answers differ from scikit-learn's by {gap}")
+    client.stop_inference_job(app)
+    print("onnx smoke: served as scikit-learn answers")
+
+
+if __name__ == "__main__":
+    started = time.monotonic()
+    main()
+    print(f"    took {time.monotonic() - started:.1f}s")
