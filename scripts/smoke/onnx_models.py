@@ -1,9 +1,9 @@
 """An ONNX model trained elsewhere, served by a running Duma without training: a scikit-learn
-classifier exported with skl2onnx is uploaded as a model, served from its model_id as an
+MLP classifier exported with skl2onnx is uploaded as a model, served from its model_id as an
 inference job, and its answers through nginx must equal scikit-learn's predict_proba on the same
 rows (to 1e-5); an export with ZipMap is refused at upload, saying how to export it.
 
-    python scripts/smoke/onnx.py --admin http://localhost:13000 --superadmin-password ...
+    python scripts/smoke/onnx_models.py --admin http://localhost:13000 --superadmin-password ...
 """
 
 import argparse
@@ -12,19 +12,22 @@ import sys
 import tempfile
 import time
 import uuid
+import warnings
 from urllib.parse import urlparse
 
 import numpy as np
 import requests
 from skl2onnx import to_onnx
 from sklearn.datasets import make_classification
-from sklearn.ensemble import RandomForestClassifier
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.neural_network import MLPClassifier
 
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "python"))
 from checks import Checks  # noqa: E402
 from duma.client import Client, DumaClientError  # noqa: E402
 
+warnings.filterwarnings("ignore", category=ConvergenceWarning)
 check, step, wait_for = Checks("onnx smoke", deadline=120.0).tools()
 
 
@@ -43,26 +46,26 @@ def main():
 
     x, y = make_classification(n_samples=400, n_features=12, n_informative=6, n_classes=3, random_state=5)
     x = x.astype(np.float32)
-    forest = RandomForestClassifier(n_estimators=20, max_depth=6, random_state=0).fit(x[:300], y[:300])
+    mlp = MLPClassifier(hidden_layer_sizes=(32, 16), max_iter=400, random_state=0).fit(x[:300], y[:300])
     work = tempfile.mkdtemp(prefix="duma-onnx-")
-    path, zipmap = os.path.join(work, "forest.onnx"), os.path.join(work, "zipmap.onnx")
+    path, zipmap = os.path.join(work, "mlp.onnx"), os.path.join(work, "zipmap.onnx")
     with open(path, "wb") as f:
-        f.write(to_onnx(forest, x[:1], options={id(forest): {"zipmap": False}}).SerializeToString())
+        f.write(to_onnx(mlp, x[:1], options={id(mlp): {"zipmap": False}}).SerializeToString())
     with open(zipmap, "wb") as f:
-        f.write(to_onnx(forest, x[:1]).SerializeToString())
+        f.write(to_onnx(mlp, x[:1]).SerializeToString())
 
-    model = step("upload a scikit-learn forest exported to ONNX", lambda: client.create_model(
-        f"forest-{uuid.uuid4().hex[:6]}", "TABULAR_CLASSIFICATION", path, "Forest"))
+    model = step("upload a scikit-learn MLP exported to ONNX", lambda: client.create_model(
+        f"mlp-{uuid.uuid4().hex[:6]}", "TABULAR_CLASSIFICATION", path, "Mlp"))
     shown = client.get_model(model["id"])
     check(shown["template_kind"] == "onnx", f"not recognised as ONNX: {shown}")
     check(shown["signature"]["inputs"][0]["shape"] == [-1, 12], f"signature: {shown['signature']}")
     try:
-        client.create_model("zipmapped", "TABULAR_CLASSIFICATION", zipmap, "Forest")
+        client.create_model("zipmapped", "TABULAR_CLASSIFICATION", zipmap, "Mlp")
         check(False, "an export with ZipMap was accepted")
     except DumaClientError as error:
         check(error.status == 400 and "zipmap=False" in error.message, f"ZipMap refusal: {error}")
 
-    app = f"forest-{uuid.uuid4().hex[:6]}"
+    app = f"mlp-{uuid.uuid4().hex[:6]}"
     job = step("serve it from its model_id (nothing trains)", lambda: client.create_inference_job(
         app, model_id=model["id"]))
     wait_for("the inference job RUNNING",
@@ -72,7 +75,7 @@ def main():
         f"http://{job['predictor_host']}/predict", json={"queries": rows.tolist()}, timeout=30))
     check(answers.status_code == 200, f"{answers.status_code} {answers.text[:200]}")
     got = np.array(answers.json()["predictions"])
-    expected = forest.predict_proba(rows)
+    expected = mlp.predict_proba(rows)
     gap = float(np.max(np.abs(got - expected)))
     print(f"  largest difference from scikit-learn's predict_proba: {gap:.2e} (allowed 1e-5)")
     check(gap <= 1e-5, f"answers differ from scikit-learn's by {gap}")
