@@ -8,3 +8,5 @@ ALTER TABLE train_jobs ADD CONSTRAINT train_jobs_datasets_together
     CHECK ((train_dataset_id IS NULL) = (val_dataset_id IS NULL));
 
 GRANT INSERT ON trials TO duma_admin;
+-- The predictor answers the Open Inference Protocol's model metadata from the signature.
+GRANT SELECT (id, template_kind, signature) ON models TO duma_predictor;

@@ -6,6 +6,7 @@ mod deployments;
 mod images;
 mod predict;
 mod routes;
+mod v2;
 
 use std::time::Duration;
 
@@ -88,6 +89,12 @@ impl Application {
                     web::post().to(deployments::predict),
                 )
                 .route("/echo", web::post().to(echo))
+                .route("/v2", web::get().to(v2::server_metadata))
+                .route("/v2/health/live", web::get().to(v2::live))
+                .route("/v2/health/ready", web::get().to(v2::ready))
+                .route("/v2/models/{name}", web::get().to(v2::model_metadata))
+                .route("/v2/models/{name}/ready", web::get().to(v2::model_ready))
+                .route("/v2/models/{name}/infer", web::post().to(v2::infer))
                 .default_service(web::to(not_found))
         })
         .disable_signals()

@@ -386,7 +386,10 @@ fn prediction_key(request: &HttpRequest) -> Option<&str> {
 
 /// Reads the body up to `limit` bytes; a larger one is refused as soon as it is known to be
 /// larger (once that many bytes came), never buffered whole.
-async fn read_body(mut payload: web::Payload, limit: usize) -> Result<web::BytesMut, ApiError> {
+pub(crate) async fn read_body(
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<web::BytesMut, ApiError> {
     use futures::StreamExt;
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {

@@ -28,6 +28,15 @@ pub struct Route {
     pub in_flight: Arc<Semaphore>,
     /// SHA-256 digests of the app's prediction keys; empty when the app is open to anyone.
     pub key_digests: Vec<Vec<u8>>,
+    /// The app version it serves.
+    pub app_version: i32,
+    /// Every served trial has a ready replica (the job is RUNNING), not only STARTED.
+    pub running: bool,
+    /// The Open Inference Protocol's `platform`: `onnxruntime_onnx`, or `duma_<template kind>`.
+    pub platform: String,
+    /// An ONNX model's tensors (`duma_runtime::onnx::Signature` as JSON), when the job serves
+    /// one ONNX model.
+    pub signature: Option<serde_json::Value>,
 }
 
 impl Route {
@@ -233,10 +242,16 @@ impl RouteTable {
         if !job.status.is_live() {
             return Ok(None);
         }
-        let task = train_jobs::by_id(&db, job.train_job_id)
+        let (task, app_version) = train_jobs::by_id(&db, job.train_job_id)
             .await?
-            .map(|train_job| train_job.task)
+            .map(|train_job| (train_job.task, train_job.app_version))
             .unwrap_or_default();
+        let (kind, signature) = inference_jobs::served_model_kind(&db, id).await?;
+        let platform = match kind.as_deref() {
+            Some("onnx") => "onnxruntime_onnx".to_owned(),
+            Some(kind) => format!("duma_{kind}"),
+            None => "duma".to_owned(),
+        };
         let targets = inference_jobs::served_trials(&db, id)
             .await?
             .iter()
@@ -249,6 +264,10 @@ impl RouteTable {
             task,
             in_flight: Arc::new(Semaphore::new(self.max_in_flight)),
             key_digests,
+            app_version,
+            running: job.status == duma_domain::JobStatus::Running,
+            platform,
+            signature,
         });
         self.routes.write().insert(id, route.clone());
         Ok(Some(route))

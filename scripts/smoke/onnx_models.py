@@ -1,7 +1,9 @@
 """An ONNX model trained elsewhere, served by a running Duma without training: a scikit-learn
 MLP classifier exported with skl2onnx is uploaded as a model, served from its model_id as an
 inference job, and its answers through nginx must equal scikit-learn's predict_proba on the same
-rows (to 1e-5); an export with ZipMap is refused at upload, saying how to export it.
+rows (to 1e-5); the same through Triton's own Python client (tritonclient.http, the Open Inference
+Protocol, binary and JSON tensors) by job id and by deployment name; an export with ZipMap is
+refused at upload, saying how to export it.
 
     python scripts/smoke/onnx_models.py --admin http://localhost:13000 --superadmin-password ...
 """
@@ -79,7 +81,31 @@ def main():
     gap = float(np.max(np.abs(got - expected)))
     print(f"  largest difference from scikit-learn's predict_proba: {gap:.2e} (allowed 1e-5)")
     check(gap <= 1e-5, f"answers differ from scikit-learn's by {gap}")
-    client.stop_inference_job(app)
+
+    # Triton's client, unchanged, through nginx: by inference job id, then by deployment name.
+    import tritonclient.http as triton
+    deployment = f"{app}-live"
+    client.create_deployment(deployment, app, app_version=1)
+    wait_for("the deployment serving", lambda: client.get_deployment(deployment)["status"] == "SERVING")
+    host = job["predictor_host"].split("/")[0]
+    triton_client = triton.InferenceServerClient(url=host)
+    check(triton_client.is_server_live(), "not live for tritonclient")
+    for name in (job["id"], deployment):
+        check(triton_client.is_model_ready(name), f"{name} not ready for tritonclient")
+        metadata = triton_client.get_model_metadata(name)
+        check(metadata["platform"] == "onnxruntime_onnx", f"metadata: {metadata}")
+        input_name = metadata["inputs"][0]["name"]
+        for binary in (True, False):
+            tensor = triton.InferInput(input_name, list(rows.shape), "FP32")
+            tensor.set_data_from_numpy(rows, binary_data=binary)
+            result = triton_client.infer(name, [tensor])
+            got = result.as_numpy(metadata["outputs"][-1]["name"])
+            check(got is not None, f"{name}: no output in {result.get_response()}")
+            gap = float(np.max(np.abs(got - expected)))
+            check(gap <= 1e-5, f"{name} (binary={binary}): differs from scikit-learn by {gap}")
+    print(f"  tritonclient: by job id and by deployment name, binary and JSON tensors, within 1e-5")
+    # The deployment serves from the job made above: deleting it stops that job too.
+    client.delete_deployment(deployment)
     print("onnx smoke: served as scikit-learn answers")
 
 

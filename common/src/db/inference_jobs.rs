@@ -146,6 +146,29 @@ pub async fn create(
     InferenceJob::from_row(&tx.query_one(&sql, &[&id]).await?)
 }
 
+/// What job `id` serves, for the Open Inference Protocol's metadata: the template kind of its
+/// served models (`onnx`, `python`, `native`; the first, best trial's) and, when it serves one
+/// ONNX model, that model's signature.
+pub async fn served_model_kind(
+    db: &impl GenericClient,
+    id: InferenceJobId,
+) -> DbResult<(Option<String>, Option<serde_json::Value>)> {
+    let rows = db
+        .query(
+            "SELECT m.template_kind::text, m.signature FROM inference_job_trials s \
+             JOIN trials t ON t.id = s.trial_id JOIN models m ON m.id = t.model_id \
+             WHERE s.inference_job_id = $1 ORDER BY t.score DESC NULLS LAST",
+            &[&id],
+        )
+        .await?;
+    let kind: Option<String> = rows.first().map(|r| r.try_get(0)).transpose()?;
+    let signature: Option<Json<serde_json::Value>> = match rows.as_slice() {
+        [only] => only.try_get(1)?,
+        _ => None,
+    };
+    Ok((kind, signature.map(|Json(s)| s)))
+}
+
 /// Replicas of each served trial of job `id` (the most any of them has).
 pub async fn replicas(db: &impl GenericClient, id: InferenceJobId) -> DbResult<i32> {
     let row = db

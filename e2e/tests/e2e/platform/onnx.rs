@@ -230,3 +230,123 @@ async fn onnx_files_that_cannot_be_served_are_refused_at_upload_with_nothing_sto
     .await;
     assert!(message.contains("must be trained"), "{message}");
 }
+
+/// The Open Inference Protocol on the same model: metadata from its signature, readiness,
+/// inference by job id and by deployment name with KServe's JSON tensors, and its errors.
+#[tokio::test]
+async fn the_open_inference_protocol_serves_an_onnx_model_by_job_id_and_deployment_name() {
+    let stack = spawn_stack(0).await;
+    stack.start_inference_worker();
+    let (predictor, _) = stack.start_predictor().await;
+    let (dir, expected) = exports();
+    let file = std::fs::read(dir.path().join("classifier.onnx")).unwrap();
+    let uploaded: Value = upload(&stack, "v2-onnx", file).await.json().await.unwrap();
+    let id = uploaded["id"].as_str().unwrap().to_owned();
+    let job = stack
+        .post("/inference_jobs", json!({"app": "v2app", "model_id": id}))
+        .await;
+    let job_id = job["id"].as_str().unwrap().to_owned();
+    let http = &stack.client.http;
+    let get = |path: String| http.get(format!("{predictor}{path}")).send();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while get(format!("/v2/models/{job_id}/ready"))
+        .await
+        .unwrap()
+        .status()
+        != 200
+    {
+        assert!(Instant::now() < deadline, "never ready");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(get("/v2/health/live".into()).await.unwrap().status(), 200);
+    let metadata: Value = get(format!("/v2/models/{job_id}"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(metadata["platform"], "onnxruntime_onnx");
+    assert_eq!(metadata["versions"], json!(["1"]));
+    let input = metadata["inputs"][0]["name"].as_str().unwrap().to_owned();
+    assert_eq!(metadata["inputs"][0]["shape"], json!([-1, 8]));
+
+    let rows = expected["classifier_rows"].as_array().unwrap();
+    let flat: Vec<Value> = rows
+        .iter()
+        .flat_map(|r| r.as_array().unwrap().clone())
+        .collect();
+    let request = json!({"id": "r1", "inputs": [{"name": input, "shape": [rows.len(), 8],
+                         "datatype": "FP32", "data": flat}]});
+    let infer = |name: String, body: Value| {
+        http.post(format!("{predictor}/v2/models/{name}/infer"))
+            .json(&body)
+            .send()
+    };
+    let answer: Value = infer(job_id.clone(), request.clone())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["id"], "r1");
+    assert_eq!(answer["model_version"], "1");
+    let output = &answer["outputs"][0];
+    assert_eq!(output["shape"], json!([rows.len(), 3]), "{answer}");
+    assert_eq!(output["datatype"], "FP32");
+    let probabilities: Vec<Value> = expected["classifier_probabilities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r.as_array().unwrap().clone())
+        .collect();
+    assert!(close(&output["data"], &Value::Array(probabilities)));
+
+    // By a deployment's name too.
+    stack
+        .post(
+            "/deployments",
+            json!({"name": "v2-live", "app": "v2app", "app_version": 1}),
+        )
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let response = infer("v2-live".into(), request.clone()).await.unwrap();
+        if response.status() == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the deployment never answered");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Errors as KServe answers them: {"error": ...} with 404 and 400.
+    let response = infer("no-such-model".into(), request.clone())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+    assert!(response.json::<Value>().await.unwrap()["error"].is_string());
+    for (body, needle) in [
+        (
+            json!({"inputs": [{"name": "nope", "shape": [1, 8], "datatype": "FP32", "data": vec![0; 8]}]}),
+            "no input",
+        ),
+        (
+            json!({"inputs": [{"name": input, "shape": [1, 8], "datatype": "FP32", "data": vec![0; 7]}]}),
+            "values for shape",
+        ),
+        (
+            json!({"inputs": [{"name": input, "shape": [1, 8], "datatype": "FP32", "data": vec!["a"; 8]}]}),
+            "holds",
+        ),
+        (json!({"inputs": []}), "non-empty"),
+        (
+            json!({"inputs": [{"name": input, "shape": [1, 8], "datatype": "FP32", "data": vec![0; 8]}],
+                "outputs": [{"name": "nope"}]}),
+            "no output",
+        ),
+    ] {
+        let response = infer(job_id.clone(), body).await.unwrap();
+        assert_eq!(response.status(), 400);
+        let error: Value = response.json().await.unwrap();
+        assert!(error["error"].as_str().unwrap().contains(needle), "{error}");
+    }
+}
