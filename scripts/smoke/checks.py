@@ -1,11 +1,13 @@
-"""What the smoke scripts share: failing with one line that names the script, timed steps, and
-polling with a deadline.
+"""What the smoke scripts share: failing with one line that names the script, timed steps,
+polling with a deadline, and a fresh user to act as.
 
     from checks import Checks
     check, step, wait_for = Checks("cli smoke").tools()
 """
 
 import time
+import uuid
+from urllib.parse import urlparse
 
 
 class Checks:
@@ -39,3 +41,18 @@ class Checks:
                 return last
             time.sleep(interval)
         raise SystemExit(f"{self.name}: {what} not reached in {self.deadline:.0f} s (last: {last!r})")
+
+
+def fresh_user(admin_url, superadmin_password, user_type, prefix):
+    """A new user of `user_type` (its email starts with `prefix`), logged in: its client. Needs the
+    SDK (`python/`) on the path."""
+    from duma.client import Client
+
+    url = urlparse(admin_url)
+    admin = Client(url.hostname, url.port, timeout=60)
+    admin.login("superadmin@rafiki", superadmin_password)
+    email, password = f"{prefix}-{uuid.uuid4().hex[:8]}@example.com", uuid.uuid4().hex
+    admin.create_user(email, password, user_type)
+    client = Client(url.hostname, url.port, timeout=60)
+    client.login(email, password)
+    return client

@@ -15,7 +15,6 @@ import sys
 import tempfile
 import time
 import uuid
-from urllib.parse import urlparse
 
 import numpy as np
 import requests
@@ -24,8 +23,7 @@ from sklearn.metrics import (accuracy_score, classification_report, confusion_ma
 
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "python"))
-from checks import Checks  # noqa: E402
-from duma.client import Client  # noqa: E402
+from checks import Checks, fresh_user  # noqa: E402
 
 check, step, wait_for = Checks("evaluations smoke", deadline=240.0).tools()
 TOLERANCE = 1e-9
@@ -113,13 +111,7 @@ def main():
     parser.add_argument("--admin", required=True)
     parser.add_argument("--superadmin-password", required=True)
     args = parser.parse_args()
-    url = urlparse(args.admin)
-    admin = Client(url.hostname, url.port, timeout=60)
-    admin.login("superadmin@rafiki", args.superadmin_password)
-    email, password = f"evaluator-{uuid.uuid4().hex[:8]}@example.com", "evaluate-it-1"
-    admin.create_user(email, password, "APP_DEVELOPER")
-    client = Client(url.hostname, url.port, timeout=60)
-    client.login(email, password)
+    client = fresh_user(args.admin, args.superadmin_password, "APP_DEVELOPER", "evaluator")
     rng = random.Random(11)
     work = tempfile.mkdtemp(prefix="duma-evaluations-")
     suffix = uuid.uuid4().hex[:6]

@@ -4,12 +4,11 @@
 //! ([`duma_domain::evaluation`]). Whatever is wrong with the dataset or the models ends the
 //! evaluation ERRORED with the reason, never the worker.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
 use duma_common::db::evaluations::{self, Evaluation};
-use duma_common::db::{datasets, models, train_jobs, trials};
+use duma_common::db::{models, train_jobs, trials};
 use duma_common::ops::Probe;
 use duma_domain::ensemble::{Combine, ensemble};
 use duma_domain::evaluation::{self as score, Metrics, canonical_label};
@@ -102,23 +101,16 @@ impl TrainWorker {
         let train_job = train_jobs::by_id(&db, evaluation.train_job_id)
             .await?
             .ok_or_else(|| anyhow::anyhow!("its train job is gone"))?;
-        let mut paths: Vec<PathBuf> = Vec::with_capacity(2);
+        let data = self.dataset_file(&db, evaluation.dataset_id).await?;
         // A version served from an uploaded model has no training data: its classes are its
         // output's indices.
-        for id in std::iter::once(evaluation.dataset_id).chain(train_job.train_dataset_id) {
-            let dataset = datasets::by_id(&db, id)
-                .await?
-                .ok_or_else(|| anyhow::anyhow!("dataset {id} is gone"))?;
-            paths.push(
-                self.cache
-                    .fetch(&dataset.store_path, &dataset.sha256, "")
-                    .await?,
-            );
-        }
+        let training = match train_job.train_dataset_id {
+            Some(id) => Some(self.dataset_file(&db, id).await?),
+            None => None,
+        };
         drop(db);
         let train_args = train_job.train_args.clone();
         let classification = evaluation.task.ends_with("CLASSIFICATION");
-        let (data, training) = (paths[0].clone(), paths.get(1).cloned());
         let read = tokio::task::spawn_blocking(move || {
             let rows = labelled_rows_of(&data, &train_args)?;
             let classes = match (&training, classification) {

@@ -296,6 +296,20 @@ impl TrainWorker {
         }
     }
 
+    /// The local copy of dataset `id` (cached by checksum).
+    pub(crate) async fn dataset_file(
+        &self,
+        db: &impl duma_common::db::GenericClient,
+        id: duma_domain::DatasetId,
+    ) -> anyhow::Result<PathBuf> {
+        let dataset = datasets::by_id(db, id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("dataset {id} is gone"))?;
+        self.cache
+            .fetch(&dataset.store_path, &dataset.sha256, "")
+            .await
+    }
+
     async fn load_context(&self, lease: &Lease) -> anyhow::Result<Prepared> {
         let sub_id = lease
             .sub_train_job_id
@@ -319,24 +333,13 @@ impl TrainWorker {
                 "this version serves an uploaded model: there is nothing to train".to_owned(),
             ));
         };
-        let mut paths = Vec::with_capacity(2);
-        for id in [train, val] {
-            let dataset = datasets::by_id(&db, id)
-                .await?
-                .ok_or_else(|| anyhow::anyhow!("dataset {id} vanished"))?;
-            paths.push(
-                self.cache
-                    .fetch(&dataset.store_path, &dataset.sha256, "")
-                    .await?,
-            );
-        }
+        let train_data = self.dataset_file(&db, train).await?;
+        let val_data = self.dataset_file(&db, val).await?;
         drop(db);
         let template = match self.template(&model).await? {
             Ok(template) => template,
             Err(reason) => return Ok(Prepared::Failed(reason)),
         };
-        let val_data = paths.pop().unwrap_or_default();
-        let train_data = paths.pop().unwrap_or_default();
         Ok(Prepared::Ready(Box::new(SubJobContext {
             sub_job,
             train_job,

@@ -859,33 +859,42 @@ fn find_program(name: &str) -> Option<PathBuf> {
     duma_common::process::find_program(name.as_ref(), &["/usr/sbin", "/sbin"])
 }
 
-/// The folder holding the `duma` Python package: the checkout's `python/` (from the working
-/// directory or next to `target/<profile>/`), or an installed `lib/duma/python`.
+/// The first of the checkout's `in_checkout` (from the working directory, or from the checkout
+/// `target/<profile>/` is in) and an installed `../lib/duma/<installed>` for which `found` holds,
+/// made absolute.
+fn locate(
+    bin_dir: &Path,
+    in_checkout: &str,
+    installed: &str,
+    found: impl Fn(&Path) -> bool,
+) -> Option<PathBuf> {
+    let mut candidates = Vec::new();
+    if let Ok(cwd) = std::env::current_dir() {
+        candidates.push(cwd.join(in_checkout));
+    }
+    candidates.push(bin_dir.join("../..").join(in_checkout));
+    candidates.push(bin_dir.join("../lib/duma").join(installed));
+    candidates
+        .into_iter()
+        .find(|path| found(path))
+        .and_then(|path| path.canonicalize().ok())
+}
+
 /// The ONNX Runtime library ONNX models are served with: the checkout's (`scripts/setup` puts it
 /// in `.onnxruntime/`), or one installed beside the binaries.
 fn onnx_runtime(bin_dir: &Path) -> Option<PathBuf> {
-    let mut candidates = Vec::new();
-    if let Ok(cwd) = std::env::current_dir() {
-        candidates.push(cwd.join(".onnxruntime"));
-    }
-    candidates.push(bin_dir.join("../../.onnxruntime"));
-    candidates.push(bin_dir.join("../lib/duma"));
-    candidates
-        .into_iter()
-        .map(|dir| dir.join("libonnxruntime.so"))
-        .find(|library| library.is_file())
-        .and_then(|library| library.canonicalize().ok())
+    locate(
+        bin_dir,
+        ".onnxruntime/libonnxruntime.so",
+        "libonnxruntime.so",
+        Path::is_file,
+    )
 }
 
+/// The folder holding the `duma` Python package: the checkout's `python/`, or an installed
+/// `lib/duma/python`.
 fn python_sdk(bin_dir: &Path) -> Option<PathBuf> {
-    let mut candidates = Vec::new();
-    if let Ok(cwd) = std::env::current_dir() {
-        candidates.push(cwd.join("python"));
-    }
-    candidates.push(bin_dir.join("../../python"));
-    candidates.push(bin_dir.join("../lib/duma/python"));
-    candidates
-        .into_iter()
-        .find(|dir| dir.join("duma").join("__init__.py").is_file())
-        .and_then(|dir| dir.canonicalize().ok())
+    locate(bin_dir, "python", "python", |dir| {
+        dir.join("duma").join("__init__.py").is_file()
+    })
 }
