@@ -184,6 +184,11 @@ pub struct TrainJobView {
     pub budget: Value,
     /// Why the job is ERRORED (a Duma extension).
     pub error: Option<String>,
+    /// What a tabular version takes and answers: `{"task", "features": [{"name", "datatype"}],
+    /// "target", "classes"}` (classes in the order of predicted probabilities), once its first
+    /// trial has read the training data (a Duma extension).
+    #[schema(value_type = Option<Object>)]
+    pub model_metadata: Option<Value>,
 }
 
 impl From<&TrainJob> for TrainJobView {
@@ -201,6 +206,7 @@ impl From<&TrainJob> for TrainJobView {
             datetime_stopped: opt_http_date(&j.datetime_stopped),
             budget: serde_json::to_value(j.budget).unwrap_or(Value::Null),
             error: j.error.clone(),
+            model_metadata: j.metadata.clone(),
         }
     }
 }

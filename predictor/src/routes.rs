@@ -37,6 +37,8 @@ pub struct Route {
     /// An ONNX model's tensors (`duma_runtime::onnx::Signature` as JSON), when the job serves
     /// one ONNX model.
     pub signature: Option<serde_json::Value>,
+    /// What a trained tabular version takes and answers (`train_jobs.metadata`).
+    pub metadata: Option<serde_json::Value>,
 }
 
 impl Route {
@@ -242,9 +244,9 @@ impl RouteTable {
         if !job.status.is_live() {
             return Ok(None);
         }
-        let (task, app_version) = train_jobs::by_id(&db, job.train_job_id)
+        let (task, app_version, metadata) = train_jobs::by_id(&db, job.train_job_id)
             .await?
-            .map(|train_job| (train_job.task, train_job.app_version))
+            .map(|train_job| (train_job.task, train_job.app_version, train_job.metadata))
             .unwrap_or_default();
         let (kind, signature) = inference_jobs::served_model_kind(&db, id).await?;
         let platform = match kind.as_deref() {
@@ -268,6 +270,7 @@ impl RouteTable {
             running: job.status == duma_domain::JobStatus::Running,
             platform,
             signature,
+            metadata,
         });
         self.routes.write().insert(id, route.clone());
         Ok(Some(route))

@@ -106,20 +106,51 @@ pub async fn model_metadata(
         Ok(found) => found,
         Err(response) => return response,
     };
-    let tensors = |key: &str| {
-        route
-            .signature
-            .as_ref()
-            .and_then(|s| s.get(key).cloned())
-            .unwrap_or_else(|| json!([]))
+    let (inputs, outputs, parameters) = match (&route.signature, &route.metadata) {
+        (Some(signature), _) => (
+            signature["inputs"].clone(),
+            signature["outputs"].clone(),
+            json!({}),
+        ),
+        (None, Some(metadata)) => tabular_tensors(metadata),
+        (None, None) => (json!([]), json!([]), json!({})),
     };
     HttpResponse::Ok().json(json!({
         "name": name.as_str(),
         "versions": [route.app_version.to_string()],
         "platform": route.platform,
-        "inputs": tensors("inputs"),
-        "outputs": tensors("outputs"),
+        "inputs": inputs,
+        "outputs": outputs,
+        "parameters": parameters,
     }))
+}
+
+/// A trained tabular version as tensors: one `[-1]` input per feature column, and `predict`
+/// (class probabilities in `classes` order, or the regression value); task, target and classes
+/// as parameters.
+fn tabular_tensors(metadata: &Value) -> (Value, Value, Value) {
+    let inputs: Vec<Value> = metadata["features"]
+        .as_array()
+        .map(|features| {
+            features
+                .iter()
+                .map(|f| json!({"name": f["name"], "datatype": f["datatype"], "shape": [-1]}))
+                .collect()
+        })
+        .unwrap_or_default();
+    let output_shape = match metadata["classes"].as_array() {
+        Some(classes) => json!([-1, classes.len()]),
+        None => json!([-1]),
+    };
+    let mut parameters = json!({"task": metadata["task"], "target": metadata["target"]});
+    if let Some(classes) = metadata.get("classes") {
+        parameters["classes"] = classes.clone();
+    }
+    (
+        Value::Array(inputs),
+        json!([{"name": "predict", "datatype": "FP64", "shape": output_shape}]),
+        parameters,
+    )
 }
 
 pub async fn model_ready(
@@ -436,7 +467,13 @@ pub async fn infer(
                 .map(|input| {
                     let step = input.values.len() / batch;
                     let values = &input.values[row * step..(row + 1) * step];
-                    (input.name.clone(), nest(values, &input.shape[1..]))
+                    // A template takes one value per feature column: `[N, 1]` rows are scalars.
+                    let shape = if route.signature.is_none() && step == 1 {
+                        &[][..]
+                    } else {
+                        &input.shape[1..]
+                    };
+                    (input.name.clone(), nest(values, shape))
                 })
                 .collect();
             Value::Object(fields)

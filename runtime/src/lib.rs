@@ -33,5 +33,5 @@ pub use contract::{BuiltinTemplate, Model};
 pub use error::TemplateError;
 pub use logger::{LogRecord, TrialLogger};
 pub use resolve::TemplateResolver;
-pub use tabular::labelled::{LabelledRows, class_names_of, labelled_rows_of};
+pub use tabular::labelled::{LabelledRows, class_names_of, labelled_rows_of, tabular_metadata};
 pub use template::Template;

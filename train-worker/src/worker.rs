@@ -335,6 +335,21 @@ impl TrainWorker {
         };
         let train_data = self.dataset_file(&db, train).await?;
         let val_data = self.dataset_file(&db, val).await?;
+        if train_job.metadata.is_none() && train_job.task.starts_with("TABULAR_") {
+            let (path, args, task) = (
+                train_data.clone(),
+                train_job.train_args.clone(),
+                train_job.task.clone(),
+            );
+            let read = tokio::task::spawn_blocking(move || {
+                duma_runtime::tabular_metadata(&path, &args, &task)
+            })
+            .await?;
+            // A dataset the trials will refuse in words is no reason to fail here.
+            if let Ok(metadata) = read {
+                train_jobs::record_metadata(&db, train_job.id, &metadata).await?;
+            }
+        }
         drop(db);
         let template = match self.template(&model).await? {
             Ok(template) => template,

@@ -29,6 +29,9 @@ pub struct TrainJob {
     pub error: Option<String>,
     pub datetime_started: DateTime<Utc>,
     pub datetime_stopped: Option<DateTime<Utc>>,
+    /// What a tabular version takes and answers (features, target, classes), recorded by the
+    /// train worker at its first trial.
+    pub metadata: Option<serde_json::Value>,
 }
 
 impl TrainJob {
@@ -49,12 +52,29 @@ impl TrainJob {
             error: row.try_get("error")?,
             datetime_started: row.try_get("datetime_started")?,
             datetime_stopped: row.try_get("datetime_stopped")?,
+            metadata: row
+                .try_get::<_, Option<Json<serde_json::Value>>>("metadata")?
+                .map(|Json(m)| m),
         })
     }
 }
 
 const COLUMNS: &str = "id, user_id, app, app_version, task, train_dataset_id, val_dataset_id, \
-    budget, train_args, status, error, datetime_started, datetime_stopped";
+    budget, train_args, status, error, datetime_started, datetime_stopped, metadata";
+
+/// Records what a version takes and answers, once (the first worker to know it).
+pub async fn record_metadata(
+    db: &impl GenericClient,
+    id: TrainJobId,
+    metadata: &serde_json::Value,
+) -> DbResult<()> {
+    db.execute(
+        "UPDATE train_jobs SET metadata = $2 WHERE id = $1 AND metadata IS NULL",
+        &[&id, &Json(metadata)],
+    )
+    .await?;
+    Ok(())
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct SubTrainJob {

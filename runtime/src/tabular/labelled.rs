@@ -68,6 +68,35 @@ pub fn class_names_of(
     Ok(classes.names())
 }
 
+/// What a tabular model trained on `dataset` (with `train_args`) takes and answers, for model
+/// metadata: `{"task", "features": [{"name", "datatype": "FP64" | "BYTES"}], "target"}`, and
+/// `"classes"` (in the order of predicted probabilities) for classification.
+pub fn tabular_metadata(
+    dataset: &Path,
+    train_args: &Map<String, Value>,
+    task: &str,
+) -> Result<Value, TemplateError> {
+    let table = Table::read(dataset)?;
+    let columns = ColumnSelection::from_train_args(train_args, &table)?;
+    let mut features = Vec::with_capacity(columns.features.len());
+    for name in &columns.features {
+        let column = table.column(name, "feature")?;
+        let datatype = if column.is_numeric() { "FP64" } else { "BYTES" };
+        features.push(serde_json::json!({"name": name, "datatype": datatype}));
+    }
+    let mut metadata = serde_json::json!({
+        "task": task,
+        "features": features,
+        "target": columns.target,
+    });
+    if task.ends_with("CLASSIFICATION") {
+        let target = table.column(&columns.target, "target")?;
+        let (classes, _) = ClassLabels::fit(&target, &labelled_rows(&target))?;
+        metadata["classes"] = Value::from(classes.names());
+    }
+    Ok(metadata)
+}
+
 fn cell_value(cell: Cell<'_>) -> Value {
     match cell {
         Cell::Missing => Value::Null,
@@ -104,6 +133,14 @@ mod tests {
         assert_eq!(rows.lines, [2, 3]);
         let classes = class_names_of(&path, args.as_object().unwrap()).unwrap();
         assert_eq!(classes, ["no", "yes"]);
+        let metadata =
+            tabular_metadata(&path, args.as_object().unwrap(), "TABULAR_CLASSIFICATION").unwrap();
+        assert_eq!(
+            metadata,
+            json!({"task": "TABULAR_CLASSIFICATION", "target": "y", "classes": ["no", "yes"],
+                   "features": [{"name": "a", "datatype": "FP64"},
+                                {"name": "colour", "datatype": "BYTES"}]})
+        );
         let missing = json!({"features": ["nope"], "target": "y"});
         let error = labelled_rows_of(&path, missing.as_object().unwrap()).unwrap_err();
         assert!(error.to_string().contains("nope"), "{error}");

@@ -822,3 +822,88 @@ async fn an_app_with_prediction_keys_answers_only_their_bearers() {
     assert_eq!(revoked.status(), 200);
     assert_eq!(send(None).await.0, 200, "no keys left: open again");
 }
+
+/// A trained tabular version through the Open Inference Protocol: its metadata names the
+/// features (with their types), the output and the classes in probability order, and one tensor
+/// per feature column answers what Rafiki's predict answers for the same rows.
+#[tokio::test]
+async fn a_trained_version_speaks_the_open_inference_protocol_with_its_features_and_classes() {
+    let stack = spawn_stack(1).await;
+    stack.start_inference_worker();
+    let (predictor, _) = stack.start_predictor().await;
+    let models = stack.builtin_models(TASK, &["LogisticRegression"]).await;
+    let url = deploy(&stack, "v2tab", &models, &predictor).await;
+    wait_running(&stack, "v2tab").await;
+    let version = stack.get("/train_jobs/v2tab/1").await;
+    let metadata = &version["model_metadata"];
+    assert_eq!(metadata["target"], "label", "{version}");
+    assert_eq!(metadata["classes"], json!(["0", "1"]));
+    assert_eq!(
+        metadata["features"][4],
+        json!({"name": "colour", "datatype": "BYTES"})
+    );
+
+    let job = stack.get("/inference_jobs/v2tab/-1").await;
+    let id = job["id"].as_str().unwrap();
+    let http = &stack.client.http;
+    let described: Value = http
+        .get(format!("{predictor}/v2/models/{id}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let names: Vec<&str> = described["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["f1", "f2", "f3", "f4", "colour"], "{described}");
+    assert_eq!(described["outputs"][0]["shape"], json!([-1, 2]));
+    assert_eq!(described["parameters"]["classes"], json!(["0", "1"]));
+
+    let rows = [
+        json!({"f1": 1.5, "f2": 1.2, "f3": 1.9, "f4": 0.8, "colour": "red"}),
+        json!({"f1": -1.5, "f2": -1.1, "f3": -2.0, "f4": -0.9, "colour": "blue"}),
+    ];
+    let mut inputs: Vec<Value> = ["f1", "f2", "f3", "f4"]
+        .iter()
+        .map(|f| {
+            json!({"name": f, "shape": [2, 1], "datatype": "FP64",
+                        "data": [rows[0][f], rows[1][f]]})
+        })
+        .collect();
+    inputs.push(
+        json!({"name": "colour", "shape": [2], "datatype": "BYTES", "data": ["red", "blue"]}),
+    );
+    let answer: Value = http
+        .post(format!("{predictor}/v2/models/{id}/infer"))
+        .json(&json!({"inputs": inputs}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let output = &answer["outputs"][0];
+    assert_eq!(output["name"], "predict", "{answer}");
+    assert_eq!(output["shape"], json!([2, 2]));
+    let rafiki: Value = http
+        .post(&url)
+        .json(&json!({"queries": rows}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let flat: Vec<Value> = rafiki["predictions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p.as_array().unwrap().clone())
+        .collect();
+    assert_eq!(output["data"], Value::Array(flat));
+}
