@@ -14,6 +14,7 @@ mod proposal;
 pub mod protocol;
 mod status;
 mod template;
+pub mod tensor;
 mod trial_log;
 
 pub use budget::{Budget, BudgetError};

@@ -379,7 +379,7 @@ fn lookup_failed() -> ApiError {
 }
 
 /// The prediction key a request carries: `X-API-Key`, or a bearer token.
-fn prediction_key(request: &HttpRequest) -> Option<&str> {
+pub(crate) fn prediction_key(request: &HttpRequest) -> Option<&str> {
     let header = |name| request.headers().get(name).and_then(|v| v.to_str().ok());
     header("x-api-key").or_else(|| header("authorization")?.strip_prefix("Bearer "))
 }

@@ -18,9 +18,10 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use duma_common::api_error::ApiError;
 use duma_common::ops::RequestId;
 use duma_domain::InferenceJobId;
+use duma_domain::tensor::nest;
 use serde_json::{Map, Value, json};
 
-use crate::predict::{Predictor, fan_out, read_body};
+use crate::predict::{Predictor, fan_out, prediction_key, read_body};
 use crate::routes::Route;
 
 fn error(status: StatusCode, message: impl Into<String>) -> HttpResponse {
@@ -299,18 +300,6 @@ fn parse_input(value: &Value, binary: &mut &[u8]) -> Result<Input, String> {
     })
 }
 
-/// Nests one row's values by `shape` (its dimensions past the batch).
-fn nest(values: &[Value], shape: &[usize]) -> Value {
-    match shape {
-        [] => values.first().cloned().unwrap_or(Value::Null),
-        [_] => Value::Array(values.to_vec()),
-        [_, rest @ ..] => {
-            let step = rest.iter().product::<usize>().max(1);
-            Value::Array(values.chunks(step).map(|c| nest(c, rest)).collect())
-        }
-    }
-}
-
 /// An output tensor of rows of JSON values: its shape, datatype and flat data.
 fn tensor(name: &str, rows: &[Value], declared: Option<&str>) -> Value {
     let mut shape = vec![rows.len()];
@@ -345,31 +334,21 @@ fn tensor(name: &str, rows: &[Value], declared: Option<&str>) -> Value {
     json!({"name": name, "datatype": datatype, "shape": shape, "data": data})
 }
 
-/// The name and declared type of the output a model answers with (see `runtime::onnx`).
+/// The name and declared type of the output a model answers with: an ONNX model's `answer`
+/// (recorded at upload, `runtime::onnx::Signature`), else `predict`.
 fn answering_output(route: &Route) -> (String, Option<String>) {
-    let outputs = route
-        .signature
-        .as_ref()
-        .and_then(|s| s["outputs"].as_array().cloned())
-        .unwrap_or_default();
-    let chosen = match outputs.as_slice() {
-        [only] => Some(only.clone()),
-        many => many
-            .iter()
-            .find(|o| {
-                o["name"]
-                    .as_str()
-                    .is_some_and(|n| n.to_ascii_lowercase().contains("probab"))
-            })
-            .cloned(),
+    let Some(signature) = &route.signature else {
+        return ("predict".to_owned(), None);
     };
-    match chosen {
-        Some(output) => (
-            output["name"].as_str().unwrap_or("predict").to_owned(),
-            output["datatype"].as_str().map(str::to_owned),
-        ),
-        None => ("predict".to_owned(), None),
-    }
+    let Some(answer) = signature["answer"].as_str() else {
+        return ("predict".to_owned(), None);
+    };
+    let declared = signature["outputs"]
+        .as_array()
+        .and_then(|outputs| outputs.iter().find(|o| o["name"] == answer))
+        .and_then(|o| o["datatype"].as_str())
+        .map(str::to_owned);
+    (answer.to_owned(), declared)
 }
 
 pub async fn infer(
@@ -383,18 +362,7 @@ pub async fn infer(
         Ok(found) => found,
         Err(response) => return response,
     };
-    let key = request
-        .headers()
-        .get("x-api-key")
-        .and_then(|v| v.to_str().ok())
-        .or_else(|| {
-            request
-                .headers()
-                .get("authorization")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
-        });
-    if !route.admits(key) {
+    if !route.admits(prediction_key(&request)) {
         return error(
             StatusCode::UNAUTHORIZED,
             "this app requires a prediction key: send `Authorization: Bearer <key>` or `X-API-Key: <key>`",

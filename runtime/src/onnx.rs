@@ -16,6 +16,7 @@
 use std::path::Path;
 use std::sync::OnceLock;
 
+use duma_domain::tensor::nest;
 use ort::environment::Environment;
 use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
@@ -46,6 +47,10 @@ pub struct TensorSpec {
 pub struct Signature {
     pub inputs: Vec<TensorSpec>,
     pub outputs: Vec<TensorSpec>,
+    /// The output a prediction is: the only one, or a classifier's probabilities (an output
+    /// named like `probabilities`); `None`: every output, by name.
+    #[serde(default)]
+    pub answer: Option<String>,
 }
 
 static ENVIRONMENT: OnceLock<Result<Environment, String>> = OnceLock::new();
@@ -191,7 +196,18 @@ fn signature_of(session: &Session) -> Result<Signature, String> {
         .iter()
         .map(|o| spec(o.name(), o.dtype(), "output"))
         .collect::<Result<Vec<_>, _>>()?;
-    let signature = Signature { inputs, outputs };
+    let answer = match outputs.as_slice() {
+        [only] => Some(only.name.clone()),
+        many => many
+            .iter()
+            .find(|o| o.name.to_ascii_lowercase().contains("probab"))
+            .map(|o| o.name.clone()),
+    };
+    let signature = Signature {
+        inputs,
+        outputs,
+        answer,
+    };
     check(&signature)?;
     Ok(signature)
 }
@@ -364,18 +380,6 @@ fn output_values(value: &DynValue) -> Result<(Vec<usize>, Vec<Value>), String> {
     })
 }
 
-/// Nests `values` (one row, flat) by `shape`.
-fn nest(values: &[Value], shape: &[usize]) -> Value {
-    match shape {
-        [] => values.first().cloned().unwrap_or(Value::Null),
-        [_] => Value::Array(values.to_vec()),
-        [_, rest @ ..] => {
-            let step: usize = rest.iter().product::<usize>().max(1);
-            Value::Array(values.chunks(step).map(|c| nest(c, rest)).collect())
-        }
-    }
-}
-
 impl OnnxModel {
     fn inputs_of(&self, queries: &[Value]) -> Result<Vec<(String, DynValue)>, TemplateError> {
         let mut tensors = Vec::with_capacity(self.signature.inputs.len());
@@ -430,17 +434,6 @@ impl OnnxModel {
             .map(|i| format!("`{}`", i.name))
             .collect();
         names.join(", ")
-    }
-
-    /// The output a prediction is: the only one, or a classifier's probabilities.
-    fn answer_output(&self) -> Option<&str> {
-        match self.signature.outputs.as_slice() {
-            [only] => Some(&only.name),
-            outputs => outputs
-                .iter()
-                .find(|o| o.name.to_ascii_lowercase().contains("probab"))
-                .map(|o| o.name.as_str()),
-        }
     }
 }
 
@@ -497,9 +490,9 @@ impl Model for OnnxModel {
                 .collect();
             columns.push((spec.name.clone(), rows));
         }
-        let answer = self.answer_output().map(str::to_owned);
+        let answer = &self.signature.answer;
         Ok((0..n)
-            .map(|i| match &answer {
+            .map(|i| match answer {
                 Some(name) => columns
                     .iter()
                     .find(|(n, _)| n == name)

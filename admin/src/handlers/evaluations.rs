@@ -199,12 +199,8 @@ pub async fn list(
         .transpose()?;
     let db = state.pool.get().await?;
     let whose = (!caller.is_admin()).then_some(caller.id);
-    let list = evaluations::list(&db, whose, query.app.as_deref()).await?;
-    let views: Vec<EvaluationView> = list
-        .iter()
-        .filter(|e| dataset.is_none_or(|d| e.dataset_id == d))
-        .map(EvaluationView::from)
-        .collect();
+    let list = evaluations::list(&db, whose, query.app.as_deref(), dataset).await?;
+    let views: Vec<EvaluationView> = list.iter().map(EvaluationView::from).collect();
     Ok(super::json(views))
 }
 
@@ -244,7 +240,7 @@ pub async fn compare(
     caller.require(roles::DEVELOPERS)?;
     let db = state.pool.get().await?;
     // Side by side means one owner's versions, admins included.
-    let list = evaluations::list(&db, Some(caller.id), Some(&app)).await?;
+    let list = evaluations::list(&db, Some(caller.id), Some(&app), None).await?;
     let mut lines: Vec<EvaluationLineView> = Vec::new();
     // Newest first, so the first of each (version, dataset) is the latest.
     for evaluation in list.iter().filter(|e| e.status == "COMPLETED") {

@@ -186,10 +186,16 @@ async fn recognise(
     state: &AppState,
     path: &str,
 ) -> Result<(TemplateKind, Option<serde_json::Value>), ApiError> {
-    let bytes = state.store.get_bytes(path).await?;
-    if !duma_runtime::onnx::looks_like_onnx(&bytes) {
+    // The first chunk decides; only an ONNX file is read whole.
+    let head = {
+        use futures::StreamExt;
+        let mut stream = Box::pin(state.store.get_stream(path).await?);
+        stream.next().await.transpose()?.unwrap_or_default()
+    };
+    if !duma_runtime::onnx::looks_like_onnx(&head) {
         return Ok((TemplateKind::Python, None));
     }
+    let bytes = state.store.get_bytes(path).await?;
     let library = state.settings.onnx.runtime_path.clone();
     let inspected =
         tokio::task::spawn_blocking(move || duma_runtime::onnx::inspect(&library, &bytes));

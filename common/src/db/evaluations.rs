@@ -108,18 +108,21 @@ pub async fn by_id(db: &impl GenericClient, id: EvaluationId) -> DbResult<Option
         .transpose()
 }
 
-/// Evaluations of `user` (everyone's when `None`), of `app` when given, newest first.
+/// Evaluations of `user` (everyone's when `None`), of `app` and on `dataset` when given, newest
+/// first (the latest 1000).
 pub async fn list(
     db: &impl GenericClient,
     user: Option<UserId>,
     app: Option<&str>,
+    dataset: Option<DatasetId>,
 ) -> DbResult<Vec<Evaluation>> {
     let sql = format!(
         "SELECT {COLUMNS} FROM evaluations \
          WHERE ($1::uuid IS NULL OR user_id = $1) AND ($2::text IS NULL OR app = $2) \
+           AND ($3::uuid IS NULL OR dataset_id = $3) \
          ORDER BY datetime_created DESC LIMIT 1000"
     );
-    let rows = db.query(&sql, &[&user, &app]).await?;
+    let rows = db.query(&sql, &[&user, &app, &dataset]).await?;
     rows.iter().map(Evaluation::from_row).collect()
 }
 
