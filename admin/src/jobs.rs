@@ -7,7 +7,7 @@ use duma_common::db::models;
 use duma_common::db::train_jobs::{self, TrainJob};
 use duma_common::db::trials;
 use duma_common::redis::events::Event;
-use duma_domain::{AccessRight, JobStatus, ModelId, TemplateKind};
+use duma_domain::{AccessRight, JobStatus, Knobs, ModelId, TemplateKind};
 
 use crate::auth::Caller;
 use crate::params::{app_version, param_id};
@@ -33,49 +33,82 @@ pub async fn find_train_job(
         })
 }
 
-/// A new version of the caller's `app` that serves the uploaded ONNX model `model_id` (the
-/// caller's, or public) without training: its one trial's parameters are the uploaded file.
+/// A new version of the caller's `app` that serves the uploaded model `model_id` (the caller's,
+/// or public) without training: an ONNX model, whose one trial's parameters are the file itself,
+/// or a template uploaded with a checkpoint, built with `knobs` and loaded with the checkpoint.
 pub async fn version_from_model(
     state: &AppState,
     caller: &Caller,
     app: &str,
     model_id: &str,
+    knobs: Option<&serde_json::Map<String, serde_json::Value>>,
 ) -> Result<TrainJob, ApiError> {
     let id: ModelId = param_id(model_id, "model_id", ErrorCode::InvalidModel)?;
-    let mut db = state.pool.get().await?;
+    let db = state.pool.get().await?;
     let model = models::by_id(&db, id)
         .await?
         .filter(|m| {
             m.user_id == caller.id || m.access_right == AccessRight::Public || caller.is_admin()
         })
         .ok_or_else(|| ApiError::new(ErrorCode::ModelNotFound, format!("no model with id {id}")))?;
-    let file = match (
-        model.template_kind,
-        &model.source_path,
-        &model.source_sha256,
-    ) {
-        (TemplateKind::Onnx, Some(path), Some(sha256)) => (path.clone(), sha256.clone()),
-        (TemplateKind::Onnx, ..) => {
-            return Err(ApiError::new(
-                ErrorCode::InvalidModel,
-                format!("model {} has no stored file", model.name),
-            ));
+    drop(db);
+    serve_model(state, caller, app, &model, knobs).await
+}
+
+/// [`version_from_model`] for a model already found.
+pub async fn serve_model(
+    state: &AppState,
+    caller: &Caller,
+    app: &str,
+    model: &models::Model,
+    knobs: Option<&serde_json::Map<String, serde_json::Value>>,
+) -> Result<TrainJob, ApiError> {
+    let invalid = |message: String| ApiError::new(ErrorCode::InvalidModel, message);
+    let (file, knobs) = match (model.template_kind, &model.checkpoint) {
+        (TemplateKind::Onnx, _) => {
+            if knobs.is_some_and(|k| !k.is_empty()) {
+                return Err(invalid(format!(
+                    "model {} is an ONNX model: it has no knobs",
+                    model.name
+                )));
+            }
+            let (Some(path), Some(sha256)) = (&model.source_path, &model.source_sha256) else {
+                return Err(invalid(format!("model {} has no stored file", model.name)));
+            };
+            let size = model.source_size_bytes.unwrap_or(0);
+            ((path.clone(), sha256.clone(), size), Knobs::default())
         }
-        (kind, ..) => {
-            return Err(ApiError::new(
-                ErrorCode::InvalidModel,
-                format!(
-                    "model {} is a {} template: it must be trained before it is served (start a \
-                     train job); only ONNX models serve as uploaded",
-                    model.name,
-                    kind.as_str()
-                ),
-            ));
+        (_, Some(checkpoint)) => {
+            let knobs: Knobs = serde_json::from_value(serde_json::Value::Object(
+                knobs.cloned().unwrap_or_default(),
+            ))
+            .map_err(|e| invalid(format!("knobs: {e}")))?;
+            let file = (
+                checkpoint.path.clone(),
+                checkpoint.sha256.clone(),
+                checkpoint.size_bytes,
+            );
+            (file, knobs)
+        }
+        (TemplateKind::Native, None) => {
+            return Err(invalid(format!(
+                "model {} is a built-in template: train it first (start a train job)",
+                model.name
+            )));
+        }
+        (TemplateKind::Python, None) => {
+            return Err(invalid(format!(
+                "model {} is a Python template without a checkpoint: train it first (start a \
+                 train job), or upload it again with its trained parameters in file part \
+                 `checkpoint_id`",
+                model.name
+            )));
         }
     };
     let app = duma_domain::AppName::parse(app)
         .map_err(|e| ApiError::new(ErrorCode::InvalidTrainJob, e.to_string()))?;
     let app = app.as_str();
+    let mut db = state.pool.get().await?;
     let tx = db.transaction().await?;
     let job = train_jobs::create_from_model(
         &tx,
@@ -83,7 +116,8 @@ pub async fn version_from_model(
         app,
         &model.task,
         model.id,
-        (&file.0, &file.1, model.source_size_bytes.unwrap_or(0)),
+        &knobs,
+        (&file.0, &file.1, file.2),
     )
     .await?;
     tx.commit().await?;

@@ -79,6 +79,13 @@ pub struct CreateModelForm {
     #[serde(skip_deserializing)]
     #[allow(dead_code)]
     pub model_file_bytes: Vec<u8>,
+    /// A checkpoint (SINGA-Auto's part name): trained parameters of the template, as a trial's
+    /// `GET /trials/{id}/parameters` gives them; the model then serves without training
+    /// (`POST /inference_jobs` with `model_id`, or `POST /inference_jobs/checkpoint`).
+    #[schema(value_type = Option<String>, format = Binary)]
+    #[serde(skip_deserializing)]
+    #[allow(dead_code)]
+    pub checkpoint_id: Option<Vec<u8>>,
     /// JSON text: `{"<PyPI name>": "<version>"}`; null or absent for none.
     #[schema(value_type = Option<String>)]
     #[serde(default, deserialize_with = "field::opt_object")]
@@ -141,11 +148,34 @@ pub struct CreateInferenceJobRequest {
     #[schema(value_type = Option<Object>)]
     #[serde(default, deserialize_with = "field::opt_object")]
     pub budget: Option<Map<String, Value>>,
-    /// Serve an uploaded ONNX model without training (Duma's): a new version of `app` is made
-    /// from it; not with `app_version`.
+    /// Serve an uploaded model without training (Duma's): an ONNX model, or a template uploaded
+    /// with a checkpoint; a new version of `app` is made from it; not with `app_version`.
     #[schema(value_type = Option<Uuid>)]
     #[serde(default, deserialize_with = "field::opt_text")]
     pub model_id: Option<String>,
+    /// With a checkpoint: the knob values its template is built with (fixed and policy knobs may
+    /// be left out).
+    #[schema(value_type = Option<Object>)]
+    #[serde(default, deserialize_with = "field::opt_object")]
+    pub knobs: Option<Map<String, Value>>,
+}
+
+/// `POST /inference_jobs/checkpoint` (SINGA-Auto's): serve the caller's model `model_name`, a
+/// template uploaded with a checkpoint, as a new version of the app of the same name.
+#[derive(Deserialize, ToSchema)]
+pub struct CreateCheckpointInferenceJobRequest {
+    #[serde(deserialize_with = "field::text")]
+    pub model_name: String,
+    #[schema(value_type = Option<Object>)]
+    #[serde(default, deserialize_with = "field::opt_object")]
+    pub budget: Option<Map<String, Value>>,
+    /// The knob values the template is built with (fixed and policy knobs may be left out).
+    #[schema(value_type = Option<Object>)]
+    #[serde(default, deserialize_with = "field::opt_object")]
+    pub knobs: Option<Map<String, Value>>,
+    /// Accepted for SINGA-Auto's client; Duma keeps no inference job descriptions.
+    #[serde(default)]
+    pub description: Option<Value>,
 }
 
 /// `POST /deployments`
@@ -173,11 +203,15 @@ pub struct CreateDeploymentRequest {
     /// worker where there are enough (1 to 16; default 1).
     #[serde(default, deserialize_with = "field::opt_int")]
     pub replicas: Option<i64>,
-    /// Serve an uploaded ONNX model without training: a new version of `app` is made from it
-    /// (instead of `app_version`).
+    /// Serve an uploaded model without training (an ONNX model, or a template uploaded with a
+    /// checkpoint): a new version of `app` is made from it (instead of `app_version`).
     #[schema(value_type = Option<Uuid>)]
     #[serde(default, deserialize_with = "field::opt_text")]
     pub model_id: Option<String>,
+    /// With a checkpoint: the knob values its template is built with.
+    #[schema(value_type = Option<Object>)]
+    #[serde(default, deserialize_with = "field::opt_object")]
+    pub knobs: Option<Map<String, Value>>,
 }
 
 /// `PATCH /deployments/{name}`: give `app_version` (all traffic to it) or `weights`, and/or

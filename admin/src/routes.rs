@@ -99,6 +99,14 @@ fn table() -> Vec<(&'static str, Vec<(Method, Route)>)> {
             ],
         ),
         (
+            // SINGA-Auto's checkpoint route; an app named `checkpoint` is still listed here.
+            "/inference_jobs/checkpoint",
+            vec![
+                (Method::POST, web::to(inference_jobs::create_by_checkpoint)),
+                (Method::GET, web::to(inference_jobs::list_checkpoint_app)),
+            ],
+        ),
+        (
             "/inference_jobs/{app}",
             vec![(Method::GET, web::to(inference_jobs::list_by_app))],
         ),

@@ -60,6 +60,7 @@ pub async fn seed(settings: &Settings, pool: &PgPool) -> anyhow::Result<()> {
             docker_image: None,
             description: None,
             signature: None,
+            checkpoint: None,
         };
         models::upsert_builtin(&db, &new).await?;
     }

@@ -17,10 +17,17 @@ use duma_common::api_error::{ApiError, ErrorCode};
 /// Text fields of an upload are small; their total is bounded too.
 const MAX_TEXT_FIELD_BYTES: usize = 256 << 10;
 
-/// The text fields of a multipart body and the one file part it may carry.
+/// A file part an upload may carry: its field name and where in the object store it goes.
+pub struct FilePart<'a> {
+    pub field: &'a str,
+    pub path: &'a str,
+}
+
+/// The text fields of a multipart body and its file parts, in the order they were asked for
+/// (`None`: that part was not sent).
 pub struct Upload {
     pub params: Params,
-    pub file: Option<StoredObject>,
+    pub files: Vec<Option<StoredObject>>,
 }
 
 pub fn is_multipart(req: &HttpRequest) -> bool {
@@ -30,22 +37,23 @@ pub fn is_multipart(req: &HttpRequest) -> bool {
         .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"))
 }
 
-/// Reads a multipart body: text fields into parameters (query string on top), the part named
-/// `file_field` streamed into the object store at `path`, refused past `limit` bytes.
+/// Reads a multipart body: text fields into parameters (query string on top), each of `parts`
+/// streamed into the object store at its path; all files together are refused past `limit` bytes.
 pub async fn read_multipart(
     req: &HttpRequest,
     mut multipart: Multipart,
-    file_field: &str,
+    parts: &[FilePart<'_>],
     store: &ObjectStore,
-    path: &str,
     limit: u64,
 ) -> Result<Upload, ApiError> {
-    let result = read_parts(&mut multipart, file_field, store, path, limit).await;
+    let result = read_parts(&mut multipart, parts, store, limit).await;
     let mut upload = match result {
         Ok(upload) => upload,
         Err(error) => {
             // Whatever was stored before the failure must not linger.
-            let _ = store.delete(path).await;
+            for part in parts {
+                let _ = store.delete(part.path).await;
+            }
             return Err(error);
         }
     };
@@ -55,13 +63,13 @@ pub async fn read_multipart(
 
 async fn read_parts(
     multipart: &mut Multipart,
-    file_field: &str,
+    parts: &[FilePart<'_>],
     store: &ObjectStore,
-    path: &str,
     limit: u64,
 ) -> Result<Upload, ApiError> {
     let mut params = Params::default();
-    let mut file = None;
+    let mut files: Vec<Option<StoredObject>> = parts.iter().map(|_| None).collect();
+    let mut left = limit;
     let mut text_bytes = 0usize;
     while let Some(field) = multipart.next().await {
         let mut field = field
@@ -73,17 +81,21 @@ async fn read_parts(
             ),
             None => (String::new(), false),
         };
-        if name == file_field {
-            if file.is_some() {
+        if let Some(slot) = parts.iter().position(|p| p.field == name) {
+            if files[slot].is_some() {
                 return Err(ApiError::invalid_request(format!(
-                    "more than one `{file_field}` part"
+                    "more than one `{name}` part"
                 )));
             }
             let body = field.by_ref().map_err(|e| e.to_string());
-            file = Some(store.put_stream(path, body, limit).await?);
+            let stored = store.put_stream(parts[slot].path, body, left).await?;
+            left = left.saturating_sub(stored.size_bytes);
+            files[slot] = Some(stored);
         } else if is_file {
+            let names: Vec<String> = parts.iter().map(|p| format!("`{}`", p.field)).collect();
             return Err(ApiError::invalid_request(format!(
-                "unexpected file part `{name}`; the file goes in part `{file_field}`"
+                "unexpected file part `{name}`; files go in part {}",
+                names.join(" or ")
             )));
         } else {
             let mut text = Vec::new();
@@ -106,7 +118,7 @@ async fn read_parts(
         }
     }
     params.refuse_nul()?;
-    Ok(Upload { params, file })
+    Ok(Upload { params, files })
 }
 
 /// Where `dataset_url` may point.

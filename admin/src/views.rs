@@ -133,6 +133,14 @@ pub struct ModelView {
     /// (`-1`: any size).
     #[schema(value_type = Option<Object>)]
     pub signature: Option<Value>,
+    /// The trained parameters uploaded with a template, if any: it then serves without training.
+    pub checkpoint: Option<CheckpointView>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CheckpointView {
+    pub sha256: String,
+    pub size_bytes: i64,
 }
 
 impl From<&Model> for ModelView {
@@ -144,6 +152,10 @@ impl From<&Model> for ModelView {
             model_description: m.description.clone(),
             template_kind: m.template_kind.as_str().to_owned(),
             signature: m.signature.clone(),
+            checkpoint: m.checkpoint.as_ref().map(|c| CheckpointView {
+                sha256: c.sha256.clone(),
+                size_bytes: c.size_bytes,
+            }),
         }
     }
 }
@@ -295,6 +307,9 @@ pub struct InferenceJobRefView {
     pub app_version: i32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub predictor_host: Option<String>,
+    /// The model served, for SINGA-Auto's checkpoint route.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_id: Option<Uuid>,
 }
 
 /// One share of a deployment's traffic.

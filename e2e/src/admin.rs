@@ -88,6 +88,7 @@ impl TestApp {
             source: b"class MyModel: pass\n".to_vec(),
             dependencies: json!({"numpy": "1.26.4"}),
             access_right,
+            checkpoint: None,
         };
         self.client.upload_model(token, upload).await
     }

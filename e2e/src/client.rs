@@ -33,6 +33,8 @@ pub struct ModelUpload<'a> {
     /// `{"<PyPI name>": "<version>"}`.
     pub dependencies: Value,
     pub access_right: &'a str,
+    /// Trained parameters uploaded with the template (file part `checkpoint_id`).
+    pub checkpoint: Option<Vec<u8>>,
 }
 
 impl AdminClient {
@@ -118,6 +120,10 @@ impl AdminClient {
                 "model_file_bytes",
                 Part::bytes(upload.source).file_name("model.py"),
             );
+        let form = match upload.checkpoint {
+            Some(bytes) => form.part("checkpoint_id", Part::bytes(bytes).file_name("params")),
+            None => form,
+        };
         send(
             self.http.post(self.url("/models")).multipart(form),
             Some(token),

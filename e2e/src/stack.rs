@@ -196,6 +196,7 @@ impl Stack {
             source,
             dependencies,
             access_right: "PRIVATE",
+            checkpoint: None,
         };
         let model = json_ok(self.client.upload_model(&self.token, upload).await).await;
         model["id"].as_str().expect("a model id").to_owned()

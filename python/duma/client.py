@@ -15,6 +15,7 @@ Errors raise :class:`DumaClientError` carrying the server's error class (``error
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from typing import Any, Dict, List, Optional
@@ -116,8 +117,11 @@ class Client:
         dependencies: Dict[str, str] = None,
         access_right: str = ModelAccessRight.PRIVATE,
         docker_image: str = None,
+        checkpoint_path: str = None,
     ) -> Dict[str, Any]:
-        """Uploads a template file; ``dependencies`` is ``{package: version}``."""
+        """Uploads a template file; ``dependencies`` is ``{package: version}``. With
+        ``checkpoint_path`` (trained parameters: what ``duma.params.save`` writes or a trial's
+        parameters download), the template serves without training."""
         form = {
             "name": name,
             "task": task,
@@ -127,8 +131,12 @@ class Client:
         }
         if docker_image is not None:
             form["docker_image"] = docker_image
-        with open(model_file_path, "rb") as f:
+        with contextlib.ExitStack() as opened:
+            f = opened.enter_context(open(model_file_path, "rb"))
             files = {"model_file_bytes": (os.path.basename(model_file_path), f, "application/octet-stream")}
+            if checkpoint_path is not None:
+                c = opened.enter_context(open(checkpoint_path, "rb"))
+                files["checkpoint_id"] = (os.path.basename(checkpoint_path), c, "application/octet-stream")
             return self._post("/models", data=form, files=files)
 
     def get_available_models(self, task: str = None) -> List[Dict[str, Any]]:
@@ -221,16 +229,29 @@ class Client:
     # -- inference jobs ------------------------------------------------------------------------
 
     def create_inference_job(self, app: str, app_version: int = -1, budget: Dict[str, Any] = None,
-                             model_id: str = None) -> Dict[str, Any]:
+                             model_id: str = None, knobs: Dict[str, Any] = None) -> Dict[str, Any]:
         """Serves a trained version of ``app``; with ``model_id`` (Duma's), makes a new version
-        of an uploaded ONNX model and serves it, nothing trained."""
+        of an uploaded model and serves it, nothing trained: an ONNX model, or a template
+        uploaded with a checkpoint, built with ``knobs``."""
         budget = {InferenceBudgetOption.GPU_COUNT: 0, **(budget or {})}
         body = {"app": app, "budget": budget}
         if model_id is None:
             body["app_version"] = app_version
         else:
             body["model_id"] = model_id
+        if knobs is not None:
+            body["knobs"] = knobs
         return self._post("/inference_jobs", json=body)
+
+    def create_inference_job_by_checkpoint(self, model_name: str, budget: Dict[str, Any] = None,
+                                           knobs: Dict[str, Any] = None) -> Dict[str, Any]:
+        """SINGA-Auto's: serves your model ``model_name`` (uploaded with a checkpoint) as a new
+        version of the app of the same name."""
+        budget = {InferenceBudgetOption.GPU_COUNT: 0, **(budget or {})}
+        body = {"model_name": model_name, "budget": budget}
+        if knobs is not None:
+            body["knobs"] = knobs
+        return self._post("/inference_jobs/checkpoint", json=body)
 
     def get_inference_jobs_by_user(self, user_id: str) -> List[Dict[str, Any]]:
         return self._get("/inference_jobs", params={"user_id": user_id})

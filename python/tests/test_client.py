@@ -154,6 +154,14 @@ def test_models(stub, client, tmp_path):
     assert b'name="model_file_bytes"; filename="model.py"' in body and b"class M: pass" in body
     assert b'name="dependencies"\r\n\r\n{"numpy": "1.26.4"}' in body
     assert b'name="model_class"\r\n\r\nM' in body and b'name="access_right"\r\n\r\nPUBLIC' in body
+    checkpoint = tmp_path / "trained.params"
+    checkpoint.write_bytes(params.dumps({"w": np.arange(2)}))
+    client.create_model("c", "T", str(source), "M", checkpoint_path=str(checkpoint))
+    body = stub.last()["body"]
+    assert b'name="checkpoint_id"; filename="trained.params"' in body and checkpoint.read_bytes() in body
+    stub.json("POST", "/inference_jobs/checkpoint", {"id": "i1", "model_id": "m1"})
+    client.create_inference_job_by_checkpoint("c", knobs={"k": 1})
+    assert json.loads(stub.last()["body"]) == {"model_name": "c", "budget": {"GPU_COUNT": 0}, "knobs": {"k": 1}}
     stub.json("GET", "/models/available", [{"id": "m1"}])
     assert client.get_available_models("T") == [{"id": "m1"}] and stub.last()["query"] == {"task": "T"}
     stub.json("GET", "/models/m1", {"id": "m1", "model_class": "M"})

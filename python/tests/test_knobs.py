@@ -15,6 +15,7 @@ from duma.model import (
     KnobValue,
     PolicyKnob,
     coerce_knobs,
+    complete_knobs,
     knob_config_from_json,
     knob_config_to_json,
     sample_knobs,
@@ -118,6 +119,18 @@ def test_concrete_knobs_are_checked_and_coerced():
         coerce_knobs(config, {k: v for k, v in knobs.items() if k != "depth"})
     with pytest.raises(InvalidKnobError, match="not in the knob config"):
         coerce_knobs(config, {**knobs, "extra": 1})
+
+
+def test_a_checkpoints_knobs_are_completed_with_fixed_values_and_policies_off():
+    config = sample_config()
+    chosen = {"kernel": "linear", "depth": 4, "learning_rate": 0.01, "cells": [2, "a"]}
+    completed = complete_knobs(config, chosen)
+    assert completed == {**chosen, "max_epochs": 10, "early_stop": False}
+    assert coerce_knobs(config, completed) == completed
+    # What the user gave wins; what needs choosing stays missing for coerce_knobs to name.
+    assert complete_knobs(config, {"early_stop": True})["early_stop"] is True
+    with pytest.raises(InvalidKnobError, match="depth"):
+        coerce_knobs(config, complete_knobs(config, {k: v for k, v in chosen.items() if k != "depth"}))
 
 
 def test_float_knob_values_arrive_as_floats():

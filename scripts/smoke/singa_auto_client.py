@@ -8,8 +8,10 @@ queried the way SINGA-Auto's docs say (`http://{predictor_host}/predict`).
 
 scripts/setup makes `.venv-singa-auto` (the client without its heavy dependencies); run by
 scripts/smoke/run local. Two calls cannot work by design and are checked to fail cleanly:
-`get_trial_parameters`/`load_trial_model` unpickle what the server sends (Duma never pickles),
-and `create_inference_job_by_checkpoint` needs checkpoint serving (not built yet).
+`get_trial_parameters`/`load_trial_model` unpickle what the server sends (Duma never pickles).
+The checkpoint flow (`create_model(model_preload_file_path=...)`, then
+`create_inference_job_by_checkpoint`) serves the best trial's parameters, downloaded raw, and must
+answer exactly as the trained job does.
 """
 
 import argparse
@@ -199,9 +201,37 @@ def main():
                    lambda: dev.get_inference_jobs_by_user(me_id(dev)))) >= 1, "by user")
     check(len(step("get_inference_jobs_of_app", lambda: dev.get_inference_jobs_of_app(app))) == 1,
           "of app")
-    step("create_inference_job_by_checkpoint (refused: not built)", lambda: fails(
-        "create_inference_job_by_checkpoint",
-        lambda: dev.create_inference_job_by_checkpoint(f"sa-logreg-{run}")))
+    # The checkpoint flow: the best trial's parameters (Duma's format, downloaded raw) uploaded
+    # with a template whose knob is fixed (SINGA-Auto builds a checkpoint's model with no knobs).
+    parameters = requests.get(
+        f"http://{args.admin_host}:{args.admin_port}/trials/{best[0]['id']}/parameters",
+        headers={"Authorization": f"Bearer {dev._token}"}, timeout=30)
+    check(parameters.status_code == 200, parameters.text)
+    checkpoint = os.path.join(work, "best.params")
+    with open(checkpoint, "wb") as f:
+        f.write(parameters.content)
+    fixed = os.path.join(work, "sa_logreg_fixed.py")
+    with open(fixed, "w") as f:
+        f.write(TEMPLATE.replace("FloatKnob(0.01, 10.0, is_exp=True)", "FixedKnob(1.0)")
+                .replace("import BaseModel, FloatKnob", "import BaseModel, FixedKnob"))
+    restored = f"sa-ckpt-{run}"
+    created("create_model (with model_preload_file_path)", step(
+        "create_model (with model_preload_file_path)", lambda: dev.create_model(
+            restored, TASK, fixed, "SingaAutoLogReg", model_preload_file_path=checkpoint)))
+    by_checkpoint = step("create_inference_job_by_checkpoint",
+                         lambda: dev.create_inference_job_by_checkpoint(restored))
+    check(by_checkpoint.get("predictor_host"), by_checkpoint)
+    step("serving the checkpoint", lambda: wait_for(
+        "the checkpoint's inference job to run",
+        lambda: (lambda j: j if j["status"] == "RUNNING" else None)(
+            dev.get_running_inference_job(restored))))
+    query = {"query": {"x1": 0.4, "x2": -0.3}}
+    answers = [step(f"predict at {name}", lambda host=host: wait_for(
+        "a prediction", lambda: (lambda r: r.json() if r.status_code == 200 else None)(
+            requests.post(f"http://{host}/predict", json=query, timeout=10))))["prediction"]
+        for name, host in (("the trained job", host), ("the checkpoint", by_checkpoint["predictor_host"]))]
+    check(answers[0] == answers[1], f"the checkpoint answers as the trained job: {answers}")
+    step("stop_inference_job (checkpoint)", lambda: dev.stop_inference_job(restored))
     stopped = step("stop_inference_job", lambda: dev.stop_inference_job(app))
     check(stopped["app"] == app, stopped)
     step("send_event (refused: internal to SINGA-Auto)", lambda: fails(

@@ -35,9 +35,13 @@ pub async fn create(
     };
     let (params, uploaded) = if uploads::is_multipart(&req) {
         let multipart = Multipart::new(req.headers(), payload.into_inner());
-        let upload =
-            uploads::read_multipart(&req, multipart, "dataset", &state.store, &path, limit).await?;
-        (upload.params, upload.file)
+        let part = uploads::FilePart {
+            field: "dataset",
+            path: &path,
+        };
+        let mut upload =
+            uploads::read_multipart(&req, multipart, &[part], &state.store, limit).await?;
+        (upload.params, upload.files.remove(0))
     } else {
         (
             Params::from_request(&req, &mut payload.into_inner()).await?,

@@ -190,8 +190,16 @@ pub async fn create(
     drop(db);
     let version = match &request.model_id {
         Some(model_id) => {
-            let made = jobs::version_from_model(&state, &caller, &request.app, model_id).await?;
+            let knobs = request.knobs.as_ref();
+            let made =
+                jobs::version_from_model(&state, &caller, &request.app, model_id, knobs).await?;
             i64::from(made.app_version)
+        }
+        None if request.knobs.is_some() => {
+            return Err(invalid(
+                "knobs are given only with model_id (a checkpoint's template is built with them)"
+                    .to_owned(),
+            ));
         }
         None => request.app_version.unwrap_or(-1),
     };

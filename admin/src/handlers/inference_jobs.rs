@@ -1,11 +1,12 @@
 use actix_web::{HttpResponse, web};
 use duma_common::db::inference_jobs::{self, InferenceJob};
+use duma_common::db::models;
 use duma_domain::UserId;
 
 use crate::auth::{Caller, roles};
 use crate::jobs;
 use crate::params::{Params, app_version_segments, param_id};
-use crate::requests::{CreateInferenceJobRequest, UserFilter};
+use crate::requests::{CreateCheckpointInferenceJobRequest, CreateInferenceJobRequest, UserFilter};
 use crate::state::AppState;
 use crate::views::{InferenceJobRefView, InferenceJobView};
 use duma_common::api_error::{ApiError, ApiResult, ErrorBody, ErrorCode};
@@ -31,6 +32,7 @@ fn reference(state: &AppState, job: &InferenceJob, with_host: bool) -> Inference
         app: job.app.clone(),
         app_version: job.app_version,
         predictor_host: with_host.then(|| predictor_host(state, job)),
+        model_id: None,
     }
 }
 
@@ -56,7 +58,16 @@ pub async fn create(
                  uploaded model), not both",
             ));
         }
-        (Some(model_id), None) => jobs::version_from_model(&state, &caller, app, model_id).await?,
+        (Some(model_id), None) => {
+            jobs::version_from_model(&state, &caller, app, model_id, request.knobs.as_ref()).await?
+        }
+        (None, _) if request.knobs.is_some() => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidRequest,
+                "knobs are given only with model_id (a checkpoint's template is built with them); \
+                 a trained version keeps its trials' knobs",
+            ));
+        }
         (None, version) => {
             let version = version.unwrap_or(-1).to_string();
             jobs::find_train_job(&state, &caller, app, &version).await?
@@ -65,6 +76,52 @@ pub async fn create(
     let job =
         jobs::serve_train_job(&state, &caller, &train_job, &budget, jobs::Serving::PLAIN).await?;
     Ok(super::json(reference(&state, &job, true)))
+}
+
+/// Serve the caller's model `model_name`, a template uploaded with a checkpoint (or an ONNX
+/// model), as a new version of the app of the same name (SINGA-Auto's checkpoint flow).
+#[utoipa::path(post, path = "/inference_jobs/checkpoint", tag = "inference jobs",
+    request_body(content = crate::requests::CreateCheckpointInferenceJobRequest, content_type = "application/json"),
+    responses((status = 200, body = InferenceJobRefView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn create_by_checkpoint(
+    state: web::Data<AppState>,
+    caller: Caller,
+    params: Params,
+) -> ApiResult<HttpResponse> {
+    caller.require(roles::DEVELOPERS)?;
+    let request: CreateCheckpointInferenceJobRequest = params.parse()?;
+    if request.description.as_ref().is_some_and(|d| !d.is_null()) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidRequest,
+            "Duma keeps no description of an inference job: leave `description` out",
+        ));
+    }
+    let model = {
+        let db = state.pool.get().await?;
+        models::by_user_and_name(&db, caller.id, &request.model_name)
+            .await?
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::ModelNotFound,
+                    format!("you have no model named {}", request.model_name),
+                )
+            })?
+    };
+    let train_job = jobs::serve_model(
+        &state,
+        &caller,
+        &request.model_name,
+        &model,
+        request.knobs.as_ref(),
+    )
+    .await?;
+    let budget = serde_json::Value::Object(request.budget.unwrap_or_default());
+    let job =
+        jobs::serve_train_job(&state, &caller, &train_job, &budget, jobs::Serving::PLAIN).await?;
+    let mut view = reference(&state, &job, true);
+    view.model_id = Some(model.id.0);
+    Ok(super::json(view))
 }
 
 /// A user's inference jobs (non-admins: only their own).
@@ -98,10 +155,25 @@ pub async fn list_by_app(
     app: web::Path<String>,
     params: Params,
 ) -> ApiResult<HttpResponse> {
-    caller.require(roles::DEVELOPERS)?;
     let app = params.segment(&app, "app");
+    list_app(&state, &caller, &app).await
+}
+
+/// The inference jobs of an app named `checkpoint` (this path is also SINGA-Auto's checkpoint
+/// route, for POST).
+#[utoipa::path(get, path = "/inference_jobs/checkpoint", tag = "inference jobs",
+    responses((status = 200, body = [InferenceJobView])), security(("bearer" = [])))]
+pub async fn list_checkpoint_app(
+    state: web::Data<AppState>,
+    caller: Caller,
+) -> ApiResult<HttpResponse> {
+    list_app(&state, &caller, "checkpoint").await
+}
+
+async fn list_app(state: &AppState, caller: &Caller, app: &str) -> ApiResult<HttpResponse> {
+    caller.require(roles::DEVELOPERS)?;
     let db = state.pool.get().await?;
-    let jobs = inference_jobs::list_by_app(&db, caller.id, &app).await?;
+    let jobs = inference_jobs::list_by_app(&db, caller.id, app).await?;
     Ok(super::json(
         jobs.iter()
             .map(|j| InferenceJobView::new(j, None))

@@ -113,25 +113,40 @@ pub async fn create(
         )
         .await?
     };
+    // Trained parameters uploaded with a template (SINGA-Auto's part name).
+    let checkpoint_path = format!("models/{id}/checkpoint");
     let multipart = Multipart::new(req.headers(), payload.into_inner());
-    let upload = uploads::read_multipart(
-        &req,
-        multipart,
-        "model_file_bytes",
-        &state.store,
-        &path,
-        limit,
-    )
-    .await?;
+    let parts = [
+        uploads::FilePart {
+            field: "model_file_bytes",
+            path: &path,
+        },
+        uploads::FilePart {
+            field: "checkpoint_id",
+            path: &checkpoint_path,
+        },
+    ];
+    let upload = uploads::read_multipart(&req, multipart, &parts, &state.store, limit).await?;
     let created = async {
         let fields = parse_fields(&upload.params)?;
-        let source = upload.file.as_ref().ok_or_else(|| {
+        let source = upload.files[0].as_ref().ok_or_else(|| {
             ApiError::new(
                 ErrorCode::InvalidModel,
                 "missing file part `model_file_bytes`",
             )
         })?;
         let (template_kind, signature) = recognise(&state, &source.path).await?;
+        let checkpoint = match &upload.files[1] {
+            None => None,
+            Some(stored) => {
+                check_checkpoint(&state, template_kind, &stored.path).await?;
+                Some(models::Checkpoint {
+                    path: stored.path.clone(),
+                    sha256: stored.sha256.clone(),
+                    size_bytes: i64::try_from(stored.size_bytes).unwrap_or(i64::MAX),
+                })
+            }
+        };
         let db = state.pool.get().await?;
         let new = NewModel {
             id,
@@ -149,6 +164,7 @@ pub async fn create(
             docker_image: fields.docker_image,
             description: fields.description,
             signature,
+            checkpoint,
         };
         models::insert(&db, &new).await.map_err(|e| {
             if e.is_duplicate_of(models::NAME_TAKEN) {
@@ -174,6 +190,7 @@ pub async fn create(
         }
         Err(error) => {
             let _ = state.store.delete(&path).await;
+            let _ = state.store.delete(&checkpoint_path).await;
             Err(error)
         }
     }
@@ -231,6 +248,46 @@ async fn recognise(
     })?;
     Ok((TemplateKind::Onnx, Some(signature)))
 }
+
+/// A checkpoint is parameters as Duma saves them: what a trial's `GET /trials/{id}/parameters`
+/// gives, or `duma.params.save` writes (a zip). Only its first bytes are read here; the
+/// template's sandboxed runner reads the rest when it serves it.
+async fn check_checkpoint(
+    state: &AppState,
+    kind: TemplateKind,
+    path: &str,
+) -> Result<(), ApiError> {
+    let invalid = |message: &str| ApiError::new(ErrorCode::InvalidModel, message);
+    if kind != TemplateKind::Python {
+        return Err(invalid(
+            "an ONNX model carries its own weights: upload it without `checkpoint_id`",
+        ));
+    }
+    let head = {
+        use futures::StreamExt;
+        let mut stream = Box::pin(state.store.get_stream(path).await?);
+        stream.next().await.transpose()?.unwrap_or_default()
+    };
+    if head.starts_with(PARAMETERS_MAGIC) {
+        return Ok(());
+    }
+    // Pickle's protocol 2+ opcode, which SINGA-Auto's `.model` checkpoints start with.
+    let why = if head.first() == Some(&0x80) {
+        "the checkpoint is a pickle, which Duma never loads"
+    } else {
+        "the checkpoint is not Duma model parameters"
+    };
+    Err(ApiError::new(
+        ErrorCode::InvalidModel,
+        format!(
+            "{why}: upload what `duma.params.save(model.dump_parameters(), path)` writes, or a \
+             trial's GET /trials/{{trial_id}}/parameters"
+        ),
+    ))
+}
+
+/// What parameters saved by a Python template start with (`duma/params.py`: a zip).
+const PARAMETERS_MAGIC: &[u8] = b"PK\x03\x04";
 
 /// The longest an uploaded ONNX model may take to load.
 const ONNX_INSPECTION: std::time::Duration = std::time::Duration::from_secs(60);
@@ -307,10 +364,15 @@ pub async fn delete(
         ),
         other => other.into(),
     })?;
-    if let Some(path) = deleted.as_ref().and_then(|m| m.source_path.as_deref())
-        && let Err(error) = state.store.delete(path).await
-    {
-        tracing::warn!(%error, path, "deleted model's source could not be removed");
+    let files = deleted.iter().flat_map(|m| {
+        m.source_path
+            .iter()
+            .chain(m.checkpoint.as_ref().map(|c| &c.path))
+    });
+    for path in files {
+        if let Err(error) = state.store.delete(path).await {
+            tracing::warn!(%error, path, "a deleted model's file could not be removed");
+        }
     }
     Ok(super::json(CreatedModelView::from(&model)))
 }

@@ -29,7 +29,17 @@ pub struct Model {
     pub description: Option<String>,
     /// What an ONNX model takes and answers (`duma_runtime::onnx::Signature`).
     pub signature: Option<serde_json::Value>,
+    /// Trained parameters uploaded with a Python template: it serves them without training.
+    pub checkpoint: Option<Checkpoint>,
     pub datetime_created: DateTime<Utc>,
+}
+
+/// A stored parameters file uploaded with a template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub path: String,
+    pub sha256: String,
+    pub size_bytes: i64,
 }
 
 impl Model {
@@ -65,6 +75,14 @@ impl Model {
             signature: row
                 .try_get::<_, Option<Json<serde_json::Value>>>("signature")?
                 .map(|Json(s)| s),
+            checkpoint: match row.try_get::<_, Option<String>>("checkpoint_path")? {
+                Some(path) => Some(Checkpoint {
+                    path,
+                    sha256: row.try_get("checkpoint_sha256")?,
+                    size_bytes: row.try_get("checkpoint_size_bytes")?,
+                }),
+                None => None,
+            },
             datetime_created: row.try_get("datetime_created")?,
         })
     }
@@ -72,7 +90,8 @@ impl Model {
 
 const COLUMNS: &str = "id, user_id, name, task, template_kind, source_path, source_sha256, \
     source_size_bytes, model_class, knob_config, dependencies, access_right, docker_image, \
-    description, signature, datetime_created";
+    description, signature, checkpoint_path, checkpoint_sha256, checkpoint_size_bytes, \
+    datetime_created";
 
 #[derive(Debug, Clone)]
 pub struct NewModel {
@@ -91,14 +110,16 @@ pub struct NewModel {
     pub docker_image: Option<String>,
     pub description: Option<String>,
     pub signature: Option<serde_json::Value>,
+    pub checkpoint: Option<Checkpoint>,
 }
 
 pub async fn insert(db: &impl GenericClient, new: &NewModel) -> DbResult<Model> {
     let sql = format!(
         "INSERT INTO models (id, user_id, name, task, template_kind, source_path, source_sha256, \
          source_size_bytes, model_class, knob_config, dependencies, access_right, docker_image, \
-         description, signature) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
+         description, signature, checkpoint_path, checkpoint_sha256, checkpoint_size_bytes) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
+         $18) \
          RETURNING {COLUMNS}"
     );
     let row = db
@@ -120,6 +141,9 @@ pub async fn insert(db: &impl GenericClient, new: &NewModel) -> DbResult<Model> 
                 &new.docker_image,
                 &new.description,
                 &new.signature.as_ref().map(Json),
+                &new.checkpoint.as_ref().map(|c| &c.path),
+                &new.checkpoint.as_ref().map(|c| &c.sha256),
+                &new.checkpoint.as_ref().map(|c| c.size_bytes),
             ],
         )
         .await?;
@@ -154,6 +178,19 @@ pub async fn upsert_builtin(db: &impl GenericClient, new: &NewModel) -> DbResult
 pub async fn by_id(db: &impl GenericClient, id: ModelId) -> DbResult<Option<Model>> {
     let sql = format!("SELECT {COLUMNS} FROM models WHERE id = $1");
     db.query_opt(&sql, &[&id])
+        .await?
+        .map(|r| Model::from_row(&r))
+        .transpose()
+}
+
+/// A user's own model of that name.
+pub async fn by_user_and_name(
+    db: &impl GenericClient,
+    user_id: UserId,
+    name: &str,
+) -> DbResult<Option<Model>> {
+    let sql = format!("SELECT {COLUMNS} FROM models WHERE user_id = $1 AND name = $2");
+    db.query_opt(&sql, &[&user_id, &name])
         .await?
         .map(|r| Model::from_row(&r))
         .transpose()

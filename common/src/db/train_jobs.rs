@@ -187,6 +187,7 @@ pub async fn create_from_model(
     app: &str,
     task: &str,
     model_id: ModelId,
+    knobs: &duma_domain::Knobs,
     params: (&str, &str, i64),
 ) -> DbResult<TrainJob> {
     tx.execute(
@@ -232,7 +233,7 @@ pub async fn create_from_model(
     .await?;
     let proposal = duma_domain::Proposal {
         trial_no: 1,
-        knobs: duma_domain::Knobs::default(),
+        knobs: knobs.clone(),
         to_eval: false,
         to_save_params: true,
         meta: serde_json::Map::new(),

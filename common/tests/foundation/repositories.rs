@@ -52,6 +52,7 @@ fn new_model(owner: UserId, name: &str, access_right: AccessRight) -> models::Ne
         docker_image: None,
         description: None,
         signature: None,
+        checkpoint: None,
     }
 }
 

@@ -17,6 +17,7 @@ from .knob import (
     KnobValue,
     PolicyKnob,
     coerce_knobs,
+    complete_knobs,
     knob_config_from_json,
     knob_config_to_json,
     sample_knobs,
@@ -41,7 +42,7 @@ __all__ = [
     "ArchKnob", "BaseKnob", "BaseModel", "CategoricalKnob", "CategoricalValue", "DatasetUtils",
     "FixedKnob", "FloatKnob", "IntegerKnob", "InvalidDatasetFormatException", "InvalidKnobError",
     "InvalidModelClassError", "InvalidModelParamsException", "KnobConfig", "KnobValue", "Knobs",
-    "LogRecord", "LogType", "LoggerUtils", "POLICIES", "Params", "PolicyKnob", "coerce_knobs",
+    "LogRecord", "LogType", "LoggerUtils", "POLICIES", "Params", "PolicyKnob", "coerce_knobs", "complete_knobs",
     "dataset", "dataset_utils", "knob_config_from_json", "knob_config_to_json", "load_model_class",
     "logger", "sample_knobs", "test_model_class", "utils",
 ]

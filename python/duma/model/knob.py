@@ -410,6 +410,21 @@ def coerce_knobs(knob_config: KnobConfig, knobs: Mapping[str, Any]) -> Knobs:
     return out
 
 
+def complete_knobs(knob_config: KnobConfig, knobs: Mapping[str, Any]) -> Knobs:
+    """``knobs`` with the values that need no choosing filled in where missing: a ``FixedKnob``'s
+    value and ``False`` for a ``PolicyKnob`` (a checkpoint is served with only the knobs its user
+    gave). Other missing knobs stay missing, for :func:`coerce_knobs` to name."""
+    out = dict(knobs)
+    for name, knob in knob_config.items():
+        if name in out:
+            continue
+        if isinstance(knob, FixedKnob):
+            out[name] = knob.value
+        elif isinstance(knob, PolicyKnob):
+            out[name] = False
+    return out
+
+
 def sample_knobs(knob_config: KnobConfig, rng: random.Random = None) -> Knobs:
     """Random knob values from ``knob_config`` (log scale respected; policies off)."""
     rng = rng or random.Random()

@@ -258,6 +258,9 @@ class Runner:
         path = self._field(request, "path", str)
         knobs = self._field(request, "knobs", dict, required=False)
         params = params_format.load(path)
+        if knobs is not None:
+            self._require_class()
+            knobs = knobs_mod.complete_knobs(self.knob_config, knobs)
         model = self._new_model(knobs) if knobs is not None else self._require_model()
         model.load_parameters(params)
         return {}

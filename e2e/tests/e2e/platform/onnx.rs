@@ -36,6 +36,7 @@ async fn upload(stack: &Stack, name: &str, file: Vec<u8>) -> reqwest::Response {
         source: file,
         dependencies: json!({}),
         access_right: "PRIVATE",
+        checkpoint: None,
     };
     stack.client.upload_model(&stack.token, upload).await
 }
@@ -228,7 +229,7 @@ async fn onnx_files_that_cannot_be_served_are_refused_at_upload_with_nothing_sto
         "InvalidModelError",
     )
     .await;
-    assert!(message.contains("must be trained"), "{message}");
+    assert!(message.contains("train it first"), "{message}");
 }
 
 /// The Open Inference Protocol on the same model: metadata from its signature, readiness,

@@ -558,3 +558,185 @@ async fn an_uploaded_templates_environment_is_built_before_any_trial() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// The answers of the inference job `job` to `queries`, once it serves.
+async fn served(stack: &Stack, job: &Value, predictor: &str, queries: &Value) -> Vec<Value> {
+    let url = duma_e2e::stack::predict_url(job, predictor);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let response = stack
+            .client
+            .http
+            .post(&url)
+            .json(&json!({ "queries": queries }))
+            .send()
+            .await
+            .unwrap();
+        if response.status() == 200 {
+            let body: Value = response.json().await.unwrap();
+            return body["predictions"].as_array().unwrap().clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never served: {}",
+            response.status()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn upload_with_checkpoint(
+    stack: &Stack,
+    name: &str,
+    checkpoint: Vec<u8>,
+) -> reqwest::Response {
+    let upload = duma_e2e::client::ModelUpload {
+        name,
+        task: TASK,
+        class: "RafikiCentroid",
+        source: template("rafiki_centroid.py"),
+        dependencies: json!({}),
+        access_right: "PRIVATE",
+        checkpoint: Some(checkpoint),
+    };
+    stack.client.upload_model(&stack.token, upload).await
+}
+
+/// SINGA-Auto's checkpoint flow: a template uploaded with trained parameters serves them without
+/// a train job, built with the knobs its user gives (fixed and policy knobs filled in), and
+/// answers exactly as the trial the parameters came from.
+#[tokio::test]
+async fn a_template_uploaded_with_a_checkpoint_serves_it_without_training() {
+    use duma_e2e::client::expect_error;
+    let stack = spawn_stack(1).await;
+    stack.start_inference_worker();
+    let (predictor, _) = stack.start_predictor().await;
+    let model = stack
+        .upload_model(
+            "trained",
+            TASK,
+            template("rafiki_centroid.py"),
+            "RafikiCentroid",
+            json!({}),
+        )
+        .await;
+    let job = train(&stack, "source", &model, json!({"MODEL_TRIAL_COUNT": 1})).await;
+    assert_eq!(job["status"], "STOPPED", "{job}");
+    let trial = &stack.trials("source").await[0];
+    let knobs = trial["proposal"]["knobs"].clone();
+    let parameters = stack
+        .client
+        .http
+        .get(stack.client.url(&format!(
+            "/trials/{}/parameters",
+            trial["id"].as_str().unwrap()
+        )))
+        .bearer_auth(&stack.token)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
+        .to_vec();
+
+    // What is not Duma's parameters is refused at upload, and nothing is stored.
+    let pickle = b"\x80\x04\x95\x10\x00\x00\x00\x00\x00\x00\x00}\x94.".to_vec();
+    let message = expect_error(
+        upload_with_checkpoint(&stack, "pickled", pickle).await,
+        400,
+        "InvalidModelError",
+    )
+    .await;
+    assert!(message.contains("pickle"), "{message}");
+    let message = expect_error(
+        upload_with_checkpoint(&stack, "garbage", b"not parameters".to_vec()).await,
+        400,
+        "InvalidModelError",
+    )
+    .await;
+    assert!(message.contains("/parameters"), "{message}");
+    let names: Vec<Value> = stack
+        .get("/models/available")
+        .await
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].clone())
+        .collect();
+    assert!(!names.contains(&json!("pickled")) && !names.contains(&json!("garbage")));
+
+    let uploaded =
+        duma_e2e::client::json_ok(upload_with_checkpoint(&stack, "ckpt", parameters.clone()).await)
+            .await;
+    let checkpoint_model = uploaded["id"].as_str().unwrap().to_owned();
+    let view = stack.get(&format!("/models/{checkpoint_model}")).await;
+    assert_eq!(view["checkpoint"]["size_bytes"], parameters.len(), "{view}");
+
+    // Knobs belong to a checkpoint, never to a trained version.
+    let refused = stack
+        .client
+        .post(
+            Some(&stack.token),
+            "/inference_jobs",
+            json!({"app": "source", "knobs": {"epochs": 1}}),
+        )
+        .await;
+    let message = expect_error(refused, 400, "InvalidRequestError").await;
+    assert!(message.contains("model_id"), "{message}");
+
+    // Only the knobs that need choosing are given: `max_rows` (fixed) and `quick_eval`
+    // (a policy) are filled in.
+    let chosen: serde_json::Map<String, Value> = knobs
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(name, _)| !matches!(name.as_str(), "max_rows" | "quick_eval"))
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect();
+    let from_checkpoint = stack
+        .post(
+            "/inference_jobs",
+            json!({"app": "restored", "model_id": checkpoint_model, "knobs": chosen}),
+        )
+        .await;
+    let original = stack
+        .post("/inference_jobs", json!({"app": "source"}))
+        .await;
+    let queries = json!([{"f1": -2.0, "f2": -1.5}, {"f1": 0.3, "f2": 0.1}, {"f1": 2.0, "f2": 2.5}]);
+    let restored = served(&stack, &from_checkpoint, &predictor, &queries).await;
+    assert_eq!(
+        restored,
+        served(&stack, &original, &predictor, &queries).await
+    );
+
+    // SINGA-Auto's route: the app is named after the model.
+    let singa = stack
+        .post(
+            "/inference_jobs/checkpoint",
+            json!({"model_name": "ckpt", "knobs": chosen, "budget": {"GPU_COUNT": 0}}),
+        )
+        .await;
+    assert_eq!(singa["app"], "ckpt", "{singa}");
+    assert_eq!(singa["model_id"], checkpoint_model.as_str(), "{singa}");
+    assert_eq!(served(&stack, &singa, &predictor, &queries).await, restored);
+
+    // A knob that needs choosing and was not given: the job ends ERRORED naming it.
+    stack
+        .post(
+            "/inference_jobs",
+            json!({"app": "unchosen", "model_id": checkpoint_model}),
+        )
+        .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let jobs = stack.get("/inference_jobs/unchosen").await;
+        if jobs[0]["status"] == "ERRORED" {
+            let error = jobs[0]["error"].as_str().unwrap();
+            assert!(error.contains("temperature"), "{error}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{jobs}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -42,6 +42,7 @@ async fn native_model(
             docker_image: None,
             description: None,
             signature: None,
+            checkpoint: None,
         },
     )
     .await
