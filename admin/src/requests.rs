@@ -99,6 +99,11 @@ pub struct CreateModelForm {
     /// Shown with the model; at most 4096 characters.
     #[serde(default, deserialize_with = "field::opt_text")]
     pub model_description: Option<String>,
+    /// An ONNX model whose only input is a `[batch, n]` matrix: the names of its `n` columns
+    /// (JSON text of a list), so a query may be `{"<feature>": number}`.
+    #[schema(value_type = Option<String>)]
+    #[serde(default, deserialize_with = "field::opt_text_list")]
+    pub feature_names: Option<Vec<String>>,
     /// SINGA-Auto's entry file of a `zip` model; a `py` model is that file, so none.
     #[serde(default, deserialize_with = "field::opt_text")]
     pub model_file_name: Option<String>,

@@ -13,4 +13,6 @@ pub struct TemplateSource {
     /// Object-store path and sha256 of an uploaded source file.
     pub file: Option<(String, String)>,
     pub dependencies: Dependencies,
+    /// An ONNX model's column names, when its uploader gave them (`feature_names`).
+    pub feature_names: Option<Vec<String>>,
 }

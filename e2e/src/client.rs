@@ -41,7 +41,12 @@ impl AdminClient {
     pub fn new(base: String) -> Self {
         Self {
             base,
-            http: reqwest::Client::new(),
+            // The services close a connection idle for 5 s (actix-web's keep-alive): a pooled
+            // connection kept longer may be closed under a request (a broken pipe on POST).
+            http: reqwest::Client::builder()
+                .pool_idle_timeout(std::time::Duration::from_secs(2))
+                .build()
+                .expect("a reqwest client"),
         }
     }
 

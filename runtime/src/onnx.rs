@@ -51,6 +51,51 @@ pub struct Signature {
     /// named like `probabilities`); `None`: every output, by name.
     #[serde(default)]
     pub answer: Option<String>,
+    /// Names of the columns of the only input, a `[batch, n]` matrix, given at upload: a query
+    /// may then be `{"<feature>": number}` for each of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub features: Option<Vec<String>>,
+}
+
+impl Signature {
+    /// Names the columns of the only input; refused unless it is a `[batch, n]` matrix of `n`
+    /// (or any number of) columns and the names are distinct and non-blank.
+    pub fn name_features(&mut self, names: Vec<String>) -> Result<(), String> {
+        let [input] = self.inputs.as_slice() else {
+            return Err(format!(
+                "feature_names name the columns of a model's only input; this one has {} inputs \
+                 (query them by input name instead)",
+                self.inputs.len()
+            ));
+        };
+        let columns = match input.shape.as_slice() {
+            [_, columns] => *columns,
+            other => {
+                return Err(format!(
+                    "feature_names name the columns of a [batch, n] input; `{}` has shape {other:?}",
+                    input.name
+                ));
+            }
+        };
+        if columns >= 0 && names.len() as i64 != columns {
+            return Err(format!(
+                "`{}` has {columns} columns but {} feature_names were given",
+                input.name,
+                names.len()
+            ));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for name in &names {
+            if name.trim().is_empty() || name.len() > 256 {
+                return Err("a feature name is blank or longer than 256 bytes".to_owned());
+            }
+            if !seen.insert(name) {
+                return Err(format!("feature `{name}` is named twice"));
+            }
+        }
+        self.features = Some(names);
+        Ok(())
+    }
 }
 
 static ENVIRONMENT: OnceLock<Result<Environment, String>> = OnceLock::new();
@@ -207,6 +252,7 @@ fn signature_of(session: &Session) -> Result<Signature, String> {
         inputs,
         outputs,
         answer,
+        features: None,
     };
     check(&signature)?;
     Ok(signature)
@@ -246,6 +292,13 @@ impl OnnxModel {
 
     pub fn signature(&self) -> &Signature {
         &self.signature
+    }
+
+    /// Names the columns of its only input (see [`Signature::name_features`]).
+    pub fn name_features(&mut self, names: Vec<String>) -> Result<(), TemplateError> {
+        self.signature
+            .name_features(names)
+            .map_err(|reason| TemplateError::InvalidParameters { reason })
     }
 }
 
@@ -305,6 +358,38 @@ fn row(spec: &TensorSpec, value: &Value) -> Result<(Vec<f64>, Vec<usize>), Strin
         ));
     }
     Ok((numbers, shape))
+}
+
+/// The row a query by feature name stands for, its values in the order of `features`.
+fn feature_row(
+    features: &[String],
+    fields: &serde_json::Map<String, Value>,
+) -> Result<Value, String> {
+    let row = features
+        .iter()
+        .map(|name| {
+            fields
+                .get(name)
+                .cloned()
+                .ok_or_else(|| format!("the query has no feature `{name}`"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if fields.len() != features.len() {
+        let unknown: Vec<&str> = fields
+            .keys()
+            .filter(|k| !features.contains(k))
+            .map(String::as_str)
+            .collect();
+        return Err(format!(
+            "the model has no feature {}",
+            unknown
+                .iter()
+                .map(|k| format!("`{k}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    Ok(Value::Array(row))
 }
 
 fn tensor_value(
@@ -388,14 +473,24 @@ impl OnnxModel {
             let mut row_shape: Option<Vec<usize>> = None;
             for (index, query) in queries.iter().enumerate() {
                 let invalid = |reason: String| TemplateError::InvalidQuery { index, reason };
+                let by_feature;
                 let value = match query {
-                    Value::Object(fields) => fields.get(&spec.name).ok_or_else(|| {
-                        invalid(format!(
-                            "the query has no `{}`; the model's inputs are {}",
-                            spec.name,
-                            self.input_names()
-                        ))
-                    })?,
+                    Value::Object(fields) if !fields.contains_key(&spec.name) => {
+                        match &self.signature.features {
+                            Some(features) => {
+                                by_feature = feature_row(features, fields).map_err(invalid)?;
+                                &by_feature
+                            }
+                            None => {
+                                return Err(invalid(format!(
+                                    "the query has no `{}`; the model's inputs are {}",
+                                    spec.name,
+                                    self.input_names()
+                                )));
+                            }
+                        }
+                    }
+                    Value::Object(fields) => &fields[&spec.name],
                     other if self.signature.inputs.len() == 1 => other,
                     _ => {
                         return Err(invalid(format!(

@@ -67,6 +67,7 @@ impl TemplateResolver {
                 .ok_or_else(|| format!("no built-in template `{}`", model.class))),
             TemplateKind::Onnx => Ok(Ok(Template::Onnx(OnnxTemplate {
                 library: self.onnx_runtime.clone(),
+                feature_names: model.feature_names.clone(),
             }))),
             TemplateKind::Python => {
                 let Some((path, sha256)) = &model.file else {

@@ -20,6 +20,8 @@ pub enum Template {
 #[derive(Debug, Clone)]
 pub struct OnnxTemplate {
     pub library: PathBuf,
+    /// The columns of its only input, named at upload.
+    pub feature_names: Option<Vec<String>>,
 }
 
 impl Template {
@@ -45,7 +47,10 @@ impl Template {
             Template::Builtin(template) => template.load(parameters),
             Template::Python(template) => template.load(knobs, parameters, kill),
             Template::Onnx(template) => {
-                let model = crate::onnx::OnnxModel::load(&template.library, parameters)?;
+                let mut model = crate::onnx::OnnxModel::load(&template.library, parameters)?;
+                if let Some(names) = &template.feature_names {
+                    model.name_features(names.clone())?;
+                }
                 Ok(Box::new(model))
             }
         }

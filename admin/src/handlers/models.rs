@@ -22,6 +22,7 @@ struct ModelFields {
     access_right: AccessRight,
     docker_image: Option<String>,
     description: Option<String>,
+    feature_names: Option<Vec<String>>,
 }
 
 const MAX_DESCRIPTION_CHARS: usize = 4096;
@@ -79,6 +80,7 @@ fn parse_fields(params: &Params) -> Result<ModelFields, ApiError> {
         access_right,
         docker_image: form.docker_image,
         description: form.model_description,
+        feature_names: form.feature_names,
     })
 }
 
@@ -135,7 +137,8 @@ pub async fn create(
                 "missing file part `model_file_bytes`",
             )
         })?;
-        let (template_kind, signature) = recognise(&state, &source.path).await?;
+        let (template_kind, signature) =
+            recognise(&state, &source.path, fields.feature_names.clone()).await?;
         let checkpoint = match &upload.files[1] {
             None => None,
             Some(stored) => {
@@ -202,6 +205,7 @@ pub async fn create(
 async fn recognise(
     state: &AppState,
     path: &str,
+    feature_names: Option<Vec<String>>,
 ) -> Result<(TemplateKind, Option<serde_json::Value>), ApiError> {
     // The first chunk decides; only an ONNX file is read whole.
     let head = {
@@ -210,6 +214,19 @@ async fn recognise(
         stream.next().await.transpose()?.unwrap_or_default()
     };
     if !duma_runtime::onnx::looks_like_onnx(&head) {
+        if !looks_like_text(&head) {
+            return Err(ApiError::new(
+                ErrorCode::InvalidModel,
+                "the file is neither an ONNX model nor Python source (a template is UTF-8 text \
+                 without NUL bytes)",
+            ));
+        }
+        if feature_names.is_some() {
+            return Err(ApiError::new(
+                ErrorCode::InvalidModel,
+                "feature_names name an ONNX model's input columns; a template reads its own",
+            ));
+        }
         return Ok((TemplateKind::Python, None));
     }
     let bytes = state.store.get_bytes(path).await?;
@@ -240,6 +257,12 @@ async fn recognise(
             ));
         }
     };
+    let mut signature = signature;
+    if let Some(names) = feature_names {
+        signature
+            .name_features(names)
+            .map_err(|reason| ApiError::new(ErrorCode::InvalidModel, reason))?;
+    }
     let signature = serde_json::to_value(signature).map_err(|e| {
         ApiError::new(
             ErrorCode::InvalidModel,
@@ -247,6 +270,18 @@ async fn recognise(
         )
     })?;
     Ok((TemplateKind::Onnx, Some(signature)))
+}
+
+/// Whether the start of a file can be Python source: UTF-8 (a character cut at the end of the
+/// chunk aside) with no NUL byte, which Python refuses in source.
+fn looks_like_text(head: &[u8]) -> bool {
+    if head.contains(&0) {
+        return false;
+    }
+    match std::str::from_utf8(head) {
+        Ok(_) => true,
+        Err(e) => e.error_len().is_none() && head.len() - e.valid_up_to() < 4,
+    }
 }
 
 /// A checkpoint is parameters as Duma saves them: what a trial's `GET /trials/{id}/parameters`
@@ -396,4 +431,20 @@ pub async fn model_file(
         )
     })?;
     super::file(&state.store, &path).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::looks_like_text;
+
+    #[test]
+    fn python_source_is_told_from_binary_files() {
+        assert!(looks_like_text(b"class M:\n    pass\n"));
+        assert!(looks_like_text("# é\n".as_bytes()));
+        // A chunk may end inside a character.
+        assert!(looks_like_text(&"x = 'é'".as_bytes()[..6]));
+        assert!(!looks_like_text(b"\x80\x04\x95pickle"));
+        assert!(!looks_like_text(b"ok\0then binary"));
+        assert!(!looks_like_text(b"\xff\xfe\x00\x00"));
+    }
 }

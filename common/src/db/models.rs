@@ -51,6 +51,10 @@ impl Model {
             class: self.model_class.clone(),
             file: self.source_path.clone().zip(self.source_sha256.clone()),
             dependencies: self.dependencies.clone(),
+            feature_names: self
+                .signature
+                .as_ref()
+                .and_then(|s| serde_json::from_value(s.get("features")?.clone()).ok()),
         }
     }
 

@@ -16,14 +16,15 @@ fn library() -> PathBuf {
     repository().join(".onnxruntime/libonnxruntime.so")
 }
 
-/// Exports made by scikit-learn and skl2onnx (in the project's virtualenv), and its predictions.
+/// Exports made by each framework (in `.venv-exports`, made by `scripts/setup`), and the
+/// framework's own predictions.
 fn exports() -> (tempfile::TempDir, Value) {
     let dir = tempfile::tempdir().unwrap();
-    let status = Command::new(repository().join(".venv/bin/python"))
+    let status = Command::new(repository().join(".venv-exports/bin/python"))
         .arg(repository().join("runtime/tests/onnx_exports.py"))
         .arg(dir.path())
         .status()
-        .expect("the project virtualenv (scripts/setup)");
+        .expect("the exports virtualenv (scripts/setup)");
     assert!(status.success());
     let expected =
         serde_json::from_slice(&std::fs::read(dir.path().join("expected.json")).unwrap()).unwrap();
@@ -84,6 +85,65 @@ fn scikit_learn_exports_answer_as_scikit_learn_does() {
     assert!(error.contains("not a number"), "{error}");
 }
 
+/// scikit-learn, XGBoost and LightGBM classifiers and regressors, a PyTorch MLP and CNN: each
+/// answers its held-out rows as the framework itself did, to 1e-5.
+#[test]
+fn every_frameworks_export_answers_as_the_framework_does() {
+    let (dir, expected) = exports();
+    let mut served = Vec::new();
+    for export in expected["exports"].as_array().unwrap() {
+        let name = export["name"].as_str().unwrap();
+        let bytes = std::fs::read(dir.path().join(export["file"].as_str().unwrap())).unwrap();
+        assert!(looks_like_onnx(&bytes), "{name}");
+        let model = OnnxModel::load(&library(), &bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let rows = export["rows"].as_array().unwrap();
+        let answers = model
+            .predict(rows)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(
+            close(&Value::Array(answers.clone()), &export["expected"]),
+            "{name}: {answers:?} vs {}",
+            export["expected"]
+        );
+        // One query at a time answers the same as the batch.
+        let one = model.predict(&rows[..1]).unwrap();
+        assert!(close(&one[0], &export["expected"][0]), "{name}");
+        served.push(name.to_owned());
+    }
+    for framework in [
+        "classifier",
+        "xgboost",
+        "lightgbm",
+        "pytorch_mlp",
+        "pytorch_cnn",
+    ] {
+        assert!(
+            served.iter().any(|n| n.starts_with(framework)),
+            "{framework} missing from {served:?}"
+        );
+    }
+    // A CNN's query may also be the image as one flat list.
+    let cnn = expected["exports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "pytorch_cnn")
+        .unwrap();
+    let model = OnnxModel::load(
+        &library(),
+        &std::fs::read(dir.path().join("pytorch_cnn.onnx")).unwrap(),
+    )
+    .unwrap();
+    let flat: Vec<Value> = cnn["rows"][0][0]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r.as_array().unwrap().clone())
+        .collect();
+    let answer = model.predict(&[Value::Array(flat)]).unwrap();
+    assert!(close(&answer[0], &cnn["expected"][0]));
+}
+
 #[test]
 fn what_cannot_be_served_is_refused_in_words() {
     let (dir, _) = exports();
@@ -97,7 +157,79 @@ fn what_cannot_be_served_is_refused_in_words() {
     assert!(!looks_like_onnx(
         b"from rafiki.model import BaseModel\nclass M(BaseModel): pass\n"
     ));
+    let unknown = std::fs::read(dir.path().join("unknown_op.onnx")).unwrap();
+    let error = inspect(&library(), &unknown).unwrap_err();
+    assert!(error.contains("Frobnicate"), "{error}");
+    let huge = std::fs::read(dir.path().join("huge_shape.onnx")).unwrap();
+    let error = inspect(&library(), &huge).unwrap_err();
+    assert!(error.contains("values per row"), "{error}");
     let error = inspect(&PathBuf::from("/nonexistent/libonnxruntime.so"), &zipmap);
     // The process's runtime is loaded once; a later wrong path changes nothing.
     assert!(error.is_err());
+}
+
+/// A model whose only input is a matrix, its columns named at upload: a query may be a dict by
+/// feature name (any order), and the names must fit the input.
+#[test]
+fn columns_named_at_upload_take_queries_by_feature_name() {
+    let (dir, expected) = exports();
+    let bytes = std::fs::read(dir.path().join("classifier.onnx")).unwrap();
+    let mut signature = inspect(&library(), &bytes).unwrap();
+    let names: Vec<String> = (0..8).map(|i| format!("f{i}")).collect();
+    let error = signature.name_features(names[..7].to_vec()).unwrap_err();
+    assert!(error.contains("8 columns but 7"), "{error}");
+    let twice = [names[..7].to_vec(), vec!["f0".to_owned()]].concat();
+    assert!(
+        signature
+            .name_features(twice)
+            .unwrap_err()
+            .contains("twice")
+    );
+
+    let mut model = OnnxModel::load(&library(), &bytes).unwrap();
+    model.name_features(names.clone()).unwrap();
+    let rows = expected["classifier_rows"].as_array().unwrap();
+    let by_name: Vec<Value> = rows
+        .iter()
+        .map(|row| {
+            // Keys in reverse order: the names, not the order, place the values.
+            let fields: serde_json::Map<String, Value> = names
+                .iter()
+                .zip(row.as_array().unwrap())
+                .rev()
+                .map(|(n, v)| (n.clone(), v.clone()))
+                .collect();
+            Value::Object(fields)
+        })
+        .collect();
+    let answers = model.predict(&by_name).unwrap();
+    assert!(close(
+        &Value::Array(answers),
+        &expected["classifier_probabilities"]
+    ));
+    // Rows as lists still work.
+    assert!(close(
+        &model.predict(&rows[..1]).unwrap()[0],
+        &expected["classifier_probabilities"][0]
+    ));
+    let mut missing = by_name[0].as_object().unwrap().clone();
+    missing.remove("f3");
+    let error = model
+        .predict(&[Value::Object(missing.clone())])
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("no feature `f3`"), "{error}");
+    missing.insert("f3".to_owned(), json!(0.0));
+    missing.insert("colour".to_owned(), json!(1.0));
+    let error = model
+        .predict(&[Value::Object(missing)])
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("no feature `colour`"), "{error}");
+
+    // A model of several inputs has no columns to name.
+    let cnn = std::fs::read(dir.path().join("pytorch_cnn.onnx")).unwrap();
+    let mut signature = inspect(&library(), &cnn).unwrap();
+    let error = signature.name_features(names).unwrap_err();
+    assert!(error.contains("[batch, n]"), "{error}");
 }

@@ -14,15 +14,16 @@ use duma_e2e::stack::{Stack, predict_url, spawn_stack};
 
 const TASK: &str = "TABULAR_CLASSIFICATION";
 
-/// scikit-learn models exported by skl2onnx (the project's virtualenv), and its predictions.
+/// Models exported by each framework (`.venv-exports`, made by `scripts/setup`), and the
+/// framework's own predictions.
 fn exports() -> (tempfile::TempDir, Value) {
     let repository = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let dir = tempfile::tempdir().unwrap();
-    let status = Command::new(repository.join(".venv/bin/python"))
+    let status = Command::new(repository.join(".venv-exports/bin/python"))
         .arg(repository.join("runtime/tests/onnx_exports.py"))
         .arg(dir.path())
         .status()
-        .expect("the project virtualenv (scripts/setup)");
+        .expect("the exports virtualenv (scripts/setup)");
     assert!(status.success());
     let expected = std::fs::read(dir.path().join("expected.json")).unwrap();
     (dir, serde_json::from_slice(&expected).unwrap())
@@ -175,6 +176,34 @@ async fn onnx_files_that_cannot_be_served_are_refused_at_upload_with_nothing_sto
     )
     .await;
     assert!(message.contains("cannot load"), "{message}");
+    let unknown = std::fs::read(dir.path().join("unknown_op.onnx")).unwrap();
+    let message = expect_error(
+        upload(&stack, "unknown-op", unknown.clone()).await,
+        400,
+        "InvalidModelError",
+    )
+    .await;
+    assert!(message.contains("Frobnicate"), "{message}");
+    let huge = std::fs::read(dir.path().join("huge_shape.onnx")).unwrap();
+    let message = expect_error(
+        upload(&stack, "huge", huge.clone()).await,
+        400,
+        "InvalidModelError",
+    )
+    .await;
+    assert!(message.contains("values per row"), "{message}");
+    // Neither ONNX nor Python source (a file named .onnx that is not one, say).
+    let binary: Vec<u8> = (0..4096u32).map(|i| (i * 7919 % 251) as u8).collect();
+    let message = expect_error(
+        upload(&stack, "binary", binary.clone()).await,
+        400,
+        "InvalidModelError",
+    )
+    .await;
+    assert!(
+        message.contains("neither an ONNX model nor Python"),
+        "{message}"
+    );
     let available = stack.get(&format!("/models/available?task={TASK}")).await;
     let names: Vec<&str> = available
         .as_array()
@@ -183,7 +212,9 @@ async fn onnx_files_that_cannot_be_served_are_refused_at_upload_with_nothing_sto
         .filter_map(|m| m["name"].as_str())
         .collect();
     assert!(
-        !names.contains(&"zipmap") && !names.contains(&"truncated"),
+        !["zipmap", "truncated", "unknown-op", "huge", "binary"]
+            .iter()
+            .any(|n| names.contains(n)),
         "{names:?}"
     );
     // Neither file is left in the object store (other tests share it: look for their bytes),
@@ -193,6 +224,9 @@ async fn onnx_files_that_cannot_be_served_are_refused_at_upload_with_nothing_sto
     let refused = [
         std::fs::read(dir.path().join("zipmap.onnx")).unwrap(),
         truncated_copy,
+        unknown,
+        huge,
+        binary,
     ];
     let root = stack.ctx.settings.object_store.root.join("models");
     let mut stored = Vec::new();
@@ -350,4 +384,102 @@ async fn the_open_inference_protocol_serves_an_onnx_model_by_job_id_and_deployme
         let error: Value = response.json().await.unwrap();
         assert!(error["error"].as_str().unwrap().contains(needle), "{error}");
     }
+}
+
+/// An XGBoost export uploaded with the names of its columns: served from `model_id`, it takes
+/// Rafiki's dict queries by feature name and answers as XGBoost does; names that do not fit the
+/// model, or given with a Python template, are refused at upload.
+#[tokio::test]
+async fn columns_named_at_upload_take_rafiki_dict_queries() {
+    use reqwest::multipart::{Form, Part};
+    let stack = spawn_stack(1).await;
+    stack.start_inference_worker();
+    let (predictor, _) = stack.start_predictor().await;
+    let (dir, expected) = exports();
+    let export = expected["exports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "xgboost_classifier")
+        .unwrap()
+        .clone();
+    let file = std::fs::read(dir.path().join("xgboost_classifier.onnx")).unwrap();
+    let names: Vec<String> = (0..8).map(|i| format!("col_{i}")).collect();
+    let send = |name: &str, bytes: Vec<u8>, features: Value| {
+        let form = Form::new()
+            .text("name", name.to_owned())
+            .text("task", TASK)
+            .text("model_class", "Xgb")
+            .text("feature_names", features.to_string())
+            .part("model_file_bytes", Part::bytes(bytes).file_name("m.onnx"));
+        stack
+            .client
+            .http
+            .post(stack.client.url("/models"))
+            .bearer_auth(&stack.token)
+            .multipart(form)
+            .send()
+    };
+    let message = expect_error(
+        send("short", file.clone(), json!(names[..3]))
+            .await
+            .unwrap(),
+        400,
+        "InvalidModelError",
+    )
+    .await;
+    assert!(message.contains("8 columns but 3"), "{message}");
+    let message = expect_error(
+        send("python", b"class Xgb: pass\n".to_vec(), json!(names))
+            .await
+            .unwrap(),
+        400,
+        "InvalidModelError",
+    )
+    .await;
+    assert!(message.contains("a template reads its own"), "{message}");
+    let uploaded = duma_e2e::client::json_ok(send("xgb", file, json!(names)).await.unwrap()).await;
+    let id = uploaded["id"].as_str().unwrap();
+    let model = stack.get(&format!("/models/{id}")).await;
+    assert_eq!(model["signature"]["features"], json!(names), "{model}");
+
+    let job = stack
+        .post("/inference_jobs", json!({"app": "xgb", "model_id": id}))
+        .await;
+    let queries: Vec<Value> = export["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            Value::Object(
+                names
+                    .iter()
+                    .zip(row.as_array().unwrap())
+                    .map(|(n, v)| (n.clone(), v.clone()))
+                    .collect(),
+            )
+        })
+        .collect();
+    let answers = predictions(&stack, &predict_url(&job, &predictor), &json!(queries)).await;
+    assert!(
+        close(&Value::Array(answers), &export["expected"]),
+        "the served model does not answer as XGBoost does"
+    );
+    let response = stack
+        .client
+        .http
+        .post(predict_url(&job, &predictor))
+        .json(&json!({"query": {"col_0": 1.0}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("no feature `col_1`"),
+        "{body}"
+    );
 }
