@@ -95,6 +95,18 @@ impl Application {
                 .route("/v2/models/{name}", web::get().to(v2::model_metadata))
                 .route("/v2/models/{name}/ready", web::get().to(v2::model_ready))
                 .route("/v2/models/{name}/infer", web::post().to(v2::infer))
+                .route(
+                    "/v2/models/{name}/versions/{version}",
+                    web::get().to(v2::model_metadata),
+                )
+                .route(
+                    "/v2/models/{name}/versions/{version}/ready",
+                    web::get().to(v2::model_ready),
+                )
+                .route(
+                    "/v2/models/{name}/versions/{version}/infer",
+                    web::post().to(v2::infer),
+                )
                 .default_service(web::to(not_found))
         })
         .disable_signals()

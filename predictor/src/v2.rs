@@ -58,11 +58,21 @@ pub async fn server_metadata() -> HttpResponse {
     }))
 }
 
+/// The model a request names: `/v2/models/{name}[/versions/{version}]/…`.
+fn model_path(request: &HttpRequest) -> (String, Option<String>) {
+    let info = request.match_info();
+    (
+        info.get("name").unwrap_or_default().to_owned(),
+        info.get("version").map(str::to_owned),
+    )
+}
+
 /// The inference job a model name stands for (a job id, or a deployment's name: the version a
-/// request with `routing_key` goes to), and its route.
+/// request with `routing_key` goes to, or `version` when named), and its route.
 async fn resolve(
     predictor: &Predictor,
     name: &str,
+    version: Option<&str>,
     routing_key: Option<&str>,
 ) -> Result<(InferenceJobId, Arc<Route>), HttpResponse> {
     let unknown = || error(StatusCode::NOT_FOUND, format!("no model named {name}"));
@@ -73,6 +83,15 @@ async fn resolve(
             "the platform cannot look the model up right now",
         )
     };
+    let no_version = |versions: String| {
+        error(
+            StatusCode::NOT_FOUND,
+            format!(
+                "model {name} has no version {}; it serves {versions}",
+                version.unwrap_or_default()
+            ),
+        )
+    };
     let id = match name.parse::<InferenceJobId>() {
         Ok(id) => id,
         Err(_) => match predictor
@@ -81,12 +100,38 @@ async fn resolve(
             .await
             .map_err(lookup_failed)?
         {
-            Some(deployment) => deployment.choose(routing_key).1,
+            Some(deployment) => match version {
+                None => deployment.choose(routing_key).1,
+                Some(wanted) => {
+                    let serving = deployment
+                        .primaries
+                        .iter()
+                        .map(|(v, job, _)| (*v, *job))
+                        .chain(deployment.shadow);
+                    let mut versions = Vec::new();
+                    let mut found = None;
+                    for (v, job) in serving {
+                        if v.to_string() == wanted {
+                            found = Some(job);
+                        }
+                        versions.push(v.to_string());
+                    }
+                    match found {
+                        Some(job) => job,
+                        None => return Err(no_version(versions.join(", "))),
+                    }
+                }
+            },
             None => return Err(unknown()),
         },
     };
     match predictor.routes.get(id).await.map_err(lookup_failed)? {
-        Some(route) => Ok((id, route)),
+        Some(route) => match version {
+            Some(wanted) if route.app_version.to_string() != wanted => {
+                Err(no_version(route.app_version.to_string()))
+            }
+            _ => Ok((id, route)),
+        },
         None => Err(unknown()),
     }
 }
@@ -98,15 +143,13 @@ fn routing_key(request: &HttpRequest) -> Option<&str> {
         .and_then(|v| v.to_str().ok())
 }
 
-pub async fn model_metadata(
-    predictor: web::Data<Predictor>,
-    name: web::Path<String>,
-    request: HttpRequest,
-) -> HttpResponse {
-    let (_, route) = match resolve(&predictor, &name, routing_key(&request)).await {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
+pub async fn model_metadata(predictor: web::Data<Predictor>, request: HttpRequest) -> HttpResponse {
+    let (name, version) = model_path(&request);
+    let (_, route) =
+        match resolve(&predictor, &name, version.as_deref(), routing_key(&request)).await {
+            Ok(found) => found,
+            Err(response) => return response,
+        };
     let (inputs, outputs, parameters) = match (&route.signature, &route.metadata) {
         (Some(signature), _) => (
             signature["inputs"].clone(),
@@ -154,12 +197,9 @@ fn tabular_tensors(metadata: &Value) -> (Value, Value, Value) {
     )
 }
 
-pub async fn model_ready(
-    predictor: web::Data<Predictor>,
-    name: web::Path<String>,
-    request: HttpRequest,
-) -> HttpResponse {
-    match resolve(&predictor, &name, routing_key(&request)).await {
+pub async fn model_ready(predictor: web::Data<Predictor>, request: HttpRequest) -> HttpResponse {
+    let (name, version) = model_path(&request);
+    match resolve(&predictor, &name, version.as_deref(), routing_key(&request)).await {
         Ok((_, route)) if route.running => {
             HttpResponse::Ok().json(json!({"name": name.as_str(), "ready": true}))
         }
@@ -353,15 +393,16 @@ fn answering_output(route: &Route) -> (String, Option<String>) {
 
 pub async fn infer(
     predictor: web::Data<Predictor>,
-    name: web::Path<String>,
     request: HttpRequest,
     request_id: RequestId,
     payload: web::Payload,
 ) -> HttpResponse {
-    let (id, route) = match resolve(&predictor, &name, routing_key(&request)).await {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
+    let (name, version) = model_path(&request);
+    let (id, route) =
+        match resolve(&predictor, &name, version.as_deref(), routing_key(&request)).await {
+            Ok(found) => found,
+            Err(response) => return response,
+        };
     if !route.admits(prediction_key(&request)) {
         return error(
             StatusCode::UNAUTHORIZED,

@@ -352,6 +352,31 @@ async fn the_open_inference_protocol_serves_an_onnx_model_by_job_id_and_deployme
         assert!(Instant::now() < deadline, "the deployment never answered");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // A version named in the path: the deployment's, or the job's own; any other is a 404.
+    for name in ["v2-live".to_owned(), job_id.clone()] {
+        let versioned: Value = http
+            .post(format!("{predictor}/v2/models/{name}/versions/1/infer"))
+            .json(&request)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(versioned["model_version"], "1", "{versioned}");
+        assert!(close(&versioned["outputs"][0]["data"], &output["data"]));
+        let ready = get(format!("/v2/models/{name}/versions/1/ready"))
+            .await
+            .unwrap();
+        assert_eq!(ready.status(), 200);
+        let missing = get(format!("/v2/models/{name}/versions/7")).await.unwrap();
+        assert_eq!(missing.status(), 404);
+        let error: Value = missing.json().await.unwrap();
+        assert!(
+            error["error"].as_str().unwrap().contains("no version 7"),
+            "{error}"
+        );
+    }
 
     // Errors as KServe answers them: {"error": ...} with 404 and 400.
     let response = infer("no-such-model".into(), request.clone())
