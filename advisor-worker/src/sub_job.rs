@@ -10,8 +10,8 @@ use duma_common::db::trials::Trial;
 use duma_common::db::{GenericClient, PgPool, models, trials, workers};
 use duma_domain::protocol::{AdvisorReply, TrialOutcome};
 use duma_domain::{
-    JobStatus, KnobConfig, LeaseId, Proposal, SubTrainJobId, TemplateKind, TrialId, TrialStatus,
-    WorkerId,
+    JobStatus, Knob, KnobConfig, KnobValue, LeaseId, Policy, Proposal, SubTrainJobId, TemplateKind,
+    TrialId, TrialStatus, WorkerId,
 };
 
 use crate::advisor::{Advisor, AdvisorKind, advisor_kind, make_advisor};
@@ -37,6 +37,9 @@ pub struct SubJobAdvisor {
     handed: HashMap<LeaseId, (TrialId, Proposal)>,
     consecutive_failures: u32,
     last_error: Option<String>,
+    /// The template's `SHARE_PARAMS` policy knobs: set, with the best saved trial's parameters
+    /// handed over, once one exists.
+    share_params: Vec<String>,
 }
 
 /// What taking a sub job over found.
@@ -127,6 +130,7 @@ impl SubJobAdvisor {
             handed,
             consecutive_failures,
             last_error: None,
+            share_params: policy_knobs(&config, Policy::ShareParams),
         };
         tracing::info!(sub_train_job_id = %sub_job_id, trials = state.created, ?kind, "advising sub job");
         Ok(Loaded::Ready(Box::new(state)))
@@ -156,7 +160,17 @@ impl SubJobAdvisor {
             return Ok(self.spent_reply());
         };
         let db = pool.get().await?;
-        let proposal = Proposal::new(self.next_no, knobs);
+        let mut proposal = Proposal::new(self.next_no, knobs);
+        // Rafiki's SHARE_PARAMS (its GLOBAL_BEST): the trial starts from the parameters of the
+        // best trial of the sub job so far, and its policy knob says so.
+        if !self.share_params.is_empty()
+            && let Some(best) = trials::best_with_params(&db, self.sub_job.id).await?
+        {
+            for name in &self.share_params {
+                proposal.knobs.insert(name.clone(), KnobValue::Bool(true));
+            }
+            proposal.share_params_of(best.id);
+        }
         let trial = match trials::insert_running(
             &db,
             self.sub_job.id,
@@ -362,6 +376,16 @@ impl SubJobAdvisor {
 
 /// The knob space of a model: the one recorded with it (uploads, or a built-in template whose
 /// knobs were pinned), else the built-in template's own.
+/// The names of the policy knobs of `config` for `policy`.
+fn policy_knobs(config: &KnobConfig, policy: Policy) -> Vec<String> {
+    config
+        .0
+        .iter()
+        .filter(|(_, knob)| matches!(knob, Knob::Policy { policy: p } if *p == policy))
+        .map(|(name, _)| name.clone())
+        .collect()
+}
+
 fn knob_config(model: &Model) -> Result<KnobConfig, Loaded> {
     let config = match (&model.knob_config, model.template_kind) {
         (Some(config), _) => config.clone(),

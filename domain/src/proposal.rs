@@ -2,6 +2,9 @@ use serde::{Deserialize, Serialize};
 
 use super::Knobs;
 
+/// The key of [`Proposal::meta`] naming the trial whose parameters a trial starts from.
+pub const SHARED_PARAMS_TRIAL: &str = "shared_params_trial_id";
+
 /// What an advisor proposes for one trial (Rafiki's `Proposal`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Proposal {
@@ -23,6 +26,19 @@ fn yes() -> bool {
 }
 
 impl Proposal {
+    /// The trial whose saved parameters this one starts from (Rafiki's `SHARE_PARAMS`).
+    pub fn shared_params_trial(&self) -> Option<crate::TrialId> {
+        self.meta.get(SHARED_PARAMS_TRIAL)?.as_str()?.parse().ok()
+    }
+
+    /// Starts this trial from the parameters of `trial`.
+    pub fn share_params_of(&mut self, trial: crate::TrialId) {
+        self.meta.insert(
+            SHARED_PARAMS_TRIAL.to_owned(),
+            serde_json::Value::String(trial.to_string()),
+        );
+    }
+
     pub fn new(trial_no: u32, knobs: Knobs) -> Self {
         Self {
             trial_no,

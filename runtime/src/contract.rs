@@ -21,6 +21,20 @@ pub trait Model: Send {
         log: &mut TrialLogger,
     ) -> Result<(), TemplateError>;
 
+    /// [`Self::train`], starting from `shared_params`: the saved parameters of an earlier trial
+    /// of the same template (Rafiki's `SHARE_PARAMS` policy), for templates that warm-start.
+    /// Templates that cannot (the built-ins) train from scratch.
+    fn train_from(
+        &mut self,
+        dataset: &Path,
+        train_args: &Map<String, Value>,
+        shared_params: Option<&[u8]>,
+        log: &mut TrialLogger,
+    ) -> Result<(), TemplateError> {
+        let _ = shared_params;
+        self.train(dataset, train_args, log)
+    }
+
     /// Scores the trained model on a validation dataset. Higher is better (accuracy for
     /// classification, R² for regression).
     fn evaluate(&mut self, dataset: &Path, log: &mut TrialLogger) -> Result<f64, TemplateError>;

@@ -590,6 +590,16 @@ impl TrainWorker {
         Ok(outcome)
     }
 
+    /// The saved parameters of `trial`.
+    async fn shared_params(&self, trial: TrialId) -> anyhow::Result<Vec<u8>> {
+        let db = self.pool.get().await?;
+        let saved = trials::by_id(&db, trial)
+            .await?
+            .and_then(|t| t.params)
+            .ok_or_else(|| anyhow::anyhow!("they were not saved"))?;
+        Ok(self.store.get_bytes(&saved.path).await?.to_vec())
+    }
+
     async fn train_and_evaluate(
         &self,
         context: &SubJobContext,
@@ -597,6 +607,19 @@ impl TrainWorker {
         probe: &Probe,
         cancel: &CancellationToken,
     ) -> TrialResult {
+        // Rafiki's SHARE_PARAMS: the parameters of the trial the advisor chose to start from.
+        let shared_params = match proposal.shared_params_trial() {
+            None => None,
+            Some(trial) => match self.shared_params(trial).await {
+                Ok(bytes) => Some(bytes),
+                Err(error) => {
+                    return TrialResult::Failed {
+                        error: format!("the parameters of trial {trial} to start from: {error}"),
+                        logs: Vec::new(),
+                    };
+                }
+            },
+        };
         let template = context.template.clone();
         let kill = KillSwitch::new();
         let switch = kill.clone();
@@ -610,7 +633,7 @@ impl TrainWorker {
             let mut log = duma_runtime::TrialLogger::new();
             let result = (|| {
                 let mut model = template.build(&knobs, &switch)?;
-                model.train(&train_path, &train_args, &mut log)?;
+                model.train_from(&train_path, &train_args, shared_params.as_deref(), &mut log)?;
                 let score = if evaluate {
                     model.evaluate(&val_path, &mut log)?
                 } else {

@@ -186,6 +186,22 @@ pub async fn best_per_sub_job(
 }
 
 /// Trials of a sub job in trial-number order (what an advisor rebuilds its state from).
+/// The best-scoring COMPLETED trial of a sub job whose parameters were saved (what Rafiki's
+/// `SHARE_PARAMS` hands to the next trials).
+pub async fn best_with_params(
+    db: &impl GenericClient,
+    id: SubTrainJobId,
+) -> DbResult<Option<Trial>> {
+    let sql = format!(
+        "{SELECT} WHERE t.sub_train_job_id = $1 AND t.status = 'COMPLETED' \
+         AND t.params_path IS NOT NULL AND t.score IS NOT NULL ORDER BY t.score DESC, t.no LIMIT 1"
+    );
+    db.query_opt(&sql, &[&id])
+        .await?
+        .map(|r| Trial::from_row(&r))
+        .transpose()
+}
+
 pub async fn list_by_sub_job(db: &impl GenericClient, id: SubTrainJobId) -> DbResult<Vec<Trial>> {
     let sql = format!("{SELECT} WHERE t.sub_train_job_id = $1 ORDER BY t.no");
     db.query(&sql, &[&id])

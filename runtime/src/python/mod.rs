@@ -186,9 +186,23 @@ impl Model for PythonModel {
         train_args: &Map<String, Value>,
         log: &mut TrialLogger,
     ) -> Result<(), TemplateError> {
+        self.train_from(dataset, train_args, None, log)
+    }
+
+    fn train_from(
+        &mut self,
+        dataset: &Path,
+        train_args: &Map<String, Value>,
+        shared_params: Option<&[u8]>,
+        log: &mut TrialLogger,
+    ) -> Result<(), TemplateError> {
         let mut runner = self.runner();
         let dataset = runner.stage(dataset)?;
-        let request = json!({"cmd": "train", "knobs": self.knobs, "dataset_path": dataset, "train_args": train_args});
+        let mut request = json!({"cmd": "train", "knobs": self.knobs, "dataset_path": dataset, "train_args": train_args});
+        if let Some(bytes) = shared_params {
+            // The runner loads them (Duma's format, never pickle) and passes `shared_params`.
+            request["shared_params_path"] = json!(runner.write_input("shared-params", bytes)?);
+        }
         runner.request(request, Some(log))?;
         Ok(())
     }

@@ -740,3 +740,62 @@ async fn a_template_uploaded_with_a_checkpoint_serves_it_without_training() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Rafiki's SHARE_PARAMS: once a trial has saved parameters, the advisor sets the template's
+/// policy knob and the train worker hands the best earlier trial's parameters to `train`.
+#[tokio::test]
+async fn shared_params_of_the_best_earlier_trial_reach_train() {
+    let stack = spawn_stack(1).await;
+    let model = stack
+        .upload_model(
+            "shares",
+            TASK,
+            template("shares_params.py"),
+            "SharesParams",
+            json!({}),
+        )
+        .await;
+    let job = train(&stack, "shares", &model, json!({"MODEL_TRIAL_COUNT": 5})).await;
+    assert_eq!(job["status"], "STOPPED", "{job}");
+    let trials = stack.trials("shares").await;
+    assert_eq!(trials.len(), 5);
+    let score_of = |id: &str| {
+        trials
+            .iter()
+            .find(|t| t["id"] == id)
+            .and_then(|t| t["score"].as_f64())
+    };
+    let mut shared = 0;
+    for trial in &trials {
+        let id = trial["id"].as_str().unwrap();
+        let logs = stack.get(&format!("/trials/{id}/logs")).await;
+        let metrics = logs["metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m.get("share").is_some())
+            .unwrap_or_else(|| panic!("{logs}"))
+            .clone();
+        let detail = stack.get(&format!("/trials/{id}")).await;
+        let proposal = &detail["proposal"];
+        let policy_set = proposal["knobs"]["share"] == true;
+        assert_eq!(metrics["share"] == 1.0, policy_set, "{metrics} {proposal}");
+        match proposal["meta"]["shared_params_trial_id"].as_str() {
+            Some(from) => {
+                shared += 1;
+                assert!(policy_set);
+                assert_eq!(
+                    metrics["started_from"].as_f64(),
+                    score_of(from),
+                    "trained from the named trial's parameters: {metrics} {proposal}"
+                );
+            }
+            None => {
+                assert!(!policy_set);
+                assert_eq!(metrics["started_from"], -1.0);
+            }
+        }
+    }
+    // The first trial has nothing to start from; later ones (one slot, one after another) do.
+    assert!(shared >= 1, "no trial got shared parameters");
+}
