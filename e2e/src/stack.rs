@@ -180,6 +180,31 @@ impl Stack {
         json_ok(self.client.post(Some(&self.token), path, body).await).await
     }
 
+    /// The predictions at `url` (a predict route) for `queries`, once it serves (within 60 s).
+    pub async fn predictions(&self, url: &str, queries: &Value) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let response = self
+                .client
+                .http
+                .post(url)
+                .json(&json!({ "queries": queries }))
+                .send()
+                .await
+                .unwrap();
+            if response.status() == 200 {
+                let body: Value = response.json().await.unwrap();
+                return body["predictions"].as_array().unwrap().clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "never served: {}",
+                response.status()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// Uploads a private Python template; returns the model id.
     pub async fn upload_model(
         &self,

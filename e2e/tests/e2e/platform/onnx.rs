@@ -42,30 +42,6 @@ async fn upload(stack: &Stack, name: &str, file: Vec<u8>) -> reqwest::Response {
     stack.client.upload_model(&stack.token, upload).await
 }
 
-async fn predictions(stack: &Stack, url: &str, rows: &Value) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let response = stack
-            .client
-            .http
-            .post(url)
-            .json(&json!({ "queries": rows }))
-            .send()
-            .await
-            .unwrap();
-        if response.status() == 200 {
-            let body: Value = response.json().await.unwrap();
-            return body["predictions"].as_array().unwrap().clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "never served: {}",
-            response.status()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 fn close(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Array(a), Value::Array(b)) => {
@@ -105,7 +81,9 @@ async fn an_uploaded_onnx_model_is_served_without_training_as_scikit_learn_answe
     assert_eq!(version["status"], "STOPPED");
     assert!(version["train_dataset_id"].is_null(), "{version}");
     let rows = &expected["classifier_rows"];
-    let answers = predictions(&stack, &predict_url(&job, &predictor), rows).await;
+    let answers = stack
+        .predictions(&predict_url(&job, &predictor), rows)
+        .await;
     assert!(
         close(
             &Value::Array(answers),
@@ -122,7 +100,7 @@ async fn an_uploaded_onnx_model_is_served_without_training_as_scikit_learn_answe
         )
         .await;
     let url = format!("{predictor}/deployments/uploaded-live/predict");
-    let answers = predictions(&stack, &url, rows).await;
+    let answers = stack.predictions(&url, rows).await;
     assert!(close(
         &Value::Array(answers),
         &expected["classifier_probabilities"]
@@ -485,7 +463,9 @@ async fn columns_named_at_upload_take_rafiki_dict_queries() {
             )
         })
         .collect();
-    let answers = predictions(&stack, &predict_url(&job, &predictor), &json!(queries)).await;
+    let answers = stack
+        .predictions(&predict_url(&job, &predictor), &json!(queries))
+        .await;
     assert!(
         close(&Value::Array(answers), &export["expected"]),
         "the served model does not answer as XGBoost does"

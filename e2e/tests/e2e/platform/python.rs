@@ -559,32 +559,6 @@ async fn an_uploaded_templates_environment_is_built_before_any_trial() {
     }
 }
 
-/// The answers of the inference job `job` to `queries`, once it serves.
-async fn served(stack: &Stack, job: &Value, predictor: &str, queries: &Value) -> Vec<Value> {
-    let url = duma_e2e::stack::predict_url(job, predictor);
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let response = stack
-            .client
-            .http
-            .post(&url)
-            .json(&json!({ "queries": queries }))
-            .send()
-            .await
-            .unwrap();
-        if response.status() == 200 {
-            let body: Value = response.json().await.unwrap();
-            return body["predictions"].as_array().unwrap().clone();
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "never served: {}",
-            response.status()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 async fn upload_with_checkpoint(
     stack: &Stack,
     name: &str,
@@ -704,10 +678,20 @@ async fn a_template_uploaded_with_a_checkpoint_serves_it_without_training() {
         .post("/inference_jobs", json!({"app": "source"}))
         .await;
     let queries = json!([{"f1": -2.0, "f2": -1.5}, {"f1": 0.3, "f2": 0.1}, {"f1": 2.0, "f2": 2.5}]);
-    let restored = served(&stack, &from_checkpoint, &predictor, &queries).await;
+    let restored = stack
+        .predictions(
+            &duma_e2e::stack::predict_url(&from_checkpoint, &predictor),
+            &queries,
+        )
+        .await;
     assert_eq!(
         restored,
-        served(&stack, &original, &predictor, &queries).await
+        stack
+            .predictions(
+                &duma_e2e::stack::predict_url(&original, &predictor),
+                &queries
+            )
+            .await
     );
 
     // SINGA-Auto's route: the app is named after the model.
@@ -719,7 +703,12 @@ async fn a_template_uploaded_with_a_checkpoint_serves_it_without_training() {
         .await;
     assert_eq!(singa["app"], "ckpt", "{singa}");
     assert_eq!(singa["model_id"], checkpoint_model.as_str(), "{singa}");
-    assert_eq!(served(&stack, &singa, &predictor, &queries).await, restored);
+    assert_eq!(
+        stack
+            .predictions(&duma_e2e::stack::predict_url(&singa, &predictor), &queries)
+            .await,
+        restored
+    );
 
     // A knob that needs choosing and was not given: the job ends ERRORED naming it.
     stack
