@@ -8,6 +8,7 @@ use duma_common::db::models::Model;
 use duma_common::db::train_jobs::{self, SubTrainJob, TrainJob};
 use duma_common::db::trials::Trial;
 use duma_common::db::{GenericClient, PgPool, models, trials, workers};
+use duma_domain::proposal::{FINAL_TRAIN, FINAL_TRAIN_OF, SEARCH};
 use duma_domain::protocol::{AdvisorReply, TrialOutcome};
 use duma_domain::{
     JobStatus, Knob, KnobConfig, KnobValue, LeaseId, Policy, Proposal, SubTrainJobId, TemplateKind,
@@ -40,6 +41,13 @@ pub struct SubJobAdvisor {
     /// The template's `SHARE_PARAMS` policy knobs: set, with the best saved trial's parameters
     /// handed over, once one exists.
     share_params: Vec<String>,
+    /// The template's `EARLY_STOP` policy knobs: set for search trials; the budget then ends
+    /// with a final-train trial (Rafiki's), the best knobs trained with them off.
+    early_stop: Vec<String>,
+    /// With a time budget only: when the final-train trial is due.
+    final_from: DateTime<Utc>,
+    /// The final-train trial, once proposed (the advisor's model never learns from it).
+    final_trial: Option<TrialId>,
 }
 
 /// What taking a sub job over found.
@@ -89,11 +97,24 @@ impl SubJobAdvisor {
             .ok()
             .and_then(|limit| train_job.datetime_started.checked_add_signed(limit))
             .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        let final_from = deadline
+            - chrono::Duration::from_std(train_job.budget.time_limit() / 10).unwrap_or_default();
         let (mut next_no, mut consecutive_failures) = (1, 0);
         let mut in_flight = HashSet::new();
         let mut handed = HashMap::new();
+        let mut final_trial = None;
         for trial in &history {
             next_no = next_no.max(u32::try_from(trial.no).unwrap_or(0) + 1);
+            if trial.proposal.is_final_train() {
+                final_trial = Some(trial.id);
+                if !trial.status.is_finished() {
+                    in_flight.insert(trial.id);
+                    if let Some(lease) = trial.lease_id {
+                        handed.insert(lease, (trial.id, trial.proposal.clone()));
+                    }
+                }
+                continue;
+            }
             match trial.status {
                 TrialStatus::Completed => {
                     if let Some(score) = trial.score {
@@ -112,6 +133,12 @@ impl SubJobAdvisor {
             }
         }
         let created = u32::try_from(history.len()).unwrap_or(u32::MAX);
+        // The final train is the last trial: nothing follows it.
+        let trial_limit = if final_trial.is_some() {
+            Some(created)
+        } else {
+            trial_limit
+        };
         // The fixed advisor proposes once in its life: a replayed trial was that proposal.
         if kind == AdvisorKind::Fixed && created > 0 {
             let _ = advisor.propose();
@@ -131,6 +158,9 @@ impl SubJobAdvisor {
             consecutive_failures,
             last_error: None,
             share_params: policy_knobs(&config, Policy::ShareParams),
+            early_stop: policy_knobs(&config, Policy::EarlyStop),
+            final_from,
+            final_trial,
         };
         tracing::info!(sub_train_job_id = %sub_job_id, trials = state.created, ?kind, "advising sub job");
         Ok(Loaded::Ready(Box::new(state)))
@@ -155,22 +185,18 @@ impl SubJobAdvisor {
         if self.budget_spent() {
             return Ok(self.spent_reply());
         }
-        let Some(knobs) = self.advisor.propose() else {
-            self.trial_limit = Some(self.created);
-            return Ok(self.spent_reply());
-        };
         let db = pool.get().await?;
-        let mut proposal = Proposal::new(self.next_no, knobs);
-        // Rafiki's SHARE_PARAMS (its GLOBAL_BEST): the trial starts from the parameters of the
-        // best trial of the sub job so far, and its policy knob says so.
-        if !self.share_params.is_empty()
-            && let Some(best) = trials::best_with_params(&db, self.sub_job.id).await?
-        {
-            for name in &self.share_params {
-                proposal.knobs.insert(name.clone(), KnobValue::Bool(true));
+        let proposal = match self.final_train(&db).await? {
+            FinalTrain::Wait => return Ok(AdvisorReply::Wait { retry_ms: RETRY_MS }),
+            FinalTrain::Propose(proposal) => proposal,
+            FinalTrain::NotNow => {
+                let Some(knobs) = self.advisor.propose() else {
+                    self.trial_limit = Some(self.created);
+                    return Ok(self.spent_reply());
+                };
+                self.search_proposal(&db, knobs).await?
             }
-            proposal.share_params_of(best.id);
-        }
+        };
         let trial = match trials::insert_running(
             &db,
             self.sub_job.id,
@@ -204,6 +230,9 @@ impl SubJobAdvisor {
         self.next_no += 1;
         self.created += 1;
         self.in_flight.insert(trial.id);
+        if proposal.is_final_train() {
+            self.final_trial = Some(trial.id);
+        }
         if let Some(lease) = lease_id {
             self.handed.insert(lease, (trial.id, proposal.clone()));
         }
@@ -223,6 +252,66 @@ impl SubJobAdvisor {
             trial_id: trial.id,
             proposal,
         })
+    }
+
+    /// A search trial of `knobs`: `EARLY_STOP` on where the template has it, and with
+    /// `SHARE_PARAMS` (Rafiki's GLOBAL_BEST) the parameters of the best trial so far to start
+    /// from.
+    async fn search_proposal(
+        &self,
+        db: &impl GenericClient,
+        knobs: duma_domain::Knobs,
+    ) -> anyhow::Result<Proposal> {
+        let mut proposal = Proposal::new(self.next_no, knobs);
+        if !self.early_stop.is_empty() {
+            for name in &self.early_stop {
+                proposal.knobs.insert(name.clone(), KnobValue::Bool(true));
+            }
+            proposal.set_type(SEARCH);
+        }
+        if !self.share_params.is_empty()
+            && let Some(best) = trials::best_with_params(db, self.sub_job.id).await?
+        {
+            for name in &self.share_params {
+                proposal.knobs.insert(name.clone(), KnobValue::Bool(true));
+            }
+            proposal.share_params_of(best.id);
+        }
+        Ok(proposal)
+    }
+
+    /// Rafiki's final train, for templates with `EARLY_STOP`: the budget's last trial (or, with a
+    /// time budget only, the first proposal in its last tenth) trains the best knobs found so far
+    /// with `EARLY_STOP` off, once every search trial has ended.
+    async fn final_train(&mut self, db: &impl GenericClient) -> anyhow::Result<FinalTrain> {
+        if self.early_stop.is_empty() || self.final_trial.is_some() {
+            return Ok(FinalTrain::NotNow);
+        }
+        let due = match self.trial_limit {
+            Some(limit) => self.created + 1 == limit,
+            None => Utc::now() >= self.final_from,
+        };
+        if !due {
+            return Ok(FinalTrain::NotNow);
+        }
+        if !self.in_flight.is_empty() {
+            return Ok(FinalTrain::Wait);
+        }
+        let Some(best) = trials::best_with_params(db, self.sub_job.id).await? else {
+            return Ok(FinalTrain::NotNow); // nothing scored yet: search on
+        };
+        let mut proposal = Proposal::new(self.next_no, best.proposal.knobs.clone());
+        for name in self.early_stop.iter().chain(&self.share_params) {
+            proposal.knobs.insert(name.clone(), KnobValue::Bool(false));
+        }
+        proposal.set_type(FINAL_TRAIN);
+        proposal.meta.insert(
+            FINAL_TRAIN_OF.to_owned(),
+            serde_json::Value::String(best.id.to_string()),
+        );
+        // Nothing follows it.
+        self.trial_limit = Some(self.created + 1);
+        Ok(FinalTrain::Propose(proposal))
     }
 
     /// The trial last handed to the slot holding `lease`, if it is still RUNNING: a slot asks
@@ -273,13 +362,19 @@ impl SubJobAdvisor {
         if !self.in_flight.remove(&trial_id) {
             return; // already accounted for (by `reconcile`, a replay or a duplicate)
         }
+        // The final train is no search point: the advisor's model never held it.
+        let searched = self.final_trial != Some(trial_id);
         match outcome {
             TrialOutcome::Completed { score } => {
-                self.advisor.feedback(knobs, *score);
+                if searched {
+                    self.advisor.feedback(knobs, *score);
+                }
                 self.consecutive_failures = 0;
             }
             TrialOutcome::Errored { .. } => {
-                self.advisor.abandon(knobs);
+                if searched {
+                    self.advisor.abandon(knobs);
+                }
                 self.consecutive_failures += 1;
             }
         }
@@ -376,6 +471,15 @@ impl SubJobAdvisor {
 
 /// The knob space of a model: the one recorded with it (uploads, or a built-in template whose
 /// knobs were pinned), else the built-in template's own.
+/// Whether the budget's final-train trial is due now.
+enum FinalTrain {
+    /// Not due (no `EARLY_STOP`, already proposed, budget left, or nothing scored yet).
+    NotNow,
+    /// Due once the search trials in flight end.
+    Wait,
+    Propose(Proposal),
+}
+
 /// The names of the policy knobs of `config` for `policy`.
 fn policy_knobs(config: &KnobConfig, policy: Policy) -> Vec<String> {
     config

@@ -10,7 +10,7 @@ pub mod evaluation;
 mod ids;
 mod knobs;
 mod names;
-mod proposal;
+pub mod proposal;
 pub mod protocol;
 mod status;
 mod template;

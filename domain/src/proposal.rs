@@ -4,6 +4,13 @@ use super::Knobs;
 
 /// The key of [`Proposal::meta`] naming the trial whose parameters a trial starts from.
 pub const SHARED_PARAMS_TRIAL: &str = "shared_params_trial_id";
+/// The key of [`Proposal::meta`] saying what a trial is for (Rafiki's): `SEARCH` or
+/// `FINAL_TRAIN` (the best knobs found, trained in full: `EARLY_STOP` off).
+pub const PROPOSAL_TYPE: &str = "proposal_type";
+pub const FINAL_TRAIN: &str = "FINAL_TRAIN";
+pub const SEARCH: &str = "SEARCH";
+/// The key of [`Proposal::meta`] naming the trial a final-train trial takes its knobs from.
+pub const FINAL_TRAIN_OF: &str = "final_train_of_trial_id";
 
 /// What an advisor proposes for one trial (Rafiki's `Proposal`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -29,6 +36,22 @@ impl Proposal {
     /// The trial whose saved parameters this one starts from (Rafiki's `SHARE_PARAMS`).
     pub fn shared_params_trial(&self) -> Option<crate::TrialId> {
         self.meta.get(SHARED_PARAMS_TRIAL)?.as_str()?.parse().ok()
+    }
+
+    /// Whether this trial trains the best knobs found in full (Rafiki's final train).
+    pub fn is_final_train(&self) -> bool {
+        self.meta
+            .get(PROPOSAL_TYPE)
+            .and_then(serde_json::Value::as_str)
+            == Some(FINAL_TRAIN)
+    }
+
+    /// Marks this trial as `kind` (`SEARCH` or `FINAL_TRAIN`).
+    pub fn set_type(&mut self, kind: &str) {
+        self.meta.insert(
+            PROPOSAL_TYPE.to_owned(),
+            serde_json::Value::String(kind.to_owned()),
+        );
     }
 
     /// Starts this trial from the parameters of `trial`.

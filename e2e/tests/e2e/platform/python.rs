@@ -788,3 +788,64 @@ async fn shared_params_of_the_best_earlier_trial_reach_train() {
     // The first trial has nothing to start from; later ones (one slot, one after another) do.
     assert!(shared >= 1, "no trial got shared parameters");
 }
+
+/// Rafiki's EARLY_STOP and final train: search trials run with the template's EARLY_STOP policy
+/// on; the budget's last trial trains the best knobs found with it off, flagged FINAL_TRAIN.
+#[tokio::test]
+async fn early_stopped_search_ends_with_a_final_train_of_the_best_knobs() {
+    let stack = spawn_stack(1).await;
+    let model = stack
+        .upload_model(
+            "early",
+            TASK,
+            template("early_stop.py"),
+            "EarlyStop",
+            json!({}),
+        )
+        .await;
+    let job = train(&stack, "early", &model, json!({"MODEL_TRIAL_COUNT": 4})).await;
+    assert_eq!(job["status"], "STOPPED", "{job}");
+    let mut trials = Vec::new();
+    for trial in stack.trials("early").await {
+        trials.push(
+            stack
+                .get(&format!("/trials/{}", trial["id"].as_str().unwrap()))
+                .await,
+        );
+    }
+    trials.sort_by_key(|t| t["no"].as_i64());
+    assert_eq!(trials.len(), 4, "{trials:?}");
+    let (search, last) = trials.split_at(3);
+    for trial in search {
+        let proposal = &trial["proposal"];
+        assert_eq!(proposal["knobs"]["early"], true, "{trial}");
+        assert_eq!(proposal["meta"]["proposal_type"], "SEARCH", "{trial}");
+    }
+    let best = search
+        .iter()
+        .max_by(|a, b| {
+            a["score"]
+                .as_f64()
+                .partial_cmp(&b["score"].as_f64())
+                .unwrap()
+        })
+        .unwrap();
+    let last = &last[0];
+    let proposal = &last["proposal"];
+    assert_eq!(proposal["meta"]["proposal_type"], "FINAL_TRAIN", "{last}");
+    assert_eq!(
+        proposal["meta"]["final_train_of_trial_id"], best["id"],
+        "{last}"
+    );
+    assert_eq!(proposal["knobs"]["early"], false, "{last}");
+    assert_eq!(
+        proposal["knobs"]["x"], best["proposal"]["knobs"]["x"],
+        "{last}"
+    );
+    // Trained in full, it scores twice what its early-stopped search trial did.
+    let full = last["score"].as_f64().unwrap();
+    assert!(
+        (full - 2.0 * best["score"].as_f64().unwrap()).abs() < 1e-9,
+        "{last}"
+    );
+}
