@@ -163,6 +163,10 @@ pub struct CreateInferenceJobRequest {
     #[schema(value_type = Option<Object>)]
     #[serde(default, deserialize_with = "field::opt_object")]
     pub knobs: Option<Map<String, Value>>,
+    /// Sent by SINGA-Auto's client; Duma keeps no description of an inference job: only `null`.
+    #[schema(value_type = Option<String>)]
+    #[serde(default)]
+    pub description: Option<Value>,
 }
 
 /// `POST /inference_jobs/checkpoint` (SINGA-Auto's): serve the caller's model `model_name`, a
@@ -178,7 +182,8 @@ pub struct CreateCheckpointInferenceJobRequest {
     #[schema(value_type = Option<Object>)]
     #[serde(default, deserialize_with = "field::opt_object")]
     pub knobs: Option<Map<String, Value>>,
-    /// Accepted for SINGA-Auto's client; Duma keeps no inference job descriptions.
+    /// Sent by SINGA-Auto's client; Duma keeps no description of an inference job: only `null`.
+    #[schema(value_type = Option<String>)]
     #[serde(default)]
     pub description: Option<Value>,
 }

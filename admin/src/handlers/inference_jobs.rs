@@ -48,6 +48,7 @@ pub async fn create(
 ) -> ApiResult<HttpResponse> {
     caller.require(roles::DEVELOPERS)?;
     let request: CreateInferenceJobRequest = params.parse()?;
+    refuse_description(request.description.as_ref())?;
     let app = request.app.as_str();
     let budget = serde_json::Value::Object(request.budget.unwrap_or_default());
     let train_job = match (&request.model_id, request.app_version) {
@@ -78,6 +79,17 @@ pub async fn create(
     Ok(super::json(reference(&state, &job, true)))
 }
 
+/// SINGA-Auto's client sends `description: null`; anything else would be dropped unseen.
+fn refuse_description(description: Option<&serde_json::Value>) -> Result<(), ApiError> {
+    if description.is_some_and(|d| !d.is_null()) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidRequest,
+            "Duma keeps no description of an inference job: leave `description` out",
+        ));
+    }
+    Ok(())
+}
+
 /// Serve the caller's model `model_name`, a template uploaded with a checkpoint (or an ONNX
 /// model), as a new version of the app of the same name (SINGA-Auto's checkpoint flow).
 #[utoipa::path(post, path = "/inference_jobs/checkpoint", tag = "inference jobs",
@@ -91,12 +103,7 @@ pub async fn create_by_checkpoint(
 ) -> ApiResult<HttpResponse> {
     caller.require(roles::DEVELOPERS)?;
     let request: CreateCheckpointInferenceJobRequest = params.parse()?;
-    if request.description.as_ref().is_some_and(|d| !d.is_null()) {
-        return Err(ApiError::new(
-            ErrorCode::InvalidRequest,
-            "Duma keeps no description of an inference job: leave `description` out",
-        ));
-    }
+    refuse_description(request.description.as_ref())?;
     let model = {
         let db = state.pool.get().await?;
         models::by_user_and_name(&db, caller.id, &request.model_name)

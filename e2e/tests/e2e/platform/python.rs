@@ -658,6 +658,19 @@ async fn a_template_uploaded_with_a_checkpoint_serves_it_without_training() {
         .await;
     let message = expect_error(refused, 400, "InvalidRequestError").await;
     assert!(message.contains("model_id"), "{message}");
+    // SINGA-Auto's client sends `description: null`; a description Duma would drop is refused.
+    for path in ["/inference_jobs", "/inference_jobs/checkpoint"] {
+        let refused = stack
+            .client
+            .post(
+                Some(&stack.token),
+                path,
+                json!({"app": "source", "model_name": "ckpt", "description": "mine"}),
+            )
+            .await;
+        let message = expect_error(refused, 400, "InvalidRequestError").await;
+        assert!(message.contains("description"), "{message}");
+    }
 
     // Only the knobs that need choosing are given: `max_rows` (fixed) and `quick_eval`
     // (a policy) are filled in.
