@@ -179,6 +179,24 @@ impl Serving<'_> {
     };
 }
 
+/// An inference job's budget from a request: Rafiki's `GPU_COUNT` only, and no GPUs yet.
+pub fn inference_budget(
+    budget: Option<serde_json::Map<String, serde_json::Value>>,
+) -> Result<serde_json::Value, ApiError> {
+    let budget = serde_json::Value::Object(budget.unwrap_or_default());
+    let invalid = |message: String| ApiError::new(ErrorCode::InvalidRequest, message);
+    let parsed: duma_domain::InferenceBudget =
+        serde_json::from_value(budget.clone()).map_err(|e| {
+            invalid(format!(
+                "budget: {e} (an inference job's budget has GPU_COUNT only)"
+            ))
+        })?;
+    parsed
+        .validate()
+        .map_err(|e| invalid(format!("budget: {e}")))?;
+    Ok(budget)
+}
+
 /// Serves a STOPPED train job: a new inference job for each model's best trial with saved
 /// parameters (on its own port when the platform gives jobs ports), within the caller's quota.
 pub async fn serve_train_job(

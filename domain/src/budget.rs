@@ -15,6 +15,23 @@ pub struct Budget {
     pub gpu_count: i64,
 }
 
+/// An inference job's budget (Rafiki's `InferenceBudgetOption`): only `GPU_COUNT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InferenceBudget {
+    #[serde(rename = "GPU_COUNT", default)]
+    pub gpu_count: i64,
+}
+
+impl InferenceBudget {
+    pub fn validate(&self) -> Result<(), BudgetError> {
+        if self.gpu_count != 0 {
+            return Err(BudgetError(NO_GPUS.to_owned()));
+        }
+        Ok(())
+    }
+}
+
 fn unlimited() -> i64 {
     -1
 }
@@ -42,7 +59,10 @@ pub const MAX_MODEL_TRIAL_COUNT: i64 = 100_000;
 /// The longest a train job may run: one year.
 pub const MAX_TIME_HOURS: f64 = 8_760.0;
 /// The most GPUs a budget may ask for.
-pub const MAX_GPU_COUNT: i64 = 64;
+/// Why a budget asking for GPUs is refused: no worker schedules them yet, and a job that asked
+/// for one must not train or serve on CPU without saying so.
+pub const NO_GPUS: &str = "GPU_COUNT must be 0: Duma schedules no GPUs yet, and a job asking \
+    for them would run on CPU";
 
 impl Budget {
     pub fn validate(&self) -> Result<(), BudgetError> {
@@ -62,10 +82,8 @@ impl Budget {
                 "TIME_HOURS must be a positive number of hours, at most {MAX_TIME_HOURS}"
             )));
         }
-        if !(0..=MAX_GPU_COUNT).contains(&self.gpu_count) {
-            return Err(BudgetError(format!(
-                "GPU_COUNT must be from 0 to {MAX_GPU_COUNT}"
-            )));
+        if self.gpu_count != 0 {
+            return Err(BudgetError(NO_GPUS.to_owned()));
         }
         Ok(())
     }
@@ -109,6 +127,17 @@ mod tests {
     }
 
     #[test]
+    fn an_inference_budget_has_gpu_count_only_and_no_gpus() {
+        let ok: InferenceBudget = serde_json::from_value(json!({"GPU_COUNT": 0})).unwrap();
+        assert!(ok.validate().is_ok());
+        assert!(
+            serde_json::from_value::<InferenceBudget>(json!({"MODEL_TRIAL_COUNT": 1})).is_err()
+        );
+        let gpus: InferenceBudget = serde_json::from_value(json!({"GPU_COUNT": 2})).unwrap();
+        assert!(gpus.validate().unwrap_err().0.contains("GPU_COUNT"));
+    }
+
+    #[test]
     fn nonsense_is_rejected() {
         assert!(serde_json::from_value::<Budget>(json!({"TRIALS": 5})).is_err());
         let zero: Budget = serde_json::from_value(json!({"TIME_HOURS": 0})).unwrap();
@@ -120,6 +149,7 @@ mod tests {
             json!({"TIME_HOURS": 1e300}),
             json!({"MODEL_TRIAL_COUNT": 1_000_000_000_000_i64}),
             json!({"GPU_COUNT": 100_000}),
+            json!({"GPU_COUNT": 1}),
         ] {
             let budget: Budget = serde_json::from_value(absurd.clone()).unwrap();
             let err = budget.validate().unwrap_err();

@@ -17,7 +17,7 @@ mod template;
 pub mod tensor;
 mod trial_log;
 
-pub use budget::{Budget, BudgetError};
+pub use budget::{Budget, BudgetError, InferenceBudget};
 pub use ids::{
     DatasetId, DeploymentId, EvaluationId, InferenceJobId, LeaseId, ModelId, PredictionKeyId,
     SubTrainJobId, TrainJobId, TrialId, UserId, WorkerId,

@@ -50,7 +50,7 @@ pub async fn create(
     let request: CreateInferenceJobRequest = params.parse()?;
     refuse_description(request.description.as_ref())?;
     let app = request.app.as_str();
-    let budget = serde_json::Value::Object(request.budget.unwrap_or_default());
+    let budget = jobs::inference_budget(request.budget)?;
     let train_job = match (&request.model_id, request.app_version) {
         (Some(_), Some(_)) => {
             return Err(ApiError::new(
@@ -104,6 +104,7 @@ pub async fn create_by_checkpoint(
     caller.require(roles::DEVELOPERS)?;
     let request: CreateCheckpointInferenceJobRequest = params.parse()?;
     refuse_description(request.description.as_ref())?;
+    let budget = jobs::inference_budget(request.budget)?;
     let model = {
         let db = state.pool.get().await?;
         models::by_user_and_name(&db, caller.id, &request.model_name)
@@ -123,7 +124,6 @@ pub async fn create_by_checkpoint(
         request.knobs.as_ref(),
     )
     .await?;
-    let budget = serde_json::Value::Object(request.budget.unwrap_or_default());
     let job =
         jobs::serve_train_job(&state, &caller, &train_job, &budget, jobs::Serving::PLAIN).await?;
     let mut view = reference(&state, &job, true);

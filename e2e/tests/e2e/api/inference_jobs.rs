@@ -28,6 +28,25 @@ async fn inference_jobs_serve_stopped_train_jobs() {
     )
     .await;
 
+    // An inference budget is Rafiki's GPU_COUNT only, and no GPU is scheduled: asking for one
+    // is refused rather than served on CPU unsaid.
+    for (budget, needle) in [
+        (json!({"GPU_COUNT": 1}), "GPU_COUNT must be 0"),
+        (json!({"MODEL_TRIAL_COUNT": 3}), "GPU_COUNT only"),
+    ] {
+        let message = expect_error(
+            app.post(
+                Some(&alice.token),
+                "/inference_jobs",
+                json!({"app": "shop", "app_version": 1, "budget": budget}),
+            )
+            .await,
+            400,
+            "InvalidRequestError",
+        )
+        .await;
+        assert!(message.contains(needle), "{message}");
+    }
     let created = json_ok(
         app.post(
             Some(&alice.token),
