@@ -208,11 +208,7 @@ async fn recognise(
     feature_names: Option<Vec<String>>,
 ) -> Result<(TemplateKind, Option<serde_json::Value>), ApiError> {
     // The first chunk decides; only an ONNX file is read whole.
-    let head = {
-        use futures::StreamExt;
-        let mut stream = Box::pin(state.store.get_stream(path).await?);
-        stream.next().await.transpose()?.unwrap_or_default()
-    };
+    let head = first_chunk(state, path).await?;
     if !duma_runtime::onnx::looks_like_onnx(&head) {
         if !looks_like_text(&head) {
             return Err(ApiError::new(
@@ -272,6 +268,14 @@ async fn recognise(
     Ok((TemplateKind::Onnx, Some(signature)))
 }
 
+/// The first chunk the store streams of a file (empty for an empty file): enough to tell what
+/// the file is without reading it whole.
+async fn first_chunk(state: &AppState, path: &str) -> Result<bytes::Bytes, ApiError> {
+    use futures::StreamExt;
+    let mut stream = Box::pin(state.store.get_stream(path).await?);
+    Ok(stream.next().await.transpose()?.unwrap_or_default())
+}
+
 /// Whether the start of a file can be Python source: UTF-8 (a character cut at the end of the
 /// chunk aside) with no NUL byte, which Python refuses in source.
 fn looks_like_text(head: &[u8]) -> bool {
@@ -298,11 +302,7 @@ async fn check_checkpoint(
             "an ONNX model carries its own weights: upload it without `checkpoint_id`",
         ));
     }
-    let head = {
-        use futures::StreamExt;
-        let mut stream = Box::pin(state.store.get_stream(path).await?);
-        stream.next().await.transpose()?.unwrap_or_default()
-    };
+    let head = first_chunk(state, path).await?;
     if head.starts_with(PARAMETERS_MAGIC) {
         return Ok(());
     }
