@@ -1,11 +1,14 @@
 //! Bayesian optimisation: a Gaussian process models the scores, and the next proposal maximises
 //! expected improvement (GP-EI).
 //!
-//! The first trials are uniform random. Then each proposal standardises the scores, refits the
-//! GP (see [`super::gp`]) and maximises the logarithm of expected improvement over uniform random
-//! points and perturbations of the best trials, refined by a short local search. Proposals still
-//! waiting for a score count as scoring the worst so far ("constant liar"), so parallel trials
-//! spread out; a proposal equal to an earlier one is skipped for the next best candidate.
+//! The first trials fill the space (a Latin hypercube). Then each proposal compresses a long
+//! tail of bad scores ([`compress_heavy_tail`]), standardises them, refits the GP (see
+//! [`super::gp`]) and maximises the logarithm of expected improvement over the best score the
+//! model believes a trial has (robust to noise): over uniform random points and perturbations of
+//! the best trials, then by gradient ascent from the best of those and from the best trial
+//! ([`Ascent`]). Proposals still waiting for a score join the model with the score it predicts
+//! for them ("kriging believer"), so parallel trials spread out; a proposal equal to an earlier
+//! one is skipped for the next best candidate.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -18,8 +21,8 @@ use super::gp::{Hyper, Posterior, fit};
 use super::normal;
 use super::space::{Coordinate, Point, Space, knobs_key};
 
-/// Uniform random proposals before the model takes over.
-const STARTUP_TRIALS: usize = 8;
+/// Space-filling proposals (a Latin hypercube) before the model takes over.
+const STARTUP_TRIALS: usize = 10;
 /// Trials the model sees at most: the best half and the most recent rest. The cost of a
 /// suggestion grows with the square (prediction) and cube (fit) of this number.
 const MAX_MODEL_TRIALS: usize = 200;
@@ -30,14 +33,18 @@ const REFIT_ALWAYS_UP_TO: usize = 20;
 const COLD_FIT_STEPS: usize = 60;
 const WARM_FIT_STEPS: usize = 15;
 /// Uniform random candidates per proposal.
-const RANDOM_CANDIDATES: usize = 96;
+const RANDOM_CANDIDATES: usize = 256;
 /// The best trials perturbed, and perturbations of each.
 const PERTURBED_TRIALS: usize = 4;
 const TRIAL_PERTURBATIONS: usize = 12;
-/// Candidates refined by local search, its rounds, and perturbations per candidate and round.
-const REFINED_CANDIDATES: usize = 3;
-const REFINEMENT_ROUNDS: usize = 3;
-const REFINEMENT_TRIES: usize = 4;
+/// Candidates the acquisition is climbed from (the best trial is one more).
+const ASCENT_STARTS: usize = 4;
+/// Steps of one climb, and categorical sweeps between climbs.
+const ASCENT_STEPS: usize = 60;
+const ASCENT_SWEEPS: usize = 3;
+/// Right skewness of the gaps to the best score above which they are compressed (see
+/// [`compress_heavy_tail`]).
+const HEAVY_TAIL_SKEWNESS: f64 = 0.5;
 /// Random draws tried when every candidate duplicates an earlier proposal.
 const DEDUPLICATION_DRAWS: usize = 100;
 /// Two points of the unit cube this close are one proposal (knobs that went through a decimal
@@ -57,14 +64,20 @@ pub struct BayesianAdvisor {
     seen: HashSet<String>,
     /// The last fitted hyperparameters and the number of trials they were fitted on.
     hyper: Option<(Hyper, usize)>,
+    /// Space-filling points for the first proposals, taken from the end.
+    startup: Vec<Point>,
 }
 
 impl BayesianAdvisor {
     /// Fails when the config is invalid (see [`KnobConfig::validate`]).
     pub fn new(config: &KnobConfig, seed: u64) -> Result<Self, KnobError> {
+        let space = Space::new(config)?;
+        let mut rng = StdRng::seed_from_u64(seed);
+        let startup = latin_hypercube(&space, &mut rng, STARTUP_TRIALS);
         Ok(Self {
-            space: Space::new(config)?,
-            rng: StdRng::seed_from_u64(seed),
+            space,
+            rng,
+            startup,
             trials: Vec::new(),
             pending: BTreeMap::new(),
             seen: HashSet::new(),
@@ -108,10 +121,10 @@ impl BayesianAdvisor {
         let Some((mut points, scores)) = self.model_trials() else {
             return Vec::new();
         };
+        let scores = compress_heavy_tail(scores);
         let coordinates = self.space.coordinates().to_vec();
         let standardise = standardisation(&scores);
         let y: Vec<f64> = scores.iter().map(|s| standardise(*s)).collect();
-        let best_y = y.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         let n = points.len();
         let hyper = match self.hyper.take() {
             Some((hyper, fitted_on)) if n > REFIT_ALWAYS_UP_TO && n < fitted_on + n / 5 => {
@@ -143,9 +156,18 @@ impl BayesianAdvisor {
                 y.push(believed);
             }
         }
+        let observed = points[..n].to_vec();
         let Some(model) = Posterior::new(&coordinates, points, &y, &hyper) else {
             return Vec::new();
         };
+        // The incumbent is the best the model believes of a scored trial, not the best score
+        // seen: with noisy scores a lucky draw would otherwise set a bar nothing can improve on
+        // in expectation, and EI would cling to it. Without noise the two agree.
+        let best_y = model
+            .predict(&observed)
+            .into_iter()
+            .map(|(mean, _)| mean)
+            .fold(f64::NEG_INFINITY, f64::max);
         let acquisition = |points: &[Point]| -> Vec<f64> {
             model
                 .predict(points)
@@ -161,7 +183,8 @@ impl BayesianAdvisor {
                 point
             })
             .collect();
-        for i in self.trials_by_score().into_iter().take(PERTURBED_TRIALS) {
+        let best_trials = self.trials_by_score();
+        for i in best_trials.iter().copied().take(PERTURBED_TRIALS) {
             for k in 0..TRIAL_PERTURBATIONS {
                 let scale = if k % 2 == 0 { 0.1 } else { 0.02 };
                 candidates.push(perturb(
@@ -178,26 +201,23 @@ impl BayesianAdvisor {
             .collect();
         scored.sort_by(|a, b| b.0.total_cmp(&a.0));
 
-        // Local search: each round perturbs every refined candidate and keeps improvements.
-        let mut refined: Vec<(f64, Point)> =
-            scored.iter().take(REFINED_CANDIDATES).cloned().collect();
-        let mut scale = 0.05;
-        for _ in 0..REFINEMENT_ROUNDS {
-            let tries: Vec<Point> = refined
-                .iter()
-                .flat_map(|(_, p)| std::iter::repeat_n(p, REFINEMENT_TRIES))
-                .map(|p| perturb(&self.space, &mut self.rng, p, scale))
-                .collect();
-            let values = acquisition(&tries);
-            for (k, (value, tried)) in values.into_iter().zip(tries).enumerate() {
-                let current = &mut refined[k / REFINEMENT_TRIES];
-                if value > current.0 {
-                    *current = (value, tried);
-                }
-            }
-            scale *= 0.6;
+        // Gradient ascent from the best candidates and from the best trial, as Optuna's
+        // GPSampler does: sampling alone leaves the maximum of EI a few hundredths off, which is
+        // most of the regret once the model knows where the optimum is.
+        let mut starts: Vec<Point> = scored
+            .iter()
+            .take(ASCENT_STARTS)
+            .map(|(_, p)| p.clone())
+            .collect();
+        if let Some(best) = best_trials.first() {
+            starts.push(self.trials[*best].0.clone());
         }
-        scored.extend(refined);
+        let ascent = Ascent {
+            space: &self.space,
+            model: &model,
+            best: best_y,
+        };
+        scored.extend(starts.into_iter().map(|start| ascent.climb(start)));
         scored.sort_by(|a, b| b.0.total_cmp(&a.0));
         scored.into_iter().map(|(_, point)| point).collect()
     }
@@ -259,7 +279,10 @@ impl Advisor for BayesianAdvisor {
             if chosen.is_some() {
                 break;
             }
-            let mut point = self.space.sample_uniform(&mut self.rng);
+            let mut point = match self.startup.pop() {
+                Some(point) => point,
+                None => self.space.sample_uniform(&mut self.rng),
+            };
             self.space.snap(&mut point);
             let knobs = self.space.knobs(&point);
             if self.fresh(&knobs) {
@@ -304,6 +327,203 @@ impl Advisor for BayesianAdvisor {
             None => tracing::warn!(?knobs, "feedback for knobs outside the space is ignored"),
         }
     }
+}
+
+/// Climbs the logarithm of expected improvement from a point: projected gradient ascent with
+/// Barzilai–Borwein steps on the numeric coordinates, scaled by the kernel's length scales so
+/// that every direction is equally steep, alternating with a sweep over every choice of each
+/// categorical coordinate. Integer coordinates are snapped at the end.
+struct Ascent<'a> {
+    space: &'a Space,
+    model: &'a Posterior,
+    best: f64,
+}
+
+impl Ascent<'_> {
+    /// ln EI at `x` and its gradient.
+    fn value(&self, x: &[f64]) -> (f64, Vec<f64>) {
+        let belief = self.model.belief(x);
+        let (value, dmean, dsd) =
+            normal::ln_expected_improvement_with_slopes(belief.mean, belief.sd, self.best);
+        let gradient = belief
+            .mean_gradient
+            .iter()
+            .zip(&belief.sd_gradient)
+            .map(|(m, s)| dmean * m + dsd * s)
+            .collect();
+        (value, gradient)
+    }
+
+    fn climb(&self, start: Point) -> (f64, Point) {
+        let coordinates = self.space.coordinates();
+        let mut x = start;
+        for _ in 0..ASCENT_SWEEPS {
+            x = self.ascend(x);
+            if !self.sweep_choices(&mut x) {
+                break;
+            }
+        }
+        self.space.snap(&mut x);
+        let value = self.value(&x).0;
+        debug_assert_eq!(x.len(), coordinates.len());
+        (value, x)
+    }
+
+    /// Tries every other choice of each categorical coordinate in turn, keeping improvements;
+    /// true when one was kept.
+    fn sweep_choices(&self, x: &mut Point) -> bool {
+        let mut improved = false;
+        let mut current = self.value(x).0;
+        for (c, coordinate) in self.space.coordinates().iter().enumerate() {
+            let Coordinate::Categorical { choices } = *coordinate else {
+                continue;
+            };
+            let here = x[c];
+            for choice in (0..choices).map(|i| i as f64).filter(|i| *i != here) {
+                let mut tried = x.clone();
+                tried[c] = choice;
+                let value = self.value(&tried).0;
+                if value > current {
+                    (current, *x, improved) = (value, tried, true);
+                }
+            }
+        }
+        improved
+    }
+
+    fn ascend(&self, mut x: Point) -> Point {
+        let scales: Vec<f64> = self
+            .model
+            .length_scales()
+            .into_iter()
+            .zip(self.space.coordinates())
+            .map(|(scale, c)| match c {
+                Coordinate::Numeric => scale,
+                Coordinate::Categorical { .. } => 0.0,
+            })
+            .collect();
+        // In scaled units u = x / ℓ the box is [0, 1/ℓ] and the gradient is ℓ ∂/∂x.
+        let scaled = |gradient: &[f64]| -> Vec<f64> {
+            gradient.iter().zip(&scales).map(|(g, l)| g * l).collect()
+        };
+        let (mut value, gradient) = self.value(&x);
+        let mut gradient = scaled(&gradient);
+        let mut step = 0.1 / gradient.iter().fold(1e-12_f64, |m, g| m.max(g.abs()));
+        for _ in 0..ASCENT_STEPS {
+            // The projected step, in x units.
+            let direction: Vec<f64> = x
+                .iter()
+                .zip(&gradient)
+                .zip(&scales)
+                .map(|((x, g), l)| {
+                    if *l > 0.0 {
+                        (x + step * g * l).clamp(0.0, 1.0) - x
+                    } else {
+                        0.0
+                    }
+                })
+                .collect();
+            let slope: f64 = direction
+                .iter()
+                .zip(&gradient)
+                .zip(&scales)
+                .filter(|(_, l)| **l > 0.0)
+                .map(|((d, g), l)| d / l * g)
+                .sum();
+            if direction.iter().all(|d| d.abs() < 1e-9) || slope <= 0.0 {
+                break;
+            }
+            let mut t = 1.0;
+            let mut accepted = None;
+            for _ in 0..20 {
+                let tried: Point = x.iter().zip(&direction).map(|(x, d)| x + t * d).collect();
+                let (tried_value, tried_gradient) = self.value(&tried);
+                if tried_value >= value + 1e-4 * t * slope {
+                    accepted = Some((tried, tried_value, scaled(&tried_gradient)));
+                    break;
+                }
+                t *= 0.5;
+            }
+            let Some((next, next_value, next_gradient)) = accepted else {
+                break;
+            };
+            // Barzilai–Borwein: s·s / s·y for the minimised −ln EI, in scaled units.
+            let (mut ss, mut sy) = (0.0, 0.0);
+            for (((a, b), (g0, g1)), l) in next
+                .iter()
+                .zip(&x)
+                .zip(gradient.iter().zip(&next_gradient))
+                .zip(&scales)
+            {
+                if *l > 0.0 {
+                    let s = (a - b) / l;
+                    ss += s * s;
+                    sy -= s * (g1 - g0);
+                }
+            }
+            step = if sy > 1e-300 {
+                (ss / sy).clamp(1e-10, 1e4)
+            } else {
+                (step * 4.0).min(1e4)
+            };
+            let gained = next_value - value;
+            (x, value, gradient) = (next, next_value, next_gradient);
+            if gained < 1e-12 * value.abs().max(1.0) {
+                break;
+            }
+        }
+        x
+    }
+}
+
+/// Scores as the GP sees them: when the gaps to the best score have a long tail (a few trials far
+/// worse than the rest, as in Branin), each gap `g` becomes `ln(1 + g/c)` with `c` the 80th
+/// percentile gap, so that the tail stops setting the scale and the model resolves differences
+/// near the best. Scores without such a tail (right skewness of the gaps ≤ 0.5) are kept as
+/// they are. Order is kept either way.
+///
+/// Measured (`scripts/bench-advisor`, seeds 100–159): Branin median regret at 50 trials
+/// 5.5e-5 → 1.9e-5 and mixed 6.4e-7 → 3.0e-7 with the compression, Hartmann6 unchanged (its
+/// gaps are skewed the other way); compressing Hartmann6 too cost it 2.9e-3 → 9.6e-3.
+fn compress_heavy_tail(scores: Vec<f64>) -> Vec<f64> {
+    let best = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let mut gaps: Vec<f64> = scores.iter().map(|s| best - s).collect();
+    gaps.sort_by(f64::total_cmp);
+    let n = gaps.len() as f64;
+    let mean = gaps.iter().sum::<f64>() / n;
+    let sd = (gaps.iter().map(|g| (g - mean).powi(2)).sum::<f64>() / n).sqrt();
+    let scale = gaps[(gaps.len() - 1) * 4 / 5];
+    if !(sd > 0.0 && scale > 0.0) {
+        return scores;
+    }
+    let skewness = gaps.iter().map(|g| ((g - mean) / sd).powi(3)).sum::<f64>() / n;
+    if skewness <= HEAVY_TAIL_SKEWNESS {
+        return scores;
+    }
+    scores
+        .iter()
+        .map(|s| -((best - s) / scale).ln_1p())
+        .collect()
+}
+
+/// `count` points that split every numeric axis into `count` equal strata with one point in each
+/// (a Latin hypercube), and cycle through the choices of every categorical coordinate.
+fn latin_hypercube(space: &Space, rng: &mut StdRng, count: usize) -> Vec<Point> {
+    let mut points = vec![Vec::with_capacity(space.coordinates().len()); count];
+    for coordinate in space.coordinates() {
+        let mut strata: Vec<usize> = (0..count).collect();
+        for i in (1..count).rev() {
+            strata.swap(i, rng.random_range(0..=i));
+        }
+        let offset = rng.random_range(0..count.max(1));
+        for (point, stratum) in points.iter_mut().zip(strata) {
+            point.push(match coordinate {
+                Coordinate::Numeric => (stratum as f64 + rng.random::<f64>()) / count as f64,
+                Coordinate::Categorical { choices } => ((stratum + offset) % choices) as f64,
+            });
+        }
+    }
+    points
 }
 
 /// Maps scores to mean 0 and standard deviation 1.
@@ -433,6 +653,46 @@ mod tests {
             bayesian < 0.1 * random,
             "Bayesian {bayesian} vs random {random}"
         );
+    }
+
+    #[test]
+    fn a_long_tail_of_bad_scores_is_compressed_and_order_kept() {
+        // Branin-like: most scores near the best, a few far worse.
+        let tailed: Vec<f64> = (0..40)
+            .map(|i| -f64::from(i) * if i > 34 { 100.0 } else { 1.0 })
+            .collect();
+        let compressed = compress_heavy_tail(tailed.clone());
+        assert_ne!(compressed, tailed);
+        for pair in compressed.windows(2) {
+            assert!(pair[0] > pair[1], "{compressed:?}");
+        }
+        assert_eq!(compressed[0], 0.0);
+        // Hartmann-like: most trials far from the best, a few close: kept as they are.
+        let skewed_left: Vec<f64> = (0..40)
+            .map(|i| if i < 5 { 3.0 - 0.1 * f64::from(i) } else { 0.1 })
+            .collect();
+        assert_eq!(compress_heavy_tail(skewed_left.clone()), skewed_left);
+        assert_eq!(compress_heavy_tail(vec![1.0; 5]), vec![1.0; 5]);
+    }
+
+    #[test]
+    fn the_first_proposals_fill_the_space() {
+        let config = quadratic_config();
+        let mut advisor = BayesianAdvisor::new(&config, 11).unwrap();
+        let strata = |name: &str, knobs: &[Knobs]| {
+            let mut seen: Vec<usize> = knobs
+                .iter()
+                .map(|k| ((number(k, name) + 5.0) / 10.0 * STARTUP_TRIALS as f64) as usize)
+                .collect();
+            seen.sort_unstable();
+            seen
+        };
+        let first: Vec<Knobs> = (0..STARTUP_TRIALS)
+            .map(|_| advisor.propose().unwrap())
+            .collect();
+        let every: Vec<usize> = (0..STARTUP_TRIALS).collect();
+        assert_eq!(strata("x", &first), every);
+        assert_eq!(strata("y", &first), every);
     }
 
     #[test]

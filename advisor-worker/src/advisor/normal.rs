@@ -55,6 +55,31 @@ pub(crate) fn ln_expected_improvement(mean: f64, sd: f64, best: f64) -> f64 {
     sd.ln() + ln_h
 }
 
+/// [`ln_expected_improvement`] with its derivatives along the mean and the standard deviation:
+/// with `EI = sd · h(z)`, `h′ = Φ`, so `∂ln EI/∂mean = Φ(z)/(h(z) sd)` and
+/// `∂ln EI/∂sd = (1 − z Φ(z)/h(z)) / sd`.
+pub(crate) fn ln_expected_improvement_with_slopes(
+    mean: f64,
+    sd: f64,
+    best: f64,
+) -> (f64, f64, f64) {
+    let z = (mean - best) / sd;
+    let ratio = if z > -10.0 {
+        cdf(z) / (pdf(z) + z * cdf(z)).max(f64::MIN_POSITIVE)
+    } else {
+        // Φ(z) ≈ φ(z)/(−z) (1 − 1/z² + 3/z⁴ − 15/z⁶ + 105/z⁸) over the tail series of h above.
+        let w = 1.0 / (z * z);
+        let tail_cdf = 1.0 + w * (-1.0 + w * (3.0 + w * (-15.0 + w * 105.0)));
+        let tail_h = 1.0 + w * (-3.0 + w * (15.0 + w * (-105.0 + w * 945.0)));
+        -z * tail_cdf / tail_h
+    };
+    (
+        ln_expected_improvement(mean, sd, best),
+        ratio / sd,
+        (1.0 - z * ratio) / sd,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,5 +113,35 @@ mod tests {
         // Better mean or more uncertainty: more expected improvement.
         assert!(ln_expected_improvement(0.5, 1.0, 0.0) > ln_expected_improvement(0.4, 1.0, 0.0));
         assert!(ln_expected_improvement(-1.0, 2.0, 0.0) > ln_expected_improvement(-1.0, 1.0, 0.0));
+    }
+
+    #[test]
+    fn slopes_of_log_expected_improvement_match_finite_differences() {
+        for (mean, sd) in [
+            (0.3, 0.5),
+            (-1.0, 0.2),
+            (-3.0, 0.25),
+            (-30.0, 2.0),
+            (2.0, 1.0),
+        ] {
+            let (value, dmean, dsd) = ln_expected_improvement_with_slopes(mean, sd, 0.0);
+            assert_eq!(value, ln_expected_improvement(mean, sd, 0.0));
+            let h = 1e-6;
+            let numeric_mean = (ln_expected_improvement(mean + h, sd, 0.0)
+                - ln_expected_improvement(mean - h, sd, 0.0))
+                / (2.0 * h);
+            let numeric_sd = (ln_expected_improvement(mean, sd + h, 0.0)
+                - ln_expected_improvement(mean, sd - h, 0.0))
+                / (2.0 * h);
+            let close = |a: f64, b: f64| (a - b).abs() <= 1e-3 * (1.0 + b.abs());
+            assert!(
+                close(dmean, numeric_mean),
+                "mean {mean} sd {sd}: {dmean} vs {numeric_mean}"
+            );
+            assert!(
+                close(dsd, numeric_sd),
+                "mean {mean} sd {sd}: {dsd} vs {numeric_sd}"
+            );
+        }
     }
 }
