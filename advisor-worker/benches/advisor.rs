@@ -1,6 +1,7 @@
 //! Duma's Bayesian advisor (GP-EI) against random search and, when `DUMA_BENCH_PEERS` names the
 //! results of `scripts/bench/advisor_peers.py`, Optuna's GPSampler and TPE on the same problems:
-//! Branin (2 floats), Hartmann6 (6 floats), a mixed space (log float, integer, categorical) and
+//! Branin (2 floats), Hartmann6 (6 floats), a mixed space (log float, integer, categorical), an
+//! architecture (an arch knob of 8 positions with 4 operations each) and
 //! noisy Branin (σ 0.5) and Hartmann6 (σ 0.05). Median simple regret after 10/25/50/100 trials
 //! over 30 seeds, and the mean cost of a suggestion.
 //!
@@ -97,6 +98,50 @@ fn mixed(knobs: &Knobs) -> f64 {
     (lr + 3.0 + shift).powi(2) + ((width - 37.0) / 16.0).powi(2) + penalty
 }
 
+/// Positions and options of the arch problem.
+const CELLS: usize = 8;
+const OPS: usize = 4;
+
+/// A synthetic architecture's error: each position's operation adds its own weight and one that
+/// depends on the operation before it, so positions interact. The weights are fixed formulas,
+/// the same in `scripts/bench/advisor_peers.py`.
+fn arch_error(ops: &[usize]) -> f64 {
+    let own = |p: usize, o: usize| (1.7 * p as f64 + 2.3 * o as f64 + 0.5).sin();
+    let pair = |a: usize, b: usize| 0.6 * (1.1 * (a * b) as f64 + 0.7 * (a + b) as f64).cos();
+    let mut error = 10.0;
+    for (p, o) in ops.iter().enumerate() {
+        error -= own(p, *o);
+        if p > 0 {
+            error -= pair(ops[p - 1], *o);
+        }
+    }
+    error
+}
+
+fn arch(knobs: &Knobs) -> f64 {
+    let KnobValue::List(cells) = &knobs["cells"] else {
+        panic!("cells is not a list");
+    };
+    let ops: Vec<usize> = cells
+        .iter()
+        .map(|c| match c {
+            KnobValue::Int(i) => *i as usize,
+            other => panic!("not an operation: {other:?}"),
+        })
+        .collect();
+    arch_error(&ops)
+}
+
+/// The best architecture's error, by trying all `OPS^CELLS` of them.
+fn arch_minimum() -> f64 {
+    (0..OPS.pow(CELLS as u32))
+        .map(|code| {
+            let ops: Vec<usize> = (0..CELLS).map(|p| code / OPS.pow(p as u32) % OPS).collect();
+            arch_error(&ops)
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
 fn problems() -> Vec<Problem> {
     let config = |value| serde_json::from_value::<KnobConfig>(value).unwrap();
     let unit = json!({"type": "FloatKnob", "min": 0.0, "max": 1.0});
@@ -133,6 +178,15 @@ fn problems() -> Vec<Problem> {
             })),
             f: mixed,
             global_min: 0.0,
+            noise: 0.0,
+        },
+        Problem {
+            name: "arch",
+            config: config(json!({
+                "cells": {"type": "ArchKnob", "items": vec![(0..OPS).collect::<Vec<_>>(); CELLS]},
+            })),
+            f: arch,
+            global_min: arch_minimum(),
             noise: 0.0,
         },
         Problem {

@@ -58,11 +58,33 @@ def mixed(trial):
     return (lr + 3 + shift) ** 2 + ((width - 37) / 16) ** 2 + penalty
 
 
+CELLS, OPS = 8, 4
+
+
+def arch_error(ops):
+    error = 10.0
+    for p, o in enumerate(ops):
+        error -= math.sin(1.7 * p + 2.3 * o + 0.5)
+        if p > 0:
+            a = ops[p - 1]
+            error -= 0.6 * math.cos(1.1 * (a * o) + 0.7 * (a + o))
+    return error
+
+
+def arch(trial):
+    return arch_error([trial.suggest_categorical(f"cell{p}", list(range(OPS))) for p in range(CELLS)])
+
+
+ARCH_MINIMUM = min(
+    arch_error([code // OPS**p % OPS for p in range(CELLS)]) for code in range(OPS**CELLS)
+)
+
 # name (as the Rust benchmark prints it) -> (function, global minimum, noise sd)
 PROBLEMS = {
     "branin": (branin, 0.397887, 0.0),
     "hartmann6": (hartmann6, -3.32237, 0.0),
     "mixed": (mixed, 0.0, 0.0),
+    "arch": (arch, ARCH_MINIMUM, 0.0),
     "branin+noise": (branin, 0.397887, 0.5),
     "hartmann6+noise": (hartmann6, -3.32237, 0.05),
 }

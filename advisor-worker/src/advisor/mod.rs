@@ -4,10 +4,10 @@
 //! | advisor | for | how |
 //! |---|---|---|
 //! | [`FixedAdvisor`] | only fixed and policy knobs | one proposal, then none |
-//! | [`BayesianAdvisor`] | numeric and categorical knobs | Gaussian process + expected improvement |
-//! | [`RandomAdvisor`] | anything else (arch knobs) | uniform sampling |
+//! | [`BayesianAdvisor`] | numeric, categorical and arch knobs | Gaussian process + expected improvement |
 //!
-//! [`make_advisor`] picks one in Rafiki's order. Every advisor is deterministic for a given
+//! [`make_advisor`] picks one. [`RandomAdvisor`] (uniform sampling) is the floor the
+//! benchmark measures the Bayesian advisor against. Every advisor is deterministic for a given
 //! seed, works in the unit hypercube of the knob space (see `space`), and proposes only knobs that
 //! pass [`KnobConfig::check`]. `scripts/bench-advisor` measures the Bayesian advisor against
 //! random search.
@@ -19,7 +19,7 @@ mod normal;
 mod random;
 mod space;
 
-use duma_domain::{Knob, KnobConfig, Knobs};
+use duma_domain::{KnobConfig, Knobs};
 
 pub use bayesian::BayesianAdvisor;
 pub use fixed::FixedAdvisor;
@@ -46,16 +46,15 @@ pub trait Advisor: Send + Sync {
 pub enum AdvisorKind {
     Fixed,
     Bayesian,
-    Random,
 }
 
-/// Rafiki's order: only fixed and policy knobs → Fixed (exactly one proposal); numeric and
-/// categorical spaces → Bayesian; anything else (arch knobs) → Random.
+/// Only fixed and policy knobs → Fixed (exactly one proposal); anything else → Bayesian. Each
+/// position of an arch knob is a categorical coordinate of the GP (Rafiki searched them with
+/// ENAS; uniform random search was Duma's stand-in until the Bayesian advisor beat it on the
+/// arch problem of `scripts/bench-advisor`).
 pub fn advisor_kind(config: &KnobConfig) -> AdvisorKind {
     if config.is_fixed() {
         AdvisorKind::Fixed
-    } else if config.0.values().any(|k| matches!(k, Knob::Arch { .. })) {
-        AdvisorKind::Random
     } else {
         AdvisorKind::Bayesian
     }
@@ -69,7 +68,6 @@ pub fn make_advisor(config: &KnobConfig, seed: u64) -> Box<dyn Advisor> {
     let advisor: Result<Box<dyn Advisor>, _> = match advisor_kind(config) {
         AdvisorKind::Fixed => FixedAdvisor::new(config).map(|a| Box::new(a) as _),
         AdvisorKind::Bayesian => BayesianAdvisor::new(config, seed).map(|a| Box::new(a) as _),
-        AdvisorKind::Random => RandomAdvisor::new(config, seed).map(|a| Box::new(a) as _),
     };
     advisor.unwrap_or_else(|error| {
         tracing::warn!(%error, "invalid knob config: the advisor proposes nothing");
@@ -100,7 +98,7 @@ mod tests {
     }
 
     #[test]
-    fn advisor_kind_follows_rafikis_order() {
+    fn fixed_spaces_get_one_proposal_and_every_other_the_bayesian_advisor() {
         let fixed = parse(json!({
             "epochs": {"type": "FixedKnob", "value": 3},
             "skip": {"type": "PolicyKnob", "policy": "SKIP_TRAIN"},
@@ -115,9 +113,9 @@ mod tests {
             "kernel": {"type": "CategoricalKnob", "values": ["rbf", "linear"]},
         }));
         assert_eq!(advisor_kind(&numeric), AdvisorKind::Bayesian);
-        assert_eq!(advisor_kind(&all_kinds()), AdvisorKind::Random);
+        assert_eq!(advisor_kind(&all_kinds()), AdvisorKind::Bayesian);
         let arch_only = parse(json!({"cells": {"type": "ArchKnob", "items": [[1, 2]]}}));
-        assert_eq!(advisor_kind(&arch_only), AdvisorKind::Random);
+        assert_eq!(advisor_kind(&arch_only), AdvisorKind::Bayesian);
     }
 
     #[test]
