@@ -41,9 +41,14 @@ pub struct SubJobAdvisor {
     /// The template's `SHARE_PARAMS` policy knobs: set, with the best saved trial's parameters
     /// handed over, once one exists.
     share_params: Vec<String>,
-    /// The template's `EARLY_STOP` policy knobs: set for search trials; the budget then ends
-    /// with a final-train trial (Rafiki's), the best knobs trained with them off.
-    early_stop: Vec<String>,
+    /// The template's `EARLY_STOP`, `QUICK_EVAL` and `DOWNSCALE` policy knobs (cheap search):
+    /// set for search trials; the budget then ends with a final-train trial (Rafiki's), the best
+    /// knobs trained and evaluated in full with them off.
+    cheap_search: Vec<String>,
+    /// The template's `SKIP_TRAIN` policy knobs, for templates that share parameters too: every
+    /// other search trial, once shared parameters exist, evaluates them without training
+    /// (Rafiki's ENAS evaluation trials).
+    skip_train: Vec<String>,
     /// With a time budget only: when the final-train trial is due.
     final_from: DateTime<Utc>,
     /// The final-train trial, once proposed (the advisor's model never learns from it).
@@ -158,7 +163,11 @@ impl SubJobAdvisor {
             consecutive_failures,
             last_error: None,
             share_params: policy_knobs(&config, Policy::ShareParams),
-            early_stop: policy_knobs(&config, Policy::EarlyStop),
+            cheap_search: [Policy::EarlyStop, Policy::QuickEval, Policy::Downscale]
+                .into_iter()
+                .flat_map(|policy| policy_knobs(&config, policy))
+                .collect(),
+            skip_train: policy_knobs(&config, Policy::SkipTrain),
             final_from,
             final_trial,
         };
@@ -254,17 +263,18 @@ impl SubJobAdvisor {
         })
     }
 
-    /// A search trial of `knobs`: `EARLY_STOP` on where the template has it, and with
-    /// `SHARE_PARAMS` (Rafiki's GLOBAL_BEST) the parameters of the best trial so far to start
-    /// from.
+    /// A search trial of `knobs`: the cheap-search policies (`EARLY_STOP`, `QUICK_EVAL`,
+    /// `DOWNSCALE`) on where the template has them; with `SHARE_PARAMS` (Rafiki's GLOBAL_BEST)
+    /// the parameters of the best trial so far to start from, and then, every other trial,
+    /// `SKIP_TRAIN` on: those parameters evaluated with the new knobs, untrained.
     async fn search_proposal(
         &self,
         db: &impl GenericClient,
         knobs: duma_domain::Knobs,
     ) -> anyhow::Result<Proposal> {
         let mut proposal = Proposal::new(self.next_no, knobs);
-        if !self.early_stop.is_empty() {
-            for name in &self.early_stop {
+        if !self.cheap_search.is_empty() {
+            for name in &self.cheap_search {
                 proposal.knobs.insert(name.clone(), KnobValue::Bool(true));
             }
             proposal.set_type(SEARCH);
@@ -276,15 +286,20 @@ impl SubJobAdvisor {
                 proposal.knobs.insert(name.clone(), KnobValue::Bool(true));
             }
             proposal.share_params_of(best.id);
+            if self.next_no % 2 == 0 {
+                for name in &self.skip_train {
+                    proposal.knobs.insert(name.clone(), KnobValue::Bool(true));
+                }
+            }
         }
         Ok(proposal)
     }
 
-    /// Rafiki's final train, for templates with `EARLY_STOP`: the budget's last trial (or, with a
-    /// time budget only, the first proposal in its last tenth) trains the best knobs found so far
-    /// with `EARLY_STOP` off, once every search trial has ended.
+    /// Rafiki's final train, for templates with a cheap-search policy: the budget's last trial
+    /// (or, with a time budget only, the first proposal in its last tenth) trains the best knobs
+    /// found so far with every policy off, once every search trial has ended.
     async fn final_train(&mut self, db: &impl GenericClient) -> anyhow::Result<FinalTrain> {
-        if self.early_stop.is_empty() || self.final_trial.is_some() {
+        if self.cheap_search.is_empty() || self.final_trial.is_some() {
             return Ok(FinalTrain::NotNow);
         }
         let due = match self.trial_limit {
@@ -301,7 +316,12 @@ impl SubJobAdvisor {
             return Ok(FinalTrain::NotNow); // nothing scored yet: search on
         };
         let mut proposal = Proposal::new(self.next_no, best.proposal.knobs.clone());
-        for name in self.early_stop.iter().chain(&self.share_params) {
+        for name in self
+            .cheap_search
+            .iter()
+            .chain(&self.share_params)
+            .chain(&self.skip_train)
+        {
             proposal.knobs.insert(name.clone(), KnobValue::Bool(false));
         }
         proposal.set_type(FINAL_TRAIN);
@@ -473,7 +493,7 @@ impl SubJobAdvisor {
 /// knobs were pinned), else the built-in template's own.
 /// Whether the budget's final-train trial is due now.
 enum FinalTrain {
-    /// Not due (no `EARLY_STOP`, already proposed, budget left, or nothing scored yet).
+    /// Not due (no cheap-search policy, already proposed, budget left, or nothing scored yet).
     NotNow,
     /// Due once the search trials in flight end.
     Wait,

@@ -5,7 +5,7 @@ use super::Knobs;
 /// The key of [`Proposal::meta`] naming the trial whose parameters a trial starts from.
 pub const SHARED_PARAMS_TRIAL: &str = "shared_params_trial_id";
 /// The key of [`Proposal::meta`] saying what a trial is for (Rafiki's): `SEARCH` or
-/// `FINAL_TRAIN` (the best knobs found, trained in full: `EARLY_STOP` off).
+/// `FINAL_TRAIN` (the best knobs found, trained and evaluated in full: every policy off).
 pub const PROPOSAL_TYPE: &str = "proposal_type";
 pub const FINAL_TRAIN: &str = "FINAL_TRAIN";
 pub const SEARCH: &str = "SEARCH";

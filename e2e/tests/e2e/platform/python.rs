@@ -862,3 +862,81 @@ async fn early_stopped_search_ends_with_a_final_train_of_the_best_knobs() {
         "{last}"
     );
 }
+
+/// Every Rafiki policy reaches the template: search trials run cheap (EARLY_STOP, QUICK_EVAL,
+/// DOWNSCALE on), share the best earlier trial's parameters (SHARE_PARAMS) and, every other
+/// trial once there are some, evaluate them untrained (SKIP_TRAIN); the final train runs the best
+/// knobs with every policy off.
+#[tokio::test]
+async fn every_policy_reaches_the_template_and_the_final_train_runs_with_none() {
+    let stack = spawn_stack(1).await;
+    let model = stack
+        .upload_model(
+            "policies",
+            TASK,
+            template("policies.py"),
+            "Policies",
+            json!({}),
+        )
+        .await;
+    let job = train(&stack, "policies", &model, json!({"MODEL_TRIAL_COUNT": 6})).await;
+    assert_eq!(job["status"], "STOPPED", "{job}");
+    let mut trials = Vec::new();
+    for trial in stack.trials("policies").await {
+        let id = trial["id"].as_str().unwrap().to_owned();
+        let detail = stack.get(&format!("/trials/{id}")).await;
+        let logs = stack.get(&format!("/trials/{id}/logs")).await;
+        let flags = logs["metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m.get("early").is_some())
+            .unwrap_or_else(|| panic!("{logs}"))
+            .clone();
+        trials.push((detail, flags));
+    }
+    trials.sort_by_key(|(t, _)| t["no"].as_i64());
+    assert_eq!(trials.len(), 6, "{trials:?}");
+    let (search, last) = trials.split_at(5);
+    let mut skipped = 0;
+    for (trial, flags) in search {
+        assert_eq!(trial["status"], "COMPLETED", "{trial}");
+        let knobs = &trial["proposal"]["knobs"];
+        for policy in ["early", "quick", "small"] {
+            assert_eq!(knobs[policy], true, "{policy}: {trial}");
+        }
+        for policy in ["early", "quick", "small", "skip", "share"] {
+            assert_eq!(
+                flags[policy] == 1.0,
+                knobs[policy] == true,
+                "{flags} {trial}"
+            );
+        }
+        let shared_from = trial["proposal"]["meta"]["shared_params_trial_id"].as_str();
+        assert_eq!(shared_from.is_some(), knobs["share"] == true, "{trial}");
+        if knobs["skip"] == true {
+            skipped += 1;
+            assert!(
+                shared_from.is_some(),
+                "skipped training without parameters: {trial}"
+            );
+            assert_eq!(trial["no"].as_i64().unwrap() % 2, 0, "{trial}");
+            // Untrained: it scores the shared parameters, quickly evaluated.
+            let score = trial["score"].as_f64().unwrap();
+            assert!((score - flags["started_from"].as_f64().unwrap() / 2.0).abs() < 1e-9);
+        }
+    }
+    assert!(skipped >= 1, "no trial skipped training: {search:?}");
+    let (last, flags) = &last[0];
+    assert_eq!(
+        last["proposal"]["meta"]["proposal_type"], "FINAL_TRAIN",
+        "{last}"
+    );
+    for policy in ["early", "quick", "small", "skip", "share"] {
+        assert_eq!(last["proposal"]["knobs"][policy], false, "{policy}: {last}");
+        assert_eq!(flags[policy], 0.0, "{flags}");
+    }
+    // Trained and evaluated in full: its score is its own x.
+    let x = last["proposal"]["knobs"]["x"].as_f64().unwrap();
+    assert!((last["score"].as_f64().unwrap() - x).abs() < 1e-9, "{last}");
+}
