@@ -286,7 +286,7 @@ impl SubJobAdvisor {
                 proposal.knobs.insert(name.clone(), KnobValue::Bool(true));
             }
             proposal.share_params_of(best.id);
-            if self.next_no % 2 == 0 {
+            if self.next_no.is_multiple_of(2) {
                 for name in &self.skip_train {
                     proposal.knobs.insert(name.clone(), KnobValue::Bool(true));
                 }
