@@ -145,7 +145,7 @@ fn arch_minimum() -> f64 {
 fn problems() -> Vec<Problem> {
     let config = |value| serde_json::from_value::<KnobConfig>(value).unwrap();
     let unit = json!({"type": "FloatKnob", "min": 0.0, "max": 1.0});
-    vec![
+    let mut problems = vec![
         Problem {
             name: "branin",
             config: config(json!({
@@ -189,26 +189,23 @@ fn problems() -> Vec<Problem> {
             global_min: arch_minimum(),
             noise: 0.0,
         },
-        Problem {
-            name: "branin+noise",
-            config: config(json!({
-                "x1": {"type": "FloatKnob", "min": -5.0, "max": 10.0},
-                "x2": {"type": "FloatKnob", "min": 0.0, "max": 15.0},
-            })),
-            f: branin,
-            global_min: 0.397_887,
-            noise: 0.5,
-        },
-        Problem {
-            name: "hartmann6+noise",
-            config: config(json!({
-                "x1": unit, "x2": unit, "x3": unit, "x4": unit, "x5": unit, "x6": unit,
-            })),
-            f: hartmann6,
-            global_min: -3.322_37,
-            noise: 0.05,
-        },
-    ]
+    ];
+    // The same problems, observed through Gaussian noise.
+    for (name, of, noise) in [
+        ("branin+noise", "branin", 0.5),
+        ("hartmann6+noise", "hartmann6", 0.05),
+    ] {
+        let base = problems.iter().find(|p| p.name == of).unwrap();
+        let noisy = Problem {
+            name,
+            config: base.config.clone(),
+            f: base.f,
+            global_min: base.global_min,
+            noise,
+        };
+        problems.push(noisy);
+    }
+    problems
 }
 
 /// Regret after each checkpoint, and the time spent in propose + feedback.
