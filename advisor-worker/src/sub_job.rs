@@ -121,7 +121,9 @@ impl SubJobAdvisor {
                 continue;
             }
             match trial.status {
-                TrialStatus::Completed => {
+                // A trial stopped early is scored with its last report: the advisor learns it
+                // like a completed one (it was stopped for being behind, and its score says so).
+                TrialStatus::Completed | TrialStatus::Stopped => {
                     if let Some(score) = trial.score {
                         advisor.feedback(&trial.proposal.knobs, score);
                     }
@@ -385,7 +387,7 @@ impl SubJobAdvisor {
         // The final train is no search point: the advisor's model never held it.
         let searched = self.final_trial != Some(trial_id);
         match outcome {
-            TrialOutcome::Completed { score } => {
+            TrialOutcome::Completed { score } | TrialOutcome::Stopped { score } => {
                 if searched {
                     self.advisor.feedback(knobs, *score);
                 }
@@ -439,6 +441,10 @@ impl SubJobAdvisor {
                 match (trial.status, trial.score) {
                     (TrialStatus::Completed, Some(score)) => {
                         let outcome = TrialOutcome::Completed { score };
+                        self.feedback(id, &trial.proposal.knobs, &outcome);
+                    }
+                    (TrialStatus::Stopped, Some(score)) => {
+                        let outcome = TrialOutcome::Stopped { score };
                         self.feedback(id, &trial.proposal.knobs, &outcome);
                     }
                     (TrialStatus::Errored, _) => {

@@ -13,6 +13,35 @@ pub struct Budget {
     pub time_hours: f64,
     #[serde(rename = "GPU_COUNT", default)]
     pub gpu_count: i64,
+    /// Whether trials that report intermediate scores may be stopped early (Duma's key; Rafiki
+    /// has none). Left out of the JSON when it is the default, so Rafiki's budgets read back as
+    /// they were given.
+    #[serde(
+        rename = "EARLY_STOPPING",
+        default,
+        skip_serializing_if = "EarlyStopping::is_default"
+    )]
+    pub early_stopping: EarlyStopping,
+}
+
+/// How trials that report intermediate scores (`logger.report`) are stopped early.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum EarlyStopping {
+    /// The median stopping rule: a trial stops at a report when its best score so far is below
+    /// the median of the running averages, up to that step, of at least three COMPLETED trials
+    /// of its sub job that reached it (never at its first report).
+    #[default]
+    #[serde(rename = "MEDIAN")]
+    Median,
+    /// Every trial trains to the end.
+    #[serde(rename = "OFF")]
+    Off,
+}
+
+impl EarlyStopping {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 /// An inference job's budget (Rafiki's `InferenceBudgetOption`): only `GPU_COUNT`.
@@ -46,6 +75,7 @@ impl Default for Budget {
             model_trial_count: unlimited(),
             time_hours: default_time_hours(),
             gpu_count: 0,
+            early_stopping: EarlyStopping::default(),
         }
     }
 }
@@ -114,7 +144,8 @@ mod tests {
             Budget {
                 model_trial_count: 5,
                 time_hours: 0.1,
-                gpu_count: 0
+                gpu_count: 0,
+                early_stopping: EarlyStopping::Median,
             }
         );
         assert_eq!(budget.trial_limit(), Some(5));
@@ -124,6 +155,17 @@ mod tests {
             json!({"MODEL_TRIAL_COUNT": 5, "TIME_HOURS": 0.1, "GPU_COUNT": 0})
         );
         assert_eq!(Budget::default().trial_limit(), None);
+    }
+
+    #[test]
+    fn early_stopping_is_median_unless_turned_off_and_shown_only_then() {
+        let off: Budget = serde_json::from_value(json!({"EARLY_STOPPING": "OFF"})).unwrap();
+        assert_eq!(off.early_stopping, EarlyStopping::Off);
+        assert_eq!(serde_json::to_value(off).unwrap()["EARLY_STOPPING"], "OFF");
+        let error = serde_json::from_value::<Budget>(json!({"EARLY_STOPPING": "ASHA"}))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("MEDIAN") && error.contains("OFF"), "{error}");
     }
 
     #[test]

@@ -12,12 +12,13 @@ mod knobs;
 mod names;
 pub mod proposal;
 pub mod protocol;
+pub mod report;
 mod status;
 mod template;
 pub mod tensor;
 mod trial_log;
 
-pub use budget::{Budget, BudgetError, InferenceBudget};
+pub use budget::{Budget, BudgetError, EarlyStopping, InferenceBudget};
 pub use ids::{
     DatasetId, DeploymentId, EvaluationId, InferenceJobId, LeaseId, ModelId, PredictionKeyId,
     SubTrainJobId, TrainJobId, TrialId, UserId, WorkerId,

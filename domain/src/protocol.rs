@@ -55,8 +55,16 @@ pub enum AdvisorRequest {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum TrialOutcome {
-    Completed { score: f64 },
-    Errored { error: String },
+    Completed {
+        score: f64,
+    },
+    Errored {
+        error: String,
+    },
+    /// Stopped early (the budget's `EARLY_STOPPING`), with its last reported score.
+    Stopped {
+        score: f64,
+    },
 }
 
 /// Advisor → train worker.

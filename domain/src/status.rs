@@ -79,12 +79,14 @@ wire_enum!(
 );
 
 wire_enum!(
-    /// Life of a trial.
+    /// Life of a trial. STOPPED: ended early by the budget's `EARLY_STOPPING` rule, scored
+    /// with its last report.
     TrialStatus as "trial_status", "trial status" {
         Pending = "PENDING",
         Running = "RUNNING",
         Completed = "COMPLETED",
         Errored = "ERRORED",
+        Stopped = "STOPPED",
     }
 );
 
@@ -142,7 +144,10 @@ impl JobStatus {
 
 impl TrialStatus {
     pub fn is_finished(self) -> bool {
-        matches!(self, TrialStatus::Completed | TrialStatus::Errored)
+        matches!(
+            self,
+            TrialStatus::Completed | TrialStatus::Errored | TrialStatus::Stopped
+        )
     }
 }
 

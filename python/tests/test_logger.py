@@ -42,6 +42,17 @@ def test_loss_helpers(log):
     assert sink.records[1].payload == {"loss": 0.25, "epoch": 3}
 
 
+def test_a_report_is_a_step_and_an_intermediate_score(log):
+    logger, sink = log
+    logger.report(np.float64(0.75), step=3)
+    assert sink.records[0].kind == "METRICS"
+    assert sink.records[0].payload == {"step": 3, "intermediate_score": 0.75}
+    with pytest.raises(ValueError, match="finite"):
+        logger.report(float("nan"), step=4)
+    with pytest.raises(TypeError, match="step"):
+        logger.report(0.5, step="four")
+
+
 def test_non_finite_metrics_become_null_and_non_numbers_are_refused(log):
     logger, sink = log
     logger.log(bad=float("nan"), worse=np.inf)

@@ -30,6 +30,21 @@ pub struct TrialLogger {
     kept: usize,
     /// Records dropped since the last drain.
     dropped: usize,
+    watch: Option<Watch>,
+    /// Why the watch stopped the trial, once it has.
+    stopped: Option<String>,
+}
+
+/// Sees every METRICS payload kept; returns why the trial must stop, once it must (and stops
+/// it: the closure fires the trial's kill switch).
+pub struct Watch(Box<WatchFn>);
+
+type WatchFn = dyn FnMut(&Value) -> Option<String> + Send;
+
+impl std::fmt::Debug for Watch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Watch")
+    }
 }
 
 /// Log records one trial may keep.
@@ -40,6 +55,17 @@ pub const MAX_PAYLOAD_BYTES: usize = 16 << 10;
 impl TrialLogger {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Passes every METRICS payload kept from now on to `watch` (the train worker's early
+    /// stopping), until it returns a reason to stop; the reason is then logged as a message.
+    pub fn watch(&mut self, watch: impl FnMut(&Value) -> Option<String> + Send + 'static) {
+        self.watch = Some(Watch(Box::new(watch)));
+    }
+
+    /// Why the watch stopped the trial, if it did.
+    pub fn stopped(&self) -> Option<&str> {
+        self.stopped.as_deref()
     }
 
     /// A free-text line, shown in the trial's log.
@@ -117,7 +143,17 @@ impl TrialLogger {
             return;
         }
         self.kept += 1;
+        let verdict = match (&mut self.watch, record.kind) {
+            (Some(Watch(watch)), TrialLogKind::Metrics) if self.stopped.is_none() => {
+                watch(&record.payload)
+            }
+            _ => None,
+        };
         self.records.push(record);
+        if let Some(reason) = verdict {
+            self.stopped = Some(reason.clone());
+            self.push(TrialLogKind::Message, json!({ "message": reason }));
+        }
     }
 }
 
@@ -188,6 +224,33 @@ mod tests {
             log.drain().len(),
             1,
             "only the note that one more was dropped"
+        );
+    }
+
+    #[test]
+    fn a_watch_sees_metrics_until_it_stops_the_trial() {
+        let mut log = TrialLogger::new();
+        let mut seen = 0;
+        log.watch(move |payload| {
+            seen += 1;
+            (payload["loss"].as_f64() > Some(1.0)).then(|| format!("stopped after {seen}"))
+        });
+        log.message("not metrics");
+        log.metrics([("loss", 0.5)]);
+        assert_eq!(log.stopped(), None);
+        log.metrics([("loss", 2.0)]);
+        log.metrics([("loss", 3.0)]);
+        assert_eq!(log.stopped(), Some("stopped after 2"));
+        let messages: Vec<Value> = log
+            .drain()
+            .into_iter()
+            .filter(|r| r.kind == TrialLogKind::Message)
+            .map(|r| r.payload)
+            .collect();
+        assert_eq!(
+            messages[1],
+            json!({"message": "stopped after 2"}),
+            "{messages:?}"
         );
     }
 

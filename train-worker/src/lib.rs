@@ -2,6 +2,7 @@
 //! the object store (cached by checksum) → train → evaluate → parameters stored → COMPLETED with
 //! its score → feedback to the advisor.
 
+mod early_stopping;
 mod evaluation;
 mod metrics;
 mod worker;

@@ -6,6 +6,8 @@ pub struct TrainMetrics {
     pub trials_started: IntCounter,
     pub trials_completed: IntCounter,
     pub trials_errored: IntCounter,
+    /// Trials ended early by the budget's `EARLY_STOPPING` rule.
+    pub trials_stopped: IntCounter,
     pub trial_duration: Histogram,
     /// Time between one trial's end and the next trial's start on the same slot.
     pub trial_gap: Histogram,
@@ -29,6 +31,11 @@ impl TrainMetrics {
             trials_errored: prometheus::register_int_counter_with_registry!(
                 "duma_trials_errored_total",
                 "Trials that ended ERRORED on this worker",
+                registry
+            )?,
+            trials_stopped: prometheus::register_int_counter_with_registry!(
+                "duma_trials_stopped_early_total",
+                "Trials this worker stopped early (budget EARLY_STOPPING)",
                 registry
             )?,
             trial_duration: prometheus::register_histogram_with_registry!(

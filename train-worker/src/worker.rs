@@ -23,12 +23,13 @@ use duma_common::worker::WorkerHost;
 use duma_domain::TrialLog;
 use duma_domain::dependencies::Dependencies;
 use duma_domain::protocol::{AdvisorReply, AdvisorRequest, TrialOutcome, advisor_target};
-use duma_domain::{JobStatus, TrainJobId, TrialId, WorkerId};
+use duma_domain::{EarlyStopping, JobStatus, TrainJobId, TrialId, WorkerId};
 use duma_runtime::python::KillSwitch;
 use duma_runtime::{Template, TemplateResolver};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::early_stopping::MedianRule;
 use crate::metrics::TrainMetrics;
 use duma_common::store::ObjectCache;
 
@@ -84,6 +85,9 @@ enum Prepared {
     Failed(String),
 }
 
+/// A trial the early-stopping rule ended, with its last reported score.
+struct Stopped(f64);
+
 enum TrialResult {
     Completed {
         score: f64,
@@ -92,6 +96,11 @@ enum TrialResult {
     },
     Failed {
         error: String,
+        logs: Vec<TrialLog>,
+    },
+    /// Stopped early (budget `EARLY_STOPPING`), scored with its last report.
+    Stopped {
+        score: f64,
         logs: Vec<TrialLog>,
     },
     Abandoned,
@@ -575,6 +584,16 @@ impl TrainWorker {
                     None
                 }
             }
+            TrialResult::Stopped { score, logs } => {
+                trials::insert_logs(&db, trial_id, &logs).await?;
+                if trials::stop(&db, trial_id, score).await? {
+                    self.metrics.trials_stopped.inc();
+                    tracing::info!(%trial_id, score, seconds = started.elapsed().as_secs_f64(), "trial stopped early");
+                    Some(TrialOutcome::Stopped { score })
+                } else {
+                    None
+                }
+            }
             TrialResult::Failed { error, mut logs } => {
                 self.metrics.trials_errored.inc();
                 tracing::warn!(%trial_id, error, "trial errored");
@@ -588,6 +607,15 @@ impl TrainWorker {
             .trial_duration
             .observe(started.elapsed().as_secs_f64());
         Ok(outcome)
+    }
+
+    /// The intermediate scores the completed trials of the sub job reported.
+    async fn completed_reports(
+        &self,
+        context: &SubJobContext,
+    ) -> anyhow::Result<Vec<Vec<(f64, f64)>>> {
+        let db = self.pool.get().await?;
+        Ok(trials::reports_of_completed(&db, context.sub_job.id).await?)
     }
 
     /// The saved parameters of `trial`.
@@ -620,6 +648,23 @@ impl TrainWorker {
                 }
             },
         };
+        // The median stopping rule, against this sub job's completed trials (the final train
+        // of the best knobs always runs to the end).
+        let early_stopping = match context.train_job.budget.early_stopping {
+            EarlyStopping::Median if !proposal.is_final_train() => {
+                match self.completed_reports(context).await {
+                    Ok(curves) => Some(MedianRule::new(curves)),
+                    Err(error) => {
+                        tracing::warn!(
+                            error = format!("{error:#}"),
+                            "no early stopping for this trial: the completed trials' reports"
+                        );
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
         let template = context.template.clone();
         let kill = KillSwitch::new();
         let switch = kill.clone();
@@ -631,6 +676,17 @@ impl TrainWorker {
         // (its thread finishes in the background and its result is dropped).
         let work = tokio::task::spawn_blocking(move || {
             let mut log = duma_runtime::TrialLogger::new();
+            let last_report = Arc::new(Mutex::new(None));
+            if let Some(mut rule) = early_stopping {
+                let (stop, last) = (switch.clone(), last_report.clone());
+                log.watch(move |payload| {
+                    let (step, score) = duma_domain::report::parse(payload)?;
+                    *last.lock() = Some(score);
+                    let reason = rule.report(step, score)?;
+                    stop.fire();
+                    Some(reason)
+                });
+            }
             let result = (|| {
                 let mut model = template.build(&knobs, &switch)?;
                 model.train_from(&train_path, &train_args, shared_params.as_deref(), &mut log)?;
@@ -641,8 +697,12 @@ impl TrainWorker {
                 };
                 Ok::<_, duma_runtime::TemplateError>((score, model.dump_parameters()?))
             })();
+            let stopped = log.stopped().is_some();
             let logs: Vec<TrialLog> = log.drain().into_iter().map(TrialLog::from).collect();
-            (result, logs)
+            match *last_report.lock() {
+                Some(score) if stopped => (Err(Stopped(score)), logs),
+                _ => (Ok(result), logs),
+            }
         });
         // The trial is bounded by its timeout: waiting for it is progress.
         let finished = probe.hold(async {
@@ -668,16 +728,19 @@ impl TrainWorker {
                 }
             }
             Some(Some(joined)) => match joined {
-                Ok((Ok((score, params)), logs)) if score.is_finite() => TrialResult::Completed {
-                    score,
-                    params,
-                    logs,
-                },
-                Ok((Ok((score, _)), logs)) => TrialResult::Failed {
+                Ok((Err(Stopped(score)), logs)) => TrialResult::Stopped { score, logs },
+                Ok((Ok(Ok((score, params))), logs)) if score.is_finite() => {
+                    TrialResult::Completed {
+                        score,
+                        params,
+                        logs,
+                    }
+                }
+                Ok((Ok(Ok((score, _))), logs)) => TrialResult::Failed {
                     error: format!("evaluate returned {score}, not a finite number"),
                     logs,
                 },
-                Ok((Err(error), logs)) => TrialResult::Failed {
+                Ok((Ok(Err(error)), logs)) => TrialResult::Failed {
                     error: error.to_string(),
                     logs,
                 },

@@ -143,7 +143,8 @@ pub async fn jobs(globals: &Globals, command: JobCommand) -> Outcome<()> {
             let count = |status: &str| items(&trials).filter(|t| t["status"] == status).count();
             let summary = json!({"job": job, "trials": {
                 "total": items(&trials).count(), "completed": count("COMPLETED"),
-                "running": count("RUNNING"), "errored": count("ERRORED")}});
+                "stopped_early": count("STOPPED"), "running": count("RUNNING"),
+                "errored": count("ERRORED")}});
             globals.output.show(&summary, || {
                 let field = |key: &str| vec![key.to_owned(), cell(&job[key])];
                 let mut rows = vec![
@@ -157,8 +158,9 @@ pub async fn jobs(globals: &Globals, command: JobCommand) -> Outcome<()> {
                     vec![
                         "trials".into(),
                         format!(
-                            "{} completed, {} running, {} errored",
+                            "{} completed, {} stopped early, {} running, {} errored",
                             count("COMPLETED"),
+                            count("STOPPED"),
                             count("RUNNING"),
                             count("ERRORED")
                         ),

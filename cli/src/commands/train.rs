@@ -176,7 +176,7 @@ pub async fn watch(globals: &Globals, admin: &Admin, app: &str, version: i64) ->
             for trial in items(&trials) {
                 let status = trial["status"].as_str().unwrap_or_default();
                 let id = cell(&trial["id"]);
-                if matches!(status, "COMPLETED" | "ERRORED") && reported.insert(id) {
+                if matches!(status, "COMPLETED" | "STOPPED" | "ERRORED") && reported.insert(id) {
                     println!(
                         "trial {} ({}) {status}, score {}, {}",
                         cell(&trial["no"]),
@@ -246,7 +246,12 @@ fn screen(job: &Value, trials: &Value, running: bool, width: u16) -> String {
     all.sort_by_key(|t| (started(t), t["no"].as_i64()));
     let done = all
         .iter()
-        .filter(|t| matches!(t["status"].as_str(), Some("COMPLETED" | "ERRORED")))
+        .filter(|t| {
+            matches!(
+                t["status"].as_str(),
+                Some("COMPLETED" | "STOPPED" | "ERRORED")
+            )
+        })
         .count();
     let budget = &job["budget"];
     let models = all

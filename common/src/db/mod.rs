@@ -43,7 +43,7 @@ pub enum DbError {
     #[error("no pooled database connection available: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
     #[error("database error: {0}")]
-    Postgres(tokio_postgres::Error),
+    Postgres(#[source] tokio_postgres::Error),
 }
 
 impl From<tokio_postgres::Error> for DbError {

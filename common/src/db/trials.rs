@@ -235,6 +235,57 @@ pub async fn complete(
     Ok(n == 1)
 }
 
+/// Marks a running trial STOPPED (ended early by the budget's `EARLY_STOPPING`) with the score
+/// of its last report; no parameters are kept.
+pub async fn stop(db: &impl GenericClient, id: TrialId, score: f64) -> DbResult<bool> {
+    let n = db
+        .execute(
+            "UPDATE trials SET status = 'STOPPED', score = $2, datetime_stopped = now() \
+             WHERE id = $1 AND status IN ('PENDING', 'RUNNING')",
+            &[&id, &score],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+/// The intermediate scores (`(step, score)`, in the order written) that each COMPLETED trial of
+/// a sub job reported (see [`duma_domain::report`]); trials without reports are left out.
+pub async fn reports_of_completed(
+    db: &impl GenericClient,
+    sub_job: SubTrainJobId,
+) -> DbResult<Vec<Vec<(f64, f64)>>> {
+    let rows = db
+        .query(
+            "SELECT l.trial_id, (l.payload->>$2::text)::float8 AS step, \
+                    (l.payload->>$3::text)::float8 AS score \
+             FROM trial_logs l JOIN trials t ON t.id = l.trial_id \
+             WHERE t.sub_train_job_id = $1 AND t.status = 'COMPLETED' AND l.kind = 'METRICS' \
+               AND jsonb_typeof(l.payload->$2::text) = 'number' \
+               AND jsonb_typeof(l.payload->$3::text) = 'number' \
+             ORDER BY l.trial_id, l.id",
+            &[
+                &sub_job,
+                &duma_domain::report::STEP,
+                &duma_domain::report::SCORE,
+            ],
+        )
+        .await?;
+    let mut curves: Vec<Vec<(f64, f64)>> = Vec::new();
+    let mut current: Option<TrialId> = None;
+    for row in rows {
+        let trial: TrialId = row.try_get("trial_id")?;
+        let point = (row.try_get("step")?, row.try_get("score")?);
+        match curves.last_mut() {
+            Some(curve) if current == Some(trial) => curve.push(point),
+            _ => {
+                curves.push(vec![point]);
+                current = Some(trial);
+            }
+        }
+    }
+    Ok(curves)
+}
+
 /// Marks an unfinished trial ERRORED.
 pub async fn mark_errored(db: &impl GenericClient, id: TrialId) -> DbResult<bool> {
     let n = db

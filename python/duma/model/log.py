@@ -119,6 +119,17 @@ class LoggerUtils:
         """Logs ``loss`` at ``epoch``, for :meth:`define_loss_plot`."""
         self.log(loss=loss, epoch=epoch)
 
+    def report(self, score, step):
+        """Reports an intermediate score (higher is better, like ``evaluate``'s) at ``step`` (an
+        epoch, or any increasing number) while training. Unless the train job's budget sets
+        ``EARLY_STOPPING`` to ``OFF``, the platform stops a trial whose reports fall behind the
+        median of its completed trials' at the same step; it is then ``STOPPED`` with the last
+        reported score. Reports are metrics ``step`` and ``intermediate_score`` in the logs."""
+        score, step = _metric_value("score", score), _metric_value("step", step)
+        if score is None or step is None:
+            raise ValueError("report needs a finite score and step")
+        self._emit(LogType.METRICS, {"step": step, "intermediate_score": score})
+
     def _emit(self, kind: str, payload: Dict[str, Any]):
         self._sink(LogRecord(kind, payload))
 

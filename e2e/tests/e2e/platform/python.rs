@@ -940,3 +940,66 @@ async fn every_policy_reaches_the_template_and_the_final_train_runs_with_none() 
     let x = last["proposal"]["knobs"]["x"].as_f64().unwrap();
     assert!((last["score"].as_f64().unwrap() - x).abs() < 1e-9, "{last}");
 }
+
+/// Early stopping: in the same time budget, a job whose trials report intermediate scores runs
+/// more trials when those falling behind the median of completed trials are stopped (STOPPED,
+/// scored with their last report) than with `EARLY_STOPPING: OFF`, and finds as good a best.
+#[tokio::test]
+async fn trials_behind_the_median_stop_early_and_the_time_goes_to_more_trials() {
+    const TIME_HOURS: f64 = 36.0 / 3600.0;
+    let stack = spawn_stack(1).await;
+    let model = stack
+        .upload_model("curves", TASK, template("curves.py"), "Curves", json!({}))
+        .await;
+    let mut outcomes = Vec::new();
+    for (app, early_stopping) in [("curves-off", "OFF"), ("curves-median", "MEDIAN")] {
+        let budget = json!({"TIME_HOURS": TIME_HOURS, "EARLY_STOPPING": early_stopping});
+        let job = train(&stack, app, &model, budget).await;
+        assert_eq!(job["status"], "STOPPED", "{job}");
+        let trials = stack.trials(app).await;
+        let mut stopped = 0;
+        for trial in &trials {
+            match trial["status"].as_str() {
+                Some("COMPLETED") => {}
+                Some("STOPPED") => {
+                    stopped += 1;
+                    // Scored with its last report, x · step / 16, below its x.
+                    let id = trial["id"].as_str().unwrap();
+                    let logs = stack.get(&format!("/trials/{id}/logs")).await;
+                    let last = logs["metrics"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .rev()
+                        .find_map(|m| m["intermediate_score"].as_f64())
+                        .unwrap_or_else(|| panic!("{logs}"));
+                    assert_eq!(trial["score"].as_f64(), Some(last), "{trial}");
+                    let messages = logs["messages"].to_string();
+                    assert!(messages.contains("stopped early"), "{logs}");
+                }
+                _ => panic!("{trial}"),
+            }
+        }
+        let best = trials
+            .iter()
+            .filter(|t| t["status"] == "COMPLETED")
+            .filter_map(|t| t["score"].as_f64())
+            .fold(f64::NEG_INFINITY, f64::max);
+        outcomes.push((trials.len(), stopped, best));
+    }
+    let [
+        (off_trials, off_stopped, off_best),
+        (median_trials, median_stopped, median_best),
+    ] = outcomes[..]
+    else {
+        unreachable!()
+    };
+    eprintln!("(trials, stopped early, best) with EARLY_STOPPING OFF, MEDIAN: {outcomes:?}");
+    assert_eq!(off_stopped, 0, "EARLY_STOPPING OFF stopped a trial");
+    assert!(median_stopped >= 1, "nothing was stopped: {outcomes:?}");
+    assert!(
+        median_trials > off_trials,
+        "early stopping gave no more trials in the same time: {outcomes:?}"
+    );
+    assert!(median_best >= off_best - 0.05, "{outcomes:?}");
+}
