@@ -8,7 +8,8 @@ use duma_common::db::models::Model;
 use duma_common::db::train_jobs::{self, SubTrainJob, TrainJob};
 use duma_common::db::trials::Trial;
 use duma_common::db::{GenericClient, PgPool, models, trials, workers};
-use duma_domain::proposal::{FINAL_TRAIN, FINAL_TRAIN_OF, SEARCH};
+use duma_domain::FinalTrain as BudgetFinalTrain;
+use duma_domain::proposal::{FINAL_TRAIN, FINAL_TRAIN_OF, SEARCH, TRAIN_VAL, TRAINED_ON};
 use duma_domain::protocol::{AdvisorReply, TrialOutcome};
 use duma_domain::{
     JobStatus, Knob, KnobConfig, KnobValue, LeaseId, Policy, Proposal, SubTrainJobId, TemplateKind,
@@ -297,11 +298,13 @@ impl SubJobAdvisor {
         Ok(proposal)
     }
 
-    /// Rafiki's final train, for templates with a cheap-search policy: the budget's last trial
-    /// (or, with a time budget only, the first proposal in its last tenth) trains the best knobs
-    /// found so far with every policy off, once every search trial has ended.
+    /// Rafiki's final train, for templates with a cheap-search policy, and for every template
+    /// when the budget's `FINAL_TRAIN` is `TRAIN_VAL` (then on train+val): the budget's last
+    /// trial (or, with a time budget only, the first proposal in its last tenth) trains the best
+    /// knobs found so far with every policy off, once every search trial has ended.
     async fn final_train(&mut self, db: &impl GenericClient) -> anyhow::Result<FinalTrain> {
-        if self.cheap_search.is_empty() || self.final_trial.is_some() {
+        let on_train_and_val = self.train_job.budget.final_train == BudgetFinalTrain::TrainVal;
+        if (self.cheap_search.is_empty() && !on_train_and_val) || self.final_trial.is_some() {
             return Ok(FinalTrain::NotNow);
         }
         let due = match self.trial_limit {
@@ -331,6 +334,12 @@ impl SubJobAdvisor {
             FINAL_TRAIN_OF.to_owned(),
             serde_json::Value::String(best.id.to_string()),
         );
+        if on_train_and_val {
+            proposal.meta.insert(
+                TRAINED_ON.to_owned(),
+                serde_json::Value::String(TRAIN_VAL.to_owned()),
+            );
+        }
         // Nothing follows it.
         self.trial_limit = Some(self.created + 1);
         Ok(FinalTrain::Propose(proposal))

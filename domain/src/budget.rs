@@ -22,6 +22,35 @@ pub struct Budget {
         skip_serializing_if = "EarlyStopping::is_default"
     )]
     pub early_stopping: EarlyStopping,
+    /// Whether every sub job ends with its best knobs retrained on train+val (Duma's key; left
+    /// out of the JSON when it is the default).
+    #[serde(
+        rename = "FINAL_TRAIN",
+        default,
+        skip_serializing_if = "FinalTrain::is_default"
+    )]
+    pub final_train: FinalTrain,
+}
+
+/// Which sub jobs end with a final train of their best knobs (every policy off), and on what.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum FinalTrain {
+    /// Those whose template has a cheap-search policy (`EARLY_STOP`, `QUICK_EVAL`,
+    /// `DOWNSCALE`), on the train dataset (Rafiki's).
+    #[default]
+    #[serde(rename = "AUTO")]
+    Auto,
+    /// Every sub job, on the train and validation datasets together (CSV datasets: `TABULAR_*`
+    /// tasks). Scored on the validation dataset it trained on, so its score is optimistic; the
+    /// trial says so in `proposal.meta.trained_on`.
+    #[serde(rename = "TRAIN_VAL")]
+    TrainVal,
+}
+
+impl FinalTrain {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 /// How trials that report intermediate scores (`logger.report`) are stopped early.
@@ -76,6 +105,7 @@ impl Default for Budget {
             time_hours: default_time_hours(),
             gpu_count: 0,
             early_stopping: EarlyStopping::default(),
+            final_train: FinalTrain::default(),
         }
     }
 }
@@ -95,6 +125,18 @@ pub const NO_GPUS: &str = "GPU_COUNT must be 0: Duma schedules no GPUs yet, and 
     for them would run on CPU";
 
 impl Budget {
+    /// Checks the budget of a train job for `task`.
+    pub fn validate_for(&self, task: &str) -> Result<(), BudgetError> {
+        self.validate()?;
+        if self.final_train == FinalTrain::TrainVal && !task.starts_with("TABULAR_") {
+            return Err(BudgetError(format!(
+                "FINAL_TRAIN TRAIN_VAL joins CSV datasets, those of TABULAR_* tasks; task {task} \
+                 has other formats (use AUTO)"
+            )));
+        }
+        Ok(())
+    }
+
     pub fn validate(&self) -> Result<(), BudgetError> {
         if self.model_trial_count == 0
             || self.model_trial_count < -1
@@ -146,6 +188,7 @@ mod tests {
                 time_hours: 0.1,
                 gpu_count: 0,
                 early_stopping: EarlyStopping::Median,
+                final_train: FinalTrain::Auto,
             }
         );
         assert_eq!(budget.trial_limit(), Some(5));
@@ -166,6 +209,24 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("MEDIAN") && error.contains("OFF"), "{error}");
+    }
+
+    #[test]
+    fn a_final_train_on_train_and_val_is_for_tabular_tasks() {
+        let budget: Budget = serde_json::from_value(json!({"FINAL_TRAIN": "TRAIN_VAL"})).unwrap();
+        assert!(budget.validate_for("TABULAR_REGRESSION").is_ok());
+        let error = budget.validate_for("IMAGE_CLASSIFICATION").unwrap_err().0;
+        assert!(error.contains("TABULAR_"), "{error}");
+        assert_eq!(
+            serde_json::to_value(budget).unwrap()["FINAL_TRAIN"],
+            "TRAIN_VAL"
+        );
+        assert!(
+            serde_json::to_value(Budget::default())
+                .unwrap()
+                .get("FINAL_TRAIN")
+                .is_none()
+        );
     }
 
     #[test]

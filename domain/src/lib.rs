@@ -18,7 +18,7 @@ mod template;
 pub mod tensor;
 mod trial_log;
 
-pub use budget::{Budget, BudgetError, EarlyStopping, InferenceBudget};
+pub use budget::{Budget, BudgetError, EarlyStopping, FinalTrain, InferenceBudget};
 pub use ids::{
     DatasetId, DeploymentId, EvaluationId, InferenceJobId, LeaseId, ModelId, PredictionKeyId,
     SubTrainJobId, TrainJobId, TrialId, UserId, WorkerId,

@@ -11,6 +11,10 @@ pub const FINAL_TRAIN: &str = "FINAL_TRAIN";
 pub const SEARCH: &str = "SEARCH";
 /// The key of [`Proposal::meta`] naming the trial a final-train trial takes its knobs from.
 pub const FINAL_TRAIN_OF: &str = "final_train_of_trial_id";
+/// The key of [`Proposal::meta`] saying what a final-train trial trains on, when it is not the
+/// train dataset alone: [`TRAIN_VAL`] (the budget's `FINAL_TRAIN`).
+pub const TRAINED_ON: &str = "trained_on";
+pub const TRAIN_VAL: &str = "TRAIN_VAL";
 
 /// What an advisor proposes for one trial (Rafiki's `Proposal`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -44,6 +48,14 @@ impl Proposal {
             .get(PROPOSAL_TYPE)
             .and_then(serde_json::Value::as_str)
             == Some(FINAL_TRAIN)
+    }
+
+    /// Whether this trial trains on the train and validation datasets together.
+    pub fn trains_on_train_and_val(&self) -> bool {
+        self.meta
+            .get(TRAINED_ON)
+            .and_then(serde_json::Value::as_str)
+            == Some(TRAIN_VAL)
     }
 
     /// Marks this trial as `kind` (`SEARCH` or `FINAL_TRAIN`).

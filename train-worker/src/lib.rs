@@ -5,6 +5,7 @@
 mod early_stopping;
 mod evaluation;
 mod metrics;
+mod train_and_val;
 mod worker;
 
 use std::sync::Arc;

@@ -31,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::early_stopping::MedianRule;
 use crate::metrics::TrainMetrics;
+use crate::train_and_val;
 use duma_common::store::ObjectCache;
 
 /// How long a train worker waits for its advisor's answer (milliseconds, normally): a reply lost
@@ -670,7 +671,27 @@ impl TrainWorker {
         let switch = kill.clone();
         let knobs = proposal.knobs.clone();
         let train_args = context.train_job.train_args.clone();
-        let (train_path, val_path) = (context.train_data.clone(), context.val_data.clone());
+        let val_path = context.val_data.clone();
+        let train_path = if proposal.trains_on_train_and_val() {
+            let (train, val) = (context.train_data.clone(), val_path.clone());
+            match tokio::task::spawn_blocking(move || train_and_val::joined(&train, &val)).await {
+                Ok(Ok(path)) => path,
+                Ok(Err(error)) => {
+                    return TrialResult::Failed {
+                        error,
+                        logs: Vec::new(),
+                    };
+                }
+                Err(panic) => {
+                    return TrialResult::Failed {
+                        error: format!("joining the train and validation datasets: {panic}"),
+                        logs: Vec::new(),
+                    };
+                }
+            }
+        } else {
+            context.train_data.clone()
+        };
         let evaluate = proposal.to_eval;
         // Training is CPU-bound: a blocking thread. A cancelled or timed-out trial is abandoned
         // (its thread finishes in the background and its result is dropped).

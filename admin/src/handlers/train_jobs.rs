@@ -68,7 +68,7 @@ pub async fn create(
         })?,
     };
     budget
-        .validate()
+        .validate_for(&task)
         .map_err(|e| ApiError::new(ErrorCode::InvalidTrainJob, e.to_string()))?;
     let train_args = request.train_args.unwrap_or_default();
     let requested: Option<Vec<ModelId>> = request

@@ -256,8 +256,24 @@ async fn a_deployment_switches_versions_under_load_without_a_failure_and_rolls_b
         .delete(Some(&stack.token), "/deployments/scoring-live", None)
         .await;
     assert_eq!(response.status(), 200);
-    let (status, _) = predict(&stack, &url, None).await;
-    assert_eq!(status, 404);
+    // Predictors hear of the deletion by an event: until then the cached routes answer (200 while
+    // the versions drain, 503 once they stopped).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, _) = predict(&stack, &url, None).await;
+        if status == 404 {
+            break;
+        }
+        assert!(
+            status == 200 || status == 503,
+            "a deleted deployment answered {status}"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "the deleted endpoint still exists"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert!(!serving(&stack, "scoring", 2).await);
 }
 

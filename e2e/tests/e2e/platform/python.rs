@@ -1003,3 +1003,81 @@ async fn trials_behind_the_median_stop_early_and_the_time_goes_to_more_trials() 
     );
     assert!(median_best >= off_best - 0.05, "{outcomes:?}");
 }
+
+/// The budget's FINAL_TRAIN TRAIN_VAL: the last trial retrains the best knobs on the train and
+/// validation rows together, flagged on the trial; other tasks' datasets are refused.
+#[tokio::test]
+async fn a_final_train_on_train_and_val_sees_both_datasets_rows() {
+    let stack = spawn_stack(1).await;
+    let model = stack
+        .upload_model(
+            "rows",
+            TASK,
+            template("counts_rows.py"),
+            "CountsRows",
+            json!({}),
+        )
+        .await;
+    let budget = json!({"MODEL_TRIAL_COUNT": 4, "FINAL_TRAIN": "TRAIN_VAL"});
+    // `train` uploads 120 train rows and 60 validation rows.
+    let job = train(&stack, "rows", &model, budget).await;
+    assert_eq!(job["status"], "STOPPED", "{job}");
+    assert_eq!(job["budget"]["FINAL_TRAIN"], "TRAIN_VAL", "{job}");
+    let mut trials = Vec::new();
+    for trial in stack.trials("rows").await {
+        let id = trial["id"].as_str().unwrap().to_owned();
+        let detail = stack.get(&format!("/trials/{id}")).await;
+        let logs = stack.get(&format!("/trials/{id}/logs")).await;
+        let rows = logs["metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find_map(|m| m["train_rows"].as_i64())
+            .unwrap_or_else(|| panic!("{logs}"));
+        trials.push((detail, rows));
+    }
+    trials.sort_by_key(|(t, _)| t["no"].as_i64());
+    assert_eq!(trials.len(), 4);
+    let (search, last) = trials.split_at(3);
+    for (trial, rows) in search {
+        assert_eq!(*rows, 120, "{trial}");
+        assert!(
+            trial["proposal"]["meta"].get("trained_on").is_none(),
+            "{trial}"
+        );
+    }
+    let best = search
+        .iter()
+        .max_by(|a, b| {
+            a.0["score"]
+                .as_f64()
+                .partial_cmp(&b.0["score"].as_f64())
+                .unwrap()
+        })
+        .unwrap();
+    let (last, rows) = &last[0];
+    assert_eq!(*rows, 180, "trained on train + validation rows: {last}");
+    let meta = &last["proposal"]["meta"];
+    assert_eq!(meta["proposal_type"], "FINAL_TRAIN", "{last}");
+    assert_eq!(meta["trained_on"], "TRAIN_VAL", "{last}");
+    assert_eq!(meta["final_train_of_trial_id"], best.0["id"], "{last}");
+    assert_eq!(
+        last["proposal"]["knobs"], best.0["proposal"]["knobs"],
+        "{last}"
+    );
+
+    // Only CSV datasets can be joined.
+    let nil = "00000000-0000-0000-0000-000000000000";
+    let images = stack
+        .client
+        .post(
+            Some(&stack.token),
+            "/train_jobs",
+            json!({"app": "imgs", "task": "IMAGE_CLASSIFICATION", "train_dataset_id": nil,
+                   "val_dataset_id": nil, "budget": {"FINAL_TRAIN": "TRAIN_VAL"}}),
+        )
+        .await;
+    assert_eq!(images.status(), 400);
+    let body = images.text().await.unwrap();
+    assert!(body.contains("TABULAR_"), "{body}");
+}
