@@ -19,6 +19,7 @@
 pub mod auth;
 pub mod handlers;
 pub mod jobs;
+pub mod onnx_inspection;
 pub mod openapi;
 pub mod params;
 mod quotas;

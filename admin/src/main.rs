@@ -21,15 +21,28 @@ enum Command {
     Migrate,
     /// Exit 0 when the local admin is ready (for container healthchecks).
     Healthcheck,
+    /// Load the ONNX model on stdin and print what it takes and answers, as JSON (what the admin
+    /// runs in a child process to check an upload; needs no settings).
+    #[command(hide = true)]
+    InspectOnnx {
+        /// The ONNX Runtime shared library.
+        #[arg(long)]
+        library: std::path::PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let command = cli.command.unwrap_or(Command::Serve);
+    if let Command::InspectOnnx { library } = &command {
+        // Needs no settings: the admin runs it in a child with an empty environment.
+        return duma_admin::onnx_inspection::inspect_stdin(library);
+    }
     let settings = match cli.config.load() {
         Ok(settings) => settings,
         Err(code) => return code,
     };
-    match cli.command.unwrap_or(Command::Serve) {
+    match command {
         Command::Serve => service::serve("admin", settings, duma_admin::run),
         Command::Migrate => {
             duma_common::telemetry::init(&settings.log);
@@ -40,5 +53,6 @@ fn main() -> ExitCode {
             })
         }
         Command::Healthcheck => service::healthcheck(settings.admin.port),
+        Command::InspectOnnx { library } => duma_admin::onnx_inspection::inspect_stdin(&library),
     }
 }

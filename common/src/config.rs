@@ -51,12 +51,17 @@ pub struct OnnxSettings {
     /// the workers (to serve): the pinned PyPI wheel's, which `scripts/setup` unpacks into
     /// `.onnxruntime/`. Without it, ONNX uploads are refused in words; nothing else changes.
     pub runtime_path: PathBuf,
+    /// The executable the admin runs as `<it> inspect-onnx --library <runtime_path>` to load an
+    /// uploaded ONNX file in a child process (so a file that crashes ONNX Runtime's parser cannot
+    /// take the admin down). Default: the running admin binary itself.
+    pub inspector: Option<PathBuf>,
 }
 
 impl Default for OnnxSettings {
     fn default() -> Self {
         Self {
             runtime_path: PathBuf::from("./.onnxruntime/libonnxruntime.so"),
+            inspector: None,
         }
     }
 }

@@ -59,6 +59,8 @@ pub async fn spawn_stack_with(
     }
     settings.python.sdk_path = repository.join("python");
     settings.onnx.runtime_path = repository.join(".onnxruntime/libonnxruntime.so");
+    // The admin runs in this process: its ONNX inspector is the built admin binary.
+    settings.onnx.inspector = Some(admin_binary());
     settings.python.env_dir = repository.join("target/duma-test-cache/venvs");
     settings.advisor_worker.capacity = 16;
     settings.train_worker.capacity = 1;
@@ -340,4 +342,18 @@ pub fn statuses(trials: &[Value]) -> Vec<&str> {
         .iter()
         .map(|t| t["status"].as_str().unwrap())
         .collect()
+}
+
+/// The `duma-admin` binary next to this test binary's folder (`target/<profile>/`): `cargo test
+/// --workspace` builds it (the admin package has integration tests).
+fn admin_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile = exe.parent().and_then(std::path::Path::parent).unwrap();
+    let admin = profile.join("duma-admin");
+    assert!(
+        admin.exists(),
+        "{} is missing: `cargo build -p duma-admin` (the admin inspects ONNX uploads with it)",
+        admin.display()
+    );
+    admin
 }

@@ -225,34 +225,19 @@ async fn recognise(
         }
         return Ok((TemplateKind::Python, None));
     }
-    let bytes = state.store.get_bytes(path).await?;
-    let library = state.settings.onnx.runtime_path.clone();
-    let inspected =
-        tokio::task::spawn_blocking(move || duma_runtime::onnx::inspect(&library, &bytes));
-    let signature = match tokio::time::timeout(ONNX_INSPECTION, inspected).await {
-        Ok(Ok(Ok(signature))) => signature,
-        Ok(Ok(Err(reason))) => {
-            return Err(ApiError::new(
-                ErrorCode::InvalidModel,
-                format!("the file is an ONNX model Duma cannot serve: {reason}"),
-            ));
-        }
-        Ok(Err(_)) => {
-            return Err(ApiError::new(
-                ErrorCode::InvalidModel,
-                "the ONNX model crashed its inspection",
-            ));
-        }
-        Err(_) => {
-            return Err(ApiError::new(
-                ErrorCode::InvalidModel,
-                format!(
-                    "the ONNX model took longer than {}s to load",
-                    ONNX_INSPECTION.as_secs()
-                ),
-            ));
-        }
+    let bytes = state.store.get_bytes(path).await?.to_vec();
+    let inspector = match &state.settings.onnx.inspector {
+        Some(path) => path.clone(),
+        None => std::env::current_exe().map_err(|error| {
+            ApiError::Internal(anyhow::anyhow!(
+                "the admin binary, to inspect ONNX files: {error}"
+            ))
+        })?,
     };
+    let library = &state.settings.onnx.runtime_path;
+    let signature = crate::onnx_inspection::inspect(&inspector, library, bytes, ONNX_INSPECTION)
+        .await
+        .map_err(|reason| ApiError::new(ErrorCode::InvalidModel, reason))?;
     let mut signature = signature;
     if let Some(names) = feature_names {
         signature

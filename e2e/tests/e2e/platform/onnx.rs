@@ -488,3 +488,46 @@ async fn columns_named_at_upload_take_rafiki_dict_queries() {
         "{body}"
     );
 }
+
+/// ONNX Runtime parses untrusted files in a child process: one that crashes the parser ends its
+/// upload with a 400 and leaves the admin serving. (A stand-in inspector crashes on purpose:
+/// no known file crashes the pinned ONNX Runtime.) The child gets none of the admin's environment.
+#[tokio::test]
+async fn an_onnx_file_that_crashes_its_inspection_is_refused_and_the_admin_stays_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let crashing = dir.path().join("inspector");
+    let seen_environment = dir.path().join("environment");
+    std::fs::write(
+        &crashing,
+        format!(
+            "#!/bin/sh\nenv > {}\nkill -SEGV $$\n",
+            seen_environment.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &crashing,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let inspector = crashing.clone();
+    let stack = duma_e2e::stack::spawn_stack_with(0, move |settings| {
+        settings.onnx.inspector = Some(inspector);
+    })
+    .await;
+    // Bytes that look like ONNX (a protobuf starting with its ir_version).
+    let mut model = vec![0x08, 0x07];
+    model.extend(std::iter::repeat_n(0x3a, 64));
+    let message = expect_error(
+        upload(&stack, "crasher", model).await,
+        400,
+        "InvalidModelError",
+    )
+    .await;
+    assert!(message.contains("crashed"), "{message}");
+    let environment = std::fs::read_to_string(&seen_environment).unwrap();
+    assert!(!environment.contains("DUMA"), "{environment}");
+    // Still serving, and nothing was kept.
+    let available = stack.get(&format!("/models/available?task={TASK}")).await;
+    assert!(!available.to_string().contains("crasher"), "{available}");
+}
