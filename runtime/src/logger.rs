@@ -58,7 +58,8 @@ impl TrialLogger {
     }
 
     /// Passes every METRICS payload kept from now on to `watch` (the train worker's early
-    /// stopping), until it returns a reason to stop; the reason is then logged as a message.
+    /// stopping), until it returns a reason to stop; the reason is then logged as a message, and
+    /// nothing written after it is kept.
     pub fn watch(&mut self, watch: impl FnMut(&Value) -> Option<String> + Send + 'static) {
         self.watch = Some(Watch(Box::new(watch)));
     }
@@ -137,6 +138,11 @@ impl TrialLogger {
     }
 
     fn keep(&mut self, record: LogRecord) {
+        // A stopped trial ends at the record that stopped it (and the message saying why):
+        // what its dying process still sends is not kept.
+        if self.stopped.is_some() {
+            return;
+        }
         let size = serde_json::to_vec(&record.payload).map_or(usize::MAX, |b| b.len());
         if self.kept >= MAX_RECORDS || size > MAX_PAYLOAD_BYTES {
             self.dropped += 1;
@@ -144,15 +150,13 @@ impl TrialLogger {
         }
         self.kept += 1;
         let verdict = match (&mut self.watch, record.kind) {
-            (Some(Watch(watch)), TrialLogKind::Metrics) if self.stopped.is_none() => {
-                watch(&record.payload)
-            }
+            (Some(Watch(watch)), TrialLogKind::Metrics) => watch(&record.payload),
             _ => None,
         };
         self.records.push(record);
         if let Some(reason) = verdict {
-            self.stopped = Some(reason.clone());
-            self.push(TrialLogKind::Message, json!({ "message": reason }));
+            self.push(TrialLogKind::Message, json!({ "message": &reason }));
+            self.stopped = Some(reason);
         }
     }
 }

@@ -86,9 +86,6 @@ enum Prepared {
     Failed(String),
 }
 
-/// A trial the early-stopping rule ended, with its last reported score.
-struct Stopped(f64);
-
 enum TrialResult {
     Completed {
         score: f64,
@@ -697,12 +694,10 @@ impl TrainWorker {
         // (its thread finishes in the background and its result is dropped).
         let work = tokio::task::spawn_blocking(move || {
             let mut log = duma_runtime::TrialLogger::new();
-            let last_report = Arc::new(Mutex::new(None));
             if let Some(mut rule) = early_stopping {
-                let (stop, last) = (switch.clone(), last_report.clone());
+                let stop = switch.clone();
                 log.watch(move |payload| {
                     let (step, score) = duma_domain::report::parse(payload)?;
-                    *last.lock() = Some(score);
                     let reason = rule.report(step, score)?;
                     stop.fire();
                     Some(reason)
@@ -718,12 +713,17 @@ impl TrainWorker {
                 };
                 Ok::<_, duma_runtime::TemplateError>((score, model.dump_parameters()?))
             })();
-            let stopped = log.stopped().is_some();
+            // Stopped early: scored with the report that stopped it, the last one kept.
+            let stopped_at = log.stopped().and_then(|_| {
+                log.records()
+                    .iter()
+                    .rev()
+                    .filter(|r| r.kind == duma_domain::TrialLogKind::Metrics)
+                    .find_map(|r| duma_domain::report::parse(&r.payload))
+                    .map(|(_, score)| score)
+            });
             let logs: Vec<TrialLog> = log.drain().into_iter().map(TrialLog::from).collect();
-            match *last_report.lock() {
-                Some(score) if stopped => (Err(Stopped(score)), logs),
-                _ => (Ok(result), logs),
-            }
+            (result, logs, stopped_at)
         });
         // The trial is bounded by its timeout: waiting for it is progress.
         let finished = probe.hold(async {
@@ -749,19 +749,19 @@ impl TrainWorker {
                 }
             }
             Some(Some(joined)) => match joined {
-                Ok((Err(Stopped(score)), logs)) => TrialResult::Stopped { score, logs },
-                Ok((Ok(Ok((score, params))), logs)) if score.is_finite() => {
+                Ok((_, logs, Some(score))) => TrialResult::Stopped { score, logs },
+                Ok((Ok((score, params)), logs, None)) if score.is_finite() => {
                     TrialResult::Completed {
                         score,
                         params,
                         logs,
                     }
                 }
-                Ok((Ok(Ok((score, _))), logs)) => TrialResult::Failed {
+                Ok((Ok((score, _)), logs, None)) => TrialResult::Failed {
                     error: format!("evaluate returned {score}, not a finite number"),
                     logs,
                 },
-                Ok((Ok(Err(error)), logs)) => TrialResult::Failed {
+                Ok((Err(error), logs, None)) => TrialResult::Failed {
                     error: error.to_string(),
                     logs,
                 },
