@@ -64,7 +64,7 @@ impl Application {
         settings.validate_secrets()?;
         let pool = duma_common::db::pool(&settings.database)?;
         let redis = Redis::connect(&settings.redis).await?;
-        let store = ObjectStore::from_settings(&settings.object_store)?;
+        let store = ObjectStore::open(&settings.object_store).await?;
         seed::seed(&settings, &pool).await?;
         let listener = ops::listen(&settings.admin.host, settings.admin.port)?;
         let port = listener.local_addr()?.port();

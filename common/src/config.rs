@@ -262,8 +262,7 @@ impl Default for RedisSettings {
 #[serde(rename_all = "lowercase")]
 pub enum ObjectStoreKind {
     Local,
-    /// S3-compatible storage; needs the `s3` cargo feature. Credentials come from the usual
-    /// `AWS_*` environment variables.
+    /// S3-compatible storage (AWS S3, MinIO, Ceph RGW, Garage, SeaweedFS).
     S3,
 }
 
@@ -273,8 +272,18 @@ pub struct ObjectStoreSettings {
     pub kind: ObjectStoreKind,
     /// Root folder of the local store.
     pub root: PathBuf,
-    /// Bucket of the S3 store.
+    /// Bucket of the S3 store (it must exist; Duma does not create it).
     pub bucket: String,
+    /// Key prefix inside the bucket, so that several installations can share one bucket.
+    pub prefix: String,
+    /// URL of an S3-compatible server; empty: AWS (or `AWS_ENDPOINT_URL`).
+    pub endpoint: String,
+    /// Empty: `AWS_REGION` / `AWS_DEFAULT_REGION`, else `us-east-1`.
+    pub region: String,
+    /// Empty: `AWS_ACCESS_KEY_ID`.
+    pub access_key_id: String,
+    /// Empty: `AWS_SECRET_ACCESS_KEY`.
+    pub secret_access_key: SecretString,
 }
 
 impl Default for ObjectStoreSettings {
@@ -283,6 +292,11 @@ impl Default for ObjectStoreSettings {
             kind: ObjectStoreKind::Local,
             root: PathBuf::from("./.duma/objects"),
             bucket: String::new(),
+            prefix: String::new(),
+            endpoint: String::new(),
+            region: String::new(),
+            access_key_id: String::new(),
+            secret_access_key: SecretString::from(String::new()),
         }
     }
 }
@@ -680,11 +694,29 @@ impl Settings {
                 "must be at least 1000, and uid_base + uid_count must fit in 32 bits",
             );
         }
-        if self.object_store.kind == ObjectStoreKind::S3 && self.object_store.bucket.is_empty() {
-            return invalid(
-                "object_store.bucket",
-                "is required when object_store.kind is s3",
-            );
+        if self.object_store.kind == ObjectStoreKind::S3 {
+            let store = &self.object_store;
+            if store.bucket.is_empty() {
+                return invalid(
+                    "object_store.bucket",
+                    "is required when object_store.kind is s3",
+                );
+            }
+            if !store.endpoint.is_empty()
+                && !reqwest::Url::parse(&store.endpoint)
+                    .is_ok_and(|url| matches!(url.scheme(), "http" | "https") && url.has_host())
+            {
+                return invalid(
+                    "object_store.endpoint",
+                    "must be an http:// or https:// URL with a host",
+                );
+            }
+            if store.prefix.starts_with('/') || store.prefix.split('/').any(|part| part == "..") {
+                return invalid(
+                    "object_store.prefix",
+                    "must be a relative key prefix without `..` (like `duma/prod`)",
+                );
+            }
         }
         Ok(())
     }
@@ -849,6 +881,55 @@ mod tests {
                 .expect_err("typo must fail")
                 .to_string();
             assert!(err.contains("max_conections"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn an_s3_store_needs_a_bucket_a_usable_endpoint_and_a_relative_prefix() {
+        for (variables, named) in [
+            (&[][..], "DUMA_OBJECT_STORE__BUCKET"),
+            (
+                &[("BUCKET", "b"), ("ENDPOINT", "minio:9000")][..],
+                "DUMA_OBJECT_STORE__ENDPOINT",
+            ),
+            (
+                &[("BUCKET", "b"), ("ENDPOINT", "ftp://minio")][..],
+                "DUMA_OBJECT_STORE__ENDPOINT",
+            ),
+            (
+                &[("BUCKET", "b"), ("PREFIX", "/abs")][..],
+                "DUMA_OBJECT_STORE__PREFIX",
+            ),
+            (
+                &[("BUCKET", "b"), ("PREFIX", "a/../b")][..],
+                "DUMA_OBJECT_STORE__PREFIX",
+            ),
+        ] {
+            Jail::expect_with(|jail| {
+                jail.set_env("DUMA_OBJECT_STORE__KIND", "s3");
+                for (key, value) in variables {
+                    jail.set_env(format!("DUMA_OBJECT_STORE__{key}"), value);
+                }
+                let err = Settings::load(None)
+                    .expect_err("an unusable S3 store was accepted")
+                    .to_string();
+                assert!(err.contains(named), "{variables:?}: {err}");
+                Ok(())
+            });
+        }
+        Jail::expect_with(|jail| {
+            jail.set_env("DUMA_OBJECT_STORE__KIND", "s3");
+            jail.set_env("DUMA_OBJECT_STORE__BUCKET", "duma");
+            jail.set_env("DUMA_OBJECT_STORE__ENDPOINT", "http://minio:9000");
+            jail.set_env("DUMA_OBJECT_STORE__PREFIX", "prod/");
+            jail.set_env("DUMA_OBJECT_STORE__SECRET_ACCESS_KEY", "s3cr3t");
+            let settings = Settings::load(None).expect("a usable S3 store");
+            assert_eq!(settings.object_store.endpoint, "http://minio:9000");
+            assert_eq!(
+                settings.object_store.secret_access_key.expose_secret(),
+                "s3cr3t"
+            );
             Ok(())
         });
     }

@@ -38,11 +38,23 @@ pub enum StoreError {
 #[derive(Clone)]
 pub struct ObjectStore {
     inner: Arc<dyn object_store::ObjectStore>,
+    /// Where the objects live, for error messages (`s3://bucket/prefix at endpoint`).
+    location: String,
 }
 
 impl ObjectStore {
+    /// The store the settings name, checked to be reachable and to accept the credentials: a
+    /// wrong key, a missing bucket or an unreachable endpoint stops a service at start-up with
+    /// the reason, instead of failing its first upload.
+    pub async fn open(settings: &ObjectStoreSettings) -> anyhow::Result<Self> {
+        let store = Self::from_settings(settings)?;
+        store.check_access().await?;
+        Ok(store)
+    }
+
+    /// The store the settings name, not yet contacted (see [`ObjectStore::open`]).
     pub fn from_settings(settings: &ObjectStoreSettings) -> anyhow::Result<Self> {
-        let inner: Arc<dyn object_store::ObjectStore> = match settings.kind {
+        match settings.kind {
             ObjectStoreKind::Local => {
                 std::fs::create_dir_all(&settings.root).map_err(|e| {
                     anyhow::anyhow!(
@@ -50,22 +62,48 @@ impl ObjectStore {
                         settings.root.display()
                     )
                 })?;
-                Arc::new(object_store::local::LocalFileSystem::new_with_prefix(
-                    &settings.root,
-                )?)
+                Ok(Self {
+                    inner: Arc::new(object_store::local::LocalFileSystem::new_with_prefix(
+                        &settings.root,
+                    )?),
+                    location: settings.root.display().to_string(),
+                })
             }
-            #[cfg(feature = "s3")]
-            ObjectStoreKind::S3 => Arc::new(
-                object_store::aws::AmazonS3Builder::from_env()
-                    .with_bucket_name(&settings.bucket)
-                    .build()?,
-            ),
-            #[cfg(not(feature = "s3"))]
-            ObjectStoreKind::S3 => {
-                anyhow::bail!("object_store.kind = s3 needs a build with the `s3` feature")
+            ObjectStoreKind::S3 => s3(settings),
+        }
+    }
+
+    /// Proves the endpoint answers, the credentials are accepted (a HEAD of a key that need
+    /// not exist: S3 answers 403 to a bad key before looking) and the bucket exists (a listing
+    /// of the top level).
+    async fn check_access(&self) -> anyhow::Result<()> {
+        let probe = self.inner.head(&Path::from(".duma-access-check")).await;
+        let listing = match probe {
+            Ok(_) | Err(object_store::Error::NotFound { .. }) => {
+                self.inner.list_with_delimiter(None).await.map(|_| ())
             }
+            Err(error) => Err(error),
         };
-        Ok(Self { inner })
+        match listing {
+            Ok(()) => Ok(()),
+            Err(
+                error @ (object_store::Error::PermissionDenied { .. }
+                | object_store::Error::Unauthenticated { .. }),
+            ) => Err(anyhow::anyhow!(
+                "the object store {} refused the credentials (object_store.access_key_id and \
+                 object_store.secret_access_key, or AWS_ACCESS_KEY_ID and \
+                 AWS_SECRET_ACCESS_KEY): {error}",
+                self.location
+            )),
+            Err(error @ object_store::Error::NotFound { .. }) => Err(anyhow::anyhow!(
+                "the object store's bucket {} does not exist (create it first): {error}",
+                self.location
+            )),
+            Err(error) => Err(anyhow::anyhow!(
+                "cannot use the object store {}: {error}",
+                self.location
+            )),
+        }
     }
 
     /// Streams `body` into `path` without holding it in memory, stopping with
@@ -82,7 +120,7 @@ impl ObjectStore {
     {
         let location = Path::from(path);
         let upload = self.inner.put_multipart(&location).await?;
-        let mut writer = WriteMultipart::new(upload);
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, part_size(limit));
         let mut hasher = Sha256::new();
         let mut size: u64 = 0;
         let mut body = std::pin::pin!(body);
@@ -202,6 +240,67 @@ impl ObjectCache {
     }
 }
 
+/// S3 multipart uploads take at most 10,000 parts of 5 MiB to 5 GiB (the last may be smaller):
+/// parts grow with the limit so that an upload of `limit` bytes fits (up to S3's 48.8 TiB).
+fn part_size(limit: u64) -> usize {
+    const MIN_PART: u64 = 5 << 20;
+    const MAX_PART: u64 = 5 << 30;
+    const MAX_PARTS: u64 = 10_000;
+    let size = limit.div_ceil(MAX_PARTS).clamp(MIN_PART, MAX_PART);
+    usize::try_from(size).unwrap_or(usize::MAX)
+}
+
+fn s3(settings: &ObjectStoreSettings) -> anyhow::Result<ObjectStore> {
+    use object_store::aws::AmazonS3Builder;
+    use object_store::{BackoffConfig, RetryConfig};
+    use secrecy::ExposeSecret;
+
+    let mut builder = AmazonS3Builder::from_env()
+        .with_bucket_name(&settings.bucket)
+        // A request that keeps failing is reported within half a minute; the job or upload
+        // that needed it fails with the reason instead of hanging.
+        .with_retry(RetryConfig {
+            backoff: BackoffConfig::default(),
+            max_retries: 4,
+            retry_timeout: std::time::Duration::from_secs(30),
+        });
+    let mut endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
+    if !settings.endpoint.is_empty() {
+        endpoint.clone_from(&settings.endpoint);
+        builder = builder.with_endpoint(&settings.endpoint);
+    }
+    if endpoint.starts_with("http://") {
+        builder = builder.with_allow_http(true);
+    }
+    if !settings.region.is_empty() {
+        builder = builder.with_region(&settings.region);
+    }
+    if !settings.access_key_id.is_empty() {
+        builder = builder.with_access_key_id(&settings.access_key_id);
+    }
+    let secret = settings.secret_access_key.expose_secret();
+    if !secret.is_empty() {
+        builder = builder.with_secret_access_key(secret);
+    }
+    let bucket = builder.build()?;
+    let prefix = settings.prefix.trim_end_matches('/');
+    let location = format!(
+        "s3://{}/{prefix} at {}",
+        settings.bucket,
+        if endpoint.is_empty() {
+            "AWS"
+        } else {
+            &endpoint
+        }
+    );
+    let inner: Arc<dyn object_store::ObjectStore> = if prefix.is_empty() {
+        Arc::new(bucket)
+    } else {
+        Arc::new(object_store::prefix::PrefixStore::new(bucket, prefix))
+    };
+    Ok(ObjectStore { inner, location })
+}
+
 fn not_found(path: &str, error: object_store::Error) -> StoreError {
     match error {
         object_store::Error::NotFound { .. } => StoreError::NotFound(path.to_owned()),
@@ -217,7 +316,7 @@ mod tests {
         ObjectStore::from_settings(&ObjectStoreSettings {
             kind: ObjectStoreKind::Local,
             root: dir.path().to_path_buf(),
-            bucket: String::new(),
+            ..ObjectStoreSettings::default()
         })
         .unwrap()
     }
@@ -231,7 +330,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = store(&dir);
         let stored = store
-            .put_stream("datasets/a.csv", chunks(100), u64::MAX)
+            .put_stream("datasets/a.csv", chunks(100), 1 << 30)
             .await
             .unwrap();
         assert_eq!(stored.size_bytes, 100 * 64 * 1024);

@@ -20,9 +20,9 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         "templates": ["native", "python", "onnx"],
         "service_levels": settings.inference_worker.served_levels(),
     });
+    let store = ObjectStore::open(&settings.object_store).await?;
     let mut host =
         WorkerHost::start(WorkerKind::Inference, &settings, capabilities, shutdown).await?;
-    let store = ObjectStore::from_settings(&settings.object_store)?;
     let server = RpcServer::new(&host.redis, SERVING_GROUP, &host.id.to_string()).await?;
     let cache_dir = &host.settings.cache_dir;
     let resolver = TemplateResolver::new(

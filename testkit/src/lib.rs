@@ -8,6 +8,7 @@
 
 pub mod data;
 mod process;
+mod s3;
 mod servers;
 
 use duma_common::accounts::Account;
@@ -18,6 +19,7 @@ use duma_common::store::ObjectStore;
 use secrecy::SecretString;
 
 pub use process::RedisServer;
+pub use s3::{S3Server, TEST_BUCKET, s3_settings, shared_s3};
 pub use servers::{ROLE_PASSWORD, shared_servers};
 
 /// Everything one test needs, isolated from every other test.
@@ -97,8 +99,40 @@ impl TestContext {
             ),
             ("DUMA_REDIS__KEY_PREFIX".into(), s.redis.key_prefix.clone()),
             (
+                "DUMA_OBJECT_STORE__KIND".into(),
+                match s.object_store.kind {
+                    ObjectStoreKind::Local => "local",
+                    ObjectStoreKind::S3 => "s3",
+                }
+                .into(),
+            ),
+            (
                 "DUMA_OBJECT_STORE__ROOT".into(),
                 s.object_store.root.display().to_string(),
+            ),
+            (
+                "DUMA_OBJECT_STORE__BUCKET".into(),
+                s.object_store.bucket.clone(),
+            ),
+            (
+                "DUMA_OBJECT_STORE__PREFIX".into(),
+                s.object_store.prefix.clone(),
+            ),
+            (
+                "DUMA_OBJECT_STORE__ENDPOINT".into(),
+                s.object_store.endpoint.clone(),
+            ),
+            (
+                "DUMA_OBJECT_STORE__REGION".into(),
+                s.object_store.region.clone(),
+            ),
+            (
+                "DUMA_OBJECT_STORE__ACCESS_KEY_ID".into(),
+                s.object_store.access_key_id.clone(),
+            ),
+            (
+                "DUMA_OBJECT_STORE__SECRET_ACCESS_KEY".into(),
+                s.object_store.secret_access_key.expose_secret().to_owned(),
             ),
             (
                 "DUMA_ADMIN__JWT_SECRET".into(),

@@ -25,8 +25,8 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         "slots": settings.train_worker.capacity,
         "templates": ["native", "python", "onnx"],
     });
+    let store = ObjectStore::open(&settings.object_store).await?;
     let mut host = WorkerHost::start(WorkerKind::Train, &settings, capabilities, shutdown).await?;
-    let store = ObjectStore::from_settings(&settings.object_store)?;
     let stop = host.stop_token();
     let (rpc, rpc_tasks) = RpcClient::new(host.redis.clone(), &format!("train-{}", host.id));
     let rpc_stop = stop.clone();

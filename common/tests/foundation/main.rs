@@ -7,3 +7,4 @@ mod ops;
 mod redis;
 mod repositories;
 mod rpc;
+mod s3;

@@ -907,3 +907,63 @@ async fn a_trained_version_speaks_the_open_inference_protocol_with_its_features_
         .collect();
     assert_eq!(output["data"], Value::Array(flat));
 }
+
+#[tokio::test]
+async fn the_whole_path_runs_on_an_s3_object_store_and_a_lost_object_is_a_404() {
+    let stack = spawn_stack_with(1, |settings| {
+        settings.object_store = duma_testkit::s3_settings();
+    })
+    .await;
+    stack.start_inference_worker();
+    let (predictor, _) = stack.start_predictor().await;
+    let models = stack.builtin_models(TASK, &["LogisticRegression"]).await;
+    let url = deploy(&stack, "on-s3", &models, &predictor).await;
+    wait_running(&stack, "on-s3").await;
+    let answer: Value = stack
+        .client
+        .http
+        .post(&url)
+        .json(&json!({"query": query(1)}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(answer["prediction"][1].as_f64().unwrap() > 0.5, "{answer}");
+
+    // The parameters the worker loaded came from the bucket: nothing went to the local folder.
+    let local_root = &stack.ctx.settings.object_store.root;
+    assert!(
+        !local_root.exists() || std::fs::read_dir(local_root).unwrap().next().is_none(),
+        "objects were written to {}",
+        local_root.display()
+    );
+    let best = &stack
+        .get("/train_jobs/on-s3/-1/trials?type=best&max_count=1")
+        .await[0];
+    let trial_id = best["id"].as_str().unwrap();
+    let path = format!("/trials/{trial_id}/parameters");
+    let download = stack.client.get(Some(&stack.token), &path).await;
+    assert_eq!(download.status(), 200);
+    let downloaded = download.bytes().await.unwrap();
+    let db = stack.ctx.pool.get().await.unwrap();
+    let trial = duma_common::db::trials::by_id(&db, trial_id.parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let stored_path = trial.params.unwrap().path;
+    let bucket = duma_common::store::ObjectStore::open(&stack.settings.object_store)
+        .await
+        .unwrap();
+    assert_eq!(bucket.get_bytes(&stored_path).await.unwrap(), downloaded);
+
+    bucket.delete(&stored_path).await.unwrap();
+    let lost = stack.client.get(Some(&stack.token), &path).await;
+    assert_eq!(lost.status(), 404);
+    let body: Value = lost.json().await.unwrap();
+    assert!(
+        body.to_string().contains("missing"),
+        "the 404 says what is missing: {body}"
+    );
+}
