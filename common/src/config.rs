@@ -2,14 +2,17 @@
 //!
 //! Layers, last wins: compiled-in defaults → optional TOML file → `DUMA_*` environment variables
 //! (`__` separates nesting levels: `DUMA_DATABASE__MAX_CONNECTIONS=32`). `SUPERADMIN_PASSWORD`
-//! is also read, as Rafiki did. Secrets are [`SecretString`]s, so `Debug` never prints them.
+//! is also read, as Rafiki did. Any of them may instead name a file holding the value, with a
+//! `_FILE` suffix (`DUMA_DATABASE__URL_FILE=/run/secrets/database_url`): how Docker and
+//! Kubernetes hand secrets to a process. Secrets are [`SecretString`]s, so `Debug` never prints
+//! them.
 
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use figment::Figment;
-use figment::providers::{Env, Format, Toml};
+use figment::providers::{Env, Format, Serialized, Toml};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
@@ -17,7 +20,16 @@ use serde::Deserialize;
 pub const ENV_PREFIX: &str = "DUMA_";
 
 /// JWT secrets that must never protect a real deployment.
-const WELL_KNOWN_SECRETS: &[&str] = &["", "secret", "changeme", "change-me", "rafiki", "duma"];
+const WELL_KNOWN_SECRETS: &[&str] = &[
+    "",
+    "secret",
+    "changeme",
+    "change-me",
+    "rafiki",
+    "duma",
+    // MinIO's default root password.
+    "minioadmin",
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -526,16 +538,29 @@ impl Settings {
         let figment = figment
             .merge(
                 Env::prefixed(ENV_PREFIX)
+                    // `_FILE` variables are read below.
+                    .filter(|key| !key.as_str().to_ascii_lowercase().ends_with("_file"))
                     .split("__")
                     // `DUMA_ADMIN` and `DUMA_PREDICTOR` are the `duma` command's URLs for the
-                    // user (no `__`): not the services' `admin` and `predictor` sections.
-                    .ignore(&["test_database_url", "test_redis_url", "admin", "predictor"]),
+                    // user (no `__`): not the services' `admin` and `predictor` sections. The
+                    // others are the test kit's.
+                    .ignore(&[
+                        "test_database_url",
+                        "test_redis_url",
+                        "test_moto_server",
+                        "admin",
+                        "predictor",
+                    ]),
             )
             .merge(
                 Env::raw()
                     .only(&["SUPERADMIN_PASSWORD"])
                     .map(|_| "admin.superadmin_password".into()),
             );
+        let mut figment = figment;
+        for (key, value) in values_from_files(std::env::vars_os())? {
+            figment = figment.merge(Serialized::default(&key, value));
+        }
         let mut settings: Settings = figment.extract().map_err(describe_figment_error)?;
         settings.apply_worker_defaults();
         settings.validate()?;
@@ -786,6 +811,16 @@ impl Settings {
         {
             return refuse("redis.url", "the password is a well-known one");
         }
+        let s3_secret = self.object_store.secret_access_key.expose_secret();
+        if self.object_store.kind == ObjectStoreKind::S3
+            && !s3_secret.is_empty()
+            && is_well_known(s3_secret)
+        {
+            return refuse(
+                "object_store.secret_access_key",
+                "the key is a well-known one",
+            );
+        }
         Ok(())
     }
 }
@@ -793,6 +828,46 @@ impl Settings {
 /// Placeholders and defaults an attacker would try first.
 fn is_well_known(secret: &str) -> bool {
     WELL_KNOWN_SECRETS.contains(&secret.to_ascii_lowercase().as_str())
+}
+
+/// The settings given as `DUMA_<KEY>_FILE=path` (or `SUPERADMIN_PASSWORD_FILE`): `(key path,
+/// the file's content without its final newline)`. Naming a setting both ways is refused.
+fn values_from_files(
+    variables: impl Iterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+) -> Result<Vec<(String, String)>, ConfigError> {
+    let variables: Vec<(String, std::ffi::OsString)> = variables
+        .filter_map(|(name, value)| Some((name.into_string().ok()?, value)))
+        .collect();
+    let mut values = Vec::new();
+    for (name, path) in &variables {
+        let Some(direct) = name.strip_suffix("_FILE") else {
+            continue;
+        };
+        let key = if direct == "SUPERADMIN_PASSWORD" {
+            "admin.superadmin_password".to_owned()
+        } else if let Some(rest) = direct.strip_prefix(ENV_PREFIX)
+            && rest.contains("__")
+        {
+            rest.to_ascii_lowercase().replace("__", ".")
+        } else {
+            continue;
+        };
+        if variables.iter().any(|(other, _)| other == direct) {
+            return Err(ConfigError::Invalid(format!(
+                "{direct} and {name} are both set: set one of them"
+            )));
+        }
+        let path = Path::new(path);
+        let content = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::Invalid(format!("{name}: cannot read {}: {e}", path.display()))
+        })?;
+        let value = content
+            .strip_suffix('\n')
+            .map(|v| v.strip_suffix('\r').unwrap_or(v))
+            .unwrap_or(&content);
+        values.push((key, value.to_owned()));
+    }
+    Ok(values)
 }
 
 /// `admin.port` → `DUMA_ADMIN__PORT`.
@@ -881,6 +956,40 @@ mod tests {
                 .expect_err("typo must fail")
                 .to_string();
             assert!(err.contains("max_conections"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_setting_can_come_from_a_file_as_docker_secrets_give_it() {
+        Jail::expect_with(|jail| {
+            jail.create_file("url", "postgres://duma:from-a-file@db/duma\n")?;
+            jail.create_file("password", "superadmin-from-a-file")?;
+            jail.set_env("DUMA_DATABASE__URL_FILE", "url");
+            jail.set_env("SUPERADMIN_PASSWORD_FILE", "password");
+            let settings = Settings::load(None).expect("loads");
+            assert_eq!(
+                settings.database.url.expose_secret(),
+                "postgres://duma:from-a-file@db/duma"
+            );
+            assert_eq!(
+                settings.admin.superadmin_password.expose_secret(),
+                "superadmin-from-a-file"
+            );
+
+            jail.set_env("DUMA_DATABASE__URL", "postgres://duma:direct@db/duma");
+            let error = Settings::load(None).unwrap_err().to_string();
+            assert!(
+                error.contains("DUMA_DATABASE__URL and DUMA_DATABASE__URL_FILE"),
+                "{error}"
+            );
+            jail.clear_env();
+            jail.set_env("DUMA_REDIS__URL_FILE", "/nonexistent/secret");
+            let error = Settings::load(None).unwrap_err().to_string();
+            assert!(
+                error.contains("DUMA_REDIS__URL_FILE") && error.contains("/nonexistent/secret"),
+                "{error}"
+            );
             Ok(())
         });
     }
@@ -983,6 +1092,19 @@ mod tests {
             jail.set_env("DUMA_DATABASE__URL", "postgres://duma:Xk3v9q2LmT8s@db/duma");
             jail.set_env("DUMA_REDIS__URL", "redis://:Xk3v9q2LmT8s@redis:6379");
             assert!(Settings::load(None).unwrap().validate_secrets().is_ok());
+            jail.set_env("DUMA_OBJECT_STORE__KIND", "s3");
+            jail.set_env("DUMA_OBJECT_STORE__BUCKET", "duma");
+            jail.set_env("DUMA_OBJECT_STORE__SECRET_ACCESS_KEY", "minioadmin");
+            let error = Settings::load(None)
+                .unwrap()
+                .validate_secrets()
+                .unwrap_err();
+            assert!(
+                error
+                    .to_string()
+                    .contains("DUMA_OBJECT_STORE__SECRET_ACCESS_KEY"),
+                "{error}"
+            );
             Ok(())
         });
     }

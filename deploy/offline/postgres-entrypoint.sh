@@ -1,8 +1,12 @@
 #!/bin/sh
-# The part of the official postgres image's entry point that Duma's compose file relies on: on an
-# empty data folder, create the cluster with POSTGRES_USER / POSTGRES_PASSWORD and the database
-# POSTGRES_DB, accepting password (scram) logins from the network; then run the server.
+# The part of the official postgres image's entry point that Duma's compose and stack files rely
+# on: on an empty data folder, create the cluster with POSTGRES_USER / POSTGRES_PASSWORD (or the
+# file POSTGRES_PASSWORD_FILE names, a Docker secret) and the database POSTGRES_DB, accepting
+# password (scram) logins from the network; then run the server.
 set -eu
+if [ -z "${POSTGRES_PASSWORD:-}" ] && [ -n "${POSTGRES_PASSWORD_FILE:-}" ]; then
+    POSTGRES_PASSWORD="$(cat "$POSTGRES_PASSWORD_FILE")"
+fi
 user="${POSTGRES_USER:-postgres}"
 db="${POSTGRES_DB:-$user}"
 if [ ! -s "$PGDATA/PG_VERSION" ]; then
