@@ -179,7 +179,7 @@ impl Serving<'_> {
     };
 }
 
-/// An inference job's budget from a request: Rafiki's `GPU_COUNT` only, and no GPUs yet.
+/// An inference job's budget from a request: Rafiki's `GPU_COUNT` only (GPUs per replica).
 pub fn inference_budget(
     budget: Option<serde_json::Map<String, serde_json::Value>>,
 ) -> Result<serde_json::Value, ApiError> {
@@ -325,4 +325,28 @@ fn no_free_port(ports: &std::ops::RangeInclusive<u16>) -> ApiError {
         ),
         std::time::Duration::from_secs(60),
     )
+}
+
+/// How recently a worker must have beaten its heartbeat to count as able to take work.
+const LIVE_WORKER: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Why the work of a live job needing `needed` GPUs (per trial or per replica) waits, if it
+/// does: no live worker of `kind` has that many. Work is never run on fewer, nor on CPU.
+pub async fn gpu_wait(
+    state: &AppState,
+    kind: duma_domain::WorkerKind,
+    needed: u32,
+) -> Result<Option<String>, ApiError> {
+    if needed == 0 {
+        return Ok(None);
+    }
+    let db = state.pool.get().await?;
+    let most = duma_common::db::workers::most_gpus(&db, kind, LIVE_WORKER).await?;
+    Ok((most < needed).then(|| {
+        format!(
+            "waiting for a {} worker with {needed} GPUs (GPU_COUNT): the most any live one has \
+             is {most}; start one on a machine with enough GPUs (its `gpus` setting)",
+            kind.to_string().to_lowercase()
+        )
+    }))
 }

@@ -196,6 +196,10 @@ pub struct TrainJobView {
     pub budget: Value,
     /// Why the job is ERRORED (a Duma extension).
     pub error: Option<String>,
+    /// Why a live job's trials wait (no live train worker has the GPUs its budget asks for): a
+    /// Duma extension, present only then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<String>,
     /// What a tabular version takes and answers: `{"task", "features": [{"name", "datatype"}],
     /// "target", "classes"}` (classes in the order of predicted probabilities), once its first
     /// trial has read the training data (a Duma extension).
@@ -218,6 +222,7 @@ impl From<&TrainJob> for TrainJobView {
             datetime_stopped: opt_http_date(&j.datetime_stopped),
             budget: serde_json::to_value(j.budget).unwrap_or(Value::Null),
             error: j.error.clone(),
+            waiting: None,
             model_metadata: j.metadata.clone(),
         }
     }
@@ -281,6 +286,10 @@ pub struct InferenceJobView {
     pub predictor_host: Option<String>,
     /// Why the job is ERRORED (a Duma extension).
     pub error: Option<String>,
+    /// Why a live job's models wait (no live inference worker has the GPUs its budget asks
+    /// for): a Duma extension, present only then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<String>,
 }
 
 impl InferenceJobView {
@@ -295,6 +304,7 @@ impl InferenceJobView {
             datetime_stopped: opt_http_date(&job.datetime_stopped),
             predictor_host,
             error: job.error.clone(),
+            waiting: None,
         }
     }
 }

@@ -479,6 +479,10 @@ pub struct WorkerSettings {
     /// (e.g. `["production"]`); absent: every level. Inference jobs started outside a
     /// deployment are `development`.
     pub service_levels: Option<Vec<String>>,
+    /// Train and inference workers: the GPUs this worker schedules work on. `auto`: every GPU
+    /// the NVIDIA driver reports (none where it is absent); `none`; or device indices, `0,1`
+    /// (to split a machine's GPUs between workers).
+    pub gpus: String,
 }
 
 impl Default for WorkerSettings {
@@ -493,6 +497,7 @@ impl Default for WorkerSettings {
             task_timeout_secs: 3_600,
             stall_timeout_ms: 60_000,
             service_levels: None,
+            gpus: "auto".into(),
         }
     }
 }
@@ -694,6 +699,9 @@ impl Settings {
                     &format!("{name}.stall_timeout_ms"),
                     "must be at least 1000 (one second)",
                 );
+            }
+            if let Err(why) = crate::worker::gpus::GpuSelection::parse(&worker.gpus) {
+                return invalid(&format!("{name}.gpus"), &why);
             }
         }
         let sandbox = &self.python.sandbox;

@@ -73,7 +73,8 @@ impl EarlyStopping {
     }
 }
 
-/// An inference job's budget (Rafiki's `InferenceBudgetOption`): only `GPU_COUNT`.
+/// An inference job's budget (Rafiki's `InferenceBudgetOption`): only `GPU_COUNT`, the GPUs each
+/// replica of each served trial gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InferenceBudget {
@@ -83,10 +84,7 @@ pub struct InferenceBudget {
 
 impl InferenceBudget {
     pub fn validate(&self) -> Result<(), BudgetError> {
-        if self.gpu_count != 0 {
-            return Err(BudgetError(NO_GPUS.to_owned()));
-        }
-        Ok(())
+        validate_gpu_count(self.gpu_count)
     }
 }
 
@@ -118,11 +116,32 @@ pub struct BudgetError(pub String);
 pub const MAX_MODEL_TRIAL_COUNT: i64 = 100_000;
 /// The longest a train job may run: one year.
 pub const MAX_TIME_HOURS: f64 = 8_760.0;
-/// The most GPUs a budget may ask for.
-/// Why a budget asking for GPUs is refused: no worker schedules them yet, and a job that asked
-/// for one must not train or serve on CPU without saying so.
-pub const NO_GPUS: &str = "GPU_COUNT must be 0: Duma schedules no GPUs yet, and a job asking \
-    for them would run on CPU";
+/// The most GPUs a trial or a served model may ask for (the most one machine holds).
+pub const MAX_GPU_COUNT: i64 = 16;
+
+fn validate_gpu_count(gpu_count: i64) -> Result<(), BudgetError> {
+    if !(0..=MAX_GPU_COUNT).contains(&gpu_count) {
+        return Err(BudgetError(format!(
+            "GPU_COUNT must be from 0 to {MAX_GPU_COUNT}: the GPUs each trial or served model \
+             gets, all on one worker"
+        )));
+    }
+    Ok(())
+}
+
+impl Budget {
+    /// The GPUs each trial needs (validated: 0 to [`MAX_GPU_COUNT`]).
+    pub fn gpus(&self) -> u32 {
+        u32::try_from(self.gpu_count).unwrap_or(0)
+    }
+}
+
+impl InferenceBudget {
+    /// The GPUs each served replica needs (validated: 0 to [`MAX_GPU_COUNT`]).
+    pub fn gpus(&self) -> u32 {
+        u32::try_from(self.gpu_count).unwrap_or(0)
+    }
+}
 
 impl Budget {
     /// Checks the budget of a train job for `task`.
@@ -154,10 +173,7 @@ impl Budget {
                 "TIME_HOURS must be a positive number of hours, at most {MAX_TIME_HOURS}"
             )));
         }
-        if self.gpu_count != 0 {
-            return Err(BudgetError(NO_GPUS.to_owned()));
-        }
-        Ok(())
+        validate_gpu_count(self.gpu_count)
     }
 
     /// `None` when the trial count is unlimited.
@@ -230,14 +246,20 @@ mod tests {
     }
 
     #[test]
-    fn an_inference_budget_has_gpu_count_only_and_no_gpus() {
-        let ok: InferenceBudget = serde_json::from_value(json!({"GPU_COUNT": 0})).unwrap();
-        assert!(ok.validate().is_ok());
+    fn an_inference_budget_has_gpu_count_only_within_bounds() {
+        for gpus in [0, 2, MAX_GPU_COUNT] {
+            let ok: InferenceBudget = serde_json::from_value(json!({"GPU_COUNT": gpus})).unwrap();
+            assert!(ok.validate().is_ok());
+            assert_eq!(i64::from(ok.gpus()), gpus);
+        }
         assert!(
             serde_json::from_value::<InferenceBudget>(json!({"MODEL_TRIAL_COUNT": 1})).is_err()
         );
-        let gpus: InferenceBudget = serde_json::from_value(json!({"GPU_COUNT": 2})).unwrap();
-        assert!(gpus.validate().unwrap_err().0.contains("GPU_COUNT"));
+        for absurd in [-1, MAX_GPU_COUNT + 1] {
+            let gpus: InferenceBudget =
+                serde_json::from_value(json!({"GPU_COUNT": absurd})).unwrap();
+            assert!(gpus.validate().unwrap_err().0.contains("GPU_COUNT"));
+        }
     }
 
     #[test]
@@ -252,7 +274,8 @@ mod tests {
             json!({"TIME_HOURS": 1e300}),
             json!({"MODEL_TRIAL_COUNT": 1_000_000_000_000_i64}),
             json!({"GPU_COUNT": 100_000}),
-            json!({"GPU_COUNT": 1}),
+            json!({"GPU_COUNT": 17}),
+            json!({"GPU_COUNT": -1}),
         ] {
             let budget: Budget = serde_json::from_value(absurd.clone()).unwrap();
             let err = budget.validate().unwrap_err();

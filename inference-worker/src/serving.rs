@@ -13,10 +13,12 @@ use duma_common::redis::Redis;
 use duma_common::redis::events::{self, Event};
 use duma_common::redis::rpc::{RpcServer, SERVING_GROUP};
 use duma_common::store::ObjectStore;
+use duma_common::worker::gpus::{GpuGrant, Gpus};
 use duma_common::worker::{LeasedStreams, WorkerHost};
 use duma_domain::protocol::serving_target;
 use duma_domain::{InferenceJobId, JobStatus, WorkerId};
 use duma_runtime::python::KillSwitch;
+use duma_runtime::sandbox::Devices;
 use duma_runtime::{Model, TemplateResolver};
 use prometheus::{Histogram, IntCounter, IntGauge, IntGaugeVec, Registry};
 use tokio::sync::mpsc;
@@ -100,6 +102,8 @@ struct Hosted {
     stream: String,
     kill: KillSwitch,
     stop: CancellationToken,
+    /// The GPUs the model was lent; given back when it stops being hosted.
+    _gpus: GpuGrant,
 }
 
 impl Drop for Hosted {
@@ -132,6 +136,8 @@ pub struct Serving {
     probe: Probe,
     /// The worker is not ready while a model it holds the lease of is loading.
     pending: Pending,
+    /// The GPUs it lends to served models (`inference_worker.gpus`).
+    gpus: Gpus,
 }
 
 impl Serving {
@@ -158,6 +164,7 @@ impl Serving {
             broken: mpsc::unbounded_channel(),
             probe,
             pending: host.pending.clone(),
+            gpus: host.gpus.clone(),
         })
     }
 
@@ -208,6 +215,7 @@ impl Serving {
                 self.settings.capacity,
                 self.settings.lease_ttl(),
                 &self.levels,
+                self.gpus.free_count(),
             )
             .await?
         {
@@ -250,11 +258,19 @@ impl Serving {
             return Ok(());
         };
         let started = Instant::now();
+        // Claims filter on the GPUs free here, and this loop alone takes them.
+        let needed = workers::gpus_needed(&self.pool.get().await?, &lease).await?;
+        let Some(gpus) = self.gpus.take(needed) else {
+            let db = self.pool.get().await?;
+            workers::release(&db, lease.id, self.id).await?;
+            anyhow::bail!("a served model needed {needed} GPUs, more than are free here");
+        };
+        let devices = Devices::lent(&self.gpus, &gpus);
         let kill = KillSwitch::new();
         let _loading = self
             .pending
             .begin(format!("trial {trial_id}: loading its model"));
-        let loaded = self.probe.hold(self.load(trial_id, &kill)).await?;
+        let loaded = self.probe.hold(self.load(trial_id, devices, &kill)).await?;
         let model = match loaded {
             Ok(model) => model,
             Err(reason) => {
@@ -308,6 +324,7 @@ impl Serving {
                 stream,
                 kill,
                 stop,
+                _gpus: gpus,
             },
         );
         Ok(())
@@ -317,6 +334,7 @@ impl Serving {
     async fn load(
         &self,
         trial_id: duma_domain::TrialId,
+        devices: Devices,
         kill: &KillSwitch,
     ) -> anyhow::Result<Result<Box<dyn Model>, String>> {
         let db = self.pool.get().await?;
@@ -331,7 +349,7 @@ impl Serving {
             return Ok(Err("the trial has no saved parameters".into()));
         };
         let template = match self.resolver.resolve(&model_row.template_source()).await? {
-            Ok(template) => template,
+            Ok(template) => template.with_devices(devices),
             Err(reason) => return Ok(Err(reason)),
         };
         let bytes = self.store.get_bytes(&params.path).await?;

@@ -48,6 +48,7 @@ fn template(mode: SandboxMode) -> PythonTemplate {
             sdk_path: sdk,
             work_root: std::env::temp_dir().join("duma-bench-sandbox"),
             sandbox,
+            devices: Default::default(),
         },
     }
 }

@@ -92,6 +92,7 @@ impl TemplateResolver {
                         sdk_path: self.sdk_path.clone(),
                         work_root: self.work_root.clone(),
                         sandbox: self.sandbox.clone(),
+                        devices: Default::default(),
                     },
                 })))
             }

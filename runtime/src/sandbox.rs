@@ -68,6 +68,35 @@ pub struct Folders {
     pub scratch: Option<PathBuf>,
     /// Host folders seen writable at their own path (the environment pip builds).
     pub writable: Vec<PathBuf>,
+    /// Device nodes bound at their own path (the GPUs lent to the process); those missing on
+    /// the host are skipped.
+    pub devices: Vec<PathBuf>,
+}
+
+/// The GPUs lent to one template process: what CUDA is told, and the device nodes its sandbox
+/// gets. The default (a worker without GPUs) tells CUDA nothing and binds nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Devices {
+    /// `CUDA_VISIBLE_DEVICES` (empty: no GPU, even in an unsandboxed process).
+    pub cuda_visible_devices: Option<String>,
+    pub nodes: Vec<PathBuf>,
+}
+
+impl Devices {
+    /// What a process gets of a worker's `gpus` under `grant`: exactly the lent GPUs — on a
+    /// worker with GPUs, a grant of none hides them all.
+    pub fn lent(
+        gpus: &duma_common::worker::gpus::Gpus,
+        grant: &duma_common::worker::gpus::GpuGrant,
+    ) -> Self {
+        if gpus.count() == 0 {
+            return Self::default();
+        }
+        Self {
+            cuda_visible_devices: Some(grant.visible_devices()),
+            nodes: grant.device_nodes(),
+        }
+    }
 }
 
 /// Whose uid a sandboxed process runs as, and so how the sandbox is made.
@@ -215,6 +244,7 @@ impl Sandbox {
             output: None,
             scratch: None,
             writable: Vec::new(),
+            devices: Vec::new(),
         };
         let mut command = self
             .command(Purpose::Serve, &folders, interpreter, &[])
@@ -356,6 +386,9 @@ impl Sandbox {
             command.args(["--proc", "/proc"]);
         }
         command.args(["--dev", "/dev"]);
+        for node in &folders.devices {
+            command.arg("--dev-bind-try").arg(node).arg(node);
+        }
         // Scratch first: host folders under /tmp are bound over it afterwards.
         match &folders.scratch {
             Some(host) => {

@@ -8,6 +8,7 @@ use duma_domain::Knobs;
 use crate::contract::{BuiltinTemplate, Model};
 use crate::error::TemplateError;
 use crate::python::{KillSwitch, PythonTemplate};
+use crate::sandbox::Devices;
 
 #[derive(Debug, Clone)]
 pub enum Template {
@@ -25,6 +26,15 @@ pub struct OnnxTemplate {
 }
 
 impl Template {
+    /// This template with `devices` lent to the processes it starts (Python templates; built-in
+    /// and ONNX models run in the worker, on CPU).
+    pub fn with_devices(mut self, devices: Devices) -> Self {
+        if let Template::Python(python) = &mut self {
+            python.env.devices = devices;
+        }
+        self
+    }
+
     /// A model to train with `knobs`. `kill` stops a Python child (built-ins finish on their own).
     pub fn build(&self, knobs: &Knobs, kill: &KillSwitch) -> Result<Box<dyn Model>, TemplateError> {
         match self {

@@ -25,25 +25,7 @@ static SERVER: OnceLock<Result<S3Server, String>> = OnceLock::new();
 
 /// Starts (once per process) the shared S3 server; panics with the reason if it cannot.
 pub fn shared_s3() -> &'static S3Server {
-    let server = SERVER.get_or_init(|| {
-        let (sender, receiver) = std::sync::mpsc::channel();
-        // Like the database servers: the server's parent-death signal fires when the thread
-        // that spawned it ends, so that thread lives as long as the process.
-        let spawned = std::thread::Builder::new()
-            .name("duma-testkit-s3".into())
-            .spawn(move || {
-                let _ = sender.send(start());
-                loop {
-                    std::thread::park();
-                }
-            });
-        match spawned {
-            Ok(_) => receiver
-                .recv()
-                .unwrap_or_else(|_| Err("the S3 keeper thread died".into())),
-            Err(e) => Err(format!("cannot spawn the S3 keeper thread: {e}")),
-        }
-    });
+    let server = SERVER.get_or_init(|| crate::servers::started_by_keeper("duma-testkit-s3", start));
     match server {
         Ok(server) => server,
         Err(reason) => panic!("test S3 server unavailable: {reason}"),

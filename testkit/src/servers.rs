@@ -35,28 +35,34 @@ static SERVERS: OnceLock<Result<SharedServers, String>> = OnceLock::new();
 /// Starts (once per process) or finds the shared servers. Panics with the reason if they cannot
 /// be had, so a broken setup fails loudly instead of skipping tests.
 pub fn shared_servers() -> &'static SharedServers {
-    let servers = SERVERS.get_or_init(|| {
-        let (sender, receiver) = std::sync::mpsc::channel();
-        // The keeper thread spawns the servers and then lives until the process exits: the
-        // servers' parent-death signal fires when it ends, so they die with the test process.
-        let spawned = std::thread::Builder::new()
-            .name("duma-testkit-keeper".into())
-            .spawn(move || {
-                let _ = sender.send(start());
-                loop {
-                    std::thread::park();
-                }
-            });
-        match spawned {
-            Ok(_) => receiver
-                .recv()
-                .unwrap_or_else(|_| Err("keeper thread died".into())),
-            Err(e) => Err(format!("cannot spawn the keeper thread: {e}")),
-        }
-    });
+    let servers = SERVERS.get_or_init(|| started_by_keeper("duma-testkit-keeper", start));
     match servers {
         Ok(servers) => servers,
         Err(reason) => panic!("test servers unavailable: {reason}"),
+    }
+}
+
+/// Runs `start` on a thread that then lives until the process exits: servers spawned with a
+/// parent-death signal get it when the thread that spawned them ends, so they die with the test
+/// process and not before.
+pub(crate) fn started_by_keeper<T: Send + 'static>(
+    name: &str,
+    start: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> Result<T, String> {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            let _ = sender.send(start());
+            loop {
+                std::thread::park();
+            }
+        });
+    match spawned {
+        Ok(_) => receiver
+            .recv()
+            .unwrap_or_else(|_| Err(format!("the {name} thread died"))),
+        Err(e) => Err(format!("cannot spawn the {name} thread: {e}")),
     }
 }
 

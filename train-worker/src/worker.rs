@@ -20,11 +20,13 @@ use duma_common::redis::events::Event;
 use duma_common::redis::rpc::{RpcClient, RpcError};
 use duma_common::store::ObjectStore;
 use duma_common::worker::WorkerHost;
+use duma_common::worker::gpus::{GpuGrant, Gpus};
 use duma_domain::TrialLog;
 use duma_domain::dependencies::Dependencies;
 use duma_domain::protocol::{AdvisorReply, AdvisorRequest, TrialOutcome, advisor_target};
 use duma_domain::{EarlyStopping, JobStatus, TrainJobId, TrialId, WorkerId};
 use duma_runtime::python::KillSwitch;
+use duma_runtime::sandbox::Devices;
 use duma_runtime::{Template, TemplateResolver};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -66,6 +68,11 @@ pub struct TrainWorker {
     /// Dependency sets of uploaded models, for [`TrainWorker::run_prebuilds`].
     prebuilds: tokio::sync::mpsc::Sender<Dependencies>,
     prebuilds_waiting: tokio::sync::Mutex<tokio::sync::mpsc::Receiver<Dependencies>>,
+    /// The GPUs this worker lends to trials (`train_worker.gpus`).
+    gpus: Gpus,
+    /// Slots claim one at a time, so the GPUs a claim counts free are still free when it takes
+    /// them.
+    claiming: tokio::sync::Mutex<()>,
 }
 
 /// What a slot needs to run trials of one sub job, loaded once per lease.
@@ -138,6 +145,8 @@ impl TrainWorker {
             cancellations: Mutex::default(),
             prebuilds,
             prebuilds_waiting: tokio::sync::Mutex::new(prebuilds_waiting),
+            gpus: host.gpus.clone(),
+            claiming: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -232,21 +241,13 @@ impl TrainWorker {
     pub async fn run_slot(self: Arc<Self>, probe: &Probe, shutdown: CancellationToken) {
         while !shutdown.is_cancelled() {
             probe.beat();
-            let claimed = match self.pool.get().await {
-                Ok(mut db) => {
-                    workers::claim_train(
-                        &mut db,
-                        self.id,
-                        self.settings.lease_ttl(),
-                        self.trials_per_user,
-                    )
-                    .await
-                }
-                Err(e) => Err(e.into()),
-            };
-            match claimed {
-                Ok(Some(lease)) => {
-                    if let Err(error) = self.work_on(&lease, probe, &shutdown).await {
+            match self.claim().await {
+                Ok(Some((lease, grant))) => {
+                    let devices = Devices::lent(&self.gpus, &grant);
+                    let worked = self.work_on(&lease, devices, probe, &shutdown).await;
+                    // The GPUs go back with the lease.
+                    drop(grant);
+                    if let Err(error) = worked {
                         let reason = format!("the worker running this trial failed: {error:#}");
                         tracing::warn!(error = format!("{error:#}"), lease_id = %lease.id, "giving the lease back");
                         self.give_back(&lease, &reason, probe, &shutdown).await;
@@ -266,6 +267,33 @@ impl TrainWorker {
                         _ = tokio::time::sleep(IDLE_RECHECK) => {}
                     }
                 }
+            }
+        }
+    }
+
+    /// Claims a TRAIN lease whose trials need no more GPUs than are free here, and takes them
+    /// for as long as the lease is worked on.
+    async fn claim(&self) -> anyhow::Result<Option<(Lease, GpuGrant)>> {
+        let _turn = self.claiming.lock().await;
+        let mut db = self.pool.get().await?;
+        let claimed = workers::claim_train(
+            &mut db,
+            self.id,
+            self.settings.lease_ttl(),
+            self.trials_per_user,
+            self.gpus.free_count(),
+        )
+        .await?;
+        let Some(lease) = claimed else {
+            return Ok(None);
+        };
+        let needed = workers::gpus_needed(&db, &lease).await?;
+        match self.gpus.take(needed) {
+            Some(grant) => Ok(Some((lease, grant))),
+            None => {
+                // Cannot happen while claims take turns; never keep a lease that cannot run.
+                workers::release(&db, lease.id, self.id).await?;
+                anyhow::bail!("the claim needed {needed} GPUs, more than are free here")
             }
         }
     }
@@ -416,12 +444,16 @@ impl TrainWorker {
     async fn work_on(
         &self,
         lease: &Lease,
+        devices: Devices,
         probe: &Probe,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<()> {
         // Fetching datasets and building a template's virtualenv may take minutes.
         let context = match probe.hold(self.load_context(lease)).await? {
-            Prepared::Ready(context) => context,
+            Prepared::Ready(mut context) => {
+                context.template = context.template.clone().with_devices(devices);
+                context
+            }
             Prepared::Gone => return self.leave(lease).await,
             Prepared::Failed(reason) => {
                 tracing::warn!(sub_train_job_id = ?lease.sub_train_job_id, reason, "the template cannot run");

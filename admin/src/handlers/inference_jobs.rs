@@ -1,7 +1,7 @@
 use actix_web::{HttpResponse, web};
 use duma_common::db::inference_jobs::{self, InferenceJob};
 use duma_common::db::models;
-use duma_domain::UserId;
+use duma_domain::{UserId, WorkerKind};
 
 use crate::auth::{Caller, roles};
 use crate::jobs;
@@ -231,7 +231,12 @@ pub async fn get(
     let (app, version) = app_version_segments(&params, &path);
     let job = find_running(&state, &caller, &app, &version).await?;
     let host = predictor_host(&state, &job);
-    Ok(super::json(InferenceJobView::new(&job, Some(host))))
+    let mut view = InferenceJobView::new(&job, Some(host));
+    let needed = serde_json::from_value::<duma_domain::InferenceBudget>(job.budget.clone())
+        .map(|budget| budget.gpus())
+        .unwrap_or(0);
+    view.waiting = jobs::gpu_wait(&state, WorkerKind::Inference, needed).await?;
+    Ok(super::json(view))
 }
 
 /// Stop the running inference job of an app version.

@@ -2,7 +2,9 @@ use actix_web::{HttpResponse, web};
 use duma_common::db::train_jobs::NewTrainJob;
 use duma_common::db::{datasets, models, train_jobs, trials};
 use duma_common::redis::events::Event;
-use duma_domain::{AppName, Budget, DatasetId, ModelId, TemplateKind, UserId};
+use duma_domain::{
+    AppName, Budget, DatasetId, JobStatus, ModelId, TemplateKind, UserId, WorkerKind,
+};
 
 use crate::auth::{Caller, roles};
 use crate::jobs;
@@ -238,7 +240,11 @@ pub async fn get(
     caller.require(roles::DEVELOPERS)?;
     let (app, version) = app_version_segments(&params, &path);
     let job = jobs::find_train_job(&state, &caller, &app, &version).await?;
-    Ok(super::json(TrainJobView::from(&job)))
+    let mut view = TrainJobView::from(&job);
+    if matches!(job.status, JobStatus::Started | JobStatus::Running) {
+        view.waiting = jobs::gpu_wait(&state, WorkerKind::Train, job.budget.gpus()).await?;
+    }
+    Ok(super::json(view))
 }
 
 /// Stop a train job; it is STOPPED when this returns, and in-flight trials are cancelled.

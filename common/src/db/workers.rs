@@ -99,6 +99,8 @@ pub async fn deregister(db: &impl GenericClient, id: WorkerId) -> DbResult<()> {
 const PRESENCE_CLASS: i32 = 0x0d0a;
 /// The capability a worker that holds a presence lock registers with.
 pub const PRESENCE_CAPABILITY: &str = "presence_lock";
+/// The capability that says a worker's GPUs: `{"count": n, "devices": [...]}`.
+pub const GPUS_CAPABILITY: &str = "gpus";
 
 /// The second key of the presence lock of the worker whose id is in SQL column `id`.
 fn presence_key(id: &str) -> String {
@@ -275,13 +277,15 @@ pub async fn claim(
 }
 
 /// Claims a free SERVE lease for `worker_id` of an inference job at one of `levels` (a job
-/// outside any deployment counts as `development`), never a second replica of a trial the
-/// worker already serves: replicas spread over workers, and one that dies costs one replica.
+/// outside any deployment counts as `development`) needing at most `free_gpus` GPUs, never a
+/// second replica of a trial the worker already serves: replicas spread over workers, and one
+/// that dies costs one replica.
 pub async fn claim_serving(
     db: &impl GenericClient,
     worker_id: WorkerId,
     ttl: Duration,
     levels: &[String],
+    free_gpus: u32,
 ) -> DbResult<Option<Lease>> {
     let sql = format!(
         "UPDATE work_leases SET worker_id = $2, datetime_claimed = now(), ready = false, \
@@ -290,6 +294,7 @@ pub async fn claim_serving(
                      JOIN inference_jobs i ON i.id = l.inference_job_id \
                      WHERE l.kind = $1 AND l.worker_id IS NULL \
                        AND coalesce(i.service_level, 'development') = ANY($4) \
+                       AND coalesce((i.budget ->> 'GPU_COUNT')::bigint, 0) <= $5 \
                        AND NOT EXISTS (SELECT 1 FROM work_leases h \
                            WHERE h.kind = $1 AND h.worker_id = $2 \
                              AND h.inference_job_id = l.inference_job_id \
@@ -300,7 +305,13 @@ pub async fn claim_serving(
     );
     db.query_opt(
         &sql,
-        &[&LeaseKind::Serve, &worker_id, &ttl.as_secs_f64(), &levels],
+        &[
+            &LeaseKind::Serve,
+            &worker_id,
+            &ttl.as_secs_f64(),
+            &levels,
+            &i64::from(free_gpus),
+        ],
     )
     .await?
     .map(|r| Lease::from_row(&r))
@@ -320,8 +331,8 @@ pub async fn serves_level(db: &impl GenericClient, level: &str, alive: Duration)
     Ok(row.try_get(0)?)
 }
 
-/// Claims a TRAIN lease of a job whose owner holds fewer than `per_user` TRAIN leases (the
-/// superadmin has no limit). TRAIN claims take turns platform-wide (a transaction-scoped
+/// Claims a TRAIN lease of a job needing at most `free_gpus` GPUs per trial, whose owner holds
+/// fewer than `per_user` TRAIN leases (the superadmin has no limit). TRAIN claims take turns platform-wide (a transaction-scoped
 /// advisory lock; a slot claims once per sub job, so they are rare), so concurrent claims
 /// cannot both pass the count and go past the quota.
 pub async fn claim_train(
@@ -329,6 +340,7 @@ pub async fn claim_train(
     worker_id: WorkerId,
     ttl: Duration,
     per_user: u32,
+    free_gpus: u32,
 ) -> DbResult<Option<Lease>> {
     let tx = db.transaction().await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&TRAIN_CLAIM_LOCK])
@@ -342,6 +354,7 @@ pub async fn claim_train(
            JOIN train_jobs t ON t.id = s.train_job_id \
            JOIN users u ON u.id = t.user_id \
            WHERE l.kind = $1 AND l.worker_id IS NULL \
+             AND coalesce((t.budget ->> 'GPU_COUNT')::bigint, 0) <= $5 \
              AND (u.user_type = 'SUPERADMIN' OR ( \
                SELECT count(*) FROM work_leases h \
                JOIN sub_train_jobs hs ON hs.id = h.sub_train_job_id \
@@ -358,6 +371,7 @@ pub async fn claim_train(
                 &worker_id,
                 &ttl.as_secs_f64(),
                 &i64::from(per_user),
+                &i64::from(free_gpus),
             ],
         )
         .await?
@@ -365,6 +379,53 @@ pub async fn claim_train(
         .transpose()?;
     tx.commit().await?;
     Ok(claimed)
+}
+
+/// The GPUs the work under `lease` needs: its train job's `GPU_COUNT` for a TRAIN lease (each
+/// trial), its inference job's for a SERVE lease (each replica); 0 for other kinds.
+pub async fn gpus_needed(db: &impl GenericClient, lease: &Lease) -> DbResult<u32> {
+    let row = match (lease.kind, lease.sub_train_job_id, lease.inference_job_id) {
+        (LeaseKind::Train, Some(sub_job), _) => {
+            db.query_opt(
+                "SELECT coalesce((t.budget ->> 'GPU_COUNT')::bigint, 0) FROM sub_train_jobs s \
+                 JOIN train_jobs t ON t.id = s.train_job_id WHERE s.id = $1",
+                &[&sub_job],
+            )
+            .await?
+        }
+        (LeaseKind::Serve, _, Some(job)) => {
+            db.query_opt(
+                "SELECT coalesce((budget ->> 'GPU_COUNT')::bigint, 0) FROM inference_jobs \
+                 WHERE id = $1",
+                &[&job],
+            )
+            .await?
+        }
+        _ => None,
+    };
+    let gpus: i64 = match row {
+        Some(row) => row.try_get(0)?,
+        None => 0,
+    };
+    Ok(u32::try_from(gpus).unwrap_or(0))
+}
+
+/// The most GPUs any live worker of `kind` (heartbeat within `alive`) has: work needing more
+/// waits, and says so.
+pub async fn most_gpus(
+    db: &impl GenericClient,
+    kind: WorkerKind,
+    alive: Duration,
+) -> DbResult<u32> {
+    let row = db
+        .query_one(
+            "SELECT coalesce(max((capabilities -> 'gpus' ->> 'count')::bigint), 0) FROM workers \
+             WHERE kind = $1 AND last_heartbeat > now() - make_interval(secs => $2)",
+            &[&kind, &alive.as_secs_f64()],
+        )
+        .await?;
+    let most: i64 = row.try_get(0)?;
+    Ok(u32::try_from(most).unwrap_or(0))
 }
 
 /// The advisory lock TRAIN claims take turns on (any constant unique to this use).

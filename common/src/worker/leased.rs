@@ -118,8 +118,8 @@ impl<T> LeasedStreams<T> {
         Ok(workers::claim(&db, kind, worker, ttl).await?)
     }
 
-    /// Claims the next free SERVE lease at one of `levels` (see [`workers::claim_serving`])
-    /// while fewer than `capacity` are held.
+    /// Claims the next free SERVE lease at one of `levels` needing at most `free_gpus` GPUs
+    /// (see [`workers::claim_serving`]) while fewer than `capacity` are held.
     pub async fn claim_next_serving(
         &self,
         pool: &PgPool,
@@ -127,12 +127,13 @@ impl<T> LeasedStreams<T> {
         capacity: usize,
         ttl: std::time::Duration,
         levels: &[String],
+        free_gpus: u32,
     ) -> anyhow::Result<Option<workers::Lease>> {
         if self.held.len() >= capacity {
             return Ok(None);
         }
         let db = pool.get().await?;
-        Ok(workers::claim_serving(&db, worker, ttl, levels).await?)
+        Ok(workers::claim_serving(&db, worker, ttl, levels, free_gpus).await?)
     }
 
     fn update_gauge(&self) {

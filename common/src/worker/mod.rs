@@ -8,6 +8,7 @@
 //! a [`LeasedStreams`].
 
 mod events;
+pub mod gpus;
 mod leased;
 
 use prometheus::Registry;
@@ -28,6 +29,9 @@ use duma_domain::{WorkerId, WorkerKind};
 pub use events::{EventFeed, event_feed, next_event};
 pub use leased::LeasedStreams;
 
+/// How often GPU utilisation and memory are read (about Prometheus's scrape interval).
+const GPU_SAMPLE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// One worker process: its connections, its registration and its supervised tasks.
 pub struct WorkerHost {
     pub id: WorkerId,
@@ -41,6 +45,8 @@ pub struct WorkerHost {
     pub liveness: Liveness,
     /// Work taken on but not yet doable (a model loading); `/health` is not ready meanwhile.
     pub pending: Pending,
+    /// The GPUs this worker lends to trials and served models (`worker.gpus`).
+    pub gpus: gpus::Gpus,
     stop: CancellationToken,
     tasks: JoinSet<anyhow::Result<()>>,
 }
@@ -61,9 +67,17 @@ impl WorkerHost {
             WorkerKind::Predictor => anyhow::bail!("the predictor is not a worker pool"),
         }
         .clone();
+        let selection = gpus::GpuSelection::parse(&worker_settings.gpus)
+            .map_err(|why| anyhow::anyhow!("{kind} worker gpus: {why}"))?;
+        let gpus = if matches!(kind, WorkerKind::Train | WorkerKind::Inference) {
+            gpus::Gpus::discover(&selection)?
+        } else {
+            gpus::Gpus::from_list(Vec::new())
+        };
         let pool = crate::db::pool(&settings.database)?;
         let redis = Redis::connect(&settings.redis).await?;
         let registry = Registry::new();
+        let gpu_metrics = gpus.register_metrics(&registry)?;
         let liveness = Liveness::default();
         let pending = Pending::default();
         let readiness = Readiness {
@@ -88,6 +102,10 @@ impl WorkerHost {
         let mut capabilities = capabilities;
         if let Some(map) = capabilities.as_object_mut() {
             map.insert(workers::PRESENCE_CAPABILITY.into(), true.into());
+            map.insert(workers::GPUS_CAPABILITY.into(), gpus.capabilities());
+        }
+        if gpus.count() > 0 {
+            tracing::info!(gpus = ?gpus.all(), "worker schedules work on GPUs");
         }
         let db = pool.get().await?;
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".to_owned());
@@ -108,9 +126,22 @@ impl WorkerHost {
             settings: worker_settings,
             liveness,
             pending,
+            gpus,
             stop,
             tasks,
         };
+        if gpu_metrics.has_driver() {
+            let stop = this.stop.clone();
+            this.spawn("gpu metrics", async move {
+                loop {
+                    gpu_metrics.sample();
+                    tokio::select! {
+                        () = stop.cancelled() => return Ok(()),
+                        () = tokio::time::sleep(GPU_SAMPLE_INTERVAL) => {}
+                    }
+                }
+            });
+        }
         let heartbeat = heartbeat(
             this.pool.clone(),
             presence,

@@ -963,3 +963,104 @@ async fn no_trial_starts_under_a_stopped_job() {
     .unwrap();
     assert!(added.is_none(), "{added:?}");
 }
+
+#[tokio::test]
+async fn work_needing_gpus_is_claimed_only_by_a_worker_with_that_many_free() {
+    let f = fixture().await;
+    let mut db = f.ctx.pool.get().await.unwrap();
+    let train = dataset(&db, f.owner.id, "TABULAR_CLASSIFICATION").await;
+    let mut gpu_job = new_train_job(f.owner.id, &train, vec![f.model.id]);
+    gpu_job.app = "on-gpus".into();
+    gpu_job.budget.gpu_count = 2;
+    let tx = db.transaction().await.unwrap();
+    let (_, gpu_subs) = train_jobs::create(&tx, &gpu_job).await.unwrap();
+    tx.commit().await.unwrap();
+    let one_gpu = workers::register(&db, WorkerKind::Train, "a", &json!({"gpus": {"count": 1}}))
+        .await
+        .unwrap();
+    let four_gpus = workers::register(&db, WorkerKind::Train, "b", &json!({"gpus": {"count": 4}}))
+        .await
+        .unwrap();
+    let alive = Duration::from_secs(60);
+    assert_eq!(
+        workers::most_gpus(&db, WorkerKind::Train, alive)
+            .await
+            .unwrap(),
+        4
+    );
+    assert_eq!(
+        workers::most_gpus(&db, WorkerKind::Inference, alive)
+            .await
+            .unwrap(),
+        0,
+        "no inference worker lives"
+    );
+
+    // With one GPU free, only the CPU job's two slots can be had.
+    let ttl = Duration::from_secs(60);
+    for _ in 0..2 {
+        let lease = workers::claim_train(&mut db, one_gpu.id, ttl, 100, 1)
+            .await
+            .unwrap()
+            .expect("a CPU job's slot");
+        assert_eq!(lease.sub_train_job_id, Some(f.sub.id));
+        assert_eq!(workers::gpus_needed(&db, &lease).await.unwrap(), 0);
+    }
+    assert!(
+        workers::claim_train(&mut db, one_gpu.id, ttl, 100, 1)
+            .await
+            .unwrap()
+            .is_none(),
+        "a job needing 2 GPUs was claimed with 1 free"
+    );
+    let lease = workers::claim_train(&mut db, four_gpus.id, ttl, 100, 2)
+        .await
+        .unwrap()
+        .expect("2 free GPUs take the GPU job");
+    assert_eq!(lease.sub_train_job_id, Some(gpu_subs[0].id));
+    assert_eq!(workers::gpus_needed(&db, &lease).await.unwrap(), 2);
+
+    // A served model asking for a GPU waits for a worker with one free.
+    let trial = trials::insert_running(
+        &db,
+        f.sub.id,
+        f.model.id,
+        None,
+        None,
+        &Proposal::new(1, Knobs::new()),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let tx = db.transaction().await.unwrap();
+    inference_jobs::create(
+        &tx,
+        f.owner.id,
+        f.job.id,
+        &json!({"GPU_COUNT": 1}),
+        &[inference_jobs::ServedTrial {
+            trial_id: trial.id,
+            desired_replicas: 1,
+        }],
+        None,
+        None,
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let server = workers::register(&db, WorkerKind::Inference, "c", &json!({}))
+        .await
+        .unwrap();
+    let levels = ["development".to_owned()];
+    assert!(
+        workers::claim_serving(&db, server.id, ttl, &levels, 0)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let serve = workers::claim_serving(&db, server.id, ttl, &levels, 1)
+        .await
+        .unwrap()
+        .expect("one free GPU serves it");
+    assert_eq!(workers::gpus_needed(&db, &serve).await.unwrap(), 1);
+}

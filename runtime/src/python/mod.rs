@@ -23,7 +23,7 @@ pub use venv::VenvCache;
 use crate::contract::Model;
 use crate::error::TemplateError;
 use crate::logger::TrialLogger;
-use crate::sandbox::{Purpose, Sandbox};
+use crate::sandbox::{Devices, Purpose, Sandbox};
 
 /// Where and with what a Python template runs.
 #[derive(Debug, Clone)]
@@ -36,6 +36,8 @@ pub struct PythonEnv {
     pub work_root: PathBuf,
     /// What confines the runners.
     pub sandbox: Arc<Sandbox>,
+    /// The GPUs lent to the runners of this template's trial or served model.
+    pub devices: Devices,
 }
 
 /// An uploaded template: its source file and class name.

@@ -23,7 +23,7 @@ use duma_common::config::SandboxMode;
 use super::PythonEnv;
 use crate::error::TemplateError;
 use crate::logger::TrialLogger;
-use crate::sandbox::{Folders, INPUT_DIR, OUTPUT_DIR, Purpose, Sandbox};
+use crate::sandbox::{Devices, Folders, INPUT_DIR, OUTPUT_DIR, Purpose, Sandbox};
 
 /// Frames larger than this are a protocol error (bulk data travels through files).
 const MAX_FRAME_BYTES: usize = 64 << 20;
@@ -112,12 +112,13 @@ impl RunnerFolders {
         })
     }
 
-    fn sandbox_folders(&self) -> Folders {
+    fn sandbox_folders(&self, devices: &Devices) -> Folders {
         Folders {
             input: Some(self.input.clone()),
             output: Some(self.output.clone()),
             scratch: self.scratch.clone(),
             writable: Vec::new(),
+            devices: devices.nodes.clone(),
         }
     }
 }
@@ -135,15 +136,19 @@ impl Runner {
         let folders = RunnerFolders::create(&env.work_root, sandboxed)
             .map_err(|e| failed("creating the runner's folders", &e))?;
         let sdk = env.sdk_path.as_os_str();
+        let mut variables: Vec<(&str, &std::ffi::OsStr)> = vec![
+            ("PYTHONUNBUFFERED", "1".as_ref()),
+            ("PYTHONDONTWRITEBYTECODE", "1".as_ref()),
+            ("PYTHONPATH", sdk),
+        ];
+        if let Some(visible) = &env.devices.cuda_visible_devices {
+            variables.push(("CUDA_VISIBLE_DEVICES", visible.as_ref()));
+        }
         let mut command = env.sandbox.command(
             purpose,
-            &folders.sandbox_folders(),
+            &folders.sandbox_folders(&env.devices),
             &env.python,
-            &[
-                ("PYTHONUNBUFFERED", "1".as_ref()),
-                ("PYTHONDONTWRITEBYTECODE", "1".as_ref()),
-                ("PYTHONPATH", sdk),
-            ],
+            &variables,
         )?;
         let output_inside = env
             .sandbox

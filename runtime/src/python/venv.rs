@@ -179,6 +179,7 @@ impl VenvCache {
             output: None,
             scratch: Some(home.to_path_buf()),
             writable: vec![dir.clone()],
+            devices: Vec::new(),
         };
         let mut pip = self
             .sandbox

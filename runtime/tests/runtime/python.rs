@@ -54,6 +54,7 @@ fn env() -> PythonEnv {
         sdk_path: repository().join("python"),
         work_root: std::env::temp_dir().join("duma-runtime-tests"),
         sandbox: sandbox(),
+        devices: Default::default(),
     }
 }
 
@@ -512,6 +513,7 @@ fn a_sandbox_on_a_fresh_host_runs_before_any_environment_exists() {
         output: None,
         scratch: None,
         writable: Vec::new(),
+        devices: Vec::new(),
     };
     let output = sandbox
         .command(
@@ -562,6 +564,7 @@ fn a_root_worker_that_may_not_mount_still_gives_each_process_its_own_uid() {
         output: Some(out.clone()),
         scratch: None,
         writable: Vec::new(),
+        devices: Vec::new(),
     };
     let output = sandbox
         .command(Purpose::Serve, &folders, Path::new(INTERPRETER), &[])

@@ -28,10 +28,10 @@ async fn inference_jobs_serve_stopped_train_jobs() {
     )
     .await;
 
-    // An inference budget is Rafiki's GPU_COUNT only, and no GPU is scheduled: asking for one
-    // is refused rather than served on CPU unsaid.
+    // An inference budget is Rafiki's GPU_COUNT only, within what one worker can hold.
     for (budget, needle) in [
-        (json!({"GPU_COUNT": 1}), "GPU_COUNT must be 0"),
+        (json!({"GPU_COUNT": 17}), "GPU_COUNT must be from 0 to 16"),
+        (json!({"GPU_COUNT": -1}), "GPU_COUNT must be from 0 to 16"),
         (json!({"MODEL_TRIAL_COUNT": 3}), "GPU_COUNT only"),
     ] {
         let message = expect_error(

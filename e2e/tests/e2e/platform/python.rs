@@ -1081,3 +1081,72 @@ async fn a_final_train_on_train_and_val_sees_both_datasets_rows() {
     let body = images.text().await.unwrap();
     assert!(body.contains("TABULAR_"), "{body}");
 }
+
+/// A job asking for a GPU per trial waits, saying why, while no train worker has one; a worker
+/// with GPUs then runs its trials, each told exactly the GPU it was lent.
+#[tokio::test]
+async fn trials_needing_a_gpu_wait_for_a_worker_with_one_and_see_only_theirs() {
+    // The stack's own train worker finds no GPU (this machine has no NVIDIA driver).
+    let stack = spawn_stack(1).await;
+    let model = stack
+        .upload_model(
+            "gpus",
+            TASK,
+            template("sees_gpus.py"),
+            "SeesGpus",
+            json!({}),
+        )
+        .await;
+    let train_csv = stack.upload_dataset(TASK, csv(60)).await;
+    let val_csv = stack.upload_dataset(TASK, csv(30)).await;
+    stack
+        .post(
+            "/train_jobs",
+            json!({"app": "gpu", "task": TASK, "train_dataset_id": train_csv,
+                   "val_dataset_id": val_csv, "model_ids": [model],
+                   "budget": {"MODEL_TRIAL_COUNT": 2, "GPU_COUNT": 1}}),
+        )
+        .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let waiting = loop {
+        let job = stack.get("/train_jobs/gpu/-1").await;
+        if let Some(why) = job["waiting"].as_str() {
+            break why.to_owned();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no waiting reason: {job}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        waiting.contains("1 GPUs") && waiting.contains("most any live one has is 0"),
+        "{waiting}"
+    );
+    // Two idle-recheck rounds of the CPU worker: it must not take the job.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        stack.trials("gpu").await.is_empty(),
+        "a CPU worker ran a GPU trial"
+    );
+
+    // A worker with two GPUs (named: no driver here, so no device node exists to bind).
+    let mut settings = stack.settings_for(duma_common::accounts::Account::TrainWorker);
+    settings.train_worker.gpus = "0,1".into();
+    tokio::spawn(duma_train_worker::run(settings, stack.stop.child_token()));
+    let job = stack.wait_for_end("gpu", Duration::from_secs(180)).await;
+    assert_eq!(job["status"], "STOPPED", "{job}");
+    assert!(job.get("waiting").is_none(), "{job}");
+    let trials = stack.trials("gpu").await;
+    assert_eq!(trials.len(), 2, "{trials:?}");
+    for trial in trials {
+        assert_eq!(trial["status"], "COMPLETED", "{trial}");
+        let id = trial["id"].as_str().unwrap();
+        let messages = stack.get(&format!("/trials/{id}/logs")).await["messages"].to_string();
+        // One GPU each, the lowest free one; the other GPU and the CPU worker's none unseen.
+        assert!(
+            messages.contains("CUDA_VISIBLE_DEVICES=0 nodes=<none>"),
+            "{messages}"
+        );
+    }
+}

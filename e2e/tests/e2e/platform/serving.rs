@@ -49,6 +49,21 @@ async fn wait_status(stack: &Stack, app: &str, status: &str) {
     }
 }
 
+/// What the predictor answers to `body` at `url` (any status), as JSON.
+async fn answer(stack: &Stack, url: &str, body: Value) -> Value {
+    stack
+        .client
+        .http
+        .post(url)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 fn query(class: usize) -> Value {
     let v = if class == 0 { -1.5 } else { 1.5 };
     json!({"f1": v, "f2": v, "f3": v, "f4": v, "colour": "red"})
@@ -63,17 +78,7 @@ async fn train_deploy_predict_with_rafikis_shapes_and_errors() {
     let url = deploy(&stack, "serve", &models, &predictor).await;
     wait_running(&stack, "serve").await;
 
-    let one: Value = stack
-        .client
-        .http
-        .post(&url)
-        .json(&json!({"query": query(1)}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let one = answer(&stack, &url, json!({"query": query(1)})).await;
     let p = one["prediction"].as_array().unwrap();
     assert_eq!(p.len(), 2, "class probabilities: {one}");
     assert!(p[1].as_f64().unwrap() > 0.5, "{one}");
@@ -919,18 +924,8 @@ async fn the_whole_path_runs_on_an_s3_object_store_and_a_lost_object_is_a_404() 
     let models = stack.builtin_models(TASK, &["LogisticRegression"]).await;
     let url = deploy(&stack, "on-s3", &models, &predictor).await;
     wait_running(&stack, "on-s3").await;
-    let answer: Value = stack
-        .client
-        .http
-        .post(&url)
-        .json(&json!({"query": query(1)}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert!(answer["prediction"][1].as_f64().unwrap() > 0.5, "{answer}");
+    let one = answer(&stack, &url, json!({"query": query(1)})).await;
+    assert!(one["prediction"][1].as_f64().unwrap() > 0.5, "{one}");
 
     // The parameters the worker loaded came from the bucket: nothing went to the local folder.
     let local_root = &stack.ctx.settings.object_store.root;
