@@ -330,18 +330,17 @@ fn no_free_port(ports: &std::ops::RangeInclusive<u16>) -> ApiError {
 /// How recently a worker must have beaten its heartbeat to count as able to take work.
 const LIVE_WORKER: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// Why the work of a live job needing `needed` GPUs (per trial or per replica) waits, if it
-/// does: no live worker of `kind` has that many. Work is never run on fewer, nor on CPU.
+/// Why the work of a live job waits, if it does: it needs `needed` GPUs (per trial or per
+/// replica) and no live worker of `kind` has that many. Work is never run on fewer, nor on CPU.
 pub async fn gpu_wait(
-    state: &AppState,
+    db: &impl duma_common::db::GenericClient,
     kind: duma_domain::WorkerKind,
     needed: u32,
 ) -> Result<Option<String>, ApiError> {
     if needed == 0 {
         return Ok(None);
     }
-    let db = state.pool.get().await?;
-    let most = duma_common::db::workers::most_gpus(&db, kind, LIVE_WORKER).await?;
+    let most = duma_common::db::workers::most_gpus(db, kind, LIVE_WORKER).await?;
     Ok((most < needed).then(|| {
         format!(
             "waiting for a {} worker with {needed} GPUs (GPU_COUNT): the most any live one has \

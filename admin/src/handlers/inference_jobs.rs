@@ -1,6 +1,6 @@
 use actix_web::{HttpResponse, web};
 use duma_common::db::inference_jobs::{self, InferenceJob};
-use duma_common::db::models;
+use duma_common::db::{models, workers};
 use duma_domain::{UserId, WorkerKind};
 
 use crate::auth::{Caller, roles};
@@ -232,10 +232,14 @@ pub async fn get(
     let job = find_running(&state, &caller, &app, &version).await?;
     let host = predictor_host(&state, &job);
     let mut view = InferenceJobView::new(&job, Some(host));
-    let needed = serde_json::from_value::<duma_domain::InferenceBudget>(job.budget.clone())
+    let asked = serde_json::from_value::<duma_domain::InferenceBudget>(job.budget.clone())
         .map(|budget| budget.gpus())
         .unwrap_or(0);
-    view.waiting = jobs::gpu_wait(&state, WorkerKind::Inference, needed).await?;
+    if asked > 0 {
+        let db = state.pool.get().await?;
+        let needed = workers::inference_job_gpus(&db, job.id).await?;
+        view.waiting = jobs::gpu_wait(&db, WorkerKind::Inference, needed).await?;
+    }
     Ok(super::json(view))
 }
 

@@ -1,6 +1,6 @@
 use actix_web::{HttpResponse, web};
 use duma_common::db::train_jobs::NewTrainJob;
-use duma_common::db::{datasets, models, train_jobs, trials};
+use duma_common::db::{datasets, models, train_jobs, trials, workers};
 use duma_common::redis::events::Event;
 use duma_domain::{
     AppName, Budget, DatasetId, JobStatus, ModelId, TemplateKind, UserId, WorkerKind,
@@ -241,8 +241,10 @@ pub async fn get(
     let (app, version) = app_version_segments(&params, &path);
     let job = jobs::find_train_job(&state, &caller, &app, &version).await?;
     let mut view = TrainJobView::from(&job);
-    if matches!(job.status, JobStatus::Started | JobStatus::Running) {
-        view.waiting = jobs::gpu_wait(&state, WorkerKind::Train, job.budget.gpus()).await?;
+    if matches!(job.status, JobStatus::Started | JobStatus::Running) && job.budget.gpus() > 0 {
+        let db = state.pool.get().await?;
+        let needed = workers::train_job_gpus(&db, job.id).await?;
+        view.waiting = jobs::gpu_wait(&db, WorkerKind::Train, needed).await?;
     }
     Ok(super::json(view))
 }

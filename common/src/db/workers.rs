@@ -8,7 +8,7 @@ use tokio_postgres::Row;
 
 use super::{DbResult, GenericClient, trials};
 use duma_domain::{
-    InferenceJobId, LeaseId, LeaseKind, SubTrainJobId, TrialId, WorkerId, WorkerKind,
+    InferenceJobId, LeaseId, LeaseKind, SubTrainJobId, TrainJobId, TrialId, WorkerId, WorkerKind,
 };
 
 #[derive(Debug, Clone, PartialEq)]
@@ -292,16 +292,19 @@ pub async fn claim_serving(
          expires_at = now() + make_interval(secs => $3) \
          WHERE id = (SELECT l.id FROM work_leases l \
                      JOIN inference_jobs i ON i.id = l.inference_job_id \
+                     JOIN trials tr ON tr.id = l.trial_id \
+                     JOIN models m ON m.id = tr.model_id \
                      WHERE l.kind = $1 AND l.worker_id IS NULL \
                        AND coalesce(i.service_level, 'development') = ANY($4) \
-                       AND coalesce((i.budget ->> 'GPU_COUNT')::bigint, 0) <= $5 \
+                       AND {gpus} <= $5 \
                        AND NOT EXISTS (SELECT 1 FROM work_leases h \
                            WHERE h.kind = $1 AND h.worker_id = $2 \
                              AND h.inference_job_id = l.inference_job_id \
                              AND h.trial_id = l.trial_id) \
                      ORDER BY l.datetime_claimed NULLS FIRST, l.id \
                      LIMIT 1 FOR UPDATE OF l SKIP LOCKED) \
-         RETURNING {LEASE_COLUMNS}"
+         RETURNING {LEASE_COLUMNS}",
+        gpus = gpus_needed_sql("i")
     );
     db.query_opt(
         &sql,
@@ -352,16 +355,18 @@ pub async fn claim_train(
            SELECT l.id FROM work_leases l \
            JOIN sub_train_jobs s ON s.id = l.sub_train_job_id \
            JOIN train_jobs t ON t.id = s.train_job_id \
+           JOIN models m ON m.id = s.model_id \
            JOIN users u ON u.id = t.user_id \
            WHERE l.kind = $1 AND l.worker_id IS NULL \
-             AND coalesce((t.budget ->> 'GPU_COUNT')::bigint, 0) <= $5 \
+             AND {gpus} <= $5 \
              AND (u.user_type = 'SUPERADMIN' OR ( \
                SELECT count(*) FROM work_leases h \
                JOIN sub_train_jobs hs ON hs.id = h.sub_train_job_id \
                JOIN train_jobs ht ON ht.id = hs.train_job_id \
                WHERE h.kind = $1 AND h.worker_id IS NOT NULL AND ht.user_id = t.user_id) < $4) \
            ORDER BY l.datetime_claimed NULLS FIRST, l.id LIMIT 1 FOR UPDATE OF l SKIP LOCKED) \
-         RETURNING {LEASE_COLUMNS}"
+         RETURNING {LEASE_COLUMNS}",
+        gpus = gpus_needed_sql("t")
     );
     let claimed = tx
         .query_opt(
@@ -381,33 +386,69 @@ pub async fn claim_train(
     Ok(claimed)
 }
 
-/// The GPUs the work under `lease` needs: its train job's `GPU_COUNT` for a TRAIN lease (each
-/// trial), its inference job's for a SERVE lease (each replica); 0 for other kinds.
+/// SQL for the GPUs one trial or served replica needs, given its job's row as `job` and its
+/// model's as `m`: the budget's `GPU_COUNT` for a Python template; built-in and ONNX models run
+/// in the worker, on CPU, and need none.
+fn gpus_needed_sql(job: &str) -> String {
+    format!(
+        "(CASE WHEN m.template_kind = 'python' \
+         THEN coalesce(({job}.budget ->> 'GPU_COUNT')::bigint, 0) ELSE 0 END)"
+    )
+}
+
+/// The GPUs the work under `lease` needs (see [`gpus_needed_sql`]): each trial's for a TRAIN
+/// lease, each replica's for a SERVE lease; 0 for other kinds.
 pub async fn gpus_needed(db: &impl GenericClient, lease: &Lease) -> DbResult<u32> {
-    let row = match (lease.kind, lease.sub_train_job_id, lease.inference_job_id) {
+    let row = match (lease.kind, lease.sub_train_job_id, lease.trial_id) {
         (LeaseKind::Train, Some(sub_job), _) => {
-            db.query_opt(
-                "SELECT coalesce((t.budget ->> 'GPU_COUNT')::bigint, 0) FROM sub_train_jobs s \
-                 JOIN train_jobs t ON t.id = s.train_job_id WHERE s.id = $1",
-                &[&sub_job],
-            )
-            .await?
+            let sql = format!(
+                "SELECT {} FROM sub_train_jobs s JOIN train_jobs t ON t.id = s.train_job_id \
+                 JOIN models m ON m.id = s.model_id WHERE s.id = $1",
+                gpus_needed_sql("t")
+            );
+            db.query_opt(&sql, &[&sub_job]).await?
         }
-        (LeaseKind::Serve, _, Some(job)) => {
-            db.query_opt(
-                "SELECT coalesce((budget ->> 'GPU_COUNT')::bigint, 0) FROM inference_jobs \
-                 WHERE id = $1",
-                &[&job],
-            )
-            .await?
+        (LeaseKind::Serve, _, Some(trial)) => {
+            let sql = format!(
+                "SELECT {} FROM work_leases l JOIN inference_jobs i ON i.id = l.inference_job_id \
+                 JOIN trials tr ON tr.id = $2 JOIN models m ON m.id = tr.model_id \
+                 WHERE l.id = $1",
+                gpus_needed_sql("i")
+            );
+            db.query_opt(&sql, &[&lease.id, &trial]).await?
         }
         _ => None,
     };
-    let gpus: i64 = match row {
+    gpus_of(row)
+}
+
+/// The most GPUs any trial of a train job needs (0 when its models are all built-in).
+pub async fn train_job_gpus(db: &impl GenericClient, job: TrainJobId) -> DbResult<u32> {
+    let sql = format!(
+        "SELECT max({}) FROM sub_train_jobs s JOIN train_jobs t ON t.id = s.train_job_id \
+         JOIN models m ON m.id = s.model_id WHERE t.id = $1",
+        gpus_needed_sql("t")
+    );
+    gpus_of(db.query_opt(&sql, &[&job]).await?)
+}
+
+/// The most GPUs any replica of an inference job needs (0 when it serves no Python template).
+pub async fn inference_job_gpus(db: &impl GenericClient, job: InferenceJobId) -> DbResult<u32> {
+    let sql = format!(
+        "SELECT max({}) FROM work_leases l JOIN inference_jobs i ON i.id = l.inference_job_id \
+         JOIN trials tr ON tr.id = l.trial_id JOIN models m ON m.id = tr.model_id \
+         WHERE l.inference_job_id = $1",
+        gpus_needed_sql("i")
+    );
+    gpus_of(db.query_opt(&sql, &[&job]).await?)
+}
+
+fn gpus_of(row: Option<Row>) -> DbResult<u32> {
+    let gpus: Option<i64> = match row {
         Some(row) => row.try_get(0)?,
-        None => 0,
+        None => None,
     };
-    Ok(u32::try_from(gpus).unwrap_or(0))
+    Ok(gpus.and_then(|g| u32::try_from(g).ok()).unwrap_or(0))
 }
 
 /// The most GPUs any live worker of `kind` (heartbeat within `alive`) has: work needing more

@@ -975,6 +975,21 @@ async fn work_needing_gpus_is_claimed_only_by_a_worker_with_that_many_free() {
     let tx = db.transaction().await.unwrap();
     let (_, gpu_subs) = train_jobs::create(&tx, &gpu_job).await.unwrap();
     tx.commit().await.unwrap();
+    // A built-in template runs in the worker, on CPU: its trials need no GPU whatever the budget.
+    let mut native = new_model(f.owner.id, "native", AccessRight::Private);
+    native.template_kind = TemplateKind::Native;
+    native.source_path = None;
+    let native = models::insert(&db, &native).await.unwrap();
+    let mut native_job = new_train_job(f.owner.id, &train, vec![native.id]);
+    native_job.app = "built-in".into();
+    native_job.budget.gpu_count = 2;
+    let tx = db.transaction().await.unwrap();
+    let (native_job, native_subs) = train_jobs::create(&tx, &native_job).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(
+        workers::train_job_gpus(&db, native_job.id).await.unwrap(),
+        0
+    );
     let one_gpu = workers::register(&db, WorkerKind::Train, "a", &json!({"gpus": {"count": 1}}))
         .await
         .unwrap();
@@ -996,14 +1011,17 @@ async fn work_needing_gpus_is_claimed_only_by_a_worker_with_that_many_free() {
         "no inference worker lives"
     );
 
-    // With one GPU free, only the CPU job's two slots can be had.
+    // With one GPU free, only the CPU job's and the built-in job's two slots each can be had.
     let ttl = Duration::from_secs(60);
-    for _ in 0..2 {
+    for _ in 0..4 {
         let lease = workers::claim_train(&mut db, one_gpu.id, ttl, 100, 1)
             .await
             .unwrap()
             .expect("a CPU job's slot");
-        assert_eq!(lease.sub_train_job_id, Some(f.sub.id));
+        assert!(
+            [Some(f.sub.id), Some(native_subs[0].id)].contains(&lease.sub_train_job_id),
+            "{lease:?}"
+        );
         assert_eq!(workers::gpus_needed(&db, &lease).await.unwrap(), 0);
     }
     assert!(
@@ -1019,6 +1037,12 @@ async fn work_needing_gpus_is_claimed_only_by_a_worker_with_that_many_free() {
         .expect("2 free GPUs take the GPU job");
     assert_eq!(lease.sub_train_job_id, Some(gpu_subs[0].id));
     assert_eq!(workers::gpus_needed(&db, &lease).await.unwrap(), 2);
+    assert_eq!(
+        workers::train_job_gpus(&db, lease_job(&db, &lease).await)
+            .await
+            .unwrap(),
+        2
+    );
 
     // A served model asking for a GPU waits for a worker with one free.
     let trial = trials::insert_running(
@@ -1063,4 +1087,18 @@ async fn work_needing_gpus_is_claimed_only_by_a_worker_with_that_many_free() {
         .unwrap()
         .expect("one free GPU serves it");
     assert_eq!(workers::gpus_needed(&db, &serve).await.unwrap(), 1);
+    assert_eq!(
+        workers::inference_job_gpus(&db, serve.inference_job_id.unwrap())
+            .await
+            .unwrap(),
+        1
+    );
+}
+
+async fn lease_job(db: &impl GenericClient, lease: &workers::Lease) -> duma_domain::TrainJobId {
+    train_jobs::sub_job_by_id(db, lease.sub_train_job_id.unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .train_job_id
 }
