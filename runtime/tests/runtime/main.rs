@@ -3,6 +3,7 @@
 
 mod classification;
 mod datasets;
+mod gpu;
 mod knobs;
 mod logs;
 mod onnx;
