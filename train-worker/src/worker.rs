@@ -287,13 +287,19 @@ impl TrainWorker {
         let Some(lease) = claimed else {
             return Ok(None);
         };
-        let needed = workers::gpus_needed(&db, &lease).await?;
-        match self.gpus.take(needed) {
-            Some(grant) => Ok(Some((lease, grant))),
-            None => {
-                // Cannot happen while claims take turns; never keep a lease that cannot run.
+        let grant = match workers::gpus_needed(&db, &lease).await {
+            Ok(needed) => self.gpus.take(needed).ok_or_else(|| {
+                // Cannot happen while claims take turns.
+                anyhow::anyhow!("the claim needed {needed} GPUs, more than are free here")
+            }),
+            Err(error) => Err(error.into()),
+        };
+        match grant {
+            Ok(grant) => Ok(Some((lease, grant))),
+            Err(error) => {
+                // Never keep a lease nobody works on: the heartbeat would renew it for good.
                 workers::release(&db, lease.id, self.id).await?;
-                anyhow::bail!("the claim needed {needed} GPUs, more than are free here")
+                Err(error)
             }
         }
     }
