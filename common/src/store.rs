@@ -223,20 +223,44 @@ impl ObjectCache {
         if tokio::fs::metadata(&path).await.is_ok() {
             return Ok(path);
         }
-        let bytes = self.store.get_bytes(store_path).await?;
-        let actual = hex::encode(Sha256::digest(&bytes));
-        anyhow::ensure!(
-            actual == sha256,
-            "{store_path} is corrupt in the object store (sha256 {actual}, expected {sha256})"
-        );
-        // Write aside and rename, so a concurrent reader never sees half a file.
+        // Streamed to a file aside (never whole in memory: datasets run to gigabytes), hashed on
+        // the way, and renamed into place once whole and verified, so a concurrent reader never
+        // sees half a file or a corrupt one.
         let partial = self.dir.join(format!(
             "{sha256}.{}.partial",
             uuid::Uuid::new_v4().simple()
         ));
-        tokio::fs::write(&partial, &bytes).await?;
+        let written = self.download(store_path, &partial).await;
+        let actual = match written {
+            Ok(actual) => actual,
+            Err(error) => {
+                let _ = tokio::fs::remove_file(&partial).await;
+                return Err(error);
+            }
+        };
+        if actual != sha256 {
+            let _ = tokio::fs::remove_file(&partial).await;
+            anyhow::bail!(
+                "{store_path} is corrupt in the object store (sha256 {actual}, expected {sha256})"
+            );
+        }
         tokio::fs::rename(&partial, &path).await?;
         Ok(path)
+    }
+
+    /// Writes the object at `store_path` to `file`; returns its sha256 (lower-case hex).
+    async fn download(&self, store_path: &str, file: &std::path::Path) -> anyhow::Result<String> {
+        use tokio::io::AsyncWriteExt;
+        let mut chunks = std::pin::pin!(self.store.get_stream(store_path).await?);
+        let mut out = tokio::fs::File::create(file).await?;
+        let mut hasher = Sha256::new();
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk?;
+            hasher.update(&chunk);
+            out.write_all(&chunk).await?;
+        }
+        out.flush().await?;
+        Ok(hex::encode(hasher.finalize()))
     }
 }
 

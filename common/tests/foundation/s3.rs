@@ -142,3 +142,34 @@ async fn an_endpoint_that_does_not_answer_stops_the_store_at_start_up() {
     );
     assert!(started.elapsed() < std::time::Duration::from_secs(60));
 }
+
+#[tokio::test]
+async fn a_worker_cache_streams_an_object_to_disk_and_refuses_a_corrupt_one() {
+    use duma_common::store::ObjectCache;
+    let store = open(&s3_settings()).await.unwrap();
+    let stored = store
+        .put_stream("datasets/cached.csv", mebibytes(12), 1 << 30)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cache = ObjectCache::new(dir.path(), store.clone()).unwrap();
+    let path = cache
+        .fetch("datasets/cached.csv", &stored.sha256, ".csv")
+        .await
+        .unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    assert_eq!(hex::encode(Sha256::digest(&bytes)), stored.sha256);
+    assert!(path.to_string_lossy().ends_with(".csv"));
+
+    // An object whose content is not what was recorded is refused, and nothing is kept.
+    let error = cache
+        .fetch("datasets/cached.csv", &"00".repeat(32), ".csv")
+        .await
+        .unwrap_err();
+    assert!(format!("{error:#}").contains("corrupt"), "{error:#}");
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left, vec![format!("{}.csv", stored.sha256)], "{left:?}");
+}
