@@ -517,6 +517,15 @@ async fn inference_job_serving_one_trial(
     f: &Fixture,
     desired_replicas: i32,
 ) -> (inference_jobs::InferenceJob, inference_jobs::ServedTrial) {
+    inference_job_serving_one_trial_on(f, desired_replicas, 0).await
+}
+
+/// [`inference_job_serving_one_trial`] with `gpus` per replica.
+async fn inference_job_serving_one_trial_on(
+    f: &Fixture,
+    desired_replicas: i32,
+    gpus: i64,
+) -> (inference_jobs::InferenceJob, inference_jobs::ServedTrial) {
     let mut client = f.ctx.pool.get().await.unwrap();
     let trial = trials::insert_running(
         &client,
@@ -538,7 +547,7 @@ async fn inference_job_serving_one_trial(
         &tx,
         f.owner.id,
         f.job.id,
-        &json!({"GPU_COUNT": 0}),
+        &json!({"GPU_COUNT": gpus}),
         std::slice::from_ref(&served),
         None,
         None,
@@ -1045,33 +1054,7 @@ async fn work_needing_gpus_is_claimed_only_by_a_worker_with_that_many_free() {
     );
 
     // A served model asking for a GPU waits for a worker with one free.
-    let trial = trials::insert_running(
-        &db,
-        f.sub.id,
-        f.model.id,
-        None,
-        None,
-        &Proposal::new(1, Knobs::new()),
-    )
-    .await
-    .unwrap()
-    .unwrap();
-    let tx = db.transaction().await.unwrap();
-    inference_jobs::create(
-        &tx,
-        f.owner.id,
-        f.job.id,
-        &json!({"GPU_COUNT": 1}),
-        &[inference_jobs::ServedTrial {
-            trial_id: trial.id,
-            desired_replicas: 1,
-        }],
-        None,
-        None,
-    )
-    .await
-    .unwrap();
-    tx.commit().await.unwrap();
+    inference_job_serving_one_trial_on(&f, 1, 1).await;
     let server = workers::register(&db, WorkerKind::Inference, "c", &json!({}))
         .await
         .unwrap();
