@@ -169,6 +169,9 @@ pub async fn jobs(globals: &Globals, command: JobCommand) -> Outcome<()> {
                 if !job["error"].is_null() {
                     rows.push(field("error"));
                 }
+                if !job["waiting"].is_null() {
+                    rows.push(field("waiting"));
+                }
                 table(&["FIELD", "VALUE"], rows)
             });
         }

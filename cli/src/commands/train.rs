@@ -290,6 +290,13 @@ fn screen(job: &Value, trials: &Value, running: bool, width: u16) -> String {
     );
     let mut screen: String = status.chars().take(usize::from(width) - 1).collect();
     screen.push('\n');
+    if let Some(waiting) = job["waiting"].as_str() {
+        // Why nothing runs (no worker has the GPUs asked for): the whole reason, wrapped.
+        for line in textwrap_lines(&format!("waiting: {waiting}"), usize::from(width) - 1) {
+            screen.push_str(&line);
+            screen.push('\n');
+        }
+    }
     let hidden = all.len().saturating_sub(SHOWN_TRIALS);
     let shown = all.iter().rev().take(SHOWN_TRIALS).rev().map(|trial| {
         vec![
@@ -314,6 +321,31 @@ fn screen(job: &Value, trials: &Value, running: bool, width: u16) -> String {
         screen.push_str("Ctrl-C detaches; the job keeps running.\n");
     }
     screen
+}
+
+/// `text` cut into lines of at most `width` characters, at spaces where it can be.
+fn textwrap_lines(text: &str, width: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in text.split(' ') {
+        let needed = line.chars().count() + usize::from(!line.is_empty()) + word.chars().count();
+        if !line.is_empty() && needed > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+        while line.chars().count() > width {
+            let rest: String = line.chars().skip(width).collect();
+            lines.push(line.chars().take(width).collect());
+            line = rest;
+        }
+    }
+    if !line.is_empty() {
+        lines.push(line);
+    }
+    lines
 }
 
 /// The completed trial with the highest score (the earliest of equals).
@@ -445,6 +477,30 @@ mod tests {
         for line in super::screen(&job, &trials, true, 60).lines() {
             assert!(line.chars().count() < 60, "{line}");
         }
+    }
+
+    #[test]
+    fn a_waiting_job_says_why_within_the_width() {
+        let job = json!({"app": "gpu", "app_version": 1, "status": "RUNNING",
+                         "budget": {"MODEL_TRIAL_COUNT": 2, "GPU_COUNT": 4},
+                         "datetime_started": "Tue, 01 Dec 2026 16:00:00 GMT",
+                         "datetime_stopped": null,
+                         "waiting": "waiting for a train worker with 4 GPUs (GPU_COUNT): the most \
+                                     any live one has is 1; start one on a machine with enough"});
+        let screen = screen(&job, &json!([]), true, 40);
+        assert!(screen.contains("waiting: waiting for a train"), "{screen}");
+        assert!(screen.contains("has is 1;"), "{screen}");
+        for line in screen.lines() {
+            assert!(line.chars().count() < 40, "{line}");
+        }
+        let calm = json!({"app": "cpu", "app_version": 1, "status": "RUNNING",
+                          "budget": {}, "datetime_started": "Tue, 01 Dec 2026 16:00:00 GMT",
+                          "datetime_stopped": null});
+        assert!(!screen_of(&calm).contains("waiting"));
+    }
+
+    fn screen_of(job: &Value) -> String {
+        screen(job, &json!([]), true, 80)
     }
 
     #[test]
