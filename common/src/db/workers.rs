@@ -335,9 +335,9 @@ pub async fn serves_level(db: &impl GenericClient, level: &str, alive: Duration)
 }
 
 /// Claims a TRAIN lease of a job needing at most `free_gpus` GPUs per trial, whose owner holds
-/// fewer than `per_user` TRAIN leases (the superadmin has no limit). TRAIN claims take turns platform-wide (a transaction-scoped
-/// advisory lock; a slot claims once per sub job, so they are rare), so concurrent claims
-/// cannot both pass the count and go past the quota.
+/// fewer than `per_user` TRAIN leases (the superadmin has no limit). TRAIN claims take turns
+/// platform-wide (a transaction-scoped advisory lock; a slot claims once per sub job, so they
+/// are rare), so concurrent claims cannot both pass the count and go past the quota.
 pub async fn claim_train(
     db: &mut deadpool_postgres::Object,
     worker_id: WorkerId,
