@@ -84,18 +84,19 @@ impl ObjectStore {
             }
             Err(error) => Err(error),
         };
+        let s3 = self.location.starts_with("s3://");
         match listing {
             Ok(()) => Ok(()),
             Err(
                 error @ (object_store::Error::PermissionDenied { .. }
                 | object_store::Error::Unauthenticated { .. }),
-            ) => Err(anyhow::anyhow!(
+            ) if s3 => Err(anyhow::anyhow!(
                 "the object store {} refused the credentials (object_store.access_key_id and \
                  object_store.secret_access_key, or AWS_ACCESS_KEY_ID and \
                  AWS_SECRET_ACCESS_KEY): {error}",
                 self.location
             )),
-            Err(error @ object_store::Error::NotFound { .. }) => Err(anyhow::anyhow!(
+            Err(error @ object_store::Error::NotFound { .. }) if s3 => Err(anyhow::anyhow!(
                 "the object store's bucket {} does not exist (create it first): {error}",
                 self.location
             )),
