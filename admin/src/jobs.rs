@@ -327,9 +327,6 @@ fn no_free_port(ports: &std::ops::RangeInclusive<u16>) -> ApiError {
     )
 }
 
-/// How recently a worker must have beaten its heartbeat to count as able to take work.
-const LIVE_WORKER: std::time::Duration = std::time::Duration::from_secs(30);
-
 /// Why the work of a live job waits, if it does: it needs `needed` GPUs (per trial or per
 /// replica) and no live worker of `kind` has that many. Work is never run on fewer, nor on CPU.
 pub async fn gpu_wait(
@@ -340,7 +337,8 @@ pub async fn gpu_wait(
     if needed == 0 {
         return Ok(None);
     }
-    let most = duma_common::db::workers::most_gpus(db, kind, LIVE_WORKER).await?;
+    let most =
+        duma_common::db::workers::most_gpus(db, kind, crate::reconciler::NO_WORKER_AFTER).await?;
     Ok((most < needed).then(|| {
         format!(
             "waiting for a {} worker with {needed} GPUs (GPU_COUNT): the most any live one has \

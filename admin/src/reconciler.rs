@@ -37,8 +37,9 @@ const RECONCILER_LOCK: i64 = 0x0d0a_7ec0;
 const FORGET_WORKERS_AFTER: Duration = Duration::from_secs(600);
 /// A tick taking longer is abandoned (its transaction rolls back) and the next one starts.
 const TICK_DEADLINE: Duration = Duration::from_secs(30);
-/// An inference worker silent for longer no longer counts as serving its levels.
-const NO_WORKER_AFTER: Duration = Duration::from_secs(30);
+/// A worker silent for longer no longer counts as live: not serving its levels, not offering
+/// its GPUs, not running the evaluations it claimed.
+pub(crate) const NO_WORKER_AFTER: Duration = Duration::from_secs(30);
 /// How often the elected replica sweeps Redis for streams no live job owns.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
 

@@ -292,7 +292,7 @@ fn screen(job: &Value, trials: &Value, running: bool, width: u16) -> String {
     screen.push('\n');
     if let Some(waiting) = job["waiting"].as_str() {
         // Why nothing runs (no worker has the GPUs asked for): the whole reason, wrapped.
-        for line in textwrap_lines(&format!("waiting: {waiting}"), usize::from(width) - 1) {
+        for line in textwrap::wrap(&format!("waiting: {waiting}"), usize::from(width) - 1) {
             screen.push_str(&line);
             screen.push('\n');
         }
@@ -321,31 +321,6 @@ fn screen(job: &Value, trials: &Value, running: bool, width: u16) -> String {
         screen.push_str("Ctrl-C detaches; the job keeps running.\n");
     }
     screen
-}
-
-/// `text` cut into lines of at most `width` characters, at spaces where it can be.
-fn textwrap_lines(text: &str, width: usize) -> Vec<String> {
-    let mut lines = Vec::new();
-    let mut line = String::new();
-    for word in text.split(' ') {
-        let needed = line.chars().count() + usize::from(!line.is_empty()) + word.chars().count();
-        if !line.is_empty() && needed > width {
-            lines.push(std::mem::take(&mut line));
-        }
-        if !line.is_empty() {
-            line.push(' ');
-        }
-        line.push_str(word);
-        while line.chars().count() > width {
-            let rest: String = line.chars().skip(width).collect();
-            lines.push(line.chars().take(width).collect());
-            line = rest;
-        }
-    }
-    if !line.is_empty() {
-        lines.push(line);
-    }
-    lines
 }
 
 /// The completed trial with the highest score (the earliest of equals).
@@ -496,11 +471,7 @@ mod tests {
         let calm = json!({"app": "cpu", "app_version": 1, "status": "RUNNING",
                           "budget": {}, "datetime_started": "Tue, 01 Dec 2026 16:00:00 GMT",
                           "datetime_stopped": null});
-        assert!(!screen_of(&calm).contains("waiting"));
-    }
-
-    fn screen_of(job: &Value) -> String {
-        screen(job, &json!([]), true, 80)
+        assert!(!super::screen(&calm, &json!([]), true, 80).contains("waiting"));
     }
 
     #[test]
