@@ -9,10 +9,12 @@ compose file uses.
 
 import argparse
 import os
-import re
 import sys
 
 import yaml
+
+sys.path.insert(0, os.path.dirname(__file__))
+from kubernetes_rendered import compose_facts  # noqa: E402
 
 
 def compose_redis_users(compose):
@@ -49,8 +51,7 @@ def main():
     args = parser.parse_args()
     problems = []
     with open(args.compose) as f:
-        compose_text = f.read()
-    compose = yaml.safe_load(compose_text)
+        compose = yaml.safe_load(f)
     with open(args.stack) as f:
         stack = yaml.safe_load(f)
 
@@ -64,7 +65,7 @@ def main():
     produced = set(os.listdir(args.secrets))
     if declared != produced:
         problems.append(f"declared secrets {sorted(declared ^ produced)} are not all written by make-secrets")
-    compose_settings = set(re.findall(r"\b(DUMA_[A-Z_]+)\s*:", compose_text))
+    compose_settings, _ = compose_facts(args.compose)
     for name, service in stack["services"].items():
         for secret in service.get("secrets", []):
             source = secret["source"] if isinstance(secret, dict) else secret
