@@ -17,6 +17,7 @@
 //! | [`reconciler`] | dead workers, expired leases, job status roll-up |
 
 pub mod auth;
+mod dashboard;
 pub mod handlers;
 pub mod jobs;
 pub mod onnx_inspection;

@@ -14,6 +14,7 @@ pub fn configure(config: &mut web::ServiceConfig) {
     for (path, routes) in table() {
         config.service(resource(path, routes));
     }
+    config.configure(crate::dashboard::configure);
 }
 
 /// Every path and the handler of each of its methods.
@@ -195,7 +196,11 @@ fn resource(path: &str, routes: Vec<(Method, Route)>) -> Resource {
     }))
 }
 
-async fn index() -> HttpResponse {
+/// Browsers are sent to the dashboard; API clients get a plain answer.
+async fn index(req: HttpRequest) -> HttpResponse {
+    if crate::dashboard::wants_html(&req) {
+        return crate::dashboard::redirect("/ui/");
+    }
     HttpResponse::Ok()
         .content_type("text/plain")
         .body("Duma admin is up.")

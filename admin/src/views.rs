@@ -135,6 +135,10 @@ pub struct ModelView {
     pub signature: Option<Value>,
     /// The trained parameters uploaded with a template, if any: it then serves without training.
     pub checkpoint: Option<CheckpointView>,
+    /// The template's knob space (`{"knob": {"type": "FloatKnob", "min", "max", ...}}`), known
+    /// once a train worker has read the template; null before, and for ONNX models.
+    #[schema(value_type = Option<Object>)]
+    pub knob_config: Option<Value>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -156,6 +160,10 @@ impl From<&Model> for ModelView {
                 sha256: c.sha256.clone(),
                 size_bytes: c.size_bytes,
             }),
+            knob_config: m
+                .knob_config
+                .as_ref()
+                .and_then(|c| serde_json::to_value(c).ok()),
         }
     }
 }

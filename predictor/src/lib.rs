@@ -27,6 +27,18 @@ use tokio_util::sync::CancellationToken;
 use crate::predict::{Limits, PredictMetrics, Predictor};
 use crate::routes::RouteTable;
 
+/// Any web page may call the predictor: a prediction key is sent as a header the page's own
+/// script sets, never as a cookie, so allowing every origin lends a page no credential it does
+/// not already hold.
+fn cross_origin() -> actix_cors::Cors {
+    actix_cors::Cors::default()
+        .allow_any_origin()
+        .send_wildcard()
+        .allowed_methods(["GET", "POST"])
+        .allow_any_header()
+        .max_age(3600)
+}
+
 /// Bodies of the routes other than predict (which has its own, configurable limit).
 const MAX_OTHER_BODY_BYTES: usize = 64 << 10;
 
@@ -76,6 +88,7 @@ impl Application {
         let server = HttpServer::new(move || {
             ops.clone()
                 .app()
+                .wrap(cross_origin())
                 .app_data(app_predictor.clone())
                 .app_data(web::PayloadConfig::new(MAX_OTHER_BODY_BYTES))
                 .route("/", web::get().to(index))

@@ -1,5 +1,6 @@
 use std::time::Duration;
 
+use argon2::password_hash::rand_core::{OsRng, RngCore};
 use duma_domain::{UserId, UserType};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -13,6 +14,10 @@ pub struct Claims {
     pub user_type: UserType,
     pub exp: i64,
     pub iat: i64,
+    /// Only in a dashboard session's token: the value its unsafe requests must echo in
+    /// `X-CSRF-Token` (the cookie alone is sent by the browser to any form's target).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub csrf: Option<String>,
 }
 
 /// HS256 keys derived from the configured secret.
@@ -32,6 +37,33 @@ impl TokenKeys {
     }
 
     pub fn issue(&self, user_id: UserId, user_type: UserType) -> Result<String, ApiError> {
+        self.sign(user_id, user_type, None)
+    }
+
+    /// A dashboard session: a token for the cookie and the CSRF value bound to it.
+    pub fn issue_session(
+        &self,
+        user_id: UserId,
+        user_type: UserType,
+    ) -> Result<(String, String), ApiError> {
+        let mut secret = [0u8; 16];
+        OsRng.fill_bytes(&mut secret);
+        let csrf = hex::encode(secret);
+        let token = self.sign(user_id, user_type, Some(csrf.clone()))?;
+        Ok((token, csrf))
+    }
+
+    /// How long a token lives: the session cookie's max age.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    fn sign(
+        &self,
+        user_id: UserId,
+        user_type: UserType,
+        csrf: Option<String>,
+    ) -> Result<String, ApiError> {
         let now = chrono::Utc::now().timestamp();
         let exp = now + i64::try_from(self.ttl.as_secs()).unwrap_or(i64::MAX / 2);
         let claims = Claims {
@@ -39,6 +71,7 @@ impl TokenKeys {
             user_type,
             exp,
             iat: now,
+            csrf,
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|e| ApiError::Internal(anyhow::anyhow!("signing a token: {e}")))

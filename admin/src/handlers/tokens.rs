@@ -1,5 +1,5 @@
 use actix_web::{HttpRequest, HttpResponse, web};
-use duma_common::db::users;
+use duma_common::db::users::{self, User};
 
 use crate::auth::verify_password;
 use crate::params::Params;
@@ -19,12 +19,28 @@ pub async fn create(
     params: Params,
 ) -> ApiResult<HttpResponse> {
     let LoginRequest { email, password } = params.parse()?;
-    let (email, password) = (email.as_str(), password.as_str());
     let address = request
         .peer_addr()
         .map(|a| a.ip().to_string())
         .unwrap_or_default();
-    if let Some(wait) = state.logins.locked_for(email, &address) {
+    let user = log_in(&state, &address, &email, &password).await?;
+    let token = state.tokens.issue(user.id, user.user_type)?;
+    Ok(super::json(TokenView {
+        user_id: user.id.0,
+        user_type: user.user_type,
+        token,
+    }))
+}
+
+/// Checks a login (throttled per account and per address): the user, if the password is right
+/// and the user is not banned. The API's `/tokens` and the dashboard's sign-in both use it.
+pub(crate) async fn log_in(
+    state: &AppState,
+    address: &str,
+    email: &str,
+    password: &str,
+) -> ApiResult<User> {
+    if let Some(wait) = state.logins.locked_for(email, address) {
         return Err(ApiError::retry_later(
             ErrorCode::TooManyRequests,
             format!(
@@ -35,7 +51,7 @@ pub async fn create(
         ));
     }
     let failed = |error: ApiError| {
-        state.logins.record_failure(email, &address);
+        state.logins.record_failure(email, address);
         error
     };
     let db = state.pool.get().await?;
@@ -56,10 +72,5 @@ pub async fn create(
     if user.is_banned() {
         return Err(ApiError::new(ErrorCode::BannedUser, "this user is banned"));
     }
-    let token = state.tokens.issue(user.id, user.user_type)?;
-    Ok(super::json(TokenView {
-        user_id: user.id.0,
-        user_type: user.user_type,
-        token,
-    }))
+    Ok(user)
 }

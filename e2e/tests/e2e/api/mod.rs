@@ -1,6 +1,7 @@
 //! The admin's REST API, the admin alone bound to port 0.
 
 mod bad_input;
+mod dashboard;
 mod datasets;
 mod inference_jobs;
 mod matrix;
