@@ -23,6 +23,7 @@ pub mod jobs;
 pub mod onnx_inspection;
 pub mod openapi;
 pub mod params;
+mod prometheus_api;
 mod quotas;
 pub mod reconciler;
 mod requests;

@@ -22,7 +22,7 @@ use crate::handlers::{
         train_jobs::create, train_jobs::list, train_jobs::list_by_app, train_jobs::get, train_jobs::stop, train_jobs::trials,
         trials::get, trials::logs, trials::parameters,
         inference_jobs::create, inference_jobs::create_by_checkpoint, inference_jobs::list_checkpoint_app, inference_jobs::list, inference_jobs::list_by_app, inference_jobs::get, inference_jobs::stop,
-        deployments::create, deployments::list, deployments::get, deployments::update, deployments::rollback, deployments::delete,
+        deployments::create, deployments::list, deployments::get, deployments::update, deployments::rollback, deployments::delete, deployments::metrics,
         evaluations::create, evaluations::list, evaluations::get, evaluations::compare,
         prediction_keys::create, prediction_keys::list, prediction_keys::delete,
         actions::stop_all_jobs,

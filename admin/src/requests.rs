@@ -318,3 +318,12 @@ pub struct ListEvaluationsQuery {
     #[serde(default, deserialize_with = "field::opt_text")]
     pub dataset_id: Option<String>,
 }
+
+/// `GET /deployments/{name}/metrics`
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DeploymentMetricsQuery {
+    /// How far back, in minutes: 5 to 10 080 (a week); default 60.
+    #[serde(default, deserialize_with = "field::opt_int")]
+    pub minutes: Option<i64>,
+}

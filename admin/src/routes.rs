@@ -135,6 +135,10 @@ fn table() -> Vec<(&'static str, Vec<(Method, Route)>)> {
             ],
         ),
         (
+            "/deployments/{name}/metrics",
+            vec![(Method::GET, web::to(deployments::metrics))],
+        ),
+        (
             "/deployments/{name}/rollback",
             vec![(Method::POST, web::to(deployments::rollback))],
         ),

@@ -8,6 +8,7 @@ use duma_common::store::ObjectStore;
 use secrecy::ExposeSecret;
 
 use crate::auth::{LoginThrottle, TokenKeys};
+use crate::prometheus_api::Prometheus;
 
 /// What every handler can reach, shared by all workers of the server.
 pub struct AppState {
@@ -17,6 +18,8 @@ pub struct AppState {
     pub store: ObjectStore,
     pub tokens: TokenKeys,
     pub logins: LoginThrottle,
+    /// Where deployments' traffic over time is read; `None` without `admin.prometheus_url`.
+    pub prometheus: Option<Prometheus>,
 }
 
 impl AppState {
@@ -31,8 +34,13 @@ impl AppState {
             Duration::from_secs(settings.admin.login_window_secs),
             settings.admin.password_hashing_concurrency,
         );
+        let prometheus = Prometheus::new(&settings.admin.prometheus_url).unwrap_or_else(|error| {
+            tracing::error!(%error, "cannot make a client for admin.prometheus_url");
+            None
+        });
         Self {
             logins,
+            prometheus,
             settings: Arc::new(settings),
             pool,
             redis,

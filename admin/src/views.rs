@@ -542,3 +542,27 @@ pub struct EvaluationLineView {
     #[schema(value_type = Object)]
     pub scores: serde_json::Map<String, serde_json::Value>,
 }
+
+/// `(unix seconds, value)` points of each version of a deployment (keyed `"1"`, `"2"`, …).
+pub type VersionSeries = std::collections::BTreeMap<String, Vec<(f64, f64)>>;
+
+/// A deployment's traffic over time, per version, from Prometheus.
+#[derive(Serialize, ToSchema)]
+pub struct DeploymentMetricsView {
+    pub deployment: String,
+    /// The window, in unix seconds, and the time between points.
+    pub start: f64,
+    pub end: f64,
+    pub step_seconds: f64,
+    /// Requests answered per second (any status).
+    #[schema(value_type = Object)]
+    pub requests_per_second: VersionSeries,
+    /// Requests answered with a 5xx status, per second.
+    #[schema(value_type = Object)]
+    pub errors_per_second: VersionSeries,
+    /// Latency percentiles of the deployment's predict route, in seconds.
+    #[schema(value_type = Object)]
+    pub latency_p50_seconds: VersionSeries,
+    #[schema(value_type = Object)]
+    pub latency_p99_seconds: VersionSeries,
+}

@@ -353,6 +353,9 @@ pub struct AdminSettings {
     /// Trials of one user's jobs running at once on the whole platform (train workers read it
     /// when they claim work), so one user cannot take every train worker.
     pub quota_concurrent_trials: u32,
+    /// The Prometheus that scrapes the predictors (`http://host:port`): deployments' request
+    /// rates, latencies and errors over time are read from it. Empty: not offered (503).
+    pub prometheus_url: String,
 }
 
 /// At most this many ports in `admin.inference_job_ports` (nginx listens on each).
@@ -424,6 +427,7 @@ impl Default for AdminSettings {
             quota_live_train_jobs: 10,
             quota_live_inference_jobs: 10,
             quota_concurrent_trials: 8,
+            prometheus_url: String::new(),
         }
     }
 }
@@ -629,6 +633,19 @@ impl Settings {
             return invalid(
                 "admin.predictor_host",
                 "must be `host[:port]` without a path when inference jobs have ports of their own",
+            );
+        }
+        if !self.admin.prometheus_url.is_empty()
+            && !["http://", "https://"].iter().any(|scheme| {
+                self.admin
+                    .prometheus_url
+                    .strip_prefix(scheme)
+                    .is_some_and(|rest| !rest.is_empty() && !rest.contains(char::is_whitespace))
+            })
+        {
+            return invalid(
+                "admin.prometheus_url",
+                "must be an http(s) URL such as http://localhost:9090",
             );
         }
         if self.admin.trial_parallelism == 0 {

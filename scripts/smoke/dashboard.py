@@ -154,6 +154,22 @@ def api_token(admin, email, password):
     return response.json()["token"]
 
 
+def api_token_status(admin, email, password):
+    return requests.post(f"{admin}/tokens", json={"email": email, "password": password}, timeout=30).status_code
+
+
+def write_onnx(path, train_csv):
+    """A logistic regression on the training rows, exported by skl2onnx."""
+    import numpy as np
+    from skl2onnx import to_onnx
+    from sklearn.linear_model import LogisticRegression
+
+    rows = np.loadtxt(train_csv, delimiter=",", skiprows=1, dtype=np.float32)
+    model = LogisticRegression().fit(rows[:, :2], rows[:, 2].astype(int))
+    with open(path, "wb") as f:
+        f.write(to_onnx(model, rows[:1, :2], options={id(model): {"zipmap": False}}).SerializeToString())
+
+
 def api_get(admin, token, path):
     return requests.get(f"{admin}{path}", headers={"Authorization": f"Bearer {token}"}, timeout=30)
 
@@ -174,203 +190,282 @@ def main():
     password = uuid.uuid4().hex
     app = f"dash-{suffix}"
     template_name = f"centroid-{suffix}"
+    browser = Browser(args.admin, args.artifacts)
+    try:
+        run(args, browser, alice, bob, password, app, template_name, train_csv, val_csv)
+    finally:
+        browser.quit()
+        cleanup(args.admin, alice, password, app)
+
+
+def cleanup(admin, email, password, app):
+    """Frees the workers for the tests after this one: the deployment and the served versions."""
+    try:
+        token = api_token(admin, email, password)
+    except requests.RequestException:
+        return  # the user was never made
+    headers = {"Authorization": f"Bearer {token}"}
+    requests.delete(f"{admin}/deployments/{app}", headers=headers, timeout=30)
+    for version in (1, 2):
+        requests.post(f"{admin}/inference_jobs/{app}/{version}/stop", headers=headers, timeout=30)
+
+
+def run(args, browser, alice, bob, password, app, template_name, train_csv, val_csv):
     began = time.monotonic()
 
     def step(name):
         print(f"  {name:<60} {time.monotonic() - began:7.1f} s", flush=True)
 
-    browser = Browser(args.admin, args.artifacts)
-    try:
-        # A wrong password is said in words; then the superadmin signs in with the keyboard.
-        browser.driver.get(args.admin + "/ui/sign-in")
-        browser.fill("form", {"email": "superadmin@rafiki", "password": "not-the-password"})
-        browser.submit("form")
-        browser.wait("the wrong-password message", lambda: "wrong password" in browser.error_text())
-        browser.shot("sign-in-refused")
-        sign_in(browser, "superadmin@rafiki", args.superadmin_password)
-        step("signed in as superadmin (keyboard only; a wrong password is refused in words)")
+    # A wrong password is said in words; then the superadmin signs in with the keyboard.
+    browser.driver.get(args.admin + "/ui/sign-in")
+    browser.fill("form", {"email": "superadmin@rafiki", "password": "not-the-password"})
+    browser.submit("form")
+    browser.wait("the wrong-password message", lambda: "wrong password" in browser.error_text())
+    browser.shot("sign-in-refused")
+    sign_in(browser, "superadmin@rafiki", args.superadmin_password)
+    step("signed in as superadmin (keyboard only; a wrong password is refused in words)")
 
-        # Users: the admin creates the two app developers and a model developer's template.
-        browser.open("/ui/users")
-        for email in (alice, bob):
-            browser.fill("#new-user", {"email": email, "password": password})
-            Select(browser.find("#new-user [name=user_type]")).select_by_visible_text("APP_DEVELOPER")
-            browser.submit("#new-user")
-            browser.wait(f"{email} listed", lambda email=email: any(email in r for r in browser.rows("#users")))
-        browser.shot("users")
-        browser.open("/ui/models")
-        browser.fill("#upload-model", {
-            "name": template_name, "task": TASK, "model_class": "RafikiCentroid",
-            "model_file_bytes": os.path.abspath(os.path.join(REPO, "python/tests/templates/rafiki_centroid.py")),
-        })
-        Select(browser.find("#upload-model [name=access_right]")).select_by_visible_text("PUBLIC")
-        browser.submit("#upload-model")
-        browser.wait("the template listed", lambda: any(template_name in r for r in browser.rows("#models")))
-        browser.shot("models")
-        step("users created and a public template uploaded, in the browser")
+    # Users: the admin creates the two app developers and a model developer's template.
+    browser.open("/ui/users")
+    carol = alice.replace("alice-", "carol-")
+    for email in (alice, bob, carol):
+        browser.fill("#new-user", {"email": email, "password": password})
+        Select(browser.find("#new-user [name=user_type]")).select_by_visible_text("APP_DEVELOPER")
+        browser.submit("#new-user")
+        browser.wait(f"{email} listed", lambda email=email: any(email in r for r in browser.rows("#users")))
+    row = next(r for r in browser.finds("#users tbody tr") if carol in r.text)
+    row.find_element(By.CSS_SELECTOR, "button").click()
+    browser.driver.switch_to.alert.accept()
+    browser.wait("carol banned", lambda: any(carol in r and "Ban" not in r.split(carol, 1)[1] for r in browser.rows("#users")))
+    if api_token_status(args.admin, carol, password) != 401:
+        fail("a user banned in the dashboard can still sign in")
+    browser.shot("users")
+    browser.open("/ui/models")
+    browser.fill("#upload-model", {
+        "name": template_name, "task": TASK, "model_class": "RafikiCentroid",
+        "model_file_bytes": os.path.abspath(os.path.join(REPO, "python/tests/templates/rafiki_centroid.py")),
+    })
+    Select(browser.find("#upload-model [name=access_right]")).select_by_visible_text("PUBLIC")
+    browser.submit("#upload-model")
+    browser.wait("the template listed", lambda: any(template_name in r for r in browser.rows("#models")))
+    onnx_path = os.path.join(os.path.dirname(train_csv), "logreg.onnx")
+    write_onnx(onnx_path, train_csv)
+    browser.fill("#upload-model", {"name": f"onnx-{app}", "task": TASK, "model_class": "LogReg", "model_file_bytes": onnx_path})
+    Select(browser.find("#upload-model [name=access_right]")).select_by_visible_text("PRIVATE")
+    browser.submit("#upload-model")
+    browser.wait("the ONNX model listed", lambda: any(f"onnx-{app}" in r for r in browser.rows("#models")))
+    browser.shot("models")
+    browser.find("#upload-status a").click()
+    browser.wait("the ONNX model's inputs", lambda: "probabilities" in browser.find("#signature").text and "FP32" in browser.find("#signature").text)
+    onnx_page = browser.driver.current_url.split(args.admin, 1)[1]
+    if "onnx" not in browser.find("#model-summary").text or "no knobs" not in browser.find("#knobs").text:
+        fail(f"the ONNX model's page: {browser.find('main').text!r}")
+    browser.shot("model-onnx")
+    step("users created, a public template and a private ONNX model uploaded, in the browser")
 
-        # Alice: datasets, with a progress bar, size and checksum.
-        sign_in(browser, alice, password)
-        browser.open("/ui/datasets")
-        for name, path in (("train", train_csv), ("val", val_csv)):
-            browser.fill("#upload-dataset", {"name": f"{app}-{name}", "task": TASK, "dataset": path})
-            browser.submit("#upload-dataset")
-            browser.wait(f"the {name} dataset listed", lambda name=name: any(f"{app}-{name}" in r for r in browser.rows("#datasets")))
-        if browser.find("#upload-progress").get_attribute("value") != "100":
-            fail("the upload's progress bar did not reach 100")
-        status = browser.find("#upload-status").text
-        if "SHA-256" not in status:
-            fail(f"the upload status shows no checksum: {status!r}")
-        browser.shot("datasets")
-        step("datasets uploaded (progress bar at 100, SHA-256 shown)")
+    # Alice: datasets, with a progress bar, size and checksum.
+    sign_in(browser, alice, password)
+    browser.open("/ui/datasets")
+    for name, path in (("train", train_csv), ("val", val_csv)):
+        browser.fill("#upload-dataset", {"name": f"{app}-{name}", "task": TASK, "dataset": path})
+        browser.submit("#upload-dataset")
+        browser.wait(f"the {name} dataset listed", lambda name=name: any(f"{app}-{name}" in r for r in browser.rows("#datasets")))
+    if browser.find("#upload-progress").get_attribute("value") != "100":
+        fail("the upload's progress bar did not reach 100")
+    status = browser.find("#upload-status").text
+    if "SHA-256" not in status:
+        fail(f"the upload status shows no checksum: {status!r}")
+    browser.shot("datasets")
+    step("datasets uploaded (progress bar at 100, SHA-256 shown)")
 
-        # A train job: a bad train_args is refused in words, then the job starts.
-        browser.open("/ui/train_jobs/new")
-        form = "#new-train-job"
-        browser.wait("the model choices", lambda: browser.finds(f"{form} [name=model_ids]"))
-        for box in browser.finds(f"{form} [name=model_ids]"):
-            label = box.find_element(By.XPATH, "..").text.strip()
-            if box.is_selected() != (label in (template_name, "LogisticRegression")):
-                box.click()
-        browser.fill(form, {"app": app, "MODEL_TRIAL_COUNT": "3", "train_args": "{not json"})
-        browser.submit(form)
-        browser.wait("the bad train args message", lambda: "Train args is not valid JSON" in browser.error_text())
-        browser.fill(form, {"train_args": json.dumps({"features": ["x1", "x2"], "target": "y"}), "MODEL_TRIAL_COUNT": "0"})
-        browser.submit(form)
-        browser.wait("the budget refusal", lambda: "MODEL_TRIAL_COUNT must be from 1" in browser.error_text())
-        browser.shot("train-job-refused")
-        browser.fill(form, {"MODEL_TRIAL_COUNT": "3", "TIME_HOURS": "0.2"})
-        browser.submit(form)
-        browser.wait("the job page", lambda: f"/ui/train_jobs/{app}/1" in browser.driver.current_url)
-        step("train job refused twice in words, then started")
+    # A train job: a bad train_args is refused in words, then the job starts.
+    browser.open("/ui/train_jobs/new")
+    form = "#new-train-job"
+    browser.wait("the model choices", lambda: browser.finds(f"{form} [name=model_ids]"))
+    for box in browser.finds(f"{form} [name=model_ids]"):
+        label = box.find_element(By.XPATH, "..").text.strip()
+        if box.is_selected() != (label in (template_name, "LogisticRegression")):
+            box.click()
+    browser.fill(form, {"app": app, "MODEL_TRIAL_COUNT": "3", "train_args": "{not json"})
+    browser.submit(form)
+    browser.wait("the bad train args message", lambda: "Train args is not valid JSON" in browser.error_text())
+    browser.fill(form, {"train_args": json.dumps({"features": ["x1", "x2"], "target": "y"}), "MODEL_TRIAL_COUNT": "0"})
+    browser.submit(form)
+    browser.wait("the budget refusal", lambda: "MODEL_TRIAL_COUNT must be from 1" in browser.error_text())
+    browser.shot("train-job-refused")
+    browser.fill(form, {"MODEL_TRIAL_COUNT": "3", "TIME_HOURS": "0.2"})
+    browser.submit(form)
+    browser.wait("the job page", lambda: f"/ui/train_jobs/{app}/1" in browser.driver.current_url)
+    step("train job refused twice in words, then started")
 
-        # Trials appear live: the page is not reloaded (a marker set on it survives).
-        browser.driver.execute_script("window.stillThisPage = true")
-        browser.wait("a trial row", lambda: browser.rows("#trials"))
-        browser.wait("the job to stop", lambda: "STOPPED" in browser.find("#job-summary").text, deadline=600)
-        browser.wait("six trials", lambda: len(browser.rows("#trials")) == 6 and all("COMPLETED" in r for r in browser.rows("#trials")))
-        if not browser.driver.execute_script("return window.stillThisPage === true"):
-            fail("the job page was reloaded to show its trials")
-        if not browser.finds("#chart-best svg circle") or not browser.finds("#chart-scores svg circle"):
-            fail("the job page drew no score chart")
-        if browser.find("#budget-text").text != "6 of 6 trials":
-            fail(f"the budget progress says {browser.find('#budget-text').text!r}")
-        browser.shot("train-job")
-        step("trials appeared live; charts and budget progress drawn")
+    # Trials appear live: the page is not reloaded (a marker set on it survives).
+    browser.driver.execute_script("window.stillThisPage = true")
+    browser.wait("a trial row", lambda: browser.rows("#trials"))
+    browser.wait("the job to stop", lambda: "STOPPED" in browser.find("#job-summary").text, deadline=600)
+    browser.wait("six trials", lambda: len(browser.rows("#trials")) == 6 and all("COMPLETED" in r for r in browser.rows("#trials")))
+    if not browser.driver.execute_script("return window.stillThisPage === true"):
+        fail("the job page was reloaded to show its trials")
+    if not browser.finds("#chart-best svg circle") or not browser.finds("#chart-scores svg circle"):
+        fail("the job page drew no score chart")
+    if browser.find("#budget-text").text != "6 of 6 trials":
+        fail(f"the budget progress says {browser.find('#budget-text').text!r}")
+    browser.shot("train-job")
+    step("trials appeared live; charts and budget progress drawn")
 
-        # A trial of the template: its knobs, log and the loss plot it defined.
-        link = next(r.find_element(By.CSS_SELECTOR, "a") for r in browser.finds("#trials tbody tr") if template_name in r.text)
-        trial_id = link.get_attribute("href").rsplit("/", 1)[1]
-        link.click()
-        browser.wait("the trial's plot", lambda: browser.finds("#plots figure svg circle"))
-        caption = browser.find("#plots figcaption").text
-        if caption != "Loss Over Epochs":
-            fail(f"the trial's plot is titled {caption!r}")
-        if "temperature" not in browser.find("#trial-knobs").text or "training on" not in browser.find("#messages").text:
-            fail("the trial page lacks its knobs or its log")
-        browser.shot("trial")
-        step("trial page: knobs, log and its loss plot drawn")
+    # A trial of the template: its knobs, log and the loss plot it defined.
+    link = next(r.find_element(By.CSS_SELECTOR, "a") for r in browser.finds("#trials tbody tr") if template_name in r.text)
+    trial_id = link.get_attribute("href").rsplit("/", 1)[1]
+    link.click()
+    browser.wait("the trial's plot", lambda: browser.finds("#plots figure svg circle"))
+    caption = browser.find("#plots figcaption").text
+    if caption != "Loss Over Epochs":
+        fail(f"the trial's plot is titled {caption!r}")
+    if "temperature" not in browser.find("#trial-knobs").text or "training on" not in browser.find("#messages").text:
+        fail("the trial page lacks its knobs or its log")
+    browser.shot("trial")
+    step("trial page: knobs, log and its loss plot drawn")
 
-        # Serve the best trials; predict through the "try it" box.
-        browser.open(f"/ui/train_jobs/{app}/1")
-        browser.wait("the serve button", lambda: browser.find("#deploy-job").is_displayed())
-        browser.find("#deploy-job").click()
-        browser.wait("the inference jobs page", lambda: browser.driver.current_url.endswith("/ui/inference_jobs"))
-        browser.wait("a running predictor to try", lambda: browser.finds("#try-it option"), deadline=300)
-        browser.fill("#try-it", {"query": json.dumps({"x1": 2.1, "x2": 1.9})})
-        browser.submit("#try-it")
-        browser.wait("a prediction", lambda: browser.find("#prediction").text not in ("", "…"))
-        prediction = json.loads(browser.find("#prediction").text)
-        browser.shot("inference-jobs")
-        step(f"served; the try-it box predicted {json.dumps(prediction)[:60]}")
+    # Serve the best trials; predict through the "try it" box.
+    browser.open(f"/ui/train_jobs/{app}/1")
+    browser.wait("the serve button", lambda: browser.find("#deploy-job").is_displayed())
+    browser.find("#deploy-job").click()
+    browser.wait("the inference jobs page", lambda: browser.driver.current_url.endswith("/ui/inference_jobs"))
+    browser.wait("a running predictor to try", lambda: browser.finds("#try-it option"), deadline=300)
+    browser.fill("#try-it", {"query": json.dumps({"x1": 2.1, "x2": 1.9})})
+    browser.submit("#try-it")
+    browser.wait("a prediction", lambda: browser.find("#prediction").text not in ("", "…"))
+    prediction = json.loads(browser.find("#prediction").text)
+    browser.shot("inference-jobs")
+    step(f"served; the try-it box predicted {json.dumps(prediction)[:60]}")
 
-        # Version 2 (trained and served through the API), a deployment, a switch and a rollback.
-        token = api_token(args.admin, alice, password)
-        headers = {"Authorization": f"Bearer {token}"}
-        datasets = {d["name"]: d["id"] for d in api_get(args.admin, token, "/datasets").json()}
-        logistic = [m["id"] for m in api_get(args.admin, token, f"/models/available?task={TASK}").json() if m["name"] == "LogisticRegression"]
-        requests.post(f"{args.admin}/train_jobs", headers=headers, timeout=30, json={
-            "app": app, "task": TASK, "train_dataset_id": datasets[f"{app}-train"], "val_dataset_id": datasets[f"{app}-val"],
-            "model_ids": logistic, "budget": {"MODEL_TRIAL_COUNT": 1},
-            "train_args": {"features": ["x1", "x2"], "target": "y"}}).raise_for_status()
-        browser.open("/ui/deployments")
-        browser.fill("#new-deployment", {"name": app, "app": app, "app_version": "1"})
-        browser.submit("#new-deployment")
-        browser.wait("the deployment page", lambda: browser.driver.current_url.endswith(f"/ui/deployments/{app}"))
-        browser.wait("version 1 served", lambda: "v1" in browser.find("#routes").text)
-        browser.wait("v2 trained", lambda: api_get(args.admin, token, f"/train_jobs/{app}/2").json()["status"] == "STOPPED")
-        requests.post(f"{args.admin}/inference_jobs", headers=headers, json={"app": app, "app_version": 2}, timeout=30).raise_for_status()
-        browser.wait("v2 serving", lambda: api_get(args.admin, token, f"/inference_jobs/{app}/2").json()["status"] == "RUNNING")
-        browser.fill("#switch-version", {"app_version": "2"})
-        browser.submit("#switch-version")
-        browser.wait("the switch to v2", lambda: "v2" in browser.find("#routes").text and "v1" not in browser.find("#routes").text
-                     and "Switching" not in browser.find("#deployment-summary").text)
-        browser.fill("#try-it", {"query": json.dumps({"x1": -2.0, "x2": -2.2})})
-        browser.submit("#try-it")
-        browser.wait("a prediction from the deployment", lambda: browser.find("#prediction").text not in ("", "…"))
-        browser.shot("deployment")
-        browser.find("#rollback").click()
-        browser.wait("the rollback to v1", lambda: "v1" in browser.find("#routes").text and "v2" not in browser.find("#routes").text
-                     and "Switching" not in browser.find("#deployment-summary").text)
-        step("deployed v1, switched to v2, predicted, rolled back to v1")
+    # Version 2 (trained and served through the API), a deployment, a switch and a rollback.
+    token = api_token(args.admin, alice, password)
+    headers = {"Authorization": f"Bearer {token}"}
+    datasets = {d["name"]: d["id"] for d in api_get(args.admin, token, "/datasets").json()}
+    logistic = [m["id"] for m in api_get(args.admin, token, f"/models/available?task={TASK}").json() if m["name"] == "LogisticRegression"]
+    requests.post(f"{args.admin}/train_jobs", headers=headers, timeout=30, json={
+        "app": app, "task": TASK, "train_dataset_id": datasets[f"{app}-train"], "val_dataset_id": datasets[f"{app}-val"],
+        "model_ids": logistic, "budget": {"MODEL_TRIAL_COUNT": 1},
+        "train_args": {"features": ["x1", "x2"], "target": "y"}}).raise_for_status()
+    browser.open("/ui/deployments")
+    browser.fill("#new-deployment", {"name": app, "app": app, "app_version": "1"})
+    browser.submit("#new-deployment")
+    browser.wait("the deployment page", lambda: browser.driver.current_url.endswith(f"/ui/deployments/{app}"))
+    browser.wait("version 1 served", lambda: "v1" in browser.find("#routes").text)
+    browser.wait("v2 trained", lambda: api_get(args.admin, token, f"/train_jobs/{app}/2").json()["status"] == "STOPPED")
+    requests.post(f"{args.admin}/inference_jobs", headers=headers, json={"app": app, "app_version": 2}, timeout=30).raise_for_status()
+    browser.wait("v2 serving", lambda: api_get(args.admin, token, f"/inference_jobs/{app}/2").json()["status"] == "RUNNING")
+    browser.fill("#switch-version", {"app_version": "2"})
+    browser.submit("#switch-version")
+    browser.wait("the switch to v2", lambda: "v2" in browser.find("#routes").text and "v1" not in browser.find("#routes").text
+                 and "Switching" not in browser.find("#deployment-summary").text)
+    browser.fill("#try-it", {"query": json.dumps({"x1": -2.0, "x2": -2.2})})
+    browser.submit("#try-it")
+    browser.wait("a prediction from the deployment", lambda: browser.find("#prediction").text not in ("", "…"))
+    browser.shot("deployment")
+    browser.find("#rollback").click()
+    browser.wait("the rollback to v1", lambda: "v1" in browser.find("#routes").text and "v2" not in browser.find("#routes").text
+                 and "Switching" not in browser.find("#deployment-summary").text)
+    step("deployed v1, switched to v2, predicted, rolled back to v1")
 
-        # Phone width: the pages fit; the keyboard reaches the navigation.
-        browser.driver.set_window_size(390, 844)
-        for path in ("/ui/train_jobs", f"/ui/train_jobs/{app}/1", f"/ui/trials/{trial_id}", f"/ui/deployments/{app}"):
-            browser.open(path)
-            browser.wait(f"{path} filled", lambda: not browser.finds("main tbody td.hint") or browser.rows("main table"))
-            overflow = browser.driver.execute_script("return document.documentElement.scrollWidth - window.innerWidth")
-            if overflow > 1:
-                fail(f"{path} is {overflow} px wider than a phone's screen")
-        browser.shot("phone-trial")
-        browser.driver.set_window_size(1280, 900)
-        browser.open("/ui/train_jobs")
-        body = browser.find("body")
-        body.send_keys(Keys.TAB)
-        if browser.driver.switch_to.active_element.text != "Skip to content":
-            fail("the first Tab does not reach the skip link")
-        step("phone width fits; keyboard reaches the skip link")
+    # Its traffic, from the services' own metrics through Prometheus, drawn per version.
+    endpoint = api_get(args.admin, token, f"/deployments/{app}").json()["url"]
+    for i in range(40):
+        requests.post(endpoint, json={"query": {"x1": i / 10, "x2": 1.0}}, timeout=30).raise_for_status()
+        time.sleep(0.25)
 
-        # Bob sees Alice's objects refused exactly as the API refuses them.
-        bob_token = api_token(args.admin, bob, password)
-        sign_in(browser, bob, password)
-        for page, api_path in ((f"/ui/train_jobs/{app}/1", None), (f"/ui/trials/{trial_id}", f"/trials/{trial_id}"),
-                               (f"/ui/deployments/{app}", f"/deployments/{app}")):
-            browser.open(page)
-            browser.wait(f"{page} refused", lambda: browser.error_text())
-            shown = browser.error_text()
-            if api_path:
-                said = api_get(args.admin, bob_token, api_path).json()["message"]
-                if said not in shown:
-                    fail(f"{page} shows {shown!r}, the API says {said!r}")
-        browser.open("/ui/datasets")
-        browser.wait("bob's empty dataset list", lambda: browser.finds("#datasets tbody td.hint"))
-        browser.shot("refused")
-        step("another user's job, trial and deployment refused with the API's words")
+    def counted():
+        metrics = api_get(args.admin, token, f"/deployments/{app}/metrics?minutes=5").json()
+        return any(v > 0 for points in metrics["requests_per_second"].values() for _, v in points)
+    browser.wait("Prometheus to count the deployment's requests", counted, deadline=120)
+    browser.wait("the traffic charts", lambda: browser.finds("#chart-requests svg .series")
+                 and browser.finds("#chart-latency svg .series"), deadline=60)
+    browser.driver.execute_script("document.getElementById('traffic-title').scrollIntoView()")
+    browser.shot("deployment-traffic")
+    step("the deployment's request rate and latency drawn from Prometheus")
 
-        # The session cookie is HttpOnly and SameSite; unsafe requests need the CSRF value.
-        cookie = browser.driver.get_cookie("duma_session")
-        if not cookie or not cookie["httpOnly"] or cookie.get("sameSite") != "Strict":
-            fail(f"the session cookie is not HttpOnly and SameSite=Strict: {cookie}")
-        jar = {"duma_session": cookie["value"]}
-        forged = requests.post(f"{args.admin}/train_jobs", cookies=jar, json={"app": "forged"}, timeout=30)
-        if forged.status_code != 403 or "X-CSRF-Token" not in forged.json()["message"]:
-            fail(f"a cookie-only POST was not refused for its CSRF token: {forged.status_code} {forged.text}")
-        wrong = requests.post(f"{args.admin}/train_jobs", cookies=jar, json={"app": "forged"}, headers={"X-CSRF-Token": "0" * 32}, timeout=30)
-        if wrong.status_code != 403:
-            fail(f"a wrong CSRF token was not refused: {wrong.status_code} {wrong.text}")
-        if requests.get(f"{args.admin}/datasets", cookies=jar, timeout=30).status_code != 200:
-            fail("the session cookie does not read the API")
-        browser.find(".who button").click()
-        browser.wait("signed out", lambda: "/ui/sign-in" in browser.driver.current_url)
-        if browser.driver.get_cookie("duma_session"):
-            fail("signing out left the session cookie")
-        browser.open("/ui/datasets")
-        browser.wait("a signed-out page sent to sign in", lambda: "/ui/sign-in?next=%2Fui%2Fdatasets" in browser.driver.current_url)
-        step("cookie HttpOnly+Strict; CSRF enforced; signed out")
-        print(f"dashboard: {browser.shots} screenshots in {args.artifacts}")
-    finally:
-        browser.quit()
+    # Both versions evaluated on the validation set (through the API), compared in the browser.
+    for version in (1, 2):
+        created = requests.post(f"{args.admin}/evaluations", headers=headers, timeout=30, json={
+            "dataset_id": datasets[f"{app}-val"], "app": app, "app_version": version})
+        created.raise_for_status()
+        evaluation = created.json()["id"]
+        browser.wait(f"v{version} evaluated", lambda evaluation=evaluation: api_get(
+            args.admin, token, f"/evaluations/{evaluation}").json()["status"] in ("COMPLETED", "ERRORED"))
+        finished = api_get(args.admin, token, f"/evaluations/{evaluation}").json()
+        if finished["status"] != "COMPLETED":
+            fail(f"the evaluation of v{version} ended {finished['status']}: {finished.get('error')}")
+    browser.open("/ui/evaluations")
+    browser.wait("the evaluations listed", lambda: len(browser.rows("#evaluations")) >= 2)
+    browser.fill("#compare", {"app": app})
+    browser.submit("#compare")
+    browser.wait("two versions side by side", lambda: len(browser.finds("#comparison figure")) == 2)
+    matrices = browser.finds("#comparison table.confusion")
+    if len(matrices) != 2 or "accuracy" not in browser.find("#comparison").text:
+        fail(f"the comparison shows {len(matrices)} confusion matrices: {browser.find('#comparison').text!r}")
+    browser.shot("evaluations")
+    step("v1 and v2 evaluated; compared side by side with confusion matrices")
+
+    # Phone width: the pages fit; the keyboard reaches the navigation.
+    browser.driver.set_window_size(390, 844)
+    for path in ("/ui/train_jobs", f"/ui/train_jobs/{app}/1", f"/ui/trials/{trial_id}", f"/ui/deployments/{app}"):
+        browser.open(path)
+        browser.wait(f"{path} filled", lambda: not browser.finds("main tbody td.hint") or browser.rows("main table"))
+        overflow = browser.driver.execute_script("return document.documentElement.scrollWidth - window.innerWidth")
+        if overflow > 1:
+            fail(f"{path} is {overflow} px wider than a phone's screen")
+    browser.shot("phone-trial")
+    browser.driver.set_window_size(1280, 900)
+    browser.open("/ui/train_jobs")
+    body = browser.find("body")
+    body.send_keys(Keys.TAB)
+    if browser.driver.switch_to.active_element.text != "Skip to content":
+        fail("the first Tab does not reach the skip link")
+    step("phone width fits; keyboard reaches the skip link")
+
+    # Bob sees Alice's objects refused exactly as the API refuses them.
+    bob_token = api_token(args.admin, bob, password)
+    sign_in(browser, bob, password)
+    for page, api_path in ((f"/ui/train_jobs/{app}/1", None), (f"/ui/trials/{trial_id}", f"/trials/{trial_id}"),
+                           (f"/ui/deployments/{app}", f"/deployments/{app}")):
+        browser.open(page)
+        browser.wait(f"{page} refused", lambda: browser.error_text())
+        shown = browser.error_text()
+        if api_path:
+            said = api_get(args.admin, bob_token, api_path).json()["message"]
+            if said not in shown:
+                fail(f"{page} shows {shown!r}, the API says {said!r}")
+    browser.open(onnx_page)
+    browser.wait("the private model refused", lambda: browser.error_text())
+    said = api_get(args.admin, bob_token, "/models/" + onnx_page.rsplit("/", 1)[1]).json()["message"]
+    if said not in browser.error_text():
+        fail(f"{onnx_page} shows {browser.error_text()!r}, the API says {said!r}")
+    browser.open("/ui/datasets")
+    browser.wait("bob's empty dataset list", lambda: browser.finds("#datasets tbody td.hint"))
+    browser.shot("refused")
+    step("another user's job, trial, deployment and private model refused with the API's words")
+
+    # The session cookie is HttpOnly and SameSite; unsafe requests need the CSRF value.
+    cookie = browser.driver.get_cookie("duma_session")
+    if not cookie or not cookie["httpOnly"] or cookie.get("sameSite") != "Strict":
+        fail(f"the session cookie is not HttpOnly and SameSite=Strict: {cookie}")
+    jar = {"duma_session": cookie["value"]}
+    forged = requests.post(f"{args.admin}/train_jobs", cookies=jar, json={"app": "forged"}, timeout=30)
+    if forged.status_code != 403 or "X-CSRF-Token" not in forged.json()["message"]:
+        fail(f"a cookie-only POST was not refused for its CSRF token: {forged.status_code} {forged.text}")
+    wrong = requests.post(f"{args.admin}/train_jobs", cookies=jar, json={"app": "forged"}, headers={"X-CSRF-Token": "0" * 32}, timeout=30)
+    if wrong.status_code != 403:
+        fail(f"a wrong CSRF token was not refused: {wrong.status_code} {wrong.text}")
+    if requests.get(f"{args.admin}/datasets", cookies=jar, timeout=30).status_code != 200:
+        fail("the session cookie does not read the API")
+    browser.find(".who button").click()
+    browser.wait("signed out", lambda: "/ui/sign-in" in browser.driver.current_url)
+    if browser.driver.get_cookie("duma_session"):
+        fail("signing out left the session cookie")
+    browser.open("/ui/datasets")
+    browser.wait("a signed-out page sent to sign in", lambda: "/ui/sign-in?next=%2Fui%2Fdatasets" in browser.driver.current_url)
+    step("cookie HttpOnly+Strict; CSRF enforced; signed out")
+    print(f"dashboard: {browser.shots} screenshots in {args.artifacts}")
 
 
 if __name__ == "__main__":

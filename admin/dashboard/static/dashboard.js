@@ -237,7 +237,7 @@ function parseJson(text, what) {
 // ---------------------------------------------------------------- charts
 
 // A line (and dots) chart of series [{name, points: [[x, y], ...]}], drawn as SVG.
-function lineChart(series, { xLabel = "", yLabel = "", stepped = false, dots = true } = {}) {
+function lineChart(series, { xLabel = "", yLabel = "", stepped = false, dots = true, xDomain = null } = {}) {
   const width = 560;
   const height = 260;
   const pad = { left: 56, right: 16, top: 24, bottom: 40 };
@@ -247,7 +247,7 @@ function lineChart(series, { xLabel = "", yLabel = "", stepped = false, dots = t
     chart.append(svg("text", { x: width / 2, y: height / 2, "text-anchor": "middle", class: "axis" }, "no data yet"));
     return chart;
   }
-  let [x0, x1] = [Math.min(...points.map((p) => p[0])), Math.max(...points.map((p) => p[0]))];
+  let [x0, x1] = xDomain ?? [Math.min(...points.map((p) => p[0])), Math.max(...points.map((p) => p[0]))];
   let [y0, y1] = [Math.min(...points.map((p) => p[1])), Math.max(...points.map((p) => p[1]))];
   if (x0 === x1) { x0 -= 1; x1 += 1; }
   if (y0 === y1) { y0 -= Math.abs(y0) * 0.1 || 1; y1 += Math.abs(y1) * 0.1 || 1; }
@@ -325,7 +325,6 @@ pages.models = async () => {
       el("td", { text: when(m.datetime_created) }))), "No model available.");
   };
   onSubmit($("#upload-model"), async (form) => {
-    for (const key of ["model_class"]) if (!form.get(key)) form.delete(key);
     const created = await upload("/models", form, $("#upload-progress"));
     $("#upload-status").replaceChildren("Uploaded ", el("a", { href: `/ui/models/${created.id}`, text: created.name }));
     $("#upload-model").reset();
@@ -590,7 +589,36 @@ pages.deployment = async () => {
   }));
   tryIt(() => url);
   poll(refresh);
+  traffic(path);
 };
+
+const TRAFFIC_MS = 15000;
+
+// A deployment's request rate, latency percentiles and errors per version, from the services'
+// own metrics (through the admin's Prometheus), redrawn every 15 s.
+function traffic(path) {
+  const note = $("#traffic-note");
+  const series = (byVersion, scale = 1, suffix = "", end = 0) => Object.entries(byVersion)
+    .filter(([, points]) => points.length)
+    .map(([version, points]) => ({ name: `v${version}${suffix}`, points: points.map(([t, v]) => [(t - end) / 60, v * scale]) }));
+  let stopped = false;
+  window.addEventListener("pagehide", () => { stopped = true; });
+  const tick = async () => {
+    if (stopped) return;
+    try {
+      const m = await api("GET", `${path}/metrics?minutes=60`);
+      note.textContent = "";
+      const axis = { xLabel: "minutes ago", xDomain: [-60, 0] };
+      $("#chart-requests").replaceChildren(lineChart(series(m.requests_per_second, 1, "", m.end), { ...axis, yLabel: "req/s", dots: false }));
+      $("#chart-latency").replaceChildren(lineChart([...series(m.latency_p50_seconds, 1000, " p50", m.end), ...series(m.latency_p99_seconds, 1000, " p99", m.end)], { ...axis, yLabel: "ms", dots: false }));
+      $("#chart-errors").replaceChildren(lineChart(series(m.errors_per_second, 1, "", m.end), { ...axis, yLabel: "errors/s", dots: false }));
+    } catch (error) {
+      note.textContent = `Traffic is not available: ${error.message}`;
+    }
+    setTimeout(tick, TRAFFIC_MS);
+  };
+  tick();
+}
 
 function confusion(metrics) {
   const m = metrics?.classification;

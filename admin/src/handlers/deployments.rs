@@ -11,9 +11,9 @@ use serde_json::Value;
 use crate::auth::{Caller, roles};
 use crate::jobs;
 use crate::params::Params;
-use crate::requests::{CreateDeploymentRequest, UpdateDeploymentRequest};
+use crate::requests::{CreateDeploymentRequest, DeploymentMetricsQuery, UpdateDeploymentRequest};
 use crate::state::AppState;
-use crate::views::DeploymentView;
+use crate::views::{DeploymentMetricsView, DeploymentView, VersionSeries};
 use duma_common::api_error::{ApiError, ApiResult, ErrorBody, ErrorCode};
 
 /// Longest deployment name (a DNS label's).
@@ -487,4 +487,98 @@ mod tests {
             assert!(weights(bad.clone()).is_err(), "{bad}");
         }
     }
+}
+
+const DEFAULT_METRICS_MINUTES: i64 = 60;
+const MAX_METRICS_MINUTES: i64 = 7 * 24 * 60;
+/// Points per series at most (the step grows with the window).
+const METRICS_POINTS: f64 = 120.0;
+
+/// The deployment's request rate, errors and latency percentiles per version over the last
+/// `minutes`, read from the Prometheus that scrapes the predictors (`admin.prometheus_url`).
+#[utoipa::path(get, path = "/deployments/{name}/metrics", tag = "deployments",
+    params(("name" = String, Path), DeploymentMetricsQuery),
+    responses((status = 200, body = DeploymentMetricsView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn metrics(
+    state: web::Data<AppState>,
+    caller: Caller,
+    name: web::Path<String>,
+    params: Params,
+) -> ApiResult<HttpResponse> {
+    caller.require(roles::DEVELOPERS)?;
+    let DeploymentMetricsQuery { minutes } = params.parse()?;
+    let minutes = minutes.unwrap_or(DEFAULT_METRICS_MINUTES);
+    if !(5..=MAX_METRICS_MINUTES).contains(&minutes) {
+        return Err(ApiError::invalid_request(format!(
+            "minutes must be from 5 to {MAX_METRICS_MINUTES}, not {minutes}"
+        )));
+    }
+    let deployment = find(&state, &caller, &name).await?;
+    let prometheus = state.prometheus.as_ref().ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::Unavailable,
+            "deployment metrics need a Prometheus: set admin.prometheus_url (DUMA_ADMIN__PROMETHEUS_URL)",
+        )
+    })?;
+    #[allow(clippy::cast_precision_loss)] // at most a week of seconds
+    let window = (minutes * 60) as f64;
+    let end = chrono::Utc::now().timestamp() as f64;
+    let start = end - window;
+    let step = (window / METRICS_POINTS).ceil().max(15.0);
+    // A rate needs a few scrapes in its range, and should not miss requests between points.
+    let range = format!("{}s", step.max(60.0));
+    let selector = format!(
+        "deployment=\"{}\"",
+        deployment.name.replace('\\', "\\\\").replace('"', "\\\"")
+    );
+    let rate = |filter: &str| {
+        format!(
+            "sum by (version) (rate(duma_deployment_requests_total{{{selector}{filter}}}[{range}]))"
+        )
+    };
+    let quantile = |q: f64| {
+        format!(
+            "histogram_quantile({q}, sum by (le, version) \
+             (rate(duma_deployment_predict_seconds_bucket{{{selector}}}[{range}])))"
+        )
+    };
+    let queries = [
+        rate(""),
+        rate(",status=~\"5..\""),
+        quantile(0.5),
+        quantile(0.99),
+    ];
+    let mut results = Vec::with_capacity(queries.len());
+    for query in &queries {
+        let series = prometheus
+            .range(query, start, end, step)
+            .await
+            .map_err(|error| {
+                ApiError::new(
+                    ErrorCode::Unavailable,
+                    format!(
+                        "the Prometheus at {} did not answer: {error:#}",
+                        prometheus.url()
+                    ),
+                )
+            })?;
+        let by_version: VersionSeries = series
+            .into_iter()
+            .filter_map(|s| Some((s.labels.get("version")?.clone(), s.points)))
+            .collect();
+        results.push(by_version);
+    }
+    let mut results = results.into_iter();
+    let mut next = || results.next().unwrap_or_default();
+    Ok(super::json(DeploymentMetricsView {
+        deployment: deployment.name,
+        start,
+        end,
+        step_seconds: step,
+        requests_per_second: next(),
+        errors_per_second: next(),
+        latency_p50_seconds: next(),
+        latency_p99_seconds: next(),
+    }))
 }

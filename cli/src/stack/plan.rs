@@ -334,6 +334,14 @@ impl Plan {
             None => format!("localhost:{}", ports.predictor),
         };
         default(&mut admin_env, "DUMA_ADMIN__PREDICTOR_HOST", predictor_host);
+        // Deployments' traffic over time (the dashboard's charts) comes from our Prometheus.
+        if prometheus.is_some() {
+            default(
+                &mut admin_env,
+                "DUMA_ADMIN__PROMETHEUS_URL",
+                format!("http://127.0.0.1:{}", ports.prometheus),
+            );
+        }
         // nginx listens on exactly these ports, so the admin must hand out these.
         if let (Some(_), Some(ports)) = (&nginx, &ports.inference_jobs) {
             admin_env.push((

@@ -201,3 +201,22 @@ async fn a_ban_ends_the_users_dashboard_session_at_once() {
         .unwrap();
     assert_eq!(api.status(), StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn deployment_metrics_check_the_window_and_the_deployment_before_asking_prometheus() {
+    let app = spawn_app().await;
+    let user = app.user("APP_DEVELOPER").await;
+    let too_long = app
+        .get(Some(&user.token), "/deployments/web/metrics?minutes=100000")
+        .await;
+    assert_eq!(too_long.status(), StatusCode::BAD_REQUEST);
+    assert!(
+        too_long
+            .text()
+            .await
+            .unwrap()
+            .contains("minutes must be from 5")
+    );
+    let unknown = app.get(Some(&user.token), "/deployments/web/metrics").await;
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+}
