@@ -27,16 +27,25 @@ use tokio_util::sync::CancellationToken;
 use crate::predict::{Limits, PredictMetrics, Predictor};
 use crate::routes::RouteTable;
 
-/// Any web page may call the predictor: a prediction key is sent as a header the page's own
-/// script sets, never as a cookie, so allowing every origin lends a page no credential it does
-/// not already hold.
-fn cross_origin() -> actix_cors::Cors {
-    actix_cors::Cors::default()
+/// A prediction route any web page may call (the dashboard's "try it" box, an app's own page): a
+/// prediction key is a header the page's own script sets, never a cookie, so allowing every
+/// origin lends a page no credential it does not already hold. The other routes (metadata,
+/// health, metrics) stay unreadable to other sites' pages.
+fn callable_from_pages(
+    path: &str,
+    route: actix_web::Route,
+) -> impl actix_web::dev::HttpServiceFactory + use<> {
+    let cors = actix_cors::Cors::default()
         .allow_any_origin()
         .send_wildcard()
-        .allowed_methods(["GET", "POST"])
+        .allowed_methods(["POST"])
         .allow_any_header()
-        .max_age(3600)
+        .max_age(3600);
+    // Other methods get the same JSON 404 as any unknown route.
+    web::resource(path)
+        .wrap(cors)
+        .route(route)
+        .default_service(web::to(not_found))
 }
 
 /// Bodies of the routes other than predict (which has its own, configurable limit).
@@ -88,26 +97,31 @@ impl Application {
         let server = HttpServer::new(move || {
             ops.clone()
                 .app()
-                .wrap(cross_origin())
                 .app_data(app_predictor.clone())
                 .app_data(web::PayloadConfig::new(MAX_OTHER_BODY_BYTES))
                 .route("/", web::get().to(index))
-                .route(
+                .service(callable_from_pages(
                     "/inference_jobs/{job}/predict",
                     web::post().to(predict::predict),
-                )
-                .route("/predict", web::post().to(predict::predict_at_port))
-                .route(
+                ))
+                .service(callable_from_pages(
+                    "/predict",
+                    web::post().to(predict::predict_at_port),
+                ))
+                .service(callable_from_pages(
                     "/deployments/{name}/predict",
                     web::post().to(deployments::predict),
-                )
+                ))
                 .route("/echo", web::post().to(echo))
                 .route("/v2", web::get().to(v2::server_metadata))
                 .route("/v2/health/live", web::get().to(v2::live))
                 .route("/v2/health/ready", web::get().to(v2::ready))
                 .route("/v2/models/{name}", web::get().to(v2::model_metadata))
                 .route("/v2/models/{name}/ready", web::get().to(v2::model_ready))
-                .route("/v2/models/{name}/infer", web::post().to(v2::infer))
+                .service(callable_from_pages(
+                    "/v2/models/{name}/infer",
+                    web::post().to(v2::infer),
+                ))
                 .route(
                     "/v2/models/{name}/versions/{version}",
                     web::get().to(v2::model_metadata),
@@ -116,10 +130,10 @@ impl Application {
                     "/v2/models/{name}/versions/{version}/ready",
                     web::get().to(v2::model_ready),
                 )
-                .route(
+                .service(callable_from_pages(
                     "/v2/models/{name}/versions/{version}/infer",
                     web::post().to(v2::infer),
-                )
+                ))
                 .default_service(web::to(not_found))
         })
         .disable_signals()

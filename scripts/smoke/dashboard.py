@@ -440,10 +440,22 @@ def run(args, browser, alice, bob, password, app, template_name, train_csv, val_
     said = api_get(args.admin, bob_token, "/models/" + onnx_page.rsplit("/", 1)[1]).json()["message"]
     if said not in browser.error_text():
         fail(f"{onnx_page} shows {browser.error_text()!r}, the API says {said!r}")
+    # A form naming Alice's app: the API's refusal, word for word.
+    request = {"name": f"bob-{app}", "app": app, "app_version": 1}
+    said = requests.post(f"{args.admin}/deployments", json=request, timeout=30,
+                         headers={"Authorization": f"Bearer {bob_token}"})
+    if said.ok:
+        fail(f"the API let bob deploy alice's app: {said.text}")
+    browser.open("/ui/deployments")
+    browser.fill("#new-deployment", {"name": request["name"], "app": app, "app_version": "1"})
+    browser.submit("#new-deployment")
+    browser.wait("the deployment form refused", lambda: browser.error_text())
+    if said.json()["message"] not in browser.error_text():
+        fail(f"the deployment form shows {browser.error_text()!r}, the API says {said.json()['message']!r}")
     browser.open("/ui/datasets")
     browser.wait("bob's empty dataset list", lambda: browser.finds("#datasets tbody td.hint"))
     browser.shot("refused")
-    step("another user's job, trial, deployment and private model refused with the API's words")
+    step("another user's job, trial, deployment, private model and app (in a form) refused with the API's words")
 
     # The session cookie is HttpOnly and SameSite; unsafe requests need the CSRF value.
     cookie = browser.driver.get_cookie("duma_session")

@@ -30,7 +30,8 @@ function svg(tag, attrs = {}, ...children) {
   const node = document.createElementNS(SVG, tag);
   for (const [key, value] of Object.entries(attrs)) node.setAttribute(key, value);
   for (const child of children.flat()) {
-    if (child) node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    if (child === undefined || child === null || child === false) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
   }
   return node;
 }
@@ -150,7 +151,10 @@ function upload(path, form, progress) {
     request.onload = () => {
       let body = null;
       try { body = JSON.parse(request.responseText); } catch (_) { /* keep null */ }
-      if (request.status >= 200 && request.status < 300) {
+      if (request.status === 401) {
+        window.location.assign(`/ui/sign-in?next=${enc(location.pathname)}`);
+        reject(new ApiError(401, "your session has ended; sign in again"));
+      } else if (request.status >= 200 && request.status < 300) {
         progress.value = 100;
         resolve(body);
       } else {
@@ -207,23 +211,48 @@ async function guarded(action) {
   }
 }
 
-// Repeats `refresh` every POLL_MS until it returns true (done) or the page is left; a failed
-// refresh is shown and retried.
-function poll(refresh) {
-  let stopped = false;
-  const tick = async () => {
-    if (stopped) return;
+// A page restored from the browser's back-forward cache has stopped timers: load it afresh.
+window.addEventListener("pageshow", (event) => { if (event.persisted) window.location.reload(); });
+
+// Whether asking again cannot help: a refusal (unknown, not yours, bad request).
+function final(error) {
+  return error instanceof ApiError && error.status >= 400 && error.status < 500 && ![408, 429].includes(error.status);
+}
+
+// Runs `refresh` every `interval` ms until it returns true (nothing left to change), a refusal,
+// or the page is left; waits while the page is hidden; backs off (to 30 s) while failing. Its
+// `wake()` refreshes now and resumes a poller that had finished (after a user's action).
+function poll(refresh, interval = POLL_MS) {
+  let timer = null;
+  let running = false;
+  let failures = 0;
+  let shown = false; // whether the error box holds this poller's error
+  const schedule = (ms) => { clearTimeout(timer); timer = setTimeout(tick, ms); };
+  async function tick() {
+    if (running) return;
+    if (document.hidden) {
+      document.addEventListener("visibilitychange", tick, { once: true });
+      return;
+    }
+    running = true;
     let done = false;
     try {
       done = await refresh();
-      clearError();
+      failures = 0;
+      if (shown) clearError();
+      shown = false;
     } catch (error) {
       showError(error);
+      shown = true;
+      failures += 1;
+      done = final(error);
+    } finally {
+      running = false;
     }
-    if (!done && !stopped) setTimeout(tick, POLL_MS);
-  };
-  window.addEventListener("pagehide", () => { stopped = true; });
+    if (!done) schedule(Math.min(30000, interval * 2 ** Math.min(failures, 4)));
+  }
   tick();
+  return { wake: () => schedule(0) };
 }
 
 function parseJson(text, what) {
@@ -459,7 +488,7 @@ pages.train_job = async () => {
   });
 };
 
-pages.trial = async () => {
+pages.trial = async () => poll(async () => {
   const [trial, logs] = await Promise.all([api("GET", `/trials/${enc(page.trialId)}`), api("GET", `/trials/${enc(page.trialId)}/logs`)]);
   $("#trial-title").textContent = `${trial.no} · ${trial.model_name}`;
   facts($("#trial-summary"), [["Status", status(trial.status)], ["Score", score(trial.score)],
@@ -486,7 +515,8 @@ pages.trial = async () => {
   fill($("#metrics tbody"), logs.metrics.map((m) => el("tr", {}, el("td", { text: when(m.time) }),
     ...columns.map((c) => el("td", { text: m[c] ?? "" })))), "No metric logged.");
   $("#messages").textContent = logs.messages.map((m) => `${when(m.time)}  ${typeof m.message === "string" ? m.message : JSON.stringify(m.message)}`).join("\n") || "No message logged.";
-};
+  return TERMINAL.includes(trial.status);
+});
 
 // The "try it" box: a query sent to a predictor, straight from the browser.
 function tryIt(endpointOf) {
@@ -515,8 +545,9 @@ function tryIt(endpointOf) {
   });
 }
 
+// Predictors are reached over plain HTTP (nginx), as the API's `predictor_host` says.
 function predictUrl(host) {
-  return host ? `${location.protocol}//${host.replace(/\/+$/, "")}/predict` : "";
+  return host ? `http://${host.replace(/\/+$/, "")}/predict` : "";
 }
 
 pages.inference_jobs = async () => {
@@ -532,16 +563,17 @@ pages.inference_jobs = async () => {
       el("td", {}, j.predictor_host ? el("code", { text: j.predictor_host }) : ""), el("td", { text: when(j.datetime_started) }),
       el("td", {}, TERMINAL.includes(j.status) ? "" : el("button", {
         type: "button", text: "Stop",
-        onclick: () => guarded(async () => { await api("POST", `/inference_jobs/${enc(j.app)}/${j.app_version}/stop`); await refresh(); }),
+        onclick: () => guarded(async () => { await api("POST", `/inference_jobs/${enc(j.app)}/${j.app_version}/stop`); poller.wake(); }),
       })))), "No inference job: serve a train job's best trials from its page.");
     const running = jobs.filter((j) => j.status === "RUNNING" && j.predictor_host);
     const chosen = select.value;
     select.replaceChildren(...running.map((j) => el("option", { value: predictUrl(j.predictor_host), text: `${j.app} v${j.app_version}` })));
     if (chosen) select.value = chosen;
-    return !jobs.some((j) => !TERMINAL.includes(j.status) && j.status !== "RUNNING");
+    // A running job may still stop or fail: keep watching while any job is not over.
+    return jobs.every((j) => TERMINAL.includes(j.status));
   };
   tryIt((form) => form.get("endpoint"));
-  poll(refresh);
+  const poller = poll(refresh);
 };
 
 function routesText(routes) {
@@ -568,7 +600,7 @@ pages.deployment = async () => {
   let url = "";
   const refresh = async () => {
     const d = await api("GET", path);
-    url = d.url.replace(/^http:/, location.protocol);
+    url = d.url;
     facts($("#deployment-summary"), [["Status", status(d.status)], ["App", d.app], ["Service level", d.service_level],
       ["Replicas", d.replicas], ["Endpoint", el("code", { text: d.url })], ["Error", d.error],
       ["Switching to", d.pending ? routesText(d.pending) : ""], ["Previous", d.previous ? routesText(d.previous) : ""],
@@ -581,14 +613,14 @@ pages.deployment = async () => {
   };
   onSubmit($("#switch-version"), async (form) => {
     await api("PATCH", path, { app_version: Number(form.get("app_version")) });
-    poll(refresh);
+    poller.wake();
   });
   $("#rollback").addEventListener("click", () => guarded(async () => {
     await api("POST", `${path}/rollback`);
-    poll(refresh);
+    poller.wake();
   }));
   tryIt(() => url);
-  poll(refresh);
+  const poller = poll(refresh);
   traffic(path);
 };
 
@@ -601,23 +633,23 @@ function traffic(path) {
   const series = (byVersion, scale = 1, suffix = "", end = 0) => Object.entries(byVersion)
     .filter(([, points]) => points.length)
     .map(([version, points]) => ({ name: `v${version}${suffix}`, points: points.map(([t, v]) => [(t - end) / 60, v * scale]) }));
-  let stopped = false;
-  window.addEventListener("pagehide", () => { stopped = true; });
-  const tick = async () => {
-    if (stopped) return;
+  poll(async () => {
+    let m;
     try {
-      const m = await api("GET", `${path}/metrics?minutes=60`);
-      note.textContent = "";
-      const axis = { xLabel: "minutes ago", xDomain: [-60, 0] };
-      $("#chart-requests").replaceChildren(lineChart(series(m.requests_per_second, 1, "", m.end), { ...axis, yLabel: "req/s", dots: false }));
-      $("#chart-latency").replaceChildren(lineChart([...series(m.latency_p50_seconds, 1000, " p50", m.end), ...series(m.latency_p99_seconds, 1000, " p99", m.end)], { ...axis, yLabel: "ms", dots: false }));
-      $("#chart-errors").replaceChildren(lineChart(series(m.errors_per_second, 1, "", m.end), { ...axis, yLabel: "errors/s", dots: false }));
+      m = await api("GET", `${path}/metrics?minutes=60`);
     } catch (error) {
+      // Said beside the charts, not as the page's error. Without a Prometheus configured (503
+      // naming the setting) or for a refusal, asking again will not help.
       note.textContent = `Traffic is not available: ${error.message}`;
+      return final(error) || (error instanceof ApiError && error.status === 503 && error.message.includes("set admin.prometheus_url"));
     }
-    setTimeout(tick, TRAFFIC_MS);
-  };
-  tick();
+    note.textContent = "";
+    const axis = { xLabel: "minutes ago", xDomain: [-60, 0], dots: false };
+    $("#chart-requests").replaceChildren(lineChart(series(m.requests_per_second, 1, "", m.end), { ...axis, yLabel: "req/s" }));
+    $("#chart-latency").replaceChildren(lineChart([...series(m.latency_p50_seconds, 1000, " p50", m.end), ...series(m.latency_p99_seconds, 1000, " p99", m.end)], { ...axis, yLabel: "ms" }));
+    $("#chart-errors").replaceChildren(lineChart(series(m.errors_per_second, 1, "", m.end), { ...axis, yLabel: "errors/s" }));
+    return false;
+  }, TRAFFIC_MS);
 }
 
 function confusion(metrics) {

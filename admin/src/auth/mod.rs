@@ -145,7 +145,7 @@ fn credentials(req: &HttpRequest) -> Result<Credentials, ApiError> {
 }
 
 /// Compares without stopping at the first difference, so timing does not reveal the value.
-fn same_secret(a: &str, b: &str) -> bool {
+pub fn same_secret(a: &str, b: &str) -> bool {
     a.len() == b.len()
         && a.bytes()
             .zip(b.bytes())

@@ -158,7 +158,7 @@ async fn sign_out(
 ) -> HttpResponse {
     // Signing out is refused to a form of another site (it would know no CSRF value).
     let known = match (session(&req, &state).await, form) {
-        (Some(session), Ok(form)) => session.csrf == form.csrf,
+        (Some(session), Ok(form)) => auth::same_secret(&session.csrf, &form.csrf),
         (None, _) => true,
         (Some(_), Err(_)) => false,
     };
@@ -183,8 +183,16 @@ fn session_cookie(req: &HttpRequest, token: String) -> actix_web::cookie::Cookie
         .secure(req.connection_info().scheme() == "https")
 }
 
-/// A form post must come from a page of this origin when the browser says where it came from.
+/// A form post must come from a page of this origin when the browser says where it came from
+/// (`Sec-Fetch-Site`, then `Origin`).
 fn same_origin(req: &HttpRequest) -> bool {
+    let fetch_site = req
+        .headers()
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok());
+    if fetch_site.is_some_and(|site| site == "cross-site" || site == "same-site") {
+        return false;
+    }
     let Some(origin) = req.headers().get(header::ORIGIN) else {
         return true;
     };

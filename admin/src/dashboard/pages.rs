@@ -264,7 +264,8 @@ pub async fn asset(file: web::Path<String>) -> HttpResponse {
             .body(*body),
         None => HttpResponse::NotFound()
             .content_type("text/plain; charset=utf-8")
-            .body(format!("no dashboard file {file}")),
+            .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+            .body("no such dashboard file"),
     }
 }
 

@@ -555,12 +555,10 @@ pub async fn metrics(
             .range(query, start, end, step)
             .await
             .map_err(|error| {
+                tracing::warn!(url = prometheus.url(), error = format!("{error:#}"), "a Prometheus query failed");
                 ApiError::new(
                     ErrorCode::Unavailable,
-                    format!(
-                        "the Prometheus at {} did not answer: {error:#}",
-                        prometheus.url()
-                    ),
+                    "the Prometheus of admin.prometheus_url did not answer; retry later (the admin's log has the details)",
                 )
             })?;
         let by_version: VersionSeries = series

@@ -149,6 +149,12 @@ async fn signing_in_and_out_refuses_other_sites_and_foreign_redirects() {
         .unwrap();
     assert_eq!(cross.status(), StatusCode::UNAUTHORIZED);
     assert!(cross.headers().get(SET_COOKIE).is_none());
+    let cross_site = form(PASSWORD, "/ui/")
+        .header("sec-fetch-site", "cross-site")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cross_site.status(), StatusCode::UNAUTHORIZED);
 
     // Signing out needs the session's CSRF value and removes the cookie.
     let (cookie, csrf) = sign_in(&app, SUPERADMIN).await;

@@ -962,3 +962,75 @@ async fn the_whole_path_runs_on_an_s3_object_store_and_a_lost_object_is_a_404() 
         "the 404 says what is missing: {body}"
     );
 }
+
+/// Web pages may call the prediction routes (a preflight answered, `*` on the answer), and only
+/// those: metadata, health and metrics stay unreadable to other sites' pages.
+#[tokio::test]
+async fn pages_of_any_site_may_call_the_prediction_routes_and_nothing_else() {
+    let stack = spawn_stack(0).await;
+    let (predictor, _) = stack.start_predictor().await;
+    let http = reqwest::Client::new();
+    let origin = "https://app.example";
+    for path in [
+        "/predict",
+        "/deployments/web/predict",
+        "/inference_jobs/01a24556-458e-737a-9775-f7980e1cb548/predict",
+        "/v2/models/web/infer",
+    ] {
+        let preflight = http
+            .request(reqwest::Method::OPTIONS, format!("{predictor}{path}"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type, x-api-key")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(preflight.status(), 200, "{path}");
+        assert_eq!(
+            preflight.headers()["access-control-allow-origin"],
+            "*",
+            "{path}"
+        );
+        let answer = http
+            .post(format!("{predictor}{path}"))
+            .header("origin", origin)
+            .json(&json!({"query": [1]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            answer.headers()["access-control-allow-origin"],
+            "*",
+            "{path}"
+        );
+        assert!(
+            answer
+                .headers()
+                .get("access-control-allow-credentials")
+                .is_none()
+        );
+    }
+    for path in ["/metrics", "/v2/health/ready", "/v2/models/web"] {
+        let answer = http
+            .get(format!("{predictor}{path}"))
+            .header("origin", origin)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            answer
+                .headers()
+                .get("access-control-allow-origin")
+                .is_none(),
+            "{path}"
+        );
+    }
+    // Other methods of a prediction route are still the JSON 404 of an unknown route.
+    let get = http
+        .get(format!("{predictor}/predict"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(get.status(), 404);
+    assert!(get.text().await.unwrap().contains("no route GET /predict"));
+}
