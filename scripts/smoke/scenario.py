@@ -109,6 +109,22 @@ class ServedApps:
         return response.json()["key"]
 
 
+def dashboard_signs_in(args):
+    """The admin (binary or image) serves the dashboard: `/` sends a browser to it, the sign-in
+    form sets the session cookie, a page and its script load with it."""
+    browser = requests.Session()
+    home = browser.get(f"{args.admin}/", headers={"Accept": "text/html"}, timeout=30)
+    if "/ui/sign-in" not in home.url:
+        raise SystemExit(f"smoke: a browser opening / lands on {home.url}, not the sign-in page")
+    signed_in = browser.post(f"{args.admin}/ui/sign-in", timeout=30, data={
+        "email": "superadmin@rafiki", "password": args.superadmin_password, "next": "/ui/models"})
+    if not signed_in.url.endswith("/ui/models") or "csrf-token" not in signed_in.text:
+        raise SystemExit(f"smoke: signing in to the dashboard ended at {signed_in.url} ({signed_in.status_code})")
+    script = browser.get(f"{args.admin}/ui/static/dashboard.js", timeout=30)
+    if script.status_code != 200 or "pages.models" not in script.text:
+        raise SystemExit(f"smoke: the dashboard's script did not load ({script.status_code})")
+
+
 def admin_clients(args, steps, title):
     """Waits for the admin; returns a factory of clients (sessions) for it."""
     print(title, flush=True)
@@ -136,6 +152,7 @@ def main():
     new_client = admin_clients(args, steps, f"smoke: scenario against {args.admin}")
     superadmin = new_client()
     steps.run("log in as superadmin", lambda: superadmin.login("superadmin@rafiki", args.superadmin_password))
+    steps.run("the dashboard signs in a browser", lambda: dashboard_signs_in(args))
     email = f"dev-{uuid.uuid4().hex[:8]}@example.com"
     password = uuid.uuid4().hex
     steps.run("create an app developer", lambda: superadmin.create_user(email, password, "APP_DEVELOPER"))
