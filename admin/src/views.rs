@@ -101,6 +101,11 @@ pub struct AvailableModelView {
     pub dependencies: std::collections::BTreeMap<String, String>,
     #[schema(value_type = String)]
     pub access_right: AccessRight,
+    /// The template's knob space (`{"knob": {"type": "FloatKnob", "min", "max", ...}}`), known
+    /// once a train worker has read the template (built-ins: always); null before, and for ONNX
+    /// models.
+    #[schema(value_type = Option<Object>)]
+    pub knob_config: Option<Value>,
 }
 
 impl From<&Model> for AvailableModelView {
@@ -113,6 +118,10 @@ impl From<&Model> for AvailableModelView {
             datetime_created: http_date(&m.datetime_created),
             dependencies: m.dependencies.clone(),
             access_right: m.access_right,
+            knob_config: m
+                .knob_config
+                .as_ref()
+                .and_then(|c| serde_json::to_value(c).ok()),
         }
     }
 }
@@ -135,10 +144,6 @@ pub struct ModelView {
     pub signature: Option<Value>,
     /// The trained parameters uploaded with a template, if any: it then serves without training.
     pub checkpoint: Option<CheckpointView>,
-    /// The template's knob space (`{"knob": {"type": "FloatKnob", "min", "max", ...}}`), known
-    /// once a train worker has read the template; null before, and for ONNX models.
-    #[schema(value_type = Option<Object>)]
-    pub knob_config: Option<Value>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -160,10 +165,6 @@ impl From<&Model> for ModelView {
                 sha256: c.sha256.clone(),
                 size_bytes: c.size_bytes,
             }),
-            knob_config: m
-                .knob_config
-                .as_ref()
-                .and_then(|c| serde_json::to_value(c).ok()),
         }
     }
 }

@@ -323,7 +323,14 @@ def run(args, browser, alice, bob, password, app, template_name, train_csv, val_
     if "temperature" not in browser.find("#trial-knobs").text or "training on" not in browser.find("#messages").text:
         fail("the trial page lacks its knobs or its log")
     browser.shot("trial")
-    step("trial page: knobs, log and its loss plot drawn")
+    browser.open("/ui/models")
+    browser.wait("the template listed", lambda: any(template_name in r for r in browser.rows("#models")))
+    row = next(r for r in browser.finds("#models tbody tr") if template_name in r.text)
+    row.find_element(By.CSS_SELECTOR, "summary").click()
+    knobs = row.find_element(By.CSS_SELECTOR, "details").text
+    if "temperature" not in knobs or "Float" not in knobs:
+        fail(f"the template's knob space, read by the workers, is not shown: {knobs!r}")
+    step("trial page: knobs, log and its loss plot drawn; the template's knob space shown")
 
     # Serve the best trials; predict through the "try it" box.
     browser.open(f"/ui/train_jobs/{app}/1")

@@ -348,9 +348,12 @@ pages.models = async () => {
   const tbody = $("#models tbody");
   const refresh = async () => {
     const models = await api("GET", "/models/available");
+    // A model's own page is its owner's (and admins'), as in the API; its knobs are shown to all.
+    const mine = (m) => m.user_id === page.userId || ["ADMIN", "SUPERADMIN"].includes(page.userType);
     fill(tbody, models.map((m) => el("tr", {},
-      el("td", {}, el("a", { href: `/ui/models/${m.id}`, text: m.name })), el("td", { text: m.task }),
+      el("td", {}, mine(m) ? el("a", { href: `/ui/models/${m.id}`, text: m.name }) : m.name), el("td", { text: m.task }),
       el("td", { text: m.user_id === page.userId ? `${m.access_right} (yours)` : m.access_right }),
+      el("td", {}, knobsSummary(m.knob_config)),
       el("td", { text: when(m.datetime_created) }))), "No model available.");
   };
   onSubmit($("#upload-model"), async (form) => {
@@ -361,6 +364,13 @@ pages.models = async () => {
   });
   await refresh();
 };
+
+function knobsSummary(config) {
+  const knobs = Object.entries(config ?? {});
+  if (!knobs.length) return el("span", { class: "hint", text: config ? "none" : "not read yet" });
+  return el("details", {}, el("summary", { text: `${knobs.length} knobs` }),
+    el("ul", { class: "knob-list" }, ...knobs.map(([name, knob]) => el("li", {}, el("code", { text: name }), ` ${knob.type.replace("Knob", "")}: ${knobSpace(knob)}`))));
+}
 
 function knobSpace(knob) {
   switch (knob.type) {
