@@ -206,6 +206,7 @@ def cleanup(admin, email, password, app):
         return  # the user was never made
     headers = {"Authorization": f"Bearer {token}"}
     requests.delete(f"{admin}/deployments/{app}", headers=headers, timeout=30)
+    requests.post(f"{admin}/train_jobs/{app}/3/stop", headers=headers, timeout=30)
     for version in (1, 2):
         requests.post(f"{admin}/inference_jobs/{app}/{version}/stop", headers=headers, timeout=30)
 
@@ -412,6 +413,18 @@ def run(args, browser, alice, bob, password, app, template_name, train_csv, val_
         fail(f"the comparison shows {len(matrices)} confusion matrices: {browser.find('#comparison').text!r}")
     browser.shot("evaluations")
     step("v1 and v2 evaluated; compared side by side with confusion matrices")
+
+    # A long job (v3) stopped from its page.
+    requests.post(f"{args.admin}/train_jobs", headers=headers, timeout=30, json={
+        "app": app, "task": TASK, "train_dataset_id": datasets[f"{app}-train"], "val_dataset_id": datasets[f"{app}-val"],
+        "model_ids": logistic, "budget": {"MODEL_TRIAL_COUNT": 1000},
+        "train_args": {"features": ["x1", "x2"], "target": "y"}}).raise_for_status()
+    browser.open(f"/ui/train_jobs/{app}/3")
+    browser.wait("a trial of v3", lambda: browser.rows("#trials"))
+    browser.find("#stop-job").click()
+    browser.wait("v3 stopped from its page", lambda: "STOPPED" in browser.find("#job-summary").text
+                 and not browser.find("#stop-job").is_displayed())
+    step("a running job stopped from its page")
 
     # Phone width: the pages fit; the keyboard reaches the navigation.
     browser.driver.set_window_size(390, 844)
