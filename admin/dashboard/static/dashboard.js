@@ -396,6 +396,12 @@ pages.model = async () => {
     el("td", { text: name }), el("td", { text: knob.type }), el("td", { text: knobSpace(knob) }))),
   model.template_kind === "onnx" ? "An ONNX model has no knobs: it is served as uploaded."
     : "Not known yet: the knob space is read when the template first trains.");
+  const serve = $("#serve-model");
+  serve.hidden = !(model.template_kind === "onnx" || model.checkpoint);
+  onSubmit(serve, async (form) => {
+    await api("POST", "/inference_jobs", { app: form.get("app"), model_id: model.id });
+    window.location.assign("/ui/inference_jobs");
+  });
   if (model.signature) {
     $("#signature-section").hidden = false;
     $("#signature").textContent = JSON.stringify(model.signature, null, 2);

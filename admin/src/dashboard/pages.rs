@@ -140,6 +140,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         "users.html",
         include_str!("../../dashboard/templates/users.html"),
     ),
+    (
+        "try_it.html",
+        include_str!("../../dashboard/templates/try_it.html"),
+    ),
 ];
 
 /// Scripts and styles, served from the binary.
