@@ -40,17 +40,11 @@ impl TokenKeys {
         self.sign(user_id, user_type, None)
     }
 
-    /// A dashboard session: a token for the cookie and the CSRF value bound to it.
-    pub fn issue_session(
-        &self,
-        user_id: UserId,
-        user_type: UserType,
-    ) -> Result<(String, String), ApiError> {
+    /// A dashboard session's token (for the cookie), carrying a fresh CSRF value.
+    pub fn issue_session(&self, user_id: UserId, user_type: UserType) -> Result<String, ApiError> {
         let mut secret = [0u8; 16];
         OsRng.fill_bytes(&mut secret);
-        let csrf = hex::encode(secret);
-        let token = self.sign(user_id, user_type, Some(csrf.clone()))?;
-        Ok((token, csrf))
+        self.sign(user_id, user_type, Some(hex::encode(secret)))
     }
 
     /// How long a token lives: the session cookie's max age.

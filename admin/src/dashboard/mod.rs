@@ -127,12 +127,11 @@ async fn sign_in(
         .peer_addr()
         .map(|a| a.ip().to_string())
         .unwrap_or_default();
-    let signed_in = match log_in(&state, &address, &form.email, &form.password).await {
-        Ok(user) => state.tokens.issue_session(user.id, user.user_type),
-        Err(error) => Err(error),
-    };
+    let signed_in = log_in(&state, &address, &form.email, &form.password)
+        .await
+        .and_then(|user| state.tokens.issue_session(user.id, user.user_type));
     match signed_in {
-        Ok((token, _csrf)) => {
+        Ok(token) => {
             let max_age = time::Duration::seconds(
                 i64::try_from(state.tokens.ttl().as_secs()).unwrap_or(i64::MAX / 2),
             );

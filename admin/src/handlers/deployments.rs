@@ -543,40 +543,37 @@ pub async fn metrics(
              (rate(duma_deployment_predict_seconds_bucket{{{selector}}}[{range}])))"
         )
     };
-    let queries = [
-        rate(""),
-        rate(",status=~\"5..\""),
-        quantile(0.5),
-        quantile(0.99),
-    ];
-    let mut results = Vec::with_capacity(queries.len());
-    for query in &queries {
-        let series = prometheus
-            .range(query, start, end, step)
-            .await
-            .map_err(|error| {
-                tracing::warn!(url = prometheus.url(), error = format!("{error:#}"), "a Prometheus query failed");
-                ApiError::new(
-                    ErrorCode::Unavailable,
-                    "the Prometheus of admin.prometheus_url did not answer; retry later (the admin's log has the details)",
-                )
-            })?;
-        let by_version: VersionSeries = series
-            .into_iter()
-            .filter_map(|s| Some((s.labels.get("version")?.clone(), s.points)))
-            .collect();
-        results.push(by_version);
-    }
-    let mut results = results.into_iter();
-    let mut next = || results.next().unwrap_or_default();
+    let by_version = |query: String| async move {
+        let series = prometheus.range(&query, start, end, step).await?;
+        Ok::<VersionSeries, anyhow::Error>(
+            series
+                .into_iter()
+                .filter_map(|s| Some((s.labels.get("version")?.clone(), s.points)))
+                .collect(),
+        )
+    };
+    // The four queries go out together.
+    let (requests, errors, p50, p99) = futures::try_join!(
+        by_version(rate("")),
+        by_version(rate(",status=~\"5..\"")),
+        by_version(quantile(0.5)),
+        by_version(quantile(0.99)),
+    )
+    .map_err(|error| {
+        tracing::warn!(url = prometheus.url(), error = format!("{error:#}"), "a Prometheus query failed");
+        ApiError::new(
+            ErrorCode::Unavailable,
+            "the Prometheus of admin.prometheus_url did not answer; retry later (the admin's log has the details)",
+        )
+    })?;
     Ok(super::json(DeploymentMetricsView {
         deployment: deployment.name,
         start,
         end,
         step_seconds: step,
-        requests_per_second: next(),
-        errors_per_second: next(),
-        latency_p50_seconds: next(),
-        latency_p99_seconds: next(),
+        requests_per_second: requests,
+        errors_per_second: errors,
+        latency_p50_seconds: p50,
+        latency_p99_seconds: p99,
     }))
 }
