@@ -11,6 +11,7 @@ use duma_runtime::{Model, TemplateError};
 use futures::FutureExt;
 use parking_lot::Mutex;
 use serde_json::Value;
+use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -160,9 +161,10 @@ async fn predict_batch(
 ) -> (Vec<(Request, Reply)>, Option<String>) {
     let mut replies = Vec::with_capacity(requests.len());
     let mut batch: Vec<(Request, usize)> = Vec::new();
-    let mut queries: Vec<Value> = Vec::new();
+    let mut queries: Vec<Box<RawValue>> = Vec::new();
     for request in requests {
-        match serde_json::from_slice::<Vec<Value>>(&request.payload) {
+        // Each query stays the JSON text it came in: the model reads it (see `predict_json`).
+        match serde_json::from_slice::<Vec<Box<RawValue>>>(&request.payload) {
             Ok(mut list) => {
                 batch.push((request, list.len()));
                 queries.append(&mut list);
@@ -220,7 +222,7 @@ async fn predict_batch(
                     ));
                     continue;
                 }
-                let queries: Vec<Value> =
+                let queries: Vec<Box<RawValue>> =
                     serde_json::from_slice(&request.payload).unwrap_or_default();
                 let reply = match run_predict(model.clone(), kill, queries, stream, deadline).await
                 {
@@ -262,13 +264,13 @@ enum Predicted {
 async fn run_predict(
     model: Arc<Mutex<Box<dyn Model>>>,
     kill: &KillSwitch,
-    queries: Vec<Value>,
+    queries: Vec<Box<RawValue>>,
     stream: &str,
     deadline: Duration,
 ) -> Predicted {
     let call = tokio::task::spawn_blocking(move || {
         let model = model.lock();
-        model.predict(&queries)
+        model.predict_json(&queries)
     });
     match tokio::time::timeout(deadline, call).await {
         Err(_) => {

@@ -12,7 +12,7 @@ use duma_common::ops::RequestId;
 use prometheus::{HistogramVec, IntCounterVec, Registry};
 use serde_json::Value;
 
-use crate::predict::{Predictor, fan_out, serve};
+use crate::predict::{Predictor, Queries, fan_out, serve};
 use crate::routes::DeploymentRoutes;
 
 /// The header a client pins its requests to one version with.
@@ -102,7 +102,7 @@ pub async fn predict(
     let mut job_label = job.to_string();
     let mut response = match serve(&predictor, job, &route, &request, body, &request_id).await {
         Ok(served) => {
-            let body = served.body();
+            let response = served.response();
             if let Some(shadow) = routes.shadow {
                 let predictor = predictor.clone();
                 let routes = routes.clone();
@@ -113,7 +113,7 @@ pub async fn predict(
                         .await;
                 });
             }
-            HttpResponse::Ok().json(body)
+            response
         }
         Err((refused, labelled)) => {
             if !labelled {
@@ -158,7 +158,7 @@ async fn compare_shadow(
     predictor: &Predictor,
     routes: &DeploymentRoutes,
     (version, job): (i32, duma_domain::InferenceJobId),
-    queries: &[Value],
+    queries: &Queries,
     primary: &[Value],
     request_id: &RequestId,
 ) {

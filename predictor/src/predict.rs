@@ -14,7 +14,11 @@ use duma_common::ops::RequestId;
 use duma_common::redis::rpc::{RpcClient, RpcError};
 use duma_domain::InferenceJobId;
 use prometheus::{HistogramVec, IntGauge, Registry};
-use serde_json::{Value, json};
+use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::Value;
+use serde_json::error::Category;
+use serde_json::value::RawValue;
+use web::Bytes;
 
 use crate::images;
 use crate::routes::{Route, RouteTable};
@@ -234,25 +238,74 @@ async fn answer(
     }
 }
 
+/// A request's queries as the served models get them: one JSON array, each query the text the
+/// caller sent (never parsed into values here, nor written out again).
+#[derive(Clone)]
+pub struct Queries {
+    json: Bytes,
+    count: usize,
+}
+
+impl Queries {
+    /// The queries as they were written in a request body.
+    pub fn from_text(queries: &[&RawValue]) -> Self {
+        let size = queries.iter().map(|q| q.get().len() + 1).sum::<usize>() + 2;
+        let mut json = Vec::with_capacity(size);
+        json.push(b'[');
+        for (i, query) in queries.iter().enumerate() {
+            if i > 0 {
+                json.push(b',');
+            }
+            json.extend_from_slice(query.get().as_bytes());
+        }
+        json.push(b']');
+        Self {
+            json: json.into(),
+            count: queries.len(),
+        }
+    }
+
+    /// Queries built here (from an image upload, or tensors of the Open Inference Protocol).
+    pub fn from_values(queries: &[Value]) -> Self {
+        Self {
+            json: serde_json::to_vec(queries).unwrap_or_default().into(),
+            count: queries.len(),
+        }
+    }
+
+    pub fn count(&self) -> usize {
+        self.count
+    }
+}
+
 /// A request one inference job answered.
 pub struct Served {
-    pub queries: Vec<Value>,
+    pub queries: Queries,
     pub predictions: Vec<Value>,
     /// The request was `{"query": …}`.
     pub single: bool,
 }
 
+/// Rafiki's answer to a predict request.
+#[derive(serde::Serialize)]
+struct Answer<'a> {
+    prediction: Option<&'a Value>,
+    predictions: &'a [Value],
+}
+
 impl Served {
     pub fn response(&self) -> HttpResponse {
-        HttpResponse::Ok().json(self.body())
-    }
-
-    pub fn body(&self) -> Value {
-        if self.single {
-            json!({"prediction": self.predictions.first(), "predictions": []})
+        HttpResponse::Ok().json(if self.single {
+            Answer {
+                prediction: self.predictions.first(),
+                predictions: &[],
+            }
         } else {
-            json!({"prediction": null, "predictions": self.predictions})
-        }
+            Answer {
+                prediction: None,
+                predictions: &self.predictions,
+            }
+        })
     }
 }
 
@@ -304,7 +357,7 @@ pub async fn fan_out(
     predictor: &Predictor,
     id: InferenceJobId,
     route: &Route,
-    queries: &[Value],
+    queries: &Queries,
     request_id: &RequestId,
 ) -> Result<Vec<Value>, ApiError> {
     let label = id.to_string();
@@ -316,10 +369,13 @@ pub async fn fan_out(
     };
     let in_flight = InFlight::new(&predictor.metrics.in_flight);
     let waited = Instant::now();
-    let calls = route.targets.iter().map(|target| {
-        predictor
+    let trace = request_id.to_string();
+    let calls = route.targets.iter().map(|target| async {
+        let reply = predictor
             .rpc
-            .call_json::<_, Vec<Value>>(target, &queries, request_id, predictor.deadline)
+            .call(target, queries.json.to_vec(), &trace, predictor.deadline)
+            .await?;
+        serde_json::from_slice::<Vec<Value>>(&reply).map_err(|e| RpcError::Malformed(e.to_string()))
     });
     let replies = futures::future::join_all(calls).await;
     predictor
@@ -334,7 +390,7 @@ pub async fn fan_out(
     let mut unavailable = false;
     for reply in replies {
         match reply {
-            Ok(predictions) if predictions.len() == queries.len() => answers.push(predictions),
+            Ok(predictions) if predictions.len() == queries.count() => answers.push(predictions),
             Ok(_) | Err(RpcError::Malformed(_)) => {
                 tracing::warn!("a worker answered with a malformed batch")
             }
@@ -361,7 +417,7 @@ pub async fn fan_out(
             ),
         });
     }
-    Ok((0..queries.len())
+    Ok((0..queries.count())
         .map(|i| {
             ensemble(
                 route.combine,
@@ -416,7 +472,7 @@ async fn image_queries(
     body: web::BytesMut,
     task: &str,
     limits: Limits,
-) -> Result<(Vec<Value>, bool), ApiError> {
+) -> Result<(Queries, bool), ApiError> {
     if !images::task_takes_images(task) {
         return Err(invalid(format!(
             "image uploads (multipart `{}` files) are taken by jobs of image tasks; this job's \
@@ -431,34 +487,168 @@ async fn image_queries(
         limits.max_body_bytes,
     )
     .await?;
-    Ok((queries, false))
+    Ok((Queries::from_values(&queries), false))
 }
 
-/// `(queries, was a single query)`, or what is wrong with the body.
-fn parse(body: &[u8], max_queries: usize) -> Result<(Vec<Value>, bool), ApiError> {
+/// `(queries, was a single query)`, or what is wrong with the body. The body is read once, its
+/// queries checked to be JSON and kept as the text they are (the models read them).
+fn parse(body: &[u8], max_queries: usize) -> Result<(Queries, bool), ApiError> {
     let bad = |message: &str| invalid(message);
-    let value: Value =
-        serde_json::from_slice(body).map_err(|e| invalid(format!("malformed JSON body: {e}")))?;
-    let Value::Object(mut object) = value else {
-        return Err(bad(
-            "the body must be a JSON object with `query` or `queries`",
-        ));
-    };
-    if let Some(queries) = object.remove("queries") {
-        return match queries {
-            Value::Array(queries) if queries.len() > max_queries => {
-                Err(ApiError::too_large(format!(
-                    "{} queries in one request; at most {max_queries} are accepted",
-                    queries.len()
-                )))
-            }
-            Value::Array(queries) if !queries.is_empty() => Ok((queries, false)),
-            Value::Array(_) => Err(bad("`queries` is empty")),
-            _ => Err(bad("`queries` must be a JSON array")),
+    let body: Body = serde_json::from_slice(body).map_err(|e| match e.classify() {
+        Category::Data => bad("the body must be a JSON object with `query` or `queries`"),
+        _ => invalid(format!("malformed JSON body: {e}")),
+    })?;
+    if let Some(queries) = body.queries {
+        let Some(queries) = queries.0 else {
+            return Err(bad("`queries` must be a JSON array"));
+        };
+        return match queries.len() {
+            0 => Err(bad("`queries` is empty")),
+            n if n > max_queries => Err(ApiError::too_large(format!(
+                "{n} queries in one request; at most {max_queries} are accepted"
+            ))),
+            _ => Ok((Queries::from_text(&queries), false)),
         };
     }
-    match object.remove("query") {
-        Some(Value::Null) | None => Err(bad("missing `query` (or `queries`)")),
-        Some(query) => Ok((vec![query], true)),
+    match body.query {
+        Some(query) if query.get() != "null" => Ok((Queries::from_text(&[query]), true)),
+        _ => Err(bad("missing `query` (or `queries`)")),
+    }
+}
+
+/// Rafiki's predict body, `{"query": q}` or `{"queries": [q…]}` (other keys ignored), its
+/// queries borrowed from the body's text.
+struct Body<'a> {
+    query: Option<&'a RawValue>,
+    queries: Option<QueryList<'a>>,
+}
+
+/// The value of `queries`: its items if it is a list, `None` if it is anything else.
+struct QueryList<'a>(Option<Vec<&'a RawValue>>);
+
+impl<'de> Deserialize<'de> for Body<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Fields;
+        impl<'de> Visitor<'de> for Fields {
+            type Value = Body<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object with `query` or `queries`")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Body<'de>, A::Error> {
+                let mut body = Body {
+                    query: None,
+                    queries: None,
+                };
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "query" => body.query = Some(map.next_value()?),
+                        "queries" => body.queries = Some(map.next_value()?),
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(body)
+            }
+        }
+        deserializer.deserialize_map(Fields)
+    }
+}
+
+impl<'de> Deserialize<'de> for QueryList<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Items;
+        impl<'de> Visitor<'de> for Items {
+            type Value = QueryList<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a list of queries")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut items: A) -> Result<Self::Value, A::Error> {
+                let mut queries = Vec::with_capacity(items.size_hint().unwrap_or(0).min(1024));
+                while let Some(query) = items.next_element()? {
+                    queries.push(query);
+                }
+                Ok(QueryList(Some(queries)))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(QueryList(None))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(QueryList(None))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(QueryList(None))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(QueryList(None))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(QueryList(None))
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(QueryList(None))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(QueryList(None))
+            }
+        }
+        deserializer.deserialize_any(Items)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(body: &str) -> (String, bool) {
+        let (queries, single) = parse(body.as_bytes(), 3).unwrap_or_else(|e| panic!("{body}: {e}"));
+        (String::from_utf8(queries.json.to_vec()).unwrap(), single)
+    }
+
+    fn refused(body: &str) -> (ErrorCode, String) {
+        match parse(body.as_bytes(), 3) {
+            Err(ApiError::Rejected { code, message }) => (code, message),
+            other => panic!("{body}: {:?}", other.map(|(q, _)| q.count)),
+        }
+    }
+
+    #[test]
+    fn queries_pass_on_as_the_text_they_were_sent_in() {
+        assert_eq!(
+            parsed(r#"{"query": [1, 2.50e0, "x\u00e9"]}"#),
+            (r#"[[1, 2.50e0, "x\u00e9"]]"#.to_owned(), true)
+        );
+        assert_eq!(
+            parsed(r#"{"queries": [{"a": 1}, [2], 3], "other": {}}"#),
+            (r#"[{"a": 1},[2],3]"#.to_owned(), false)
+        );
+        assert_eq!(parsed(r#"{"query": 0}"#), ("[0]".to_owned(), true));
+    }
+
+    #[test]
+    fn what_is_not_a_predict_request_is_refused_by_name() {
+        for (body, says) in [
+            (r#"{"query": [1"#, "malformed JSON body"),
+            (r#"[1, 2]"#, "must be a JSON object"),
+            (r#""query""#, "must be a JSON object"),
+            (r#"{"queries": 5}"#, "`queries` must be a JSON array"),
+            (
+                r#"{"queries": {"a": [1]}}"#,
+                "`queries` must be a JSON array",
+            ),
+            (r#"{"queries": "1,2"}"#, "`queries` must be a JSON array"),
+            (r#"{"queries": null}"#, "`queries` must be a JSON array"),
+            (r#"{"queries": []}"#, "`queries` is empty"),
+            (r#"{"query": null}"#, "missing `query`"),
+            (r#"{}"#, "missing `query`"),
+        ] {
+            let (code, message) = refused(body);
+            assert_eq!(code, ErrorCode::InvalidQuery, "{body}");
+            assert!(message.contains(says), "{body}: {message}");
+        }
+        let (code, message) = refused(r#"{"queries": [1, 2, 3, 4]}"#);
+        assert_eq!(code, ErrorCode::PayloadTooLarge);
+        assert!(message.contains("4 queries"), "{message}");
     }
 }

@@ -21,7 +21,7 @@ use duma_domain::InferenceJobId;
 use duma_domain::tensor::nest;
 use serde_json::{Map, Value, json};
 
-use crate::predict::{Predictor, fan_out, prediction_key, read_body};
+use crate::predict::{Predictor, Queries, fan_out, prediction_key, read_body};
 use crate::routes::Route;
 
 fn error(status: StatusCode, message: impl Into<String>) -> HttpResponse {
@@ -488,6 +488,7 @@ pub async fn infer(
             Value::Object(fields)
         })
         .collect();
+    let queries = Queries::from_values(&queries);
     let predictions = match fan_out(&predictor, id, &route, &queries, &request_id).await {
         Ok(predictions) => predictions,
         Err(refused) => return from_api(&refused),

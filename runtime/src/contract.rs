@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use duma_domain::{KnobConfig, Knobs};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::error::TemplateError;
@@ -41,6 +42,24 @@ pub trait Model: Send {
 
     /// One prediction per query, in order. A bad query fails the batch with its index.
     fn predict(&self, queries: &[Value]) -> Result<Vec<Value>, TemplateError>;
+
+    /// [`Self::predict`] for queries as the JSON text they were sent in: what serving calls. By
+    /// default each is parsed and the values predicted; a model that can read the text itself
+    /// (ONNX into its input tensor, a Python template passing it on to its runner) overrides
+    /// this and never builds the values.
+    fn predict_json(&self, queries: &[Box<RawValue>]) -> Result<Vec<Value>, TemplateError> {
+        let values = queries
+            .iter()
+            .enumerate()
+            .map(|(index, query)| {
+                serde_json::from_str(query.get()).map_err(|e| TemplateError::InvalidQuery {
+                    index,
+                    reason: format!("not JSON: {e}"),
+                })
+            })
+            .collect::<Result<Vec<Value>, _>>()?;
+        self.predict(&values)
+    }
 
     /// Versioned binary format (a header with magic bytes, format version and template name, then
     /// the payload); see [`crate::params`].

@@ -22,7 +22,9 @@ use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::value::{DynValue, Tensor, TensorElementType, ValueType};
 use parking_lot::Mutex;
+use serde::de::{self, DeserializeSeed, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::contract::Model;
@@ -302,62 +304,175 @@ impl OnnxModel {
     }
 }
 
-/// A query's value for one input, flattened, with the shape of one row it had.
-fn flatten(
-    value: &Value,
-    out: &mut Vec<f64>,
-    shape: &mut Vec<usize>,
+/// Walks a query's value for one input — a number, or lists of numbers nested as deep as the
+/// input's rows — appending its numbers to `out` and recording the shape of the row; from a
+/// parsed value or straight from the JSON text it came in (so serving builds no values).
+struct Flatten<'a> {
+    out: &'a mut Vec<f64>,
+    /// Per depth, the length of the lists seen there (`UNSEEN` until the first one ends).
+    shape: &'a mut Vec<usize>,
     depth: usize,
-) -> Result<(), String> {
-    match value {
-        Value::Number(n) => {
-            out.push(n.as_f64().ok_or("a number out of range")?);
-            if depth < shape.len() {
-                return Err("nested lists of uneven depth".to_owned());
-            }
-            Ok(())
+}
+
+const UNSEEN: usize = usize::MAX;
+
+impl Flatten<'_> {
+    fn number<E: de::Error>(self, value: f64) -> Result<(), E> {
+        if self.depth < self.shape.len() {
+            return Err(E::custom("nested lists of uneven depth"));
         }
-        Value::Array(items) => {
-            if depth == shape.len() {
-                shape.push(items.len());
-            } else if shape.get(depth) != Some(&items.len()) {
-                return Err("nested lists of uneven length".to_owned());
-            }
-            for item in items {
-                flatten(item, out, shape, depth + 1)?;
-            }
-            Ok(())
-        }
-        other => Err(format!("{other} is not a number")),
+        self.out.push(value);
+        Ok(())
     }
 }
 
-/// The row of `spec` one query holds: its numbers and its shape.
-fn row(spec: &TensorSpec, value: &Value) -> Result<(Vec<f64>, Vec<usize>), String> {
-    let (mut numbers, mut shape) = (Vec::new(), Vec::new());
-    flatten(value, &mut numbers, &mut shape, 0)?;
-    let expected = &spec.shape[1..];
-    // A row may be written flat for a tensor of more dimensions (an image as one list).
-    let fixed = expected.iter().all(|&d| d >= 0);
-    let wanted: usize = expected.iter().map(|&d| d.max(1) as usize).product();
-    if fixed && numbers.len() == wanted {
-        return Ok((numbers, expected.iter().map(|&d| d as usize).collect()));
+impl<'de> DeserializeSeed<'de> for Flatten<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
     }
-    if shape.len() != expected.len()
-        || shape
-            .iter()
-            .zip(expected)
-            .any(|(&got, &want)| want >= 0 && got as i64 != want)
+}
+
+impl<'de> Visitor<'de> for Flatten<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a number or a list of numbers")
+    }
+
+    fn visit_f64<E: de::Error>(self, value: f64) -> Result<(), E> {
+        self.number(value)
+    }
+
+    fn visit_i64<E: de::Error>(self, value: i64) -> Result<(), E> {
+        self.number(value as f64)
+    }
+
+    fn visit_u64<E: de::Error>(self, value: u64) -> Result<(), E> {
+        self.number(value as f64)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut items: A) -> Result<(), A::Error> {
+        let Flatten { out, shape, depth } = self;
+        if depth == shape.len() {
+            shape.push(UNSEEN);
+        }
+        let mut length = 0;
+        while items
+            .next_element_seed(Flatten {
+                out: &mut *out,
+                shape: &mut *shape,
+                depth: depth + 1,
+            })?
+            .is_some()
+        {
+            length += 1;
+        }
+        match shape[depth] {
+            UNSEEN => shape[depth] = length,
+            seen if seen != length => {
+                return Err(de::Error::custom("nested lists of uneven length"));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn visit_str<E: de::Error>(self, value: &str) -> Result<(), E> {
+        Err(E::custom(format!("{} is not a number", Value::from(value))))
+    }
+
+    fn visit_bool<E: de::Error>(self, value: bool) -> Result<(), E> {
+        Err(E::custom(format!("{value} is not a number")))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Err(E::custom("null is not a number"))
+    }
+
+    fn visit_map<A: de::MapAccess<'de>>(self, _: A) -> Result<(), A::Error> {
+        Err(de::Error::custom("an object is not a number"))
+    }
+}
+
+/// The rows of one input, one per query, gathered into the batch tensor.
+struct Rows<'s> {
+    spec: &'s TensorSpec,
+    numbers: Vec<f64>,
+    /// The shape of the first row; every other must have it too.
+    row_shape: Option<Vec<usize>>,
+    count: usize,
+}
+
+impl<'s> Rows<'s> {
+    fn new(spec: &'s TensorSpec, queries: usize) -> Self {
+        let per_row = usize::try_from(row_values(spec)).unwrap_or(1);
+        Self {
+            spec,
+            numbers: Vec::with_capacity(queries.saturating_mul(per_row).min(1 << 20)),
+            row_shape: None,
+            count: 0,
+        }
+    }
+
+    /// Adds the row a query holds (parsed, or its JSON text).
+    fn push<'de, D>(&mut self, value: D) -> Result<(), String>
+    where
+        D: Deserializer<'de, Error = serde_json::Error>,
     {
-        return Err(format!(
-            "input `{}` takes rows of shape {:?}, not {:?} ({} values)",
-            spec.name,
-            expected,
-            shape,
-            numbers.len()
-        ));
+        let start = self.numbers.len();
+        let mut shape = Vec::new();
+        Flatten {
+            out: &mut self.numbers,
+            shape: &mut shape,
+            depth: 0,
+        }
+        .deserialize(value)
+        .map_err(|e| e.to_string())?;
+        let shape = self.fit(self.numbers.len() - start, shape)?;
+        match &self.row_shape {
+            Some(first) if *first != shape => {
+                return Err(format!(
+                    "rows of `{}` differ in shape within one batch ({first:?} and {shape:?})",
+                    self.spec.name
+                ));
+            }
+            Some(_) => {}
+            None => self.row_shape = Some(shape),
+        }
+        self.count += 1;
+        Ok(())
     }
-    Ok((numbers, shape))
+
+    /// The shape of a row of `values` numbers written with `shape`, checked against the input's.
+    fn fit(&self, values: usize, shape: Vec<usize>) -> Result<Vec<usize>, String> {
+        let expected = &self.spec.shape[1..];
+        // A row may be written flat for a tensor of more dimensions (an image as one list).
+        let fixed = expected.iter().all(|&d| d >= 0);
+        let wanted: usize = expected.iter().map(|&d| d.max(1) as usize).product();
+        if fixed && values == wanted {
+            return Ok(expected.iter().map(|&d| d as usize).collect());
+        }
+        if shape.len() != expected.len()
+            || shape
+                .iter()
+                .zip(expected)
+                .any(|(&got, &want)| want >= 0 && got as i64 != want)
+        {
+            return Err(format!(
+                "input `{}` takes rows of shape {:?}, not {:?} ({values} values)",
+                self.spec.name, expected, shape,
+            ));
+        }
+        Ok(shape)
+    }
+
+    fn tensor(self) -> Result<DynValue, String> {
+        let mut shape = vec![self.count];
+        shape.extend(self.row_shape.unwrap_or_default());
+        tensor_value(self.spec, shape, self.numbers)
+    }
 }
 
 /// The row a query by feature name stands for, its values in the order of `features`.
@@ -469,8 +584,7 @@ impl OnnxModel {
     fn inputs_of(&self, queries: &[Value]) -> Result<Vec<(String, DynValue)>, TemplateError> {
         let mut tensors = Vec::with_capacity(self.signature.inputs.len());
         for spec in &self.signature.inputs {
-            let mut numbers = Vec::new();
-            let mut row_shape: Option<Vec<usize>> = None;
+            let mut rows = Rows::new(spec, queries.len());
             for (index, query) in queries.iter().enumerate() {
                 let invalid = |reason: String| TemplateError::InvalidQuery { index, reason };
                 let by_feature;
@@ -499,26 +613,41 @@ impl OnnxModel {
                         )));
                     }
                 };
-                let (values, shape) = row(spec, value).map_err(invalid)?;
-                match &row_shape {
-                    Some(first) if *first != shape => {
-                        return Err(invalid(format!(
-                            "rows of `{}` differ in shape within one batch ({first:?} and {shape:?})",
-                            spec.name
-                        )));
-                    }
-                    Some(_) => {}
-                    None => row_shape = Some(shape),
-                }
-                numbers.extend(values);
+                rows.push(value).map_err(invalid)?;
             }
-            let mut shape = vec![queries.len()];
-            shape.extend(row_shape.unwrap_or_default());
-            let tensor = tensor_value(spec, shape, numbers)
+            let tensor = rows
+                .tensor()
                 .map_err(|reason| TemplateError::InvalidQuery { index: 0, reason })?;
             tensors.push((spec.name.clone(), tensor));
         }
         Ok(tensors)
+    }
+
+    /// The input of a one-input model straight from the queries' JSON text, when every query
+    /// is its row written as a list (what most clients send); `None` for any other shape of
+    /// query, which goes the way of parsed values.
+    fn input_of_text(
+        &self,
+        queries: &[Box<RawValue>],
+    ) -> Option<Result<Vec<(String, DynValue)>, TemplateError>> {
+        let [spec] = self.signature.inputs.as_slice() else {
+            return None;
+        };
+        if !queries.iter().all(|q| q.get().starts_with('[')) {
+            return None;
+        }
+        let mut rows = Rows::new(spec, queries.len());
+        for (index, query) in queries.iter().enumerate() {
+            let mut text = serde_json::Deserializer::from_str(query.get());
+            if let Err(reason) = rows.push(&mut text) {
+                return Some(Err(TemplateError::InvalidQuery { index, reason }));
+            }
+        }
+        Some(
+            rows.tensor()
+                .map(|tensor| vec![(spec.name.clone(), tensor)])
+                .map_err(|reason| TemplateError::InvalidQuery { index: 0, reason }),
+        )
     }
 
     fn input_names(&self) -> String {
@@ -555,12 +684,44 @@ impl Model for OnnxModel {
             return Ok(Vec::new());
         }
         let inputs = self.inputs_of(queries)?;
+        self.run(inputs, queries.len())
+    }
+
+    fn predict_json(&self, queries: &[Box<RawValue>]) -> Result<Vec<Value>, TemplateError> {
+        if queries.is_empty() {
+            return Ok(Vec::new());
+        }
+        match self.input_of_text(queries) {
+            Some(inputs) => self.run(inputs?, queries.len()),
+            None => {
+                let values = queries
+                    .iter()
+                    .enumerate()
+                    .map(|(index, query)| {
+                        serde_json::from_str(query.get()).map_err(|e| TemplateError::InvalidQuery {
+                            index,
+                            reason: format!("not JSON: {e}"),
+                        })
+                    })
+                    .collect::<Result<Vec<Value>, _>>()?;
+                self.predict(&values)
+            }
+        }
+    }
+
+    fn dump_parameters(&self) -> Result<Vec<u8>, TemplateError> {
+        Ok(self.bytes.clone())
+    }
+}
+
+impl OnnxModel {
+    /// Runs the model on a batch of `n` rows and answers each row.
+    fn run(&self, inputs: Vec<(String, DynValue)>, n: usize) -> Result<Vec<Value>, TemplateError> {
         let failed = |reason: String| TemplateError::InvalidQuery { index: 0, reason };
         let mut session = self.session.lock();
         let outputs = session
             .run(inputs)
             .map_err(|e| failed(format!("ONNX Runtime refused the batch: {e}")))?;
-        let n = queries.len();
         let mut columns: Vec<(String, Vec<Value>)> = Vec::new();
         for spec in &self.signature.outputs {
             let Some(value) = outputs.get(&spec.name) else {
@@ -600,9 +761,5 @@ impl Model for OnnxModel {
                 ),
             })
             .collect())
-    }
-
-    fn dump_parameters(&self) -> Result<Vec<u8>, TemplateError> {
-        Ok(self.bytes.clone())
     }
 }

@@ -6,6 +6,7 @@ use std::process::Command;
 
 use duma_runtime::Model;
 use duma_runtime::onnx::{OnnxModel, inspect, looks_like_onnx};
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 fn repository() -> PathBuf {
@@ -29,6 +30,14 @@ fn exports() -> (tempfile::TempDir, Value) {
     let expected =
         serde_json::from_slice(&std::fs::read(dir.path().join("expected.json")).unwrap()).unwrap();
     (dir, expected)
+}
+
+/// Queries as the JSON text serving hands a model.
+fn as_text(queries: &[Value]) -> Vec<Box<RawValue>> {
+    queries
+        .iter()
+        .map(|q| RawValue::from_string(q.to_string()).unwrap())
+        .collect()
 }
 
 fn close(a: &Value, b: &Value) -> bool {
@@ -83,6 +92,31 @@ fn scikit_learn_exports_answer_as_scikit_learn_does() {
         .unwrap_err()
         .to_string();
     assert!(error.contains("not a number"), "{error}");
+    // The same refusals when the rows are read from their JSON text, naming the query.
+    let good = expected["regressor_rows"][0].clone();
+    for (bad, says) in [
+        (json!([1.0, 2.0]), "shape"),
+        (json!(["a", 1, 2, 3, 4]), "\"a\" is not a number"),
+        (json!([[1, 2], 3]), "uneven depth"),
+        (json!([[1, 2], [3]]), "uneven length"),
+        (json!([1, null]), "null is not a number"),
+        (json!([1, {"a": 1}]), "an object is not a number"),
+    ] {
+        let error = model
+            .predict_json(&as_text(&[good.clone(), bad]))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains(says), "{error}");
+        assert!(error.contains("index 1"), "{error}");
+    }
+    // A row given as {input: row} is read the same way as the value path reads it.
+    let name = &inspect(&library(), &bytes).unwrap().inputs[0].name;
+    let rows = expected["regressor_rows"].as_array().unwrap();
+    let by_input: Vec<Value> = rows.iter().map(|r| json!({ name: r })).collect();
+    assert_eq!(
+        model.predict_json(&as_text(&by_input)).unwrap(),
+        model.predict(rows).unwrap()
+    );
 }
 
 /// scikit-learn, XGBoost and LightGBM classifiers and regressors, a PyTorch MLP and CNN: each
@@ -105,6 +139,11 @@ fn every_frameworks_export_answers_as_the_framework_does() {
             "{name}: {answers:?} vs {}",
             export["expected"]
         );
+        // Read from the JSON text serving passes on, the answers are the very same.
+        let from_text = model
+            .predict_json(&as_text(rows))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(from_text, answers, "{name}");
         // One query at a time answers the same as the batch.
         let one = model.predict(&rows[..1]).unwrap();
         assert!(close(&one[0], &export["expected"][0]), "{name}");
@@ -140,8 +179,10 @@ fn every_frameworks_export_answers_as_the_framework_does() {
         .iter()
         .flat_map(|r| r.as_array().unwrap().clone())
         .collect();
-    let answer = model.predict(&[Value::Array(flat)]).unwrap();
+    let answer = model.predict(&[Value::Array(flat.clone())]).unwrap();
     assert!(close(&answer[0], &cnn["expected"][0]));
+    let from_text = model.predict_json(&as_text(&[Value::Array(flat)])).unwrap();
+    assert_eq!(from_text, answer);
 }
 
 #[test]
