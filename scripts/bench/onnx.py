@@ -225,6 +225,36 @@ def main():
         shutil.rmtree(work, ignore_errors=True)
 
 
+def start_duma(args, work, procs, predictors):
+    """`duma up` from the release build with `predictors` replicas: (its process, a signed-in
+    client, its data folder)."""
+    # Its own temporary folder: PostgreSQL (run as `postgres` under root) must reach it.
+    data = tempfile.mkdtemp(prefix="duma-bench-data-")
+    ports = {"admin": free_port(), "http": free_port(), "prometheus": free_port(), "predictor": free_port(),
+             "worker": free_port()}
+    first = 19400
+    env = {**os.environ, "DUMA_PYTHON__ENV_DIR": os.path.join(REPO, "target/duma-test-cache/venvs")}
+    log = os.path.join(work, f"duma-up-{predictors}.log")
+    up = procs.start([args.duma, "up", "--data-dir", data, "--admin-port", str(ports["admin"]),
+                      "--http-port", str(ports["http"]), "--prometheus-port", str(ports["prometheus"]),
+                      "--predictor-port", str(ports["predictor"]), "--worker-port", str(ports["worker"]),
+                      "--predictors", str(predictors), "--inference-job-ports", f"{first}-{first + 9}"],
+                     env=env, log=open(log, "w"))
+    admin = f"http://localhost:{ports['admin']}"
+    password_file = os.path.join(data, "secrets", "superadmin-password")
+    end = time.monotonic() + 180
+    while not os.path.exists(password_file) and time.monotonic() < end:
+        time.sleep(0.1)
+    try:
+        wait_http(admin + "/", deadline=180)
+    except SystemExit:
+        print(open(log).read()[-3000:], file=sys.stderr)
+        raise
+    client = Client("localhost", ports["admin"], timeout=60)
+    client.login("superadmin@rafiki", open(password_file).read().strip())
+    return up, client, data
+
+
 def run(args, work, procs):
     # The model, written by the peers' Python (scikit-learn, skl2onnx, joblib live there).
     subprocess.run([args.peers_python, "-c", f'''
@@ -251,30 +281,9 @@ np.savez("{work}/params.npz", coef=clf.coef_, intercept=clf.intercept_, classes=
 
     print(f"bench-onnx: servers on CPU {SERVER_CPU}, wrk on CPU {LOAD_CPU}, {SECONDS} s per figure", flush=True)
     # --- Duma ------------------------------------------------------------------------------------
-    # Its own temporary folder: PostgreSQL (run as `postgres` under root) must reach it.
-    data = tempfile.mkdtemp(prefix="duma-bench-data-")
-    ports = {"admin": free_port(), "http": free_port(), "prometheus": free_port(), "predictor": free_port(),
-             "worker": free_port()}
-    first = 19400
-    env = {**os.environ, "DUMA_PYTHON__ENV_DIR": os.path.join(REPO, "target/duma-test-cache/venvs")}
-    up = procs.start([args.duma, "up", "--data-dir", data, "--admin-port", str(ports["admin"]),
-                      "--http-port", str(ports["http"]), "--prometheus-port", str(ports["prometheus"]),
-                      "--predictor-port", str(ports["predictor"]), "--worker-port", str(ports["worker"]),
-                      "--inference-job-ports", f"{first}-{first + 9}"], env=env,
-                     log=open(os.path.join(work, "duma-up.log"), "w"))
-    admin = f"http://localhost:{ports['admin']}"
-    password_file = os.path.join(data, "secrets", "superadmin-password")
-    end = time.monotonic() + 180
-    while not os.path.exists(password_file) and time.monotonic() < end:
-        time.sleep(0.1)
-    try:
-        wait_http(admin + "/", deadline=180)
-    except SystemExit:
-        print(open(os.path.join(work, "duma-up.log")).read()[-3000:], file=sys.stderr)
-        raise
-    client = Client("localhost", ports["admin"], timeout=60)
-    client.login("superadmin@rafiki", open(password_file).read().strip())
-
+    # One predictor: its HTTP workers already use every core it has, so on one core a second
+    # replica (duma up's default, for availability) only splits the batching; measured below too.
+    duma, client, data = start_duma(args, work, procs, predictors=1)
     began = time.monotonic()
     model = client.create_model(f"lr-{uuid.uuid4().hex[:6]}", "TABULAR_CLASSIFICATION", f"{work}/model.onnx", "Lr")
     job = client.create_inference_job("bench-onnx", model_id=model["id"])
@@ -292,7 +301,19 @@ np.savez("{work}/params.npz", coef=clf.coef_, intercept=clf.intercept_, classes=
     wait_http(sk_url, method="post", json=row_body, deadline=600)
     sk_answer = requests.post(sk_url, json=row_body, timeout=5).json()["prediction"]
     results["duma_sk"] = measure("Duma, scikit-learn template", sk_url, row_body, batch_body, 32)
-    procs.stop(up)
+    procs.stop(duma)
+    shutil.rmtree(data, ignore_errors=True)
+
+    duma, client, data = start_duma(args, work, procs, predictors=2)
+    model = client.create_model(f"lr-{uuid.uuid4().hex[:6]}", "TABULAR_CLASSIFICATION", f"{work}/model.onnx", "Lr")
+    job = client.create_inference_job("bench-onnx", model_id=model["id"])
+    url = f"http://{job['predictor_host']}/predict"
+    wait_http(url, method="post", json=row_body, deadline=60)
+    wrk(url, row_body, 4)
+    two_predictors, _, _ = wrk(url, row_body, 32)
+    print(f"    {'Duma, ONNX, two predictors':<34} {two_predictors:>9.0f} req/s  (duma up's default replicas)",
+          flush=True)
+    procs.stop(duma)
     shutil.rmtree(data, ignore_errors=True)
 
     # --- FastAPI ---------------------------------------------------------------------------------
@@ -350,7 +371,8 @@ np.savez("{work}/params.npz", coef=clf.coef_, intercept=clf.intercept_, classes=
         return results[a][key] / results[b][key]
 
     print("\nbench-onnx: the same model file, server side on one pinned core (same run)")
-    print(f"  ONNX, 1-row saturation: Duma {results['duma_onnx']['rps']:.0f} req/s = "
+    print(f"  ONNX, 1-row saturation: Duma {results['duma_onnx']['rps']:.0f} req/s (one predictor; two: "
+          f"{two_predictors:.0f}) = "
           f"{ratio('duma_onnx', 'fastapi_onnx', 'rps'):.2f}x FastAPI+onnxruntime (bar 2x), "
           f"{ratio('duma_onnx', 'mlserver_onnx', 'rps'):.2f}x MLServer (bar 5x)")
     print(f"  ONNX, 32-row requests: Duma {results['duma_onnx']['rows']:.0f} rows/s = "
