@@ -92,6 +92,56 @@ async fn an_uploaded_onnx_model_is_served_without_training_as_scikit_learn_answe
         "the served model does not answer as scikit-learn does"
     );
 
+    // Queries reach the model as the text they were sent in: a row written with exponents,
+    // integers and line breaks answers as the same row written plainly, and a number no float
+    // can hold is the query's fault, named.
+    let url = predict_url(&job, &predictor);
+    let row: Vec<f64> = rows[0]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    let written: Vec<String> = row
+        .iter()
+        .enumerate()
+        .map(|(i, v)| match i % 3 {
+            0 => format!("{v:e}"),
+            1 => format!("{}E-1\n", v * 10.0),
+            _ if v.fract() == 0.0 => format!("{v:.0}"),
+            _ => v.to_string(),
+        })
+        .collect();
+    let post = |body: String| {
+        let request = stack
+            .client
+            .http
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(body);
+        async move { request.send().await.unwrap() }
+    };
+    let answered: Value = post(format!(r#"{{"query": [{}]}}"#, written.join(", ")))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        close(
+            &answered["prediction"],
+            &expected["classifier_probabilities"][0]
+        ),
+        "{answered}"
+    );
+    let refused =
+        post(r#"{"queries": [[1, 2, 3, 4, 5, 6, 7, 8], [1e999, 2, 3, 4, 5, 6, 7, 8]]}"#.to_owned())
+            .await;
+    assert_eq!(refused.status(), 400);
+    let message: Value = refused.json().await.unwrap();
+    let message = message["message"].as_str().unwrap();
+    assert!(message.contains("index 1"), "{message}");
+    assert!(message.contains("out of range"), "{message}");
+
     // A deployment from the same model: another version, behind a stable name.
     stack
         .post(
