@@ -31,6 +31,16 @@ def check_score(score) -> float:
 def to_jsonable(value: Any, where: str) -> Any:
     """``value`` with numpy scalars and arrays, and tuples, turned into plain JSON values.
     Fails naming ``where`` for NaN/infinity, non-string keys and objects JSON cannot hold."""
+    # What predictions mostly are (a label, a score, a row of probabilities), checked without the
+    # general walk below: it runs for every query served.
+    kind = type(value)
+    if kind is float:
+        if value - value == 0.0:  # NaN and ±infinity fail this
+            return value
+    elif kind is str or kind is int or kind is bool or value is None:
+        return value
+    elif kind is list and all(type(v) is float and v - v == 0.0 for v in value):
+        return value
     if value is None or isinstance(value, (bool, str)):
         return value
     if isinstance(value, np.ndarray):

@@ -23,10 +23,14 @@ def encode_frame(message: Dict[str, Any]) -> bytes:
 
 
 def write_frame(out: BinaryIO, message: Dict[str, Any], max_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
-    frame = encode_frame(message)
-    if len(frame) - HEADER.size > max_bytes:
-        raise FrameError(f"frame of {len(frame) - HEADER.size} bytes exceeds the {max_bytes}-byte limit")
-    out.write(frame)
+    write_encoded(out, encode_frame(message)[HEADER.size :], max_bytes)
+
+
+def write_encoded(out: BinaryIO, body: bytes, max_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
+    """Writes a frame whose body (one JSON object, UTF-8) is already encoded."""
+    if len(body) > max_bytes:
+        raise FrameError(f"frame of {len(body)} bytes exceeds the {max_bytes}-byte limit")
+    out.write(HEADER.pack(len(body)) + body)
     out.flush()
 
 

@@ -15,7 +15,14 @@ from ..model.contract import call_train, check_predictions, check_score
 from ..model.log import LogRecord, LogType
 from .capture import captured
 from ..model.utils import load_model_class, logger as template_logger
-from .protocol import DEFAULT_MAX_FRAME_BYTES, PROTOCOL_VERSION, FrameError, read_frame, write_frame
+from .protocol import (
+    DEFAULT_MAX_FRAME_BYTES,
+    PROTOCOL_VERSION,
+    FrameError,
+    read_frame,
+    write_encoded,
+    write_frame,
+)
 
 DEFAULT_MAX_INLINE_BYTES = 4 * 1024 * 1024
 
@@ -28,6 +35,11 @@ def _json_name(value) -> str:
         if isinstance(value, kind):
             return name
     return {bool: "boolean", int: "number", float: "number"}.get(type(value), type(value).__name__)
+
+
+class Encoded(str):
+    """JSON text already encoded, put into a reply frame as it is (predictions are encoded once,
+    to know whether they fit a frame, and not again)."""
 
 
 class ProtocolError(Exception):
@@ -156,6 +168,13 @@ class Runner:
 
     def _reply(self, request_id, result: Dict[str, Any]) -> None:
         try:
+            predictions = result.get("predictions")
+            if isinstance(predictions, Encoded):
+                head = json.dumps({"type": "reply", "id": request_id}, separators=(",", ":"))
+                body = f'{head[:-1]},"result":{{"predictions":{predictions}}}}}'
+                with self._write_lock:
+                    write_encoded(self.out, body.encode("utf-8"), self.max_frame_bytes)
+                return
             self.send({"type": "reply", "id": request_id, "result": result})
         except (ValueError, TypeError, FrameError) as e:
             self._reply_error(request_id, ProtocolError(f"the reply cannot be sent: {e}"))
@@ -278,15 +297,14 @@ class Runner:
                 raise ProtocolError(f"`{queries_path}` should hold a JSON array of queries")
         model = self._require_model()
         predictions = check_predictions(model.predict(queries), len(queries))
+        body = json.dumps(predictions, allow_nan=False, separators=(",", ":"), ensure_ascii=False)
         if predictions_path is None:
-            body = json.dumps(predictions, allow_nan=False, separators=(",", ":"))
             if len(body) <= self.max_inline_bytes:
-                return {"predictions": predictions}
+                # Sent as encoded here, not encoded again with the reply.
+                return {"predictions": Encoded(body)}
             predictions_path = os.path.join(
                 self.output_dir or ".", f"predictions-{os.getpid()}-{self._current_id}.json"
             )
-        else:
-            body = json.dumps(predictions, allow_nan=False, separators=(",", ":"))
         tmp = predictions_path + ".tmp"
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(body)
