@@ -11,7 +11,6 @@ use duma_runtime::{Model, TemplateError};
 use futures::FutureExt;
 use parking_lot::Mutex;
 use serde_json::Value;
-use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -160,19 +159,17 @@ async fn predict_batch(
     metrics: &ServingMetrics,
 ) -> (Vec<(Request, Reply)>, Option<String>) {
     let mut replies = Vec::with_capacity(requests.len());
-    let mut batch: Vec<(Request, usize)> = Vec::new();
-    let mut queries: Vec<Box<RawValue>> = Vec::new();
+    let mut batch: Vec<Request> = Vec::with_capacity(requests.len());
     for request in requests {
-        // Each query stays the JSON text it came in: the model reads it (see `predict_json`).
-        match serde_json::from_slice::<Vec<Box<RawValue>>>(&request.payload) {
-            Ok(mut list) => {
-                batch.push((request, list.len()));
-                queries.append(&mut list);
-            }
-            Err(e) => replies.push((
+        // Each request's queries are one JSON array, read by the model itself (`predict_json`),
+        // once; what cannot be one is answered at once.
+        if request.payload.trim_ascii_start().first() == Some(&b'[') {
+            batch.push(request);
+        } else {
+            replies.push((
                 request,
-                Reply::Error(format!("the queries are not a JSON array: {e}")),
-            )),
+                Reply::Error("the queries are not a JSON array".to_owned()),
+            ));
         }
     }
     if batch.is_empty() {
@@ -182,14 +179,14 @@ async fn predict_batch(
     // is hung (or far too slow to be of use), and is killed and loaded again.
     let deadline = (batch
         .iter()
-        .map(|(r, _)| r.time_left())
+        .map(Request::time_left)
         .max()
         .unwrap_or_default()
         + PAST_THE_LAST_CALLER)
         .max(MIN_PREDICT_DEADLINE);
-    metrics.batch_size.observe(queries.len() as f64);
+    let payloads: Vec<Bytes> = batch.iter().map(|r| r.payload.clone()).collect();
     let started = Instant::now();
-    let predicted = run_predict(model.clone(), kill, queries, stream, deadline).await;
+    let predicted = run_predict(model.clone(), kill, payloads, stream, deadline).await;
     metrics
         .predict_seconds
         .observe(started.elapsed().as_secs_f64());
@@ -198,23 +195,20 @@ async fn predict_batch(
             let reply = Reply::Unavailable(format!(
                 "{reason}; the model is being restarted, retry shortly"
             ));
-            replies.extend(batch.into_iter().map(|(r, _)| (r, reply.clone())));
+            replies.extend(batch.into_iter().map(|r| (r, reply.clone())));
             return (replies, Some(reason));
         }
-        Predicted::Answered(predictions) => {
-            let mut rest = predictions.into_iter();
-            for (request, count) in batch {
-                let mine: Vec<Value> = rest.by_ref().take(count).collect();
-                replies.push((
-                    request,
-                    Reply::Ok(Bytes::from(serde_json::to_vec(&mine).unwrap_or_default())),
-                ));
-            }
+        Predicted::Answered(answers) => {
+            metrics
+                .batch_size
+                .observe(answers.iter().map(Vec::len).sum::<usize>() as f64);
+            let mut answers = answers.into_iter();
+            replies.extend(batch.into_iter().map(|r| (r, reply_of(answers.next()))));
         }
         Predicted::Refused(_) if batch.len() > 1 => {
             // One bad query failed the whole batch: answer each request on its own.
             let mut broken = None;
-            for (request, _) in batch {
+            for request in batch {
                 if let Some(reason) = &broken {
                     replies.push((
                         request,
@@ -222,36 +216,41 @@ async fn predict_batch(
                     ));
                     continue;
                 }
-                let queries: Vec<Box<RawValue>> =
-                    serde_json::from_slice(&request.payload).unwrap_or_default();
-                let reply = match run_predict(model.clone(), kill, queries, stream, deadline).await
+                let payload = vec![request.payload.clone()];
+                let reply = match run_predict(model.clone(), kill, payload, stream, deadline).await
                 {
-                    Predicted::Answered(predictions) => Reply::Ok(Bytes::from(
-                        serde_json::to_vec(&predictions).unwrap_or_default(),
-                    )),
-                    Predicted::Refused(error) => Reply::Error(error),
+                    Predicted::Answered(answers) => (request, reply_of(answers.into_iter().next())),
+                    Predicted::Refused(error) => (request, Reply::Error(error)),
                     Predicted::Broken(reason) => {
                         let reply = Reply::Unavailable(format!("{reason}; retry shortly"));
                         broken = Some(reason);
-                        reply
+                        (request, reply)
                     }
                 };
-                replies.push((request, reply));
+                replies.push(reply);
             }
             return (replies, broken);
         }
-        Predicted::Refused(error) => replies.extend(
-            batch
-                .into_iter()
-                .map(|(r, _)| (r, Reply::Error(error.clone()))),
-        ),
+        Predicted::Refused(error) => {
+            replies.extend(batch.into_iter().map(|r| (r, Reply::Error(error.clone()))))
+        }
     }
     (replies, None)
 }
 
+/// A request's answers as its reply; a request the model left without answers (a broken
+/// contract) is told so rather than left waiting.
+fn reply_of(answers: Option<Vec<Value>>) -> Reply {
+    match answers {
+        Some(mine) => Reply::Ok(Bytes::from(serde_json::to_vec(&mine).unwrap_or_default())),
+        None => Reply::Error("the model answered fewer requests than it was sent".to_owned()),
+    }
+}
+
 /// How one predict call ended.
 enum Predicted {
-    Answered(Vec<Value>),
+    /// Each request's answers, in the order of the requests.
+    Answered(Vec<Vec<Value>>),
     /// The model refused the queries (it raised, or a query is malformed): the caller's fault,
     /// told with [`duma_runtime::TemplateError::public_message`].
     Refused(String),
@@ -264,13 +263,14 @@ enum Predicted {
 async fn run_predict(
     model: Arc<Mutex<Box<dyn Model>>>,
     kill: &KillSwitch,
-    queries: Vec<Box<RawValue>>,
+    payloads: Vec<Bytes>,
     stream: &str,
     deadline: Duration,
 ) -> Predicted {
     let call = tokio::task::spawn_blocking(move || {
+        let requests: Vec<&[u8]> = payloads.iter().map(|p| &p[..]).collect();
         let model = model.lock();
-        model.predict_json(&queries)
+        model.predict_json(&requests)
     });
     match tokio::time::timeout(deadline, call).await {
         Err(_) => {
@@ -282,7 +282,7 @@ async fn run_predict(
             tracing::warn!(stream, reason, "a prediction hung; its runner is killed");
             Predicted::Broken(reason)
         }
-        Ok(Ok(Ok(predictions))) => Predicted::Answered(predictions),
+        Ok(Ok(Ok(answers))) => Predicted::Answered(answers),
         Ok(Ok(Err(error @ TemplateError::Runner { .. }))) => {
             tracing::warn!(stream, error = %error, "a model's runner broke");
             Predicted::Broken("the model's process ended".to_owned())
@@ -421,6 +421,18 @@ mod tests {
         assert_eq!(a.unwrap(), json!([2.0, 4.0]));
         assert!(matches!(b, Err(RpcError::Remote(m)) if m.contains("not a number")));
         assert_eq!(c.unwrap(), json!([6.0]));
+    }
+
+    #[tokio::test]
+    async fn a_request_that_is_not_a_list_of_queries_fails_alone() {
+        let served = serve();
+        let client = &served.client;
+        let raw = |payload: &'static [u8]| client.call("model", payload.to_vec(), "t", WAIT);
+        let (object, truncated, good) =
+            tokio::join!(raw(br#"{"a": 1}"#), raw(b"[1, 2"), raw(b"[4]"));
+        assert!(matches!(object, Err(RpcError::Remote(m)) if m.contains("not a JSON array")));
+        assert!(matches!(truncated, Err(RpcError::Remote(m)) if m.contains("not a JSON array")));
+        assert_eq!(&good.unwrap()[..], b"[8.0]");
     }
 
     #[tokio::test]

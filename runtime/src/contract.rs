@@ -3,7 +3,6 @@
 use std::path::Path;
 
 use duma_domain::{KnobConfig, Knobs};
-use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::error::TemplateError;
@@ -43,27 +42,63 @@ pub trait Model: Send {
     /// One prediction per query, in order. A bad query fails the batch with its index.
     fn predict(&self, queries: &[Value]) -> Result<Vec<Value>, TemplateError>;
 
-    /// [`Self::predict`] for queries as the JSON text they were sent in: what serving calls. By
-    /// default each is parsed and the values predicted; a model that can read the text itself
-    /// (ONNX into its input tensor, a Python template passing it on to its runner) overrides
-    /// this and never builds the values.
-    fn predict_json(&self, queries: &[Box<RawValue>]) -> Result<Vec<Value>, TemplateError> {
-        let values = queries
-            .iter()
-            .enumerate()
-            .map(|(index, query)| {
-                serde_json::from_str(query.get()).map_err(|e| TemplateError::InvalidQuery {
-                    index,
-                    reason: format!("not JSON: {e}"),
-                })
-            })
-            .collect::<Result<Vec<Value>, _>>()?;
-        self.predict(&values)
+    /// What serving calls: the queries of one or more requests, each request's a JSON array of
+    /// queries as it was sent, all predicted together. Answers each request's queries, in order.
+    /// By default the arrays are parsed and given to one [`Self::predict`] call; a model that can
+    /// read the text itself (ONNX, into its input tensor) overrides this and builds no values.
+    /// A request that is not a JSON array fails the call, like a query the model refuses.
+    fn predict_json(&self, requests: &[&[u8]]) -> Result<Vec<Vec<Value>>, TemplateError> {
+        let (queries, counts) = parse_requests(requests)?;
+        Ok(split(self.predict(&queries)?, &counts))
     }
 
     /// Versioned binary format (a header with magic bytes, format version and template name, then
     /// the payload); see [`crate::params`].
     fn dump_parameters(&self) -> Result<Vec<u8>, TemplateError>;
+}
+
+/// The queries of every request (each a JSON array), and how many each request has.
+pub(crate) fn parse_requests(
+    requests: &[&[u8]],
+) -> Result<(Vec<Value>, Vec<usize>), TemplateError> {
+    let mut queries = Vec::new();
+    let mut counts = Vec::with_capacity(requests.len());
+    for payload in requests {
+        let mut list: Vec<Value> =
+            serde_json::from_slice(payload).map_err(|e| refusal(payload, queries.len(), e))?;
+        counts.push(list.len());
+        queries.append(&mut list);
+    }
+    Ok((queries, counts))
+}
+
+/// Why a request's queries (the first at `offset` of the batch) cannot be read: the query that
+/// holds what cannot be read (a number no float can hold), or the request as a whole.
+fn refusal(payload: &[u8], offset: usize, error: serde_json::Error) -> TemplateError {
+    if let Ok(list) = serde_json::from_slice::<Vec<&serde_json::value::RawValue>>(payload) {
+        for (index, query) in list.iter().enumerate() {
+            if let Err(error) = serde_json::from_str::<Value>(query.get()) {
+                return TemplateError::InvalidQuery {
+                    index: offset + index,
+                    reason: error.to_string(),
+                };
+            }
+        }
+    }
+    TemplateError::InvalidQuery {
+        index: offset,
+        reason: format!("the queries are not a JSON array: {error}"),
+    }
+}
+
+/// `predictions` cut into consecutive runs of `counts` (a model short of predictions leaves the
+/// last runs short: the caller checks each run's length against its queries).
+pub(crate) fn split(predictions: Vec<Value>, counts: &[usize]) -> Vec<Vec<Value>> {
+    let mut rest = predictions.into_iter();
+    counts
+        .iter()
+        .map(|&count| rest.by_ref().take(count).collect())
+        .collect()
 }
 
 type ModelResult = Result<Box<dyn Model>, TemplateError>;

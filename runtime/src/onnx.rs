@@ -24,10 +24,9 @@ use ort::value::{DynValue, Tensor, TensorElementType, ValueType};
 use parking_lot::Mutex;
 use serde::de::{self, DeserializeSeed, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use crate::contract::Model;
+use crate::contract::{Model, parse_requests, split};
 use crate::error::TemplateError;
 use crate::logger::TrialLogger;
 
@@ -396,6 +395,9 @@ impl<'de> Visitor<'de> for Flatten<'_> {
     }
 }
 
+/// A batch's tensors by input name, as ONNX Runtime takes them.
+type Inputs = Vec<(String, DynValue)>;
+
 /// The rows of one input, one per query, gathered into the batch tensor.
 struct Rows<'s> {
     spec: &'s TensorSpec,
@@ -443,6 +445,39 @@ impl<'s> Rows<'s> {
         }
         self.count += 1;
         Ok(())
+    }
+
+    /// Adds the rows of a whole request, a list of queries each of which is its row written as
+    /// numbers; how many. Rows written any other way (objects) fail here.
+    fn push_all<'de, D>(&mut self, list: D) -> Result<usize, String>
+    where
+        D: Deserializer<'de, Error = serde_json::Error>,
+    {
+        let start = self.numbers.len();
+        let mut shape = Vec::new();
+        Flatten {
+            out: &mut self.numbers,
+            shape: &mut shape,
+            depth: 0,
+        }
+        .deserialize(list)
+        .map_err(|e| e.to_string())?;
+        let Some((&count, row_written)) = shape.split_first() else {
+            return Err("the queries are not a list".to_owned());
+        };
+        if count == 0 {
+            return Ok(0);
+        }
+        let shape = self.fit((self.numbers.len() - start) / count, row_written.to_vec())?;
+        match &self.row_shape {
+            Some(first) if *first != shape => {
+                return Err("rows differ in shape within one batch".to_owned());
+            }
+            Some(_) => {}
+            None => self.row_shape = Some(shape),
+        }
+        self.count += count;
+        Ok(count)
     }
 
     /// The shape of a row of `values` numbers written with `shape`, checked against the input's.
@@ -581,7 +616,7 @@ fn output_values(value: &DynValue) -> Result<(Vec<usize>, Vec<Value>), String> {
 }
 
 impl OnnxModel {
-    fn inputs_of(&self, queries: &[Value]) -> Result<Vec<(String, DynValue)>, TemplateError> {
+    fn inputs_of(&self, queries: &[Value]) -> Result<Inputs, TemplateError> {
         let mut tensors = Vec::with_capacity(self.signature.inputs.len());
         for spec in &self.signature.inputs {
             let mut rows = Rows::new(spec, queries.len());
@@ -623,31 +658,23 @@ impl OnnxModel {
         Ok(tensors)
     }
 
-    /// The input of a one-input model straight from the queries' JSON text, when every query
-    /// is its row written as a list (what most clients send); `None` for any other shape of
-    /// query, which goes the way of parsed values.
-    fn input_of_text(
-        &self,
-        queries: &[Box<RawValue>],
-    ) -> Option<Result<Vec<(String, DynValue)>, TemplateError>> {
+    /// The input of a one-input model straight from the requests' JSON text, with how many
+    /// queries each request has, when every query is its row written as numbers (what most
+    /// clients send); `None` for anything else — other shapes of query, and bad ones, which the
+    /// way of parsed values answers (or names).
+    fn input_of_text(&self, requests: &[&[u8]]) -> Option<(Inputs, Vec<usize>)> {
         let [spec] = self.signature.inputs.as_slice() else {
             return None;
         };
-        if !queries.iter().all(|q| q.get().starts_with('[')) {
-            return None;
+        let mut rows = Rows::new(spec, requests.len());
+        let mut counts = Vec::with_capacity(requests.len());
+        for payload in requests {
+            let mut text = serde_json::Deserializer::from_slice(payload);
+            counts.push(rows.push_all(&mut text).ok()?);
+            text.end().ok()?;
         }
-        let mut rows = Rows::new(spec, queries.len());
-        for (index, query) in queries.iter().enumerate() {
-            let mut text = serde_json::Deserializer::from_str(query.get());
-            if let Err(reason) = rows.push(&mut text) {
-                return Some(Err(TemplateError::InvalidQuery { index, reason }));
-            }
-        }
-        Some(
-            rows.tensor()
-                .map(|tensor| vec![(spec.name.clone(), tensor)])
-                .map_err(|reason| TemplateError::InvalidQuery { index: 0, reason }),
-        )
+        let tensor = rows.tensor().ok()?;
+        Some((vec![(spec.name.clone(), tensor)], counts))
     }
 
     fn input_names(&self) -> String {
@@ -687,26 +714,16 @@ impl Model for OnnxModel {
         self.run(inputs, queries.len())
     }
 
-    fn predict_json(&self, queries: &[Box<RawValue>]) -> Result<Vec<Value>, TemplateError> {
-        if queries.is_empty() {
-            return Ok(Vec::new());
-        }
-        match self.input_of_text(queries) {
-            Some(inputs) => self.run(inputs?, queries.len()),
-            None => {
-                let values = queries
-                    .iter()
-                    .enumerate()
-                    .map(|(index, query)| {
-                        serde_json::from_str(query.get()).map_err(|e| TemplateError::InvalidQuery {
-                            index,
-                            reason: format!("not JSON: {e}"),
-                        })
-                    })
-                    .collect::<Result<Vec<Value>, _>>()?;
-                self.predict(&values)
+    fn predict_json(&self, requests: &[&[u8]]) -> Result<Vec<Vec<Value>>, TemplateError> {
+        if let Some((inputs, counts)) = self.input_of_text(requests) {
+            let n = counts.iter().sum();
+            if n == 0 {
+                return Ok(counts.iter().map(|_| Vec::new()).collect());
             }
+            return Ok(split(self.run(inputs, n)?, &counts));
         }
+        let (queries, counts) = parse_requests(requests)?;
+        Ok(split(self.predict(&queries)?, &counts))
     }
 
     fn dump_parameters(&self) -> Result<Vec<u8>, TemplateError> {

@@ -6,7 +6,6 @@ use std::process::Command;
 
 use duma_runtime::Model;
 use duma_runtime::onnx::{OnnxModel, inspect, looks_like_onnx};
-use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 fn repository() -> PathBuf {
@@ -32,12 +31,19 @@ fn exports() -> (tempfile::TempDir, Value) {
     (dir, expected)
 }
 
-/// Queries as the JSON text serving hands a model.
-fn as_text(queries: &[Value]) -> Vec<Box<RawValue>> {
-    queries
-        .iter()
-        .map(|q| RawValue::from_string(q.to_string()).unwrap())
-        .collect()
+/// What serving hands a model: one request's queries, as the JSON array it was sent in.
+fn request(queries: &[Value]) -> Vec<u8> {
+    serde_json::to_vec(queries).unwrap()
+}
+
+/// The answers of a model to one request, read as serving reads it.
+fn answered(
+    model: &OnnxModel,
+    queries: &[Value],
+) -> Result<Vec<Value>, duma_runtime::TemplateError> {
+    let mut answers = model.predict_json(&[&request(queries)])?;
+    assert_eq!(answers.len(), 1);
+    Ok(answers.remove(0))
 }
 
 fn close(a: &Value, b: &Value) -> bool {
@@ -102,8 +108,7 @@ fn scikit_learn_exports_answer_as_scikit_learn_does() {
         (json!([1, null]), "null is not a number"),
         (json!([1, {"a": 1}]), "an object is not a number"),
     ] {
-        let error = model
-            .predict_json(&as_text(&[good.clone(), bad]))
+        let error = answered(&model, &[good.clone(), bad])
             .unwrap_err()
             .to_string();
         assert!(error.contains(says), "{error}");
@@ -114,9 +119,18 @@ fn scikit_learn_exports_answer_as_scikit_learn_does() {
     let rows = expected["regressor_rows"].as_array().unwrap();
     let by_input: Vec<Value> = rows.iter().map(|r| json!({ name: r })).collect();
     assert_eq!(
-        model.predict_json(&as_text(&by_input)).unwrap(),
+        answered(&model, &by_input).unwrap(),
         model.predict(rows).unwrap()
     );
+    // Several requests in one call: one batch, each request getting its own rows' answers; a
+    // request whose rows differ in shape from another's, or that is not a list, fails the call.
+    let (first, second) = (request(&rows[..2]), request(&rows[2..3]));
+    let answers = model.predict_json(&[&first, &second]).unwrap();
+    let together = model.predict(&rows[..3]).unwrap();
+    assert_eq!(answers, [together[..2].to_vec(), together[2..].to_vec()]);
+    assert!(model.predict_json(&[&first, br#"[[1, 2]]"#]).is_err());
+    let error = model.predict_json(&[b"{}"]).unwrap_err().to_string();
+    assert!(error.contains("not a JSON array"), "{error}");
 }
 
 /// scikit-learn, XGBoost and LightGBM classifiers and regressors, a PyTorch MLP and CNN: each
@@ -140,9 +154,7 @@ fn every_frameworks_export_answers_as_the_framework_does() {
             export["expected"]
         );
         // Read from the JSON text serving passes on, the answers are the very same.
-        let from_text = model
-            .predict_json(&as_text(rows))
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let from_text = answered(&model, rows).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(from_text, answers, "{name}");
         // One query at a time answers the same as the batch.
         let one = model.predict(&rows[..1]).unwrap();
@@ -181,7 +193,7 @@ fn every_frameworks_export_answers_as_the_framework_does() {
         .collect();
     let answer = model.predict(&[Value::Array(flat.clone())]).unwrap();
     assert!(close(&answer[0], &cnn["expected"][0]));
-    let from_text = model.predict_json(&as_text(&[Value::Array(flat)])).unwrap();
+    let from_text = answered(&model, &[Value::Array(flat)]).unwrap();
     assert_eq!(from_text, answer);
 }
 
