@@ -281,9 +281,28 @@ async fn serving_resumes_by_itself_after_redis_restarts() {
         }
     };
     assert_eq!(call("before").await.unwrap().as_ref(), b"BEFORE");
+    // A call nobody answers is waiting when Redis goes: the request went with it (Redis keeps
+    // nothing on disk), so the caller hears so at once, not at its deadline.
+    let stranded = tokio::spawn({
+        let client = client.clone();
+        async move {
+            let sent = Instant::now();
+            let outcome = client
+                .call("nobody", b"lost".to_vec(), "", Duration::from_secs(20))
+                .await;
+            (outcome, sent.elapsed())
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
 
     redis_server.restart();
     let restarted = Instant::now();
+    let (outcome, waited) = stranded.await.unwrap();
+    assert!(
+        matches!(&outcome, Err(RpcError::Unavailable(m)) if m.contains("lost contact with Redis")),
+        "{outcome:?}"
+    );
+    assert!(waited < Duration::from_secs(5), "waited {waited:?}");
     let answer = loop {
         match call("after").await {
             Ok(answer) => break answer,

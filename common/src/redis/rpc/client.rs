@@ -309,6 +309,13 @@ async fn read_replies(
                 conn = Some(active);
             }
             Err(error) => {
+                // Redis keeps nothing on disk: if it went away, so did the requests waiting in
+                // it and the replies not yet read. Their callers hear it now (retryable), not at
+                // their deadlines.
+                fail_waiting(
+                    &waiters,
+                    &format!("lost contact with Redis ({error}); retry"),
+                );
                 // Redis restarting (refusing, or `LOADING` its data) is waited out, not hammered.
                 tracing::warn!(%error, "reply reader lost its Redis connection; reconnecting in {backoff:?}");
                 tokio::select! {
@@ -318,6 +325,18 @@ async fn read_replies(
                 backoff = (backoff * 2).min(RECONNECT_BACKOFF.1);
             }
         }
+    }
+}
+
+/// Ends every call waiting for a reply as unavailable, with `reason`.
+fn fail_waiting(waiters: &Waiters, reason: &str) {
+    let waiting: Vec<_> = waiters.lock().drain().collect();
+    if !waiting.is_empty() {
+        tracing::warn!(calls = waiting.len(), reason, "calls in flight failed");
+    }
+    let reason = Bytes::from(reason.to_owned());
+    for (_, waiter) in waiting {
+        let _ = waiter.send((Status::Unavailable, reason.clone()));
     }
 }
 
