@@ -423,33 +423,28 @@ impl<'s> Rows<'s> {
     where
         D: Deserializer<'de, Error = serde_json::Error>,
     {
-        let start = self.numbers.len();
-        let mut shape = Vec::new();
-        Flatten {
-            out: &mut self.numbers,
-            shape: &mut shape,
-            depth: 0,
-        }
-        .deserialize(value)
-        .map_err(|e| e.to_string())?;
-        let shape = self.fit(self.numbers.len() - start, shape)?;
-        match &self.row_shape {
-            Some(first) if *first != shape => {
-                return Err(format!(
-                    "rows of `{}` differ in shape within one batch ({first:?} and {shape:?})",
-                    self.spec.name
-                ));
-            }
-            Some(_) => {}
-            None => self.row_shape = Some(shape),
-        }
-        self.count += 1;
-        Ok(())
+        let (values, written) = self.read(value)?;
+        self.take(1, values, written)
     }
 
     /// Adds the rows of a whole request, a list of queries each of which is its row written as
     /// numbers; how many. Rows written any other way (objects) fail here.
     fn push_all<'de, D>(&mut self, list: D) -> Result<usize, String>
+    where
+        D: Deserializer<'de, Error = serde_json::Error>,
+    {
+        let (values, shape) = self.read(list)?;
+        let Some((&count, written)) = shape.split_first() else {
+            return Err("the queries are not a list".to_owned());
+        };
+        if count > 0 {
+            self.take(count, values / count, written.to_vec())?;
+        }
+        Ok(count)
+    }
+
+    /// Reads a value's numbers onto the batch: how many, and the shape they were written in.
+    fn read<'de, D>(&mut self, value: D) -> Result<(usize, Vec<usize>), String>
     where
         D: Deserializer<'de, Error = serde_json::Error>,
     {
@@ -460,24 +455,26 @@ impl<'s> Rows<'s> {
             shape: &mut shape,
             depth: 0,
         }
-        .deserialize(list)
+        .deserialize(value)
         .map_err(|e| e.to_string())?;
-        let Some((&count, row_written)) = shape.split_first() else {
-            return Err("the queries are not a list".to_owned());
-        };
-        if count == 0 {
-            return Ok(0);
-        }
-        let shape = self.fit((self.numbers.len() - start) / count, row_written.to_vec())?;
+        Ok((self.numbers.len() - start, shape))
+    }
+
+    /// Counts `count` rows just read, of `values` numbers each written with shape `written`.
+    fn take(&mut self, count: usize, values: usize, written: Vec<usize>) -> Result<(), String> {
+        let shape = self.fit(values, written)?;
         match &self.row_shape {
             Some(first) if *first != shape => {
-                return Err("rows differ in shape within one batch".to_owned());
+                return Err(format!(
+                    "rows of `{}` differ in shape within one batch ({first:?} and {shape:?})",
+                    self.spec.name
+                ));
             }
             Some(_) => {}
             None => self.row_shape = Some(shape),
         }
         self.count += count;
-        Ok(count)
+        Ok(())
     }
 
     /// The shape of a row of `values` numbers written with `shape`, checked against the input's.
