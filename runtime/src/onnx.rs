@@ -437,8 +437,14 @@ impl<'s> Rows<'s> {
         let Some((&count, written)) = shape.split_first() else {
             return Err("the queries are not a list".to_owned());
         };
+        // Every query written to the same nesting (`[1, [2, 3]]` is not): then each row holds
+        // the same numbers, and the rows are whole.
+        let per_row: usize = written.iter().product();
+        if values != count * per_row {
+            return Err("the queries' rows are not written alike".to_owned());
+        }
         if count > 0 {
-            self.take(count, values / count, written.to_vec())?;
+            self.take(count, per_row, written.to_vec())?;
         }
         Ok(count)
     }

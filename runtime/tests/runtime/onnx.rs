@@ -114,6 +114,14 @@ fn scikit_learn_exports_answer_as_scikit_learn_does() {
         assert!(error.contains(says), "{error}");
         assert!(error.contains("index 1"), "{error}");
     }
+    // A scalar query then a longer list holds as many numbers as two rows, but is not two rows.
+    let error = answered(&model, &[json!(1), json!([1, 2, 3, 4, 5, 6, 7, 8, 9])])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("index 0") && error.contains("shape"),
+        "{error}"
+    );
     // A row given as {input: row} is read the same way as the value path reads it.
     let name = &inspect(&library(), &bytes).unwrap().inputs[0].name;
     let rows = expected["regressor_rows"].as_array().unwrap();
