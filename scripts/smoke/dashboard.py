@@ -130,9 +130,10 @@ def sign_in(browser, email, password, expect_path="/ui/train_jobs"):
     browser.driver.delete_all_cookies()
     browser.open("/")
     browser.wait("the sign-in page", lambda: "/ui/sign-in" in browser.driver.current_url)
+    # The URL changes before the page is laid out and `autofocus` applied: wait for the focus.
+    browser.wait("the sign-in page putting the focus on the email field",
+                 lambda: browser.driver.switch_to.active_element.get_attribute("name") == "email")
     active = browser.driver.switch_to.active_element
-    if active.get_attribute("name") != "email":
-        fail("the sign-in page does not put the focus on the email field")
     active.send_keys(email, Keys.TAB, password, Keys.ENTER)
     browser.wait(f"signed in as {email}", lambda: browser.driver.current_url.endswith(expect_path))
     browser.console_clean()
