@@ -445,6 +445,9 @@ pub struct PredictorSettings {
     pub max_body_bytes: usize,
     /// Most queries one predict request may carry; more get 413.
     pub max_queries_per_request: usize,
+    /// A unix socket to serve on too, for a front on the same machine (`duma up`'s nginx): the
+    /// same routes as the port, without TCP's cost per message. Unset: the port only.
+    pub socket: Option<PathBuf>,
 }
 
 impl Default for PredictorSettings {
@@ -456,6 +459,7 @@ impl Default for PredictorSettings {
             max_in_flight_per_job: 1024,
             max_body_bytes: 4 << 20,
             max_queries_per_request: 1_000,
+            socket: None,
         }
     }
 }

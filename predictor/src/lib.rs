@@ -8,7 +8,12 @@ mod predict;
 mod routes;
 mod v2;
 
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::net::UnixListener;
+use std::path::Path;
 use std::time::Duration;
+
+use anyhow::Context;
 
 use actix_web::dev::Server;
 use actix_web::{HttpResponse, HttpServer, web};
@@ -138,8 +143,12 @@ impl Application {
         })
         .disable_signals()
         .shutdown_timeout(10)
-        .listen(listener)?
-        .run();
+        .listen(listener)?;
+        let server = match &settings.predictor.socket {
+            Some(path) => server.listen_uds(unix_listener(path)?)?,
+            None => server,
+        };
+        let server = server.run();
         Ok(Self {
             server,
             port,
@@ -205,6 +214,26 @@ impl Application {
     }
 }
 
+/// A unix socket to serve on at `path`: one left by an earlier run is replaced (never a file
+/// that is not a socket). Anyone who can reach the folder may connect, as anyone on the machine
+/// may reach the port: a front running as another user (nginx's workers drop to `nobody` when
+/// started as root) must.
+fn unix_listener(path: &Path) -> anyhow::Result<UnixListener> {
+    match std::fs::symlink_metadata(path) {
+        Ok(found) if found.file_type().is_socket() => std::fs::remove_file(path)?,
+        Ok(_) => anyhow::bail!(
+            "predictor.socket {} exists and is not a socket; refusing to replace it",
+            path.display()
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("predictor.socket {}", path.display())),
+    }
+    let listener = UnixListener::bind(path)
+        .with_context(|| format!("cannot listen on predictor.socket {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))?;
+    Ok(listener)
+}
+
 async fn index() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain")
@@ -235,4 +264,30 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         .await?
         .run_until_stopped(shutdown)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_socket_left_behind_is_replaced_and_a_file_never() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("predictor.sock");
+        drop(unix_listener(&path).unwrap());
+        // The socket of the run before: replaced, and open to other users' fronts.
+        let listener = unix_listener(&path).unwrap();
+        std::os::unix::net::UnixStream::connect(&path).unwrap();
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o666
+        );
+        drop(listener);
+
+        let file = dir.path().join("notes.txt");
+        std::fs::write(&file, "kept").unwrap();
+        let refused = unix_listener(&file).unwrap_err().to_string();
+        assert!(refused.contains("is not a socket"), "{refused}");
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "kept");
+    }
 }

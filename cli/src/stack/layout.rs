@@ -42,6 +42,8 @@ impl DataDir {
             ("objects", 0o700),
             ("cache", 0o711),
             ("envs", 0o711),
+            // The predictors' sockets, which nginx's workers (`nobody` under root) connect to.
+            ("predictors", 0o711),
         ] {
             let path = data.path(folder);
             fs::create_dir_all(&path)?;
