@@ -106,7 +106,7 @@ const REQUEUE: &[&str] = &[
 ];
 
 /// What an RPC client sends (`duma_common::redis::rpc::client`).
-const RPC_CLIENT: &[&str] = &["xadd", "blpop", "lpop"];
+const RPC_CLIENT: &[&str] = &["xadd", "blmpop"];
 
 /// What an RPC server sends (`duma_common::redis::rpc::server`).
 const RPC_SERVER: &[&str] = &[

@@ -84,9 +84,12 @@ impl Replica {
         let mut reclaim_idle = Duration::ZERO;
         let mut next_housekeeping = Instant::now();
         let mut backoff = RECONNECT_BACKOFF.0;
+        // The last batch's replies, sent with the next read (one round trip for both).
+        let mut answered = Vec::new();
         while !stop.is_cancelled() {
             let mut requests = Vec::new();
             if Instant::now() >= next_housekeeping {
+                respond(&mut server, std::mem::take(&mut answered), &stream).await;
                 match housekeeping(&mut server, &stream, reclaim_idle, &metrics).await {
                     Ok(orphans) => requests = orphans,
                     Err(error) => tracing::warn!(stream, %error, "reclaiming requests failed"),
@@ -95,13 +98,17 @@ impl Replica {
                 next_housekeeping = Instant::now() + HOUSEKEEPING;
             }
             if requests.is_empty() {
-                match server.read(&streams, READ_BATCH, READ_BLOCK).await {
+                let replies = std::mem::take(&mut answered);
+                match server
+                    .respond_and_read(replies, &streams, READ_BATCH, READ_BLOCK)
+                    .await
+                {
                     Ok(read) => {
                         backoff = RECONNECT_BACKOFF.0;
                         requests = read;
                     }
                     Err(error) => {
-                        tracing::warn!(stream, %error, "reading requests failed; retrying in {backoff:?}");
+                        tracing::warn!(stream, %error, "replying or reading requests failed; retrying in {backoff:?}");
                         tokio::select! {
                             _ = stop.cancelled() => {}
                             _ = tokio::time::sleep(backoff) => {}
@@ -116,14 +123,21 @@ impl Replica {
             }
             let (replies, broken) = predict_batch(&model, &kill, requests, &stream, &metrics).await;
             log_replies(&replies);
-            if let Err(error) = server.respond(replies).await {
-                tracing::warn!(stream, %error, "replying failed");
-            }
             if broken.is_some() {
+                respond(&mut server, replies, &stream).await;
                 return broken;
             }
+            answered = replies;
         }
+        respond(&mut server, answered, &stream).await;
         None
+    }
+}
+
+/// Sends replies on their own (when no read follows at once).
+async fn respond(server: &mut RpcServer, replies: Vec<(Request, Reply)>, stream: &str) {
+    if let Err(error) = server.respond(replies).await {
+        tracing::warn!(stream, %error, "replying failed");
     }
 }
 

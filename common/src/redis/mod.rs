@@ -56,7 +56,7 @@ impl Redis {
     }
 
     /// A new connection without a response timeout, for commands that block on the server
-    /// (`BLPOP`, `XREADGROUP BLOCK`). Give each blocking reader its own: a blocked command holds
+    /// (`BLMPOP`, `XREADGROUP BLOCK`). Give each blocking reader its own: a blocked command holds
     /// up everything queued behind it on the same connection.
     pub async fn blocking_connection(&self) -> redis::RedisResult<MultiplexedConnection> {
         let config = AsyncConnectionConfig::new()

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
+use redis::RedisResult;
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncCommands, RedisResult};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, oneshot};
@@ -26,9 +26,9 @@ use crate::redis::Redis;
 
 /// Bound on each request stream: a backlog past this is trimmed (those callers time out).
 const STREAM_MAX_LEN: usize = 100_000;
-/// How many queued replies the reader takes per extra round trip.
+/// How many queued replies the reader takes per wake-up, at most.
 const REPLY_DRAIN: usize = 512;
-/// How long the reply reader blocks per `BLPOP`.
+/// How long the reply reader blocks per `BLMPOP`.
 const REPLY_WAIT: Duration = Duration::from_secs(5);
 /// Requests written per pipelined round trip, at most.
 const WRITE_BATCH: usize = 256;
@@ -285,9 +285,19 @@ async fn read_replies(
                 }
             },
         };
-        let popped: RedisResult<Option<(String, Vec<u8>)>> = tokio::select! {
+        // One round trip per wake-up: blocks while the list is empty, then takes everything
+        // queued (up to `REPLY_DRAIN`).
+        let pop = redis::cmd("BLMPOP")
+            .arg(REPLY_WAIT.as_secs_f64())
+            .arg(1)
+            .arg(&reply_list)
+            .arg("LEFT")
+            .arg("COUNT")
+            .arg(REPLY_DRAIN)
+            .to_owned();
+        let popped: RedisResult<Option<(String, Vec<Vec<u8>>)>> = tokio::select! {
             _ = shutdown.cancelled() => return,
-            popped = tokio::time::timeout(REPLY_WAIT + READ_GRACE, active.blpop(&reply_list, REPLY_WAIT.as_secs_f64())) => {
+            popped = tokio::time::timeout(REPLY_WAIT + READ_GRACE, pop.query_async(&mut active)) => {
                 popped.unwrap_or_else(|_| Err(silent_connection()))
             }
         };
@@ -296,15 +306,9 @@ async fn read_replies(
         }
         match popped {
             Ok(None) => conn = Some(active),
-            Ok(Some((_, first))) => {
-                deliver(&waiters, &first);
-                let more: RedisResult<Option<Vec<Vec<u8>>>> = redis::cmd("LPOP")
-                    .arg(&reply_list)
-                    .arg(REPLY_DRAIN)
-                    .query_async(&mut active)
-                    .await;
-                for reply in more.ok().flatten().unwrap_or_default() {
-                    deliver(&waiters, &reply);
+            Ok(Some((_, replies))) => {
+                for reply in &replies {
+                    deliver(&waiters, reply);
                 }
                 conn = Some(active);
             }

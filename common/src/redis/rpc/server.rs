@@ -52,6 +52,15 @@ fn is_connection_error(error: &redis::RedisError) -> bool {
         || error.is_unrecoverable_error()
 }
 
+/// The error code Redis answered with, also for a command in a pipeline (whose errors
+/// `RedisError::code` does not name).
+fn server_code(error: &redis::RedisError) -> Option<String> {
+    error.code().map(str::to_owned).or_else(|| {
+        let errors = error.clone().into_server_errors()?;
+        errors.first().map(|(_, e)| e.code().to_owned())
+    })
+}
+
 impl RpcServer {
     /// `consumer` of the group `group` of Redis's request streams, on its own connection.
     pub async fn new(redis: &Redis, group: &str, consumer: &str) -> RedisResult<Self> {
@@ -105,9 +114,32 @@ impl RpcServer {
             tokio::time::sleep(block).await;
             return Ok(Vec::new());
         }
+        self.respond_and_read(Vec::new(), streams, count, block)
+            .await
+    }
+
+    /// Answers a batch, then reads as [`Self::read`] — over Redis in one round trip, so a
+    /// server that answered does not wait for Redis's word on it before its next read. A
+    /// failure may come from either: the replies may or may not have gone out.
+    pub async fn respond_and_read(
+        &mut self,
+        replies: Vec<(Request, Reply)>,
+        streams: &[String],
+        count: usize,
+        block: Duration,
+    ) -> RedisResult<Vec<Request>> {
+        if streams.is_empty() {
+            self.respond(replies).await?;
+            tokio::time::sleep(block).await;
+            return Ok(Vec::new());
+        }
+        let replies = frames(replies);
         let requests = match &mut self.transport {
-            Transport::Redis(redis) => redis.read(streams, count, block).await?,
-            Transport::Memory { bus, consumer } => bus.read(consumer, streams, count, block).await,
+            Transport::Redis(redis) => redis.read(replies, streams, count, block).await?,
+            Transport::Memory { bus, consumer } => {
+                bus.respond(replies);
+                bus.read(consumer, streams, count, block).await
+            }
         };
         self.drop_expired(requests).await
     }
@@ -149,18 +181,25 @@ impl RpcServer {
         if replies.is_empty() {
             return Ok(());
         }
-        let replies = replies.into_iter().map(|(request, reply)| {
-            let (status, body) = reply.into_frame();
-            (request, status, body)
-        });
+        let replies = frames(replies);
         match &mut self.transport {
-            Transport::Redis(redis) => redis.respond(replies.collect()).await,
+            Transport::Redis(redis) => redis.respond(replies).await,
             Transport::Memory { bus, .. } => {
-                bus.respond(replies.collect());
+                bus.respond(replies);
                 Ok(())
             }
         }
     }
+}
+
+fn frames(replies: Vec<(Request, Reply)>) -> Vec<(Request, Status, Bytes)> {
+    replies
+        .into_iter()
+        .map(|(request, reply)| {
+            let (status, body) = reply.into_frame();
+            (request, status, body)
+        })
+        .collect()
 }
 
 impl RedisStreams {
@@ -219,8 +258,10 @@ impl RedisStreams {
         }
     }
 
+    /// Sends `replies` (as [`Self::respond`]) and reads, in one pipeline.
     async fn read(
         &mut self,
+        replies: Vec<(Request, Status, Bytes)>,
         streams: &[String],
         count: usize,
         block: Duration,
@@ -234,21 +275,20 @@ impl RedisStreams {
                     .unwrap_or(usize::MAX)
                     .max(1),
             );
-        let reply: RedisResult<Option<StreamReadReply>> = self
+        let mut pipe = self.reply_pipeline(&replies);
+        pipe.xread_options(streams, &ids, &options);
+        let reply: RedisResult<(Option<StreamReadReply>,)> = self
             .run(|mut conn| {
-                let (ids, options) = (&ids, &options);
+                let pipe = &pipe;
                 async move {
-                    tokio::time::timeout(
-                        block + READ_GRACE,
-                        conn.xread_options(streams, ids, options),
-                    )
-                    .await
-                    .unwrap_or_else(|_| Err(silent_connection()))
+                    tokio::time::timeout(block + READ_GRACE, pipe.query_async(&mut conn))
+                        .await
+                        .unwrap_or_else(|_| Err(silent_connection()))
                 }
             })
             .await;
-        let reply = match reply {
-            Err(e) if e.code() == Some("NOGROUP") => {
+        let reply = match reply.map(|(read,)| read) {
+            Err(e) if server_code(&e).as_deref() == Some("NOGROUP") => {
                 for stream in streams {
                     self.ensure_group(stream).await?;
                 }
@@ -320,10 +360,20 @@ impl RedisStreams {
     /// Replies to a batch, acknowledges and deletes it, in one pipelined round trip: one `RPUSH`
     /// (and expiry) per requesting instance, one `XACK` and one `XDEL` per stream.
     async fn respond(&mut self, replies: Vec<(Request, Status, Bytes)>) -> RedisResult<()> {
+        let pipe = self.reply_pipeline(&replies);
+        self.run(|mut conn| {
+            let pipe = &pipe;
+            async move { pipe.query_async::<()>(&mut conn).await }
+        })
+        .await
+    }
+
+    /// The commands of [`Self::respond`], their results ignored.
+    fn reply_pipeline(&self, replies: &[(Request, Status, Bytes)]) -> redis::Pipeline {
         let mut pipe = redis::pipe();
         let mut frames: HashMap<&str, Vec<Vec<u8>>> = HashMap::new();
         let mut acks: HashMap<&str, Vec<&str>> = HashMap::new();
-        for (request, status, body) in &replies {
+        for (request, status, body) in replies {
             let frame = wire::reply_frame(&request.request_id, *status, body);
             frames
                 .entry(request.reply_to.as_str())
@@ -345,11 +395,7 @@ impl RedisStreams {
             // Answered is done: the entry goes, so a stream holds only unanswered requests.
             pipe.xdel(stream, &ids).ignore();
         }
-        self.run(|mut conn| {
-            let pipe = &pipe;
-            async move { pipe.query_async::<()>(&mut conn).await }
-        })
-        .await
+        pipe
     }
 }
 
