@@ -316,15 +316,18 @@ impl Runner {
     }
 
     fn write_frame(&mut self, value: &Value) -> Result<(), TemplateError> {
-        let body = serde_json::to_vec(value).map_err(|e| TemplateError::Runner {
+        // The length goes in front of the body in one buffer, so the runner is woken once per
+        // frame, not once for the header and again for the body.
+        let mut frame = vec![0u8; 4];
+        serde_json::to_writer(&mut frame, value).map_err(|e| TemplateError::Runner {
             detail: e.to_string(),
         })?;
         let length =
-            u32::try_from(body.len()).map_err(|_| self.broken("request frame too large"))?;
+            u32::try_from(frame.len() - 4).map_err(|_| self.broken("request frame too large"))?;
+        frame[..4].copy_from_slice(&length.to_be_bytes());
         let written = self
             .stdin
-            .write_all(&length.to_be_bytes())
-            .and_then(|()| self.stdin.write_all(&body))
+            .write_all(&frame)
             .and_then(|()| self.stdin.flush());
         written.map_err(|e| self.broken(&format!("writing to the runner: {e}")))
     }
