@@ -22,6 +22,7 @@ pub struct Redis {
     shared: ConnectionManager,
     keys: Keys,
     connect_timeout: Duration,
+    response_timeout: Duration,
 }
 
 impl Redis {
@@ -31,9 +32,10 @@ impl Redis {
         let client = Client::open(settings.url.expose_secret())
             .map_err(|e| anyhow::anyhow!("DUMA_REDIS__URL is invalid: {e}"))?;
         let connect_timeout = Duration::from_millis(settings.connect_timeout_ms);
+        let response_timeout = Duration::from_millis(settings.response_timeout_ms);
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(connect_timeout))
-            .set_response_timeout(Some(Duration::from_millis(settings.response_timeout_ms)))
+            .set_response_timeout(Some(response_timeout))
             .set_number_of_retries(3)
             .set_max_delay(Duration::from_millis(500));
         let shared = tokio::time::timeout(
@@ -47,6 +49,7 @@ impl Redis {
             shared,
             keys: Keys::new(&settings.key_prefix),
             connect_timeout,
+            response_timeout,
         })
     }
 
@@ -62,6 +65,19 @@ impl Redis {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.connect_timeout))
             .set_response_timeout(None);
+        self.client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+    }
+
+    /// A connection of its own for ordinary commands (with the response timeout), driven on
+    /// the runtime of the task that makes it: a task sending commands all the time (an RPC
+    /// writer) keeps them on its own thread instead of handing each to the shared connection's.
+    /// It does not reconnect by itself.
+    pub async fn own_connection(&self) -> redis::RedisResult<MultiplexedConnection> {
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.connect_timeout))
+            .set_response_timeout(Some(self.response_timeout));
         self.client
             .get_multiplexed_async_connection_with_config(&config)
             .await

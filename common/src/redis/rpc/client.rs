@@ -21,8 +21,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::memory::MemoryBus;
 use super::wire::{self, Outgoing, Status};
-use super::{READ_GRACE, RECONNECT_BACKOFF, RpcError, silent_connection};
-use crate::redis::Redis;
+use super::{READ_GRACE, RECONNECT_BACKOFF, RpcError, is_connection_error, silent_connection};
+use crate::redis::{Keys, Redis};
 
 /// Bound on each request stream: a backlog past this is trimmed (those callers time out).
 const STREAM_MAX_LEN: usize = 100_000;
@@ -43,7 +43,7 @@ pub struct RpcClient {
 #[derive(Clone)]
 enum Transport {
     Redis {
-        redis: Redis,
+        keys: Keys,
         waiters: Waiters,
         outgoing: mpsc::UnboundedSender<Outgoing>,
     },
@@ -79,7 +79,7 @@ impl RpcClient {
         };
         let client = Self {
             transport: Transport::Redis {
-                redis,
+                keys: redis.keys().clone(),
                 waiters,
                 outgoing,
             },
@@ -110,14 +110,14 @@ impl RpcClient {
         let trace = wire::trace_field(trace);
         let receiver = match &self.transport {
             Transport::Redis {
-                redis,
+                keys,
                 waiters,
                 outgoing,
             } => {
                 let (sender, receiver) = oneshot::channel();
                 waiters.lock().insert(request_id.clone(), sender);
                 let queued = outgoing.send(Outgoing {
-                    stream: redis.keys().request_stream(target),
+                    stream: keys.request_stream(target),
                     request_id: request_id.clone(),
                     trace,
                     deadline_ms,
@@ -204,6 +204,7 @@ async fn write_requests(
     shutdown: CancellationToken,
 ) {
     let mut batch = Vec::with_capacity(WRITE_BATCH);
+    let mut conn = None;
     loop {
         let first = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -240,14 +241,7 @@ async fn write_requests(
             }
             xadd.ignore();
         }
-        // Entries that met a dead connection were not appended: sending them again is safe.
-        if let Err(error) = redis
-            .retrying(|mut conn| {
-                let pipe = &pipe;
-                async move { pipe.query_async::<()>(&mut conn).await }
-            })
-            .await
-        {
+        if let Err(error) = send(&redis, &mut conn, &pipe).await {
             let message = Bytes::from(error.to_string());
             let mut waiters = waiters.lock();
             for request in &batch {
@@ -327,6 +321,37 @@ async fn read_replies(
                     _ = tokio::time::sleep(backoff) => {}
                 }
                 backoff = (backoff * 2).min(RECONNECT_BACKOFF.1);
+            }
+        }
+    }
+}
+
+/// Sends `pipe` on the writer's own connection (see [`Redis::own_connection`]), made anew
+/// after one failed, and once more on a new one if it had died unnoticed (Redis restarted while
+/// it sat idle): entries that met a dead connection were not appended, so sending them again
+/// is safe.
+async fn send(
+    redis: &Redis,
+    conn: &mut Option<MultiplexedConnection>,
+    pipe: &redis::Pipeline,
+) -> RedisResult<()> {
+    let mut retried = false;
+    loop {
+        let mut active = match conn.take() {
+            Some(active) => active,
+            None => redis.own_connection().await?,
+        };
+        match pipe.query_async::<()>(&mut active).await {
+            Ok(()) => {
+                *conn = Some(active);
+                return Ok(());
+            }
+            Err(error) if error.is_connection_dropped() && !retried => retried = true,
+            Err(error) => {
+                if !is_connection_error(&error) {
+                    *conn = Some(active);
+                }
+                return Err(error);
             }
         }
     }

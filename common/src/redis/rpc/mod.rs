@@ -62,6 +62,15 @@ pub enum RpcError {
     Malformed(String),
 }
 
+/// Whether a failed command means the connection is unusable (rather than a refused command).
+fn is_connection_error(error: &redis::RedisError) -> bool {
+    error.is_io_error()
+        || error.is_connection_dropped()
+        || error.is_connection_refusal()
+        || error.is_timeout()
+        || error.is_unrecoverable_error()
+}
+
 /// The error of a blocking read that outlived its server-side timeout.
 fn silent_connection() -> redis::RedisError {
     std::io::Error::new(

@@ -14,7 +14,7 @@ use redis::{AsyncCommands, RedisResult, Value};
 
 use super::memory::MemoryBus;
 use super::wire::{self, Request, Status};
-use super::{READ_GRACE, silent_connection};
+use super::{READ_GRACE, is_connection_error, silent_connection};
 use crate::redis::Redis;
 
 /// Replies nobody collects (the requester died) vanish after this.
@@ -41,15 +41,6 @@ struct RedisStreams {
     conn: Option<MultiplexedConnection>,
     group: String,
     consumer: String,
-}
-
-/// Whether a failed command means the connection is unusable (rather than a refused command).
-fn is_connection_error(error: &redis::RedisError) -> bool {
-    error.is_io_error()
-        || error.is_connection_dropped()
-        || error.is_connection_refusal()
-        || error.is_timeout()
-        || error.is_unrecoverable_error()
 }
 
 /// The error code Redis answered with, also for a command in a pipeline (whose errors
