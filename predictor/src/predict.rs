@@ -333,7 +333,7 @@ pub async fn serve(
         ));
     }
     let limits = predictor.limits;
-    let parsed = match read_body(body, limits.max_body_bytes).await {
+    let parsed = match read_body(body, request, limits.max_body_bytes).await {
         Ok(body) if images::is_multipart(request.headers()) => {
             image_queries(request, body, &route.task, limits).await
         }
@@ -373,7 +373,7 @@ pub async fn fan_out(
     let calls = route.targets.iter().map(|target| async {
         let reply = predictor
             .rpc
-            .call(target, queries.json.to_vec(), &trace, predictor.deadline)
+            .call(target, queries.json.clone(), &trace, predictor.deadline)
             .await?;
         serde_json::from_slice::<Vec<Value>>(&reply).map_err(|e| RpcError::Malformed(e.to_string()))
     });
@@ -441,13 +441,20 @@ pub(crate) fn prediction_key(request: &HttpRequest) -> Option<&str> {
 }
 
 /// Reads the body up to `limit` bytes; a larger one is refused as soon as it is known to be
-/// larger (once that many bytes came), never buffered whole.
+/// larger (once that many bytes came), never buffered whole. The buffer is sized once from the
+/// declared length (at most 1 MiB ahead of the bytes), not grown and copied chunk by chunk.
 pub(crate) async fn read_body(
     mut payload: web::Payload,
+    request: &HttpRequest,
     limit: usize,
 ) -> Result<web::BytesMut, ApiError> {
     use futures::StreamExt;
-    let mut body = web::BytesMut::new();
+    let declared = request
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok()?.parse::<usize>().ok())
+        .unwrap_or(0);
+    let mut body = web::BytesMut::with_capacity(declared.min(limit).min(1 << 20));
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| invalid(format!("reading the body failed: {e}")))?;
         if body.len() + chunk.len() > limit {

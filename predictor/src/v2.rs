@@ -410,7 +410,7 @@ pub async fn infer(
         );
     }
     let bad = |message: String| error(StatusCode::BAD_REQUEST, message);
-    let body = match read_body(payload, predictor.limits.max_body_bytes).await {
+    let body = match read_body(payload, &request, predictor.limits.max_body_bytes).await {
         Ok(body) => body,
         Err(refused) => return from_api(&refused),
     };

@@ -100,10 +100,11 @@ impl RpcClient {
     pub async fn call(
         &self,
         target: &str,
-        payload: Vec<u8>,
+        payload: impl Into<Bytes>,
         trace: &str,
         timeout: Duration,
     ) -> Result<Bytes, RpcError> {
+        let payload = payload.into();
         let request_id = uuid::Uuid::new_v4().simple().to_string();
         let deadline_ms = chrono::Utc::now().timestamp_millis()
             + i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX / 2);

@@ -67,7 +67,7 @@ impl MemoryBus {
         request_id: String,
         trace: String,
         deadline_ms: i64,
-        payload: Vec<u8>,
+        payload: Bytes,
     ) -> oneshot::Receiver<(Status, Bytes)> {
         let (sender, receiver) = oneshot::channel();
         let mut state = self.state.lock();
@@ -79,7 +79,7 @@ impl MemoryBus {
             trace,
             reply_to: REPLY_TO.to_owned(),
             deadline_ms,
-            payload: Bytes::from(payload),
+            payload,
         };
         state.waiters.insert(request_id, sender);
         state

@@ -63,7 +63,7 @@ pub(super) struct Outgoing {
     pub request_id: String,
     pub trace: String,
     pub deadline_ms: i64,
-    pub payload: Vec<u8>,
+    pub payload: Bytes,
 }
 
 /// The fields of the one entry that carries `requests` (all to one stream).
@@ -207,7 +207,7 @@ mod tests {
             request_id: id.to_string().repeat(REQUEST_ID_LEN),
             trace: trace.into(),
             deadline_ms,
-            payload: payload.to_vec(),
+            payload: Bytes::copy_from_slice(payload),
         }
     }
 
