@@ -103,9 +103,8 @@ impl Application {
         let app_predictor = predictor.clone();
         // The RPC client's writer and reply reader run on the first HTTP worker's thread, with
         // Redis connections of their own made there: on one core a prediction never changes
-        // threads in the predictor (two wake-ups fewer per request; on one core 1-row 18,500 →
-        // 19,900 req/s, 32-row 3,460 → 3,780, idle p50 0.38 → 0.35 ms). Their end (or that
-        // worker's) stops the predictor.
+        // threads in the predictor (two wake-ups fewer per request; docs/serving.md has the
+        // figures). Their end (or that worker's) stops the predictor.
         let (rpc_ended, rpc_end) = tokio::sync::oneshot::channel();
         let rpc_start = Arc::new(parking_lot::Mutex::new(Some((rpc_tasks, rpc_ended))));
         let rpc_stop = stop.clone();

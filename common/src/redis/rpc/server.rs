@@ -101,10 +101,6 @@ impl RpcServer {
         count: usize,
         block: Duration,
     ) -> RedisResult<Vec<Request>> {
-        if streams.is_empty() {
-            tokio::time::sleep(block).await;
-            return Ok(Vec::new());
-        }
         self.respond_and_read(Vec::new(), streams, count, block)
             .await
     }
@@ -183,6 +179,7 @@ impl RpcServer {
     }
 }
 
+/// Each reply as the status and body its frame carries.
 fn frames(replies: Vec<(Request, Reply)>) -> Vec<(Request, Status, Bytes)> {
     replies
         .into_iter()
