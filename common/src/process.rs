@@ -1,7 +1,7 @@
 //! Running the system's PostgreSQL and Redis as child processes (the test kit and `duma up`):
 //! finding the binaries, PostgreSQL's refusal to run as root, and children that cannot outlive
 //! their parent.
-#![allow(unsafe_code)] // pre_exec (parent-death signal) and kill(2), each wrapped below.
+#![allow(unsafe_code)] // pre_exec (parent-death signal), kill(2) and poll(2), each wrapped below.
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -71,6 +71,35 @@ pub fn send_signal(pid: u32, signal: libc::c_int) -> bool {
     };
     // SAFETY: kill(2) takes plain integers and touches no memory.
     unsafe { libc::kill(pid, signal) == 0 }
+}
+
+/// Waits until `fd` (a child's pipe) has bytes to read or its writer closed it, at most
+/// `timeout`: false when the time ran out first.
+pub fn wait_readable(fd: std::os::fd::BorrowedFd<'_>, timeout: Duration) -> std::io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        // Rounded up, so a wait never ends a moment before its deadline.
+        let millis =
+            libc::c_int::try_from(left.as_micros().div_ceil(1000)).unwrap_or(libc::c_int::MAX);
+        let mut pollfd = libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: poll(2) reads and writes only the one pollfd, which outlives the call.
+        match unsafe { libc::poll(&mut pollfd, 1, millis) } {
+            0 => return Ok(false),
+            n if n > 0 => return Ok(true),
+            _ => {
+                let error = std::io::Error::last_os_error();
+                if error.kind() != std::io::ErrorKind::Interrupted {
+                    return Err(error);
+                }
+            }
+        }
+    }
 }
 
 /// Kills a child and every process of the group it leads (it must have been spawned with

@@ -1,15 +1,15 @@
 //! One hosted model's own loop: it reads its request stream, predicts, answers — so a slow or
 //! hung model holds up only its own callers, never another model on the same worker.
+//!
+//! The loop runs on a thread of its own (see `Serving::host`) and calls the model there, between
+//! its reads: a request wakes one thread of the worker, not a reader and then a blocking thread.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use duma_common::redis::rpc::{RECONNECT_BACKOFF, Reply, Request, RpcServer};
-use duma_runtime::python::KillSwitch;
 use duma_runtime::{Model, TemplateError};
 use futures::FutureExt;
-use parking_lot::Mutex;
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -42,7 +42,6 @@ pub struct Broken {
 pub struct Replica {
     pub stream: String,
     pub model: Box<dyn Model>,
-    pub kill: KillSwitch,
     /// Its own connection: a blocking read holds one.
     pub server: RpcServer,
     pub metrics: ServingMetrics,
@@ -69,11 +68,9 @@ impl Replica {
         let Replica {
             stream,
             model,
-            kill,
             mut server,
             metrics,
         } = self;
-        let model = Arc::new(Mutex::new(model));
         let streams = [stream.clone()];
         // Whatever the stream holds read but unanswered when a replica starts was most likely
         // read by one that is gone (a takeover): it is answered first, not after it idles. (With
@@ -121,7 +118,7 @@ impl Replica {
             if requests.is_empty() {
                 continue;
             }
-            let (replies, broken) = predict_batch(&model, &kill, requests, &stream, &metrics).await;
+            let (replies, broken) = predict_batch(model.as_ref(), requests, &stream, &metrics);
             log_replies(&replies);
             if broken.is_some() {
                 respond(&mut server, replies, &stream).await;
@@ -132,6 +129,17 @@ impl Replica {
         respond(&mut server, answered, &stream).await;
         None
     }
+}
+
+/// Runs `serve` (a replica's loop, with the connection it makes first) to its end on this
+/// blocking thread, in a runtime of its own: the loop calls its model right here between reads,
+/// so a slow model holds up no other model's loop, and a request wakes this one thread.
+pub fn serve_here(serve: impl Future<Output = ()>) -> std::io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(serve);
+    Ok(())
 }
 
 /// Sends replies on their own (when no read follows at once).
@@ -165,9 +173,8 @@ async fn housekeeping(
 /// The replies to a stream's requests — all their queries in one predict call — and why the
 /// model must be loaded again if it broke (its process died, or it did not answer before the
 /// last caller stopped waiting).
-async fn predict_batch(
-    model: &Arc<Mutex<Box<dyn Model>>>,
-    kill: &KillSwitch,
+fn predict_batch(
+    model: &dyn Model,
     requests: Vec<Request>,
     stream: &str,
     metrics: &ServingMetrics,
@@ -191,16 +198,17 @@ async fn predict_batch(
     }
     // Nobody waits for an answer after the last caller's deadline: a model still busy then
     // is hung (or far too slow to be of use), and is killed and loaded again.
-    let deadline = (batch
-        .iter()
-        .map(Request::time_left)
-        .max()
-        .unwrap_or_default()
-        + PAST_THE_LAST_CALLER)
-        .max(MIN_PREDICT_DEADLINE);
-    let payloads: Vec<Bytes> = batch.iter().map(|r| r.payload.clone()).collect();
     let started = Instant::now();
-    let predicted = run_predict(model.clone(), kill, payloads, stream, deadline).await;
+    let deadline = started
+        + (batch
+            .iter()
+            .map(Request::time_left)
+            .max()
+            .unwrap_or_default()
+            + PAST_THE_LAST_CALLER)
+            .max(MIN_PREDICT_DEADLINE);
+    let payloads: Vec<&[u8]> = batch.iter().map(|r| &r.payload[..]).collect();
+    let predicted = run_predict(model, &payloads, stream, deadline);
     metrics
         .predict_seconds
         .observe(started.elapsed().as_secs_f64());
@@ -230,9 +238,7 @@ async fn predict_batch(
                     ));
                     continue;
                 }
-                let payload = vec![request.payload.clone()];
-                let reply = match run_predict(model.clone(), kill, payload, stream, deadline).await
-                {
+                let reply = match run_predict(model, &[&request.payload], stream, deadline) {
                     Predicted::Answered(answers) => (request, reply_of(answers.into_iter().next())),
                     Predicted::Refused(error) => (request, Reply::Error(error)),
                     Predicted::Broken(reason) => {
@@ -272,41 +278,34 @@ enum Predicted {
     Broken(String),
 }
 
-/// One predict call on a blocking thread (models are CPU-bound, Python ones wait on a pipe),
-/// bounded by `deadline`: past it the runner is killed. A failure is logged in full here.
-async fn run_predict(
-    model: Arc<Mutex<Box<dyn Model>>>,
-    kill: &KillSwitch,
-    payloads: Vec<Bytes>,
+/// One predict call, on this thread: a model in another process (Python) is killed if it has
+/// not answered by `deadline`; a panic is that batch's failure, not the loop's. A failure is
+/// logged in full here.
+fn run_predict(
+    model: &dyn Model,
+    payloads: &[&[u8]],
     stream: &str,
-    deadline: Duration,
+    deadline: Instant,
 ) -> Predicted {
-    let call = tokio::task::spawn_blocking(move || {
-        let requests: Vec<&[u8]> = payloads.iter().map(|p| &p[..]).collect();
-        let model = model.lock();
-        model.predict_json(&requests)
-    });
-    match tokio::time::timeout(deadline, call).await {
-        Err(_) => {
-            kill.fire();
-            let reason = format!(
-                "the model did not answer within {} ms",
-                deadline.as_millis()
-            );
-            tracing::warn!(stream, reason, "a prediction hung; its runner is killed");
-            Predicted::Broken(reason)
+    let call = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        model.predict_json(payloads, deadline)
+    }));
+    match call {
+        Ok(Ok(answers)) => Predicted::Answered(answers),
+        Ok(Err(error @ TemplateError::Hung { .. })) => {
+            tracing::warn!(stream, error = %error, "a prediction hung; its runner was killed");
+            Predicted::Broken(error.to_string())
         }
-        Ok(Ok(Ok(answers))) => Predicted::Answered(answers),
-        Ok(Ok(Err(error @ TemplateError::Runner { .. }))) => {
+        Ok(Err(error @ TemplateError::Runner { .. })) => {
             tracing::warn!(stream, error = %error, "a model's runner broke");
             Predicted::Broken("the model's process ended".to_owned())
         }
-        Ok(Ok(Err(error))) => {
+        Ok(Err(error)) => {
             tracing::warn!(stream, error = %error, "a prediction failed");
             Predicted::Refused(error.public_message())
         }
-        Ok(Err(panic)) => {
-            tracing::error!(stream, error = %panic, "a prediction panicked");
+        Err(_) => {
+            tracing::error!(stream, "a prediction panicked");
             Predicted::Refused("the model failed on this query".to_owned())
         }
     }
@@ -344,10 +343,11 @@ mod tests {
     use super::*;
 
     const WAIT: Duration = Duration::from_secs(5);
-    /// How long `"hang"` keeps the model busy: far past any caller's deadline.
-    const HANG: Duration = Duration::from_secs(3);
+    /// How long `"hang"` keeps the model busy: past its caller's deadline (and the replica's).
+    const HANG: Duration = Duration::from_millis(800);
 
-    /// Doubles numbers; refuses anything else; sleeps on `"hang"` longer than any caller waits.
+    /// Doubles numbers; refuses anything else; on `"hang"`, busy past its caller's deadline, it
+    /// ends as a runner killed at the replica's deadline does.
     struct Doubler;
 
     type Args = Map<String, Value>;
@@ -367,7 +367,7 @@ mod tests {
                 .map(|(index, query)| match query {
                     Value::String(s) if s == "hang" => {
                         std::thread::sleep(HANG);
-                        Ok(Value::Null)
+                        Err(TemplateError::Hung { waited: HANG })
                     }
                     _ => query.as_f64().map(|x| json!(x * 2.0)).ok_or_else(|| {
                         TemplateError::InvalidQuery {
@@ -404,19 +404,24 @@ mod tests {
         let replica = Replica {
             stream: server.stream("model"),
             model: Box::new(Doubler),
-            kill: KillSwitch::new(),
             server,
             metrics: ServingMetrics::register(&prometheus::Registry::new()).unwrap(),
         };
         let (report, broken) = mpsc::unbounded_channel();
         let stop = CancellationToken::new();
-        tokio::spawn(replica.run(stop.clone(), report));
+        spawn(replica, &stop, report);
         Served {
             client,
             stop,
             broken,
             bus,
         }
+    }
+
+    /// Runs `replica` as the worker does: on a thread of its own.
+    fn spawn(replica: Replica, stop: &CancellationToken, report: mpsc::UnboundedSender<Broken>) {
+        let stop = stop.clone();
+        tokio::task::spawn_blocking(move || serve_here(replica.run(stop, report)).unwrap());
     }
 
     async fn predict(client: &RpcClient, queries: Value) -> Result<Value, RpcError> {
@@ -463,6 +468,8 @@ mod tests {
             )
             .await;
         assert!(matches!(reply, Err(RpcError::Timeout(_))), "{reply:?}");
+        // The caller's own deadline ended its wait, not the model.
+        assert!(started.elapsed() < HANG, "{:?}", started.elapsed());
         let broken = tokio::time::timeout(WAIT, served.broken.recv())
             .await
             .expect("reported within its deadline")
@@ -472,7 +479,6 @@ mod tests {
             "{}",
             broken.reason
         );
-        assert!(started.elapsed() < HANG - Duration::from_millis(500));
     }
 
     #[tokio::test]
@@ -492,13 +498,12 @@ mod tests {
         let replica = Replica {
             stream,
             model: Box::new(Doubler),
-            kill: KillSwitch::new(),
             server,
             metrics: ServingMetrics::register(&prometheus::Registry::new()).unwrap(),
         };
         let (report, _broken) = mpsc::unbounded_channel();
         let stop = CancellationToken::new();
-        tokio::spawn(replica.run(stop.clone(), report));
+        spawn(replica, &stop, report);
         let started = Instant::now();
         assert_eq!(call.await.unwrap().unwrap(), json!([42.0]));
         assert!(

@@ -21,11 +21,11 @@ use duma_runtime::python::KillSwitch;
 use duma_runtime::sandbox::Devices;
 use duma_runtime::{Model, TemplateResolver};
 use prometheus::{Histogram, IntCounter, IntGauge, IntGaugeVec, Registry};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::replica::{Broken, Replica};
+use crate::replica::{Broken, Replica, serve_here};
 
 /// Claims, lease checks and their housekeeping at most this often.
 const TICK: Duration = Duration::from_millis(250);
@@ -196,8 +196,9 @@ impl Serving {
         })
         .await;
         if drained.is_err() {
-            tracing::warn!("a model's loop did not stop within {DRAIN:?}; aborting it");
-            self.replicas.shutdown().await;
+            // Each runs on its own thread: it is left to end with the process.
+            tracing::warn!("a model's loop did not stop within {DRAIN:?}; leaving it");
+            self.replicas.detach_all();
         }
     }
 
@@ -270,9 +271,14 @@ impl Serving {
         let _loading = self
             .pending
             .begin(format!("trial {trial_id}: loading its model"));
-        let loaded = self.probe.hold(self.load(trial_id, devices, &kill)).await?;
-        let model = match loaded {
-            Ok(model) => model,
+        let stream = self.server.stream(&serving_target(job, trial_id));
+        let stop = CancellationToken::new();
+        let probe = self.probe.clone();
+        let loaded = probe
+            .hold(self.load(trial_id, devices, &kill, &stream, &stop))
+            .await?;
+        let serve = match loaded {
+            Ok(serve) => serve,
             Err(reason) => {
                 tracing::warn!(inference_job_id = %job, %trial_id, reason, "a model failed to load");
                 let db = self.pool.get().await?;
@@ -291,15 +297,7 @@ impl Serving {
         self.metrics
             .load_seconds
             .observe(started.elapsed().as_secs_f64());
-        let stream = self.server.stream(&serving_target(job, trial_id));
         self.server.ensure_group(&stream).await?;
-        let replica = Replica {
-            stream: stream.clone(),
-            model,
-            kill: kill.clone(),
-            server: RpcServer::new(&self.redis, SERVING_GROUP, &self.id.to_string()).await?,
-            metrics: self.metrics.clone(),
-        };
         let db = self.pool.get().await?;
         workers::set_ready(&db, lease.id, self.id, true).await?;
         if inference_jobs::mark_running_if_ready(&db, job).await? {
@@ -313,9 +311,8 @@ impl Serving {
             .await;
         }
         tracing::info!(inference_job_id = %job, %trial_id, seconds = started.elapsed().as_secs_f64(), "serving a trial");
-        let stop = CancellationToken::new();
-        self.replicas
-            .spawn(replica.run(stop.clone(), self.broken.0.clone()));
+        // Its thread serves it from now on (dropped unsent on an early return: it ends then).
+        let _ = serve.send(());
         self.hosted.insert(
             lease.id,
             stream.clone(),
@@ -330,13 +327,21 @@ impl Serving {
         Ok(())
     }
 
-    /// `Ok(Err(reason))` when the model cannot be loaded (the user's problem), `Err` otherwise.
+    /// Starts the model's own thread, which loads it and, once `Ok(serve)` is told to, serves
+    /// it on `stream` until `stop`. `Ok(Err(reason))` when the model cannot be loaded (the
+    /// user's problem), `Err` otherwise.
+    ///
+    /// One thread loads and serves: the runner of a Python model lives as long as the thread
+    /// that started it (bubblewrap's `--die-with-parent` follows that thread, not the process),
+    /// so it cannot be a pooled thread that ends when idle.
     async fn load(
-        &self,
+        &mut self,
         trial_id: duma_domain::TrialId,
         devices: Devices,
         kill: &KillSwitch,
-    ) -> anyhow::Result<Result<Box<dyn Model>, String>> {
+        stream: &str,
+        stop: &CancellationToken,
+    ) -> anyhow::Result<Result<oneshot::Sender<()>, String>> {
         let db = self.pool.get().await?;
         let trial = trials::by_id(&db, trial_id)
             .await?
@@ -354,14 +359,88 @@ impl Serving {
         };
         let bytes = self.store.get_bytes(&params.path).await?;
         let knobs = trial.proposal.knobs.clone();
-        let kill = kill.clone();
-        let loading = tokio::task::spawn_blocking(move || template.load(&knobs, &bytes, &kill));
+        let (loaded, loading) = oneshot::channel();
+        let (serve, go) = oneshot::channel();
+        let start = ReplicaStart {
+            stream: stream.to_owned(),
+            redis: self.redis.clone(),
+            consumer: self.id.to_string(),
+            metrics: self.metrics.clone(),
+            stop: stop.clone(),
+            broken: self.broken.0.clone(),
+        };
+        let switch = kill.clone();
+        self.replicas.spawn_blocking(move || {
+            let model = match template.load(&knobs, &bytes, &switch) {
+                Ok(model) => model,
+                Err(error) => {
+                    let _ = loaded.send(Err(error.to_string()));
+                    return;
+                }
+            };
+            // Nobody waiting (loading took too long), or no word to serve: the model goes.
+            if loaded.send(Ok(())).is_ok() && go.blocking_recv().is_ok() {
+                start.serve(model);
+            }
+        });
         match tokio::time::timeout(self.settings.task_timeout(), loading).await {
-            Ok(joined) => Ok(joined?.map_err(|e| e.to_string())),
-            Err(_) => Ok(Err(format!(
-                "loading took longer than {}s",
-                self.settings.task_timeout_secs
-            ))),
+            Ok(Ok(loaded)) => Ok(loaded.map(|()| serve)),
+            Ok(Err(_)) => Ok(Err("loading failed unexpectedly".to_owned())),
+            Err(_) => {
+                kill.fire();
+                Ok(Err(format!(
+                    "loading took longer than {}s",
+                    self.settings.task_timeout_secs
+                )))
+            }
+        }
+    }
+}
+
+/// What a model's thread needs to serve it once loaded.
+struct ReplicaStart {
+    stream: String,
+    redis: Redis,
+    consumer: String,
+    metrics: ServingMetrics,
+    stop: CancellationToken,
+    broken: mpsc::UnboundedSender<Broken>,
+}
+
+impl ReplicaStart {
+    /// Serves `model` on this thread until `stop`, on a Redis connection made here (so its
+    /// requests are read on this thread too); a loop that cannot start says so on `broken`.
+    fn serve(self, model: Box<dyn Model>) {
+        let ReplicaStart {
+            stream,
+            redis,
+            consumer,
+            metrics,
+            stop,
+            broken,
+        } = self;
+        let failed = |reason: String| {
+            let _ = broken.send(Broken {
+                stream: stream.clone(),
+                reason,
+            });
+        };
+        let served = serve_here(async {
+            match RpcServer::new(&redis, SERVING_GROUP, &consumer).await {
+                Ok(server) => {
+                    let replica = Replica {
+                        stream: stream.clone(),
+                        model,
+                        server,
+                        metrics,
+                    };
+                    replica.run(stop, broken.clone()).await;
+                }
+                Err(error) => failed(format!("its loop cannot reach Redis: {error}")),
+            }
+        });
+        if let Err(error) = served {
+            failed(format!("its loop cannot start a runtime: {error}"));
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The template contract (Rafiki's `BaseModel`): what the train and inference workers call.
 
 use std::path::Path;
+use std::time::Instant;
 
 use duma_domain::{KnobConfig, Knobs};
 use serde_json::{Map, Value};
@@ -47,7 +48,16 @@ pub trait Model: Send {
     /// By default the arrays are parsed and given to one [`Self::predict`] call; a model that can
     /// read the text itself (ONNX, into its input tensor) overrides this and builds no values.
     /// A request that is not a JSON array fails the call, like a query the model refuses.
-    fn predict_json(&self, requests: &[&[u8]]) -> Result<Vec<Vec<Value>>, TemplateError> {
+    ///
+    /// `deadline` is when the last caller stops waiting. A model that runs in another process (a
+    /// Python template) is killed if it has not answered by then ([`TemplateError::Hung`]); one
+    /// that computes in this process (built-in, ONNX: bounded work) finishes its call.
+    fn predict_json(
+        &self,
+        requests: &[&[u8]],
+        deadline: Instant,
+    ) -> Result<Vec<Vec<Value>>, TemplateError> {
+        let _ = deadline;
         let (queries, counts) = parse_requests(requests)?;
         Ok(split(self.predict(&queries)?, &counts))
     }

@@ -39,6 +39,10 @@ pub enum TemplateError {
     /// protocol; `detail` includes the tail of its stderr.
     #[error("python runner: {detail}")]
     Runner { detail: String },
+    /// A served model did not answer before its last caller stopped waiting: its runner was
+    /// killed, and the model must be loaded again.
+    #[error("the model did not answer within {} ms", .waited.as_millis())]
+    Hung { waited: std::time::Duration },
     /// This host cannot confine model code (and the operator did not opt out): the reason.
     #[error("model code cannot run on this worker: {detail}")]
     Sandbox { detail: String },

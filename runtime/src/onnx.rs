@@ -15,6 +15,7 @@
 
 use std::path::Path;
 use std::sync::OnceLock;
+use std::time::Instant;
 
 use duma_domain::tensor::nest;
 use ort::environment::Environment;
@@ -717,7 +718,12 @@ impl Model for OnnxModel {
         self.run(inputs, queries.len())
     }
 
-    fn predict_json(&self, requests: &[&[u8]]) -> Result<Vec<Vec<Value>>, TemplateError> {
+    /// Computes in this process, so it runs to the end whatever `deadline` says.
+    fn predict_json(
+        &self,
+        requests: &[&[u8]],
+        _deadline: Instant,
+    ) -> Result<Vec<Vec<Value>>, TemplateError> {
         if let Some((inputs, counts)) = self.input_of_text(requests) {
             let n = counts.iter().sum();
             if n == 0 {

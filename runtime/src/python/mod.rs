@@ -12,6 +12,7 @@ mod venv;
 use parking_lot::Mutex;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Instant;
 
 use duma_domain::{KnobConfig, Knobs};
 use serde_json::{Map, Value, json};
@@ -20,7 +21,7 @@ pub use runner::KillSwitch;
 use runner::Runner;
 pub use venv::VenvCache;
 
-use crate::contract::Model;
+use crate::contract::{Model, parse_requests, split};
 use crate::error::TemplateError;
 use crate::logger::TrialLogger;
 use crate::sandbox::{Devices, Purpose, Sandbox};
@@ -116,10 +117,19 @@ impl PythonModel {
         self.runner.lock()
     }
 
-    /// One predict request to the runner, for a slice small enough for one frame.
-    fn predict_slice(&self, queries: &[Value]) -> Result<Vec<Value>, TemplateError> {
+    /// One predict request to the runner, for a slice small enough for one frame, waiting for
+    /// the answer until `deadline` when there is one.
+    fn predict_slice(
+        &self,
+        queries: &[Value],
+        deadline: Option<Instant>,
+    ) -> Result<Vec<Value>, TemplateError> {
         let mut runner = self.runner();
-        let result = runner.request(json!({"cmd": "predict", "queries": queries}), None)?;
+        let request = json!({"cmd": "predict", "queries": queries});
+        let result = match deadline {
+            Some(deadline) => runner.request_until(request, deadline)?,
+            None => runner.request(request, None)?,
+        };
         let predictions = match (
             result.get("predictions"),
             result.get("predictions_path").and_then(Value::as_str),
@@ -155,6 +165,33 @@ impl PythonModel {
                     queries.len()
                 ),
             });
+        }
+        Ok(predictions)
+    }
+
+    /// The queries' predictions, in slices no larger than a frame (a larger batch would kill the
+    /// runner), each waited for until `deadline` when there is one.
+    fn predict_until(
+        &self,
+        queries: &[Value],
+        deadline: Option<Instant>,
+    ) -> Result<Vec<Value>, TemplateError> {
+        let sizes: Vec<usize> = queries
+            .iter()
+            .map(|q| serde_json::to_vec(q).map_or(usize::MAX, |b| b.len() + 1))
+            .collect();
+        if let Some(index) = sizes.iter().position(|size| *size > MAX_PREDICT_BYTES) {
+            return Err(TemplateError::InvalidQuery {
+                index,
+                reason: format!(
+                    "the query is {} bytes of JSON; a model takes at most {MAX_PREDICT_BYTES}",
+                    sizes[index]
+                ),
+            });
+        }
+        let mut predictions = Vec::with_capacity(queries.len());
+        for range in slices_of_at_most(&sizes, MAX_PREDICT_BYTES) {
+            predictions.extend(self.predict_slice(&queries[range], deadline)?);
         }
         Ok(predictions)
     }
@@ -226,26 +263,21 @@ impl Model for PythonModel {
     }
 
     fn predict(&self, queries: &[Value]) -> Result<Vec<Value>, TemplateError> {
-        // A batch larger than a protocol frame would kill the runner: it goes in slices.
-        let sizes: Vec<usize> = queries
-            .iter()
-            .map(|q| serde_json::to_vec(q).map_or(usize::MAX, |b| b.len() + 1))
-            .collect();
-        if let Some(index) = sizes.iter().position(|size| *size > MAX_PREDICT_BYTES) {
-            return Err(TemplateError::InvalidQuery {
-                index,
-                reason: format!(
-                    "the query is {} bytes of JSON; a model takes at most {MAX_PREDICT_BYTES}",
-                    sizes[index]
-                ),
-            });
-        }
-        let mut predictions = Vec::with_capacity(queries.len());
-        for range in slices_of_at_most(&sizes, MAX_PREDICT_BYTES) {
-            predictions.extend(self.predict_slice(&queries[range])?);
-        }
-        Ok(predictions)
+        self.predict_until(queries, None)
     }
+
+    fn predict_json(
+        &self,
+        requests: &[&[u8]],
+        deadline: Instant,
+    ) -> Result<Vec<Vec<Value>>, TemplateError> {
+        let (queries, counts) = parse_requests(requests)?;
+        Ok(split(
+            self.predict_until(&queries, Some(deadline))?,
+            &counts,
+        ))
+    }
+
     fn dump_parameters(&self) -> Result<Vec<u8>, TemplateError> {
         let mut runner = self.runner();
         let (host, inside) = runner.output("params");

@@ -4,6 +4,7 @@
 use std::collections::VecDeque;
 use std::fs::Permissions;
 use std::io::{BufReader, Read, Write};
+use std::os::fd::AsFd;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
@@ -14,7 +15,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use chrono::{DateTime, Utc};
-use duma_common::process::kill_process_tree;
+use duma_common::process::{kill_process_tree, wait_readable};
 use duma_domain::TrialLogKind;
 use serde_json::{Value, json};
 
@@ -69,7 +70,7 @@ impl KillSwitch {
 pub struct Runner {
     child: Arc<Mutex<Child>>,
     stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
+    stdout: BufReader<Replies>,
     stderr_tail: Arc<Mutex<VecDeque<u8>>>,
     folders: RunnerFolders,
     sandbox: Arc<Sandbox>,
@@ -196,7 +197,10 @@ impl Runner {
         let mut runner = Self {
             child,
             stdin,
-            stdout: BufReader::new(stdout),
+            stdout: BufReader::new(Replies {
+                pipe: stdout,
+                deadline: None,
+            }),
             stderr_tail,
             folders,
             sandbox: env.sandbox.clone(),
@@ -255,6 +259,27 @@ impl Runner {
 
     /// Sends a command and waits for its reply, passing log frames to `log`.
     pub fn request(
+        &mut self,
+        request: Value,
+        log: Option<&mut TrialLogger>,
+    ) -> Result<Value, TemplateError> {
+        self.exchange(request, log)
+    }
+
+    /// [`Self::request`], waiting for the reply until `deadline` only: past it the runner is
+    /// killed (it hung, or is far too slow to be of use) and the model is [`TemplateError::Hung`].
+    pub fn request_until(
+        &mut self,
+        request: Value,
+        deadline: Instant,
+    ) -> Result<Value, TemplateError> {
+        self.stdout.get_mut().deadline = Some((Instant::now(), deadline));
+        let reply = self.exchange(request, None);
+        self.stdout.get_mut().deadline = None;
+        reply
+    }
+
+    fn exchange(
         &mut self,
         mut request: Value,
         mut log: Option<&mut TrialLogger>,
@@ -335,6 +360,9 @@ impl Runner {
     fn read_frame(&mut self) -> Result<Value, TemplateError> {
         let mut length = [0u8; 4];
         if let Err(e) = self.stdout.read_exact(&mut length) {
+            if e.kind() == std::io::ErrorKind::TimedOut {
+                return Err(self.hung());
+            }
             return Err(self.broken(&format!("the runner stopped answering ({e})")));
         }
         let length = u32::from_be_bytes(length) as usize;
@@ -343,9 +371,24 @@ impl Runner {
         }
         let mut body = vec![0u8; length];
         if let Err(e) = self.stdout.read_exact(&mut body) {
+            if e.kind() == std::io::ErrorKind::TimedOut {
+                return Err(self.hung());
+            }
             return Err(self.broken(&format!("the runner stopped mid-frame ({e})")));
         }
         serde_json::from_slice(&body).map_err(|e| self.broken(&format!("a frame is not JSON: {e}")))
+    }
+
+    /// The runner did not answer before the deadline of [`Self::request_until`]: it is killed
+    /// (its stream is out of step with the requests now).
+    fn hung(&self) -> TemplateError {
+        kill_process_tree(&mut self.child.lock());
+        let waited = self
+            .stdout
+            .get_ref()
+            .deadline
+            .map_or(Duration::ZERO, |(since, _)| since.elapsed());
+        TemplateError::Hung { waited }
     }
 
     /// A protocol or process failure, with the child's exit status and the tail of its stderr.
@@ -388,6 +431,26 @@ fn exit_status_within(child: &mut Child, grace: Duration) -> Option<std::process
             Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
             _ => return None,
         }
+    }
+}
+
+/// The runner's stdout. While a request has a deadline, each read first waits for bytes until
+/// then (a runner that hangs, even mid-frame, cannot hold its caller past it).
+struct Replies {
+    pipe: ChildStdout,
+    /// `(when it was set, the deadline)`.
+    deadline: Option<(Instant, Instant)>,
+}
+
+impl Read for Replies {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        if let Some((_, deadline)) = self.deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if !wait_readable(self.pipe.as_fd(), left)? {
+                return Err(std::io::ErrorKind::TimedOut.into());
+            }
+        }
+        self.pipe.read(buffer)
     }
 }
 

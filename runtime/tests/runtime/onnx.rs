@@ -3,10 +3,16 @@
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use duma_runtime::Model;
 use duma_runtime::onnx::{OnnxModel, inspect, looks_like_onnx};
 use serde_json::{Value, json};
+
+/// A deadline no call here reaches (an ONNX model computes to the end whatever it says).
+fn far() -> Instant {
+    Instant::now() + Duration::from_secs(60)
+}
 
 fn repository() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -41,7 +47,7 @@ fn answered(
     model: &OnnxModel,
     queries: &[Value],
 ) -> Result<Vec<Value>, duma_runtime::TemplateError> {
-    let mut answers = model.predict_json(&[&request(queries)])?;
+    let mut answers = model.predict_json(&[&request(queries)], far())?;
     assert_eq!(answers.len(), 1);
     Ok(answers.remove(0))
 }
@@ -133,11 +139,15 @@ fn scikit_learn_exports_answer_as_scikit_learn_does() {
     // Several requests in one call: one batch, each request getting its own rows' answers; a
     // request whose rows differ in shape from another's, or that is not a list, fails the call.
     let (first, second) = (request(&rows[..2]), request(&rows[2..3]));
-    let answers = model.predict_json(&[&first, &second]).unwrap();
+    let answers = model.predict_json(&[&first, &second], far()).unwrap();
     let together = model.predict(&rows[..3]).unwrap();
     assert_eq!(answers, [together[..2].to_vec(), together[2..].to_vec()]);
-    assert!(model.predict_json(&[&first, br#"[[1, 2]]"#]).is_err());
-    let error = model.predict_json(&[b"{}"]).unwrap_err().to_string();
+    assert!(
+        model
+            .predict_json(&[&first, br#"[[1, 2]]"#], far())
+            .is_err()
+    );
+    let error = model.predict_json(&[b"{}"], far()).unwrap_err().to_string();
     assert!(error.contains("not a JSON array"), "{error}");
 }
 

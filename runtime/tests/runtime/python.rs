@@ -193,6 +193,49 @@ fn a_hanging_template_is_killed_by_its_switch() {
     );
 }
 
+/// A served model's call waits for its runner until the deadline it is given, however long the
+/// model takes within it; past it the runner is killed and the model is `Hung`.
+#[test]
+fn a_prediction_waits_until_its_deadline_and_not_past_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut model = template("predict_faults.py", "PredictFaults")
+        .build(
+            &[("k".to_owned(), KnobValue::Int(1))].into(),
+            &KillSwitch::new(),
+        )
+        .unwrap();
+    model
+        .train(
+            &dataset(&dir, "d.csv"),
+            &Default::default(),
+            &mut TrialLogger::new(),
+        )
+        .unwrap();
+    let soon = |millis| Instant::now() + Duration::from_millis(millis);
+    // 1.5 s of work, within a 5 s deadline.
+    let answers = model
+        .predict_json(&[br#"[3, "slow"]"#], soon(5000))
+        .unwrap();
+    assert_eq!(answers, vec![vec![json!(6), json!(0)]]);
+    let started = Instant::now();
+    let error = model
+        .predict_json(&[br#"["hang"]"#], soon(300))
+        .unwrap_err();
+    let waited = started.elapsed();
+    assert!(matches!(error, TemplateError::Hung { .. }), "{error}");
+    assert!(
+        error.to_string().contains("did not answer within"),
+        "{error}"
+    );
+    assert!(
+        waited >= Duration::from_millis(300) && waited < Duration::from_secs(3),
+        "{waited:?}"
+    );
+    // Its runner is gone: the model must be loaded again.
+    let error = model.predict_json(&[b"[1]"], soon(5000)).unwrap_err();
+    assert!(matches!(error, TemplateError::Runner { .. }), "{error}");
+}
+
 #[test]
 fn killing_a_trial_also_kills_the_processes_its_template_started() {
     let dir = tempfile::tempdir().unwrap();

@@ -405,6 +405,43 @@ async fn a_hung_or_dead_runner_is_killed_and_its_model_loaded_again() {
     served_again("after its runner died").await;
 }
 
+/// A served model's runner lives as long as the model is hosted, through idle time: bubblewrap's
+/// `--die-with-parent` ends it with the thread that started it, so that thread must not be one a
+/// pool lets go after 10 idle seconds (tokio's blocking threads do).
+#[tokio::test]
+async fn an_idle_served_model_keeps_its_runner() {
+    let (stack, predictor, model) = serving_predict_faults().await;
+    assert_eq!(
+        train(&stack, "idle", &model, json!({"MODEL_TRIAL_COUNT": 1})).await["status"],
+        "STOPPED"
+    );
+    let job = stack.post("/inference_jobs", json!({"app": "idle"})).await;
+    let url = duma_e2e::stack::predict_url(&job, &predictor);
+    let predict = || {
+        stack
+            .client
+            .http
+            .post(&url)
+            .json(&json!({ "query": 21 }))
+            .send()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while predict().await.unwrap().status() != 200 {
+        assert!(std::time::Instant::now() < deadline, "never served");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The idle time is the scenario: longer than a pooled thread's 10 s keep-alive.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let response = predict().await.unwrap();
+    assert_eq!(
+        response.status(),
+        200,
+        "the model lost its runner while idle"
+    );
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["prediction"], 42);
+}
+
 /// Two apps served by one inference worker: while one model takes 1.5 s over a query, the
 /// other answers as fast as ever — each hosted model has its own loop.
 #[tokio::test]
