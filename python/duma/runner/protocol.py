@@ -17,8 +17,43 @@ class FrameError(Exception):
     """The byte stream is not a valid sequence of frames; the channel cannot be trusted after it."""
 
 
+try:  # a faster JSON codec where the environment has one (Duma's base environment does)
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - the standard library does the same, slower
+    _orjson = None
+
+_ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"), ensure_ascii=False)
+
+
+def encode_json(value: Any) -> bytes:
+    """``value`` as compact UTF-8 JSON; NaN and infinity are refused (``ValueError``)."""
+    return _ENCODER.encode(value).encode("utf-8")
+
+
+def encode_checked_json(value: Any) -> bytes:
+    """:func:`encode_json` for a value already checked to hold only JSON values and no NaN or
+    infinity (predictions, after ``check_predictions``): with orjson when present, which writes
+    no NaN check of its own. What orjson does not take (an int past 64 bits, a lone surrogate)
+    goes to the standard encoder, which decides as it always did."""
+    if _orjson is not None:
+        try:
+            return _orjson.dumps(value)
+        except TypeError:
+            pass
+    return encode_json(value)
+
+
+def decode_json(body: bytes) -> Any:
+    """A frame body's JSON (``ValueError`` when it is not UTF-8 JSON). orjson reads the same
+    values as ``json`` (ints of up to 64 bits, which is all a worker sends), about ten times
+    faster on rows of floats."""
+    if _orjson is not None:
+        return _orjson.loads(body)
+    return json.loads(body.decode("utf-8"))
+
+
 def encode_frame(message: Dict[str, Any]) -> bytes:
-    body = json.dumps(message, allow_nan=False, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    body = encode_json(message)
     return HEADER.pack(len(body)) + body
 
 
@@ -63,6 +98,6 @@ def read_frame(inp: BinaryIO, max_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> Optio
     if len(body) < length:
         raise FrameError(f"end of stream inside a frame ({len(body)} of {length} bytes)")
     try:
-        return json.loads(body.decode("utf-8"))
+        return decode_json(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ValueError(f"frame body is not UTF-8 JSON: {e}") from None

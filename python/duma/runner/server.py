@@ -19,6 +19,8 @@ from .protocol import (
     DEFAULT_MAX_FRAME_BYTES,
     PROTOCOL_VERSION,
     FrameError,
+    encode_checked_json,
+    encode_json,
     read_frame,
     write_encoded,
     write_frame,
@@ -37,9 +39,9 @@ def _json_name(value) -> str:
     return {bool: "boolean", int: "number", float: "number"}.get(type(value), type(value).__name__)
 
 
-class Encoded(str):
-    """JSON text already encoded, put into a reply frame as it is (predictions are encoded once,
-    to know whether they fit a frame, and not again)."""
+class Encoded(bytes):
+    """JSON already encoded (UTF-8), put into a reply frame as it is (predictions are encoded
+    once, to know whether they fit a frame, and not again)."""
 
 
 class ProtocolError(Exception):
@@ -170,10 +172,10 @@ class Runner:
         try:
             predictions = result.get("predictions")
             if isinstance(predictions, Encoded):
-                head = json.dumps({"type": "reply", "id": request_id}, separators=(",", ":"))
-                body = f'{head[:-1]},"result":{{"predictions":{predictions}}}}}'
+                head = encode_json({"type": "reply", "id": request_id})
+                body = head[:-1] + b',"result":{"predictions":' + predictions + b"}}"
                 with self._write_lock:
-                    write_encoded(self.out, body.encode("utf-8"), self.max_frame_bytes)
+                    write_encoded(self.out, body, self.max_frame_bytes)
                 return
             self.send({"type": "reply", "id": request_id, "result": result})
         except (ValueError, TypeError, FrameError) as e:
@@ -297,7 +299,7 @@ class Runner:
                 raise ProtocolError(f"`{queries_path}` should hold a JSON array of queries")
         model = self._require_model()
         predictions = check_predictions(model.predict(queries), len(queries))
-        body = json.dumps(predictions, allow_nan=False, separators=(",", ":"), ensure_ascii=False)
+        body = encode_checked_json(predictions)
         if predictions_path is None:
             if len(body) <= self.max_inline_bytes:
                 # Sent as encoded here, not encoded again with the reply.
@@ -306,7 +308,7 @@ class Runner:
                 self.output_dir or ".", f"predictions-{os.getpid()}-{self._current_id}.json"
             )
         tmp = predictions_path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
+        with open(tmp, "wb") as f:
             f.write(body)
         os.replace(tmp, predictions_path)
         return {"predictions_path": os.path.abspath(predictions_path), "count": len(predictions)}

@@ -1,11 +1,12 @@
 """A Rafiki-style template that imports what Rafiki's worker image always had — pandas,
-scikit-learn, Pillow, requests, tqdm — without declaring any dependency. It builds DataFrames from
-the query dicts as they come, so a query whose keys were re-ordered on the way fails in
-scikit-learn's feature-name check."""
+scikit-learn, Pillow, requests, tqdm — and the runner's JSON codec (orjson), without declaring any
+dependency. It builds DataFrames from the query dicts as they come, so a query whose keys were
+re-ordered on the way fails in scikit-learn's feature-name check."""
 
 import pickle
 
 import numpy as np
+import orjson  # noqa: F401
 import pandas as pd
 import PIL
 import requests  # noqa: F401
