@@ -17,6 +17,7 @@
 mod builtin;
 mod contract;
 mod error;
+mod json_rows;
 pub mod linalg;
 mod logger;
 pub mod onnx;

@@ -29,6 +29,7 @@ use serde_json::{Map, Value};
 
 use crate::contract::{Model, parse_requests, split};
 use crate::error::TemplateError;
+use crate::json_rows::read_number_rows;
 use crate::logger::TrialLogger;
 
 /// Values one row of one input or output may hold, at most (a 4k×4k image is 16M).
@@ -673,6 +674,12 @@ impl OnnxModel {
         let mut rows = Rows::new(spec, requests.len());
         let mut counts = Vec::with_capacity(requests.len());
         for payload in requests {
+            // Rows of plain numbers, the usual request, are read without serde.
+            if let Some((count, per_row)) = read_number_rows(payload, &mut rows.numbers) {
+                rows.take(count, per_row, vec![per_row]).ok()?;
+                counts.push(count);
+                continue;
+            }
             let mut text = serde_json::Deserializer::from_slice(payload);
             counts.push(rows.push_all(&mut text).ok()?);
             text.end().ok()?;
