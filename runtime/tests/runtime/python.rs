@@ -9,7 +9,7 @@ use duma_common::config::SandboxSettings;
 use duma_domain::{KnobValue, Knobs, TrialLogKind};
 use duma_runtime::python::{KillSwitch, PythonEnv, PythonTemplate, VenvCache};
 use duma_runtime::sandbox::Sandbox;
-use duma_runtime::{TemplateError, TrialLogger};
+use duma_runtime::{Model, TemplateError, TrialLogger};
 use serde_json::json;
 
 fn repository() -> PathBuf {
@@ -193,12 +193,11 @@ fn a_hanging_template_is_killed_by_its_switch() {
     );
 }
 
-/// A served model's call waits for its runner until the deadline it is given, however long the
-/// model takes within it; past it the runner is killed and the model is `Hung`.
-#[test]
-fn a_prediction_waits_until_its_deadline_and_not_past_it() {
+/// A model of a test template whose one knob is `k`, trained on a small dataset without
+/// train args.
+fn trained_with_one_knob(file: &str, class: &str) -> Box<dyn Model> {
     let dir = tempfile::tempdir().unwrap();
-    let mut model = template("predict_faults.py", "PredictFaults")
+    let mut model = template(file, class)
         .build(
             &[("k".to_owned(), KnobValue::Int(1))].into(),
             &KillSwitch::new(),
@@ -211,6 +210,14 @@ fn a_prediction_waits_until_its_deadline_and_not_past_it() {
             &mut TrialLogger::new(),
         )
         .unwrap();
+    model
+}
+
+/// A served model's call waits for its runner until the deadline it is given, however long the
+/// model takes within it; past it the runner is killed and the model is `Hung`.
+#[test]
+fn a_prediction_waits_until_its_deadline_and_not_past_it() {
+    let model = trained_with_one_knob("predict_faults.py", "PredictFaults");
     let soon = |millis| Instant::now() + Duration::from_millis(millis);
     // 1.5 s of work, within a 5 s deadline.
     let answers = model
@@ -306,21 +313,7 @@ fn is_alive(pid: &str) -> bool {
 #[test]
 fn the_runner_sees_no_platform_secrets() {
     // Whatever the worker's environment holds, the child sees only the variables the runner sets.
-    let dir = tempfile::tempdir().unwrap();
-    let template = template("env_probe.py", "EnvProbe");
-    let mut model = template
-        .build(
-            &[("k".to_owned(), KnobValue::Int(1))].into(),
-            &KillSwitch::new(),
-        )
-        .unwrap();
-    model
-        .train(
-            &dataset(&dir, "d.csv"),
-            &Default::default(),
-            &mut TrialLogger::new(),
-        )
-        .unwrap();
+    let model = trained_with_one_knob("env_probe.py", "EnvProbe");
     let seen = model.predict(&[json!(null)]).unwrap();
     let names: Vec<&str> = seen[0]
         .as_array()
