@@ -73,11 +73,10 @@ pub fn send_signal(pid: u32, signal: libc::c_int) -> bool {
     unsafe { libc::kill(pid, signal) == 0 }
 }
 
-/// Waits until `fd` (a child's pipe) has bytes to read or its writer closed it, at most
-/// `timeout`: false when the time ran out first.
-pub fn wait_readable(fd: std::os::fd::BorrowedFd<'_>, timeout: Duration) -> std::io::Result<bool> {
+/// Waits until `fd` (a child's pipe) has bytes to read or its writer closed it, at most until
+/// `deadline`: false when the time ran out first.
+pub fn wait_readable(fd: std::os::fd::BorrowedFd<'_>, deadline: Instant) -> std::io::Result<bool> {
     use std::os::fd::AsRawFd;
-    let deadline = Instant::now() + timeout;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         // Rounded up, so a wait never ends a moment before its deadline.

@@ -257,15 +257,6 @@ impl Runner {
         (expected == Path::new(inside)).then_some(host)
     }
 
-    /// Sends a command and waits for its reply, passing log frames to `log`.
-    pub fn request(
-        &mut self,
-        request: Value,
-        log: Option<&mut TrialLogger>,
-    ) -> Result<Value, TemplateError> {
-        self.exchange(request, log)
-    }
-
     /// [`Self::request`], waiting for the reply until `deadline` only: past it the runner is
     /// killed (it hung, or is far too slow to be of use) and the model is [`TemplateError::Hung`].
     pub fn request_until(
@@ -274,12 +265,13 @@ impl Runner {
         deadline: Instant,
     ) -> Result<Value, TemplateError> {
         self.stdout.get_mut().deadline = Some((Instant::now(), deadline));
-        let reply = self.exchange(request, None);
+        let reply = self.request(request, None);
         self.stdout.get_mut().deadline = None;
         reply
     }
 
-    fn exchange(
+    /// Sends a command and waits for its reply, passing log frames to `log`.
+    pub fn request(
         &mut self,
         mut request: Value,
         mut log: Option<&mut TrialLogger>,
@@ -444,11 +436,10 @@ struct Replies {
 
 impl Read for Replies {
     fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
-        if let Some((_, deadline)) = self.deadline {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if !wait_readable(self.pipe.as_fd(), left)? {
-                return Err(std::io::ErrorKind::TimedOut.into());
-            }
+        if let Some((_, deadline)) = self.deadline
+            && !wait_readable(self.pipe.as_fd(), deadline)?
+        {
+            return Err(std::io::ErrorKind::TimedOut.into());
         }
         self.pipe.read(buffer)
     }
